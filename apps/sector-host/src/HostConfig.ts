@@ -1,0 +1,82 @@
+/**
+ * The host's configuration as one documented service, shaped like effect's `ShardingConfig`: every field has a
+ * default in `defaults`, `layer(partial)` is for tests, `layerFromEnv` reads constant-case environment variables
+ * (`PORT`, `HOST`, `DATABASE_URL`, …). Nothing else in the app reads the environment.
+ */
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as SchemaTransformation from "effect/SchemaTransformation"
+
+/** How log lines are written. `auto` is JSON lines when stderr is not a terminal, human-readable when it is. */
+export type LogFormat = "json" | "pretty" | "auto"
+
+export class HostConfig extends Context.Service<HostConfig, {
+  /** TCP port of the HTTP API. Defaults to `8080`. */
+  readonly port: number
+  /** Address the HTTP API binds to. Defaults to `127.0.0.1`. */
+  readonly host: string
+  /** External PostgreSQL. Defaults to none: an embedded server is started in `dataDir`. */
+  readonly databaseUrl: Option.Option<Redacted.Redacted<string>>
+  /** Data directory of the embedded PostgreSQL, relative to the working directory. Defaults to `.sectors/pg`. */
+  readonly dataDir: string
+  /** Minimum level of log lines. Defaults to `Info`. */
+  readonly logLevel: LogLevel.LogLevel
+  /** Log line format. Defaults to `auto`. */
+  readonly logFormat: LogFormat
+  /** Upper bound for draining and flushing everything on shutdown. Defaults to 10 seconds. */
+  readonly shutdownTimeout: Duration.Duration
+}>()("sector-host/HostConfig") {}
+
+/** The values every field defaults to. */
+export const defaults: HostConfig["Service"] = {
+  port: 8080,
+  host: "127.0.0.1",
+  databaseUrl: Option.none(),
+  dataDir: ".sectors/pg",
+  logLevel: "Info",
+  logFormat: "auto",
+  shutdownTimeout: Duration.seconds(10)
+}
+
+/** A duration as written in configuration: `250 millis`, `10 seconds`, or plain milliseconds (`250`). */
+export const DurationFromConfig = Schema.String.pipe(
+  Schema.decodeTo(
+    Schema.DurationFromString,
+    SchemaTransformation.transform({
+      decode: (text: string) => (/^\s*\d+(\.\d+)?\s*$/.test(text) ? `${text.trim()} millis` : text),
+      encode: (text: string) => text
+    })
+  )
+)
+
+/** Reads every field, falling back to `defaults`. Keys are camelCase; providers map them (`PORT`, `--port`). */
+export const config: Config.Config<HostConfig["Service"]> = Config.all({
+  port: Config.Port("port").pipe(Config.withDefault(defaults.port)),
+  host: Config.String("host").pipe(Config.withDefault(defaults.host)),
+  databaseUrl: Config.option(Config.Redacted("databaseUrl")),
+  dataDir: Config.NonEmptyString("dataDir").pipe(Config.withDefault(defaults.dataDir)),
+  logLevel: Config.LogLevel("logLevel").pipe(Config.withDefault(defaults.logLevel)),
+  logFormat: Config.Literals(["json", "pretty", "auto"], "logFormat").pipe(Config.withDefault(defaults.logFormat)),
+  shutdownTimeout: Config.schema(DurationFromConfig, "shutdownTimeout").pipe(Config.withDefault(defaults.shutdownTimeout))
+})
+
+/** A fixed configuration: `defaults` overlaid with `options`. */
+export const layer = (options?: Partial<HostConfig["Service"]>): Layer.Layer<HostConfig> =>
+  Layer.succeed(HostConfig)({ ...defaults, ...options })
+
+/** Loads the configuration from constant-case environment variables (`PORT`, `DATABASE_URL`, …). */
+export const configFromEnv: Effect.Effect<HostConfig["Service"], Config.ConfigError> = config.pipe(
+  Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv().pipe(ConfigProvider.constantCase))
+)
+
+/** The configuration from the environment, with `options` overriding what it says. */
+export const layerFromEnv = (options?: Partial<HostConfig["Service"]>): Layer.Layer<HostConfig, Config.ConfigError> =>
+  Layer.effect(HostConfig)(Effect.map(configFromEnv, (config) => ({ ...config, ...options })))

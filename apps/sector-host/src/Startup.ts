@@ -1,0 +1,47 @@
+/**
+ * Why the host could not start, as one line a person can act on: which setting is wrong and what it should look
+ * like, which database could not be reached and why, which address is taken. Used for the single log line the
+ * host writes before exiting non-zero.
+ */
+import { PgEmbedded } from "@sectors/pg-embedded"
+import { Config, Predicate, SchemaIssue } from "effect"
+import { ServeError } from "effect/http/HttpServerError"
+import { SqlError } from "effect/sql/SqlError"
+
+const constantCase = (key: PropertyKey) =>
+  String(key).replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/-/g, "_").toUpperCase()
+
+const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
+
+/** `PORT: Expected …` for each offending setting. */
+const describeConfig = (error: Config.ConfigError): string => {
+  const cause = error.cause
+  if (cause._tag !== "SchemaError") return `cannot read configuration: ${cause.message}`
+  const issues = formatter(cause.issue).issues.map((issue) => {
+    const name = issue.path?.map((segment) =>
+      constantCase(Predicate.isObject(segment) && "key" in segment ? segment.key as PropertyKey : segment as PropertyKey)
+    ).join(".")
+    return name ? `${name}: ${issue.message}` : issue.message
+  })
+  return `invalid configuration: ${issues.join("; ")}`
+}
+
+/** The innermost message of a chain of causes (the driver's `connect ECONNREFUSED …`). */
+const rootMessage = (error: unknown): string => {
+  let current: unknown = error
+  for (let depth = 0; depth < 8 && Predicate.hasProperty(current, "cause") && current.cause !== undefined; depth++) {
+    current = current.cause
+  }
+  return Predicate.hasProperty(current, "message") && Predicate.isString(current.message)
+    ? current.message
+    : String(current)
+}
+
+/** One line describing a start-up failure. */
+export const describe = (error: unknown): string => {
+  if (error instanceof Config.ConfigError) return describeConfig(error)
+  if (error instanceof PgEmbedded.PgEmbeddedError) return `cannot start the embedded PostgreSQL: ${error.message}`
+  if (error instanceof SqlError) return `cannot use the database: ${rootMessage(error)}`
+  if (error instanceof ServeError) return `cannot serve HTTP: ${rootMessage(error)}`
+  return rootMessage(error)
+}

@@ -1,0 +1,3 @@
+import { withPostgres } from "../../vitest.shared.ts"
+
+export default withPostgres

@@ -1,0 +1,5 @@
+/**
+ * @sectors/sink-pg — the `SectorSink` of @sectors/core on PostgreSQL through @effect/sql-pg.
+ * This file is the table of contents; each module documents itself.
+ */
+export * as SqlState from "./SqlState.ts"

@@ -1,0 +1,87 @@
+import { assert, describe, it } from "@effect/vitest"
+import { TestDatabase } from "@sectors/pg-embedded/testing"
+import { Effect, Redacted } from "effect"
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { freePort, runToExit, startHost } from "../support/HostProcess.ts"
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+describe("sector-host process", () => {
+  it.live("serves /healthz and /readyz on an external DATABASE_URL and exits 0 on SIGTERM", () =>
+    Effect.gen(function*() {
+      const url = yield* TestDatabase.fresh(TestDatabase.serverUrl())
+      const port = yield* Effect.promise(freePort)
+      const host = yield* Effect.promise(() => startHost({ DATABASE_URL: Redacted.value(url), PORT: String(port) }))
+      assert.strictEqual(host.baseUrl, `http://127.0.0.1:${port}`)
+      assert.notInclude(host.output(), new URL(Redacted.value(url)).password, "no password in the logs")
+      const health = yield* Effect.promise(() => fetch(`${host.baseUrl}/healthz`))
+      assert.strictEqual(health.status, 200)
+      const ready = yield* Effect.promise(() => fetch(`${host.baseUrl}/readyz`))
+      assert.strictEqual(ready.status, 200)
+
+      host.signal("SIGTERM")
+      const exit = yield* Effect.promise(() => host.exited)
+      assert.deepStrictEqual(exit, { code: 0, signal: null }, host.output())
+    }), { timeout: 90_000 })
+
+  it.live("starts an embedded PostgreSQL in DATA_DIR when DATABASE_URL is unset, and stops it on SIGINT", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.promise(async () => {
+          const dir = await fs.mkdtemp(path.join(os.tmpdir(), "sector-host-e2e-"))
+          await fs.chmod(dir, 0o755)
+          return dir
+        }),
+        (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
+      )
+      const dataDir = path.join(dir, "pg")
+      const port = yield* Effect.promise(freePort)
+      const host = yield* Effect.promise(() => startHost({ DATA_DIR: dataDir, PORT: String(port) }))
+      assert.include(host.output(), `embedded PostgreSQL`)
+      assert.include(host.output(), dataDir)
+      const postmaster = yield* Effect.promise(() => fs.readFile(path.join(dataDir, "postmaster.pid"), "utf8"))
+      const pgPid = Number(postmaster.split("\n")[0])
+      assert.isTrue(isAlive(pgPid))
+      const ready = yield* Effect.promise(() => fetch(`${host.baseUrl}/readyz`))
+      assert.strictEqual(ready.status, 200)
+
+      host.signal("SIGINT")
+      host.signal("SIGINT") // the terminal and npm both deliver Ctrl-C: counted once
+      const exit = yield* Effect.promise(() => host.exited)
+      assert.deepStrictEqual(exit, { code: 0, signal: null }, host.output())
+      assert.isFalse(isAlive(pgPid), "no stray postgres process")
+    }), { timeout: 90_000 })
+
+  it.live("exits non-zero with one readable line for a bad setting", () =>
+    Effect.gen(function*() {
+      const { code, output } = yield* Effect.promise(() => runToExit({ PORT: "http", LOG_FORMAT: "json" }))
+      assert.strictEqual(code, 1)
+      const lines = output.trim().split("\n")
+      assert.strictEqual(lines.length, 1, output)
+      assert.include(lines[0], "invalid configuration: PORT")
+    }), { timeout: 60_000 })
+
+  it.live("exits non-zero with one readable line when the database cannot be reached", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort)
+      const { code, output } = yield* Effect.promise(() =>
+        runToExit({ DATABASE_URL: `postgres://u:p@127.0.0.1:${port}/db`, PORT: String(port), LOG_FORMAT: "json" })
+      )
+      assert.strictEqual(code, 1)
+      const lines = output.trim().split("\n")
+      assert.strictEqual(lines.length, 1, output)
+      const entry = JSON.parse(lines[0]!) as { message: string; level: string }
+      assert.strictEqual(entry.level, "ERROR")
+      assert.include(entry.message, "cannot use the database")
+      assert.include(entry.message, "ECONNREFUSED")
+    }), { timeout: 60_000 })
+})

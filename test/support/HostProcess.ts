@@ -1,0 +1,91 @@
+/**
+ * Runs the real sector-host as a child process (the way `npm start` does: `node apps/sector-host/src/main.ts`) for
+ * end-to-end tests: start it with an environment, wait for its "listening" log line, talk to it over HTTP on
+ * 127.0.0.1, signal it and collect its exit code and output.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as net from "node:net"
+import { fileURLToPath } from "node:url"
+
+/** The repository root, where `npm start` runs. */
+export const root = fileURLToPath(new URL("../../", import.meta.url))
+
+/** The host's entry point. */
+export const entry = fileURLToPath(new URL("../../apps/sector-host/src/main.ts", import.meta.url))
+
+export interface Host {
+  readonly child: ChildProcess
+  readonly baseUrl: string
+  /** Everything the host wrote to stdout and stderr so far. */
+  readonly output: () => string
+  /** Resolves with the exit code (or the signal) once the process has exited. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  readonly signal: (signal: NodeJS.Signals) => void
+}
+
+/** A free TCP port on 127.0.0.1. */
+export const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as net.AddressInfo).port
+      server.close(() => resolve(port))
+    })
+  })
+
+/**
+ * Starts the host with exactly `env` (plus PATH/HOME), waits until it logs that it listens, and returns it.
+ * Rejects with its output if it exits first or does not come up within `timeoutMs`.
+ */
+export const startHost = async (env: Record<string, string>, timeoutMs = 60_000): Promise<Host> => {
+  const child = spawn(process.execPath, [entry], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
+  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal }))
+  )
+  const baseUrl = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`host did not start within ${timeoutMs} ms:\n${output}`)), timeoutMs)
+    const check = () => {
+      const match = /listening on (http:\/\/[0-9.]+:\d+)/.exec(output)
+      if (match) {
+        clearTimeout(timer)
+        resolve(match[1]!)
+      }
+    }
+    child.stdout!.on("data", check)
+    child.stderr!.on("data", check)
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer)
+      reject(new Error(`host exited (code ${code}, signal ${signal}) before listening:\n${output}`))
+    })
+  })
+  return { child, baseUrl, output: () => output, exited, signal: (signal) => child.kill(signal) }
+}
+
+/** Runs the host with `env` until it exits by itself (a start-up failure); resolves with its exit and output. */
+export const runToExit = (env: Record<string, string>, timeoutMs = 60_000) =>
+  new Promise<{ code: number | null; output: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [entry], {
+      cwd: root,
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let output = ""
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL")
+      reject(new Error(`host still running after ${timeoutMs} ms:\n${output}`))
+    }, timeoutMs)
+    child.once("exit", (code) => {
+      clearTimeout(timer)
+      resolve({ code, output })
+    })
+  })

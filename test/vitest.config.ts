@@ -1,0 +1,8 @@
+import { defineConfig, mergeConfig } from "vitest/config"
+import { withPostgres } from "../vitest.shared.ts"
+
+export default mergeConfig(withPostgres, defineConfig({
+  test: {
+    include: ["e2e/**/*.test.ts", "model/**/*.test.ts", "faults/**/*.test.ts"]
+  }
+}))
