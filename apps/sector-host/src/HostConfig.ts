@@ -12,8 +12,7 @@ import * as Layer from "effect/Layer"
 import type * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
-import * as Schema from "effect/Schema"
-import * as SchemaTransformation from "effect/SchemaTransformation"
+import { SectorsConfig } from "@sectors/core"
 
 /** How log lines are written. `auto` is JSON lines when stderr is not a terminal, human-readable when it is. */
 export type LogFormat = "json" | "pretty" | "auto"
@@ -46,17 +45,6 @@ export const defaults: HostConfig["Service"] = {
   shutdownTimeout: Duration.seconds(10)
 }
 
-/** A duration as written in configuration: `250 millis`, `10 seconds`, or plain milliseconds (`250`). */
-export const DurationFromConfig = Schema.String.pipe(
-  Schema.decodeTo(
-    Schema.DurationFromString,
-    SchemaTransformation.transform({
-      decode: (text: string) => (/^\s*\d+(\.\d+)?\s*$/.test(text) ? `${text.trim()} millis` : text),
-      encode: (text: string) => text
-    })
-  )
-)
-
 /** Reads every field, falling back to `defaults`. Keys are camelCase; providers map them (`PORT`, `--port`). */
 export const config: Config.Config<HostConfig["Service"]> = Config.all({
   port: Config.Port("port").pipe(Config.withDefault(defaults.port)),
@@ -65,7 +53,7 @@ export const config: Config.Config<HostConfig["Service"]> = Config.all({
   dataDir: Config.NonEmptyString("dataDir").pipe(Config.withDefault(defaults.dataDir)),
   logLevel: Config.LogLevel("logLevel").pipe(Config.withDefault(defaults.logLevel)),
   logFormat: Config.Literals(["json", "pretty", "auto"], "logFormat").pipe(Config.withDefault(defaults.logFormat)),
-  shutdownTimeout: Config.schema(DurationFromConfig, "shutdownTimeout").pipe(Config.withDefault(defaults.shutdownTimeout))
+  shutdownTimeout: SectorsConfig.duration("shutdownTimeout", defaults.shutdownTimeout)
 })
 
 /** A fixed configuration: `defaults` overlaid with `options`. */

@@ -1,0 +1,192 @@
+/**
+ * Collapsing: accepted ops fold into a `Pending` buffer keyed by (entity, component), with one tombstone per
+ * deleted entity, and leave it as a `Batch` of entries for one transaction.
+ *
+ * Rules (the reference model is `SectorState.fold`): last write wins per (entity, component); a `delete`
+ * supersedes every earlier op on its entity (it drops them and leaves a tombstone); a later `set` after a `remove`
+ * or `delete` wins; authority is kept per (entity, component) beside the data. Every entry carries the seq of the
+ * op that produced it, and sinks guard every write by it (a row is only changed by a higher seq), so the entries of
+ * a batch can be applied in any order, split, or applied again without changing the result. Collapsing is also
+ * required for correctness: one upsert statement may not touch a key twice (SQLSTATE 21000).
+ *
+ * A `Pending` covers a contiguous seq range; `merge` joins an older buffer with a newer one exactly as if their
+ * ops had been folded in order (used to put a failed batch back under the ops that arrived meanwhile).
+ */
+import type { Trigger } from "./BatchPolicy.ts"
+import type * as Op from "./Op.ts"
+
+/** One write of a batch. */
+export type Entry =
+  | { readonly _tag: "Upsert"; readonly entity: number; readonly component: string; readonly data: Op.Data; readonly seq: number }
+  | { readonly _tag: "Remove"; readonly entity: number; readonly component: string; readonly seq: number }
+  | { readonly _tag: "Delete"; readonly entity: number; readonly seq: number }
+  | {
+    readonly _tag: "Authority"
+    readonly entity: number
+    readonly component: string
+    readonly worker: string | null
+    readonly seq: number
+  }
+
+/** What one transaction persists for one sector. */
+export interface Batch {
+  readonly sectorId: number
+  /** The owner's claim: the sink rejects the batch (`Fenced`) if the sector was claimed again since. */
+  readonly epoch: number
+  /** The first seq this batch covers. */
+  readonly fromSeq: number
+  /** The last seq it covers: once committed, every op up to it is durable. */
+  readonly toSeq: number
+  /** Accepted ops folded into it (its size for the batch policy). */
+  readonly ops: number
+  /** The collapsed writes, at most one per (entity, component) and kind, one tombstone per entity. */
+  readonly entries: ReadonlyArray<Entry>
+  readonly trigger: Trigger
+}
+
+type ComponentCell =
+  | { readonly removed: false; readonly data: Op.Data; readonly seq: number }
+  | { readonly removed: true; readonly seq: number }
+
+interface AuthorityCell {
+  readonly worker: string | null
+  readonly seq: number
+}
+
+interface PendingEntity {
+  tombstone: number | undefined
+  readonly components: Map<string, ComponentCell>
+  readonly authority: Map<string, AuthorityCell>
+}
+
+const keysOf = (found: PendingEntity) =>
+  found.components.size + found.authority.size + (found.tombstone === undefined ? 0 : 1)
+
+/** A mutable buffer of collapsed ops for one contiguous seq range. */
+export class Pending {
+  /** Ops folded in. */
+  ops = 0
+  /** Distinct keys held: components, authority entries and tombstones. */
+  keys = 0
+  /** First and last seq covered (0 when empty). */
+  fromSeq = 0
+  toSeq = 0
+  /** Clock time (ms) when the first op arrived. */
+  firstAt = 0
+  readonly entities = new Map<number, PendingEntity>()
+
+  private entity(id: number): PendingEntity {
+    let found = this.entities.get(id)
+    if (found === undefined) {
+      found = { tombstone: undefined, components: new Map(), authority: new Map() }
+      this.entities.set(id, found)
+    }
+    return found
+  }
+
+  /** Folds one op in. Seqs must increase by one from op to op. */
+  add(op: Op.Op, seq: number, now: number): void {
+    if (this.ops === 0) {
+      this.fromSeq = seq
+      this.firstAt = now
+    }
+    this.ops++
+    this.toSeq = seq
+    const found = this.entity(op.entity)
+    const before = keysOf(found)
+    switch (op.type) {
+      case "set":
+        found.components.set(op.component, { removed: false, data: op.data, seq })
+        break
+      case "remove":
+        // after a tombstone here, a component this buffer has no cell for has no row: nothing to remove.
+        // (A cell it has may already be durable: a failed batch merged back may in fact have committed.)
+        if (found.tombstone !== undefined && !found.components.has(op.component)) break
+        found.components.set(op.component, { removed: true, seq })
+        break
+      case "delete":
+        found.components.clear()
+        found.authority.clear()
+        found.tombstone = seq
+        break
+      case "authority":
+        if (op.worker === null && found.tombstone !== undefined && !found.authority.has(op.component)) break
+        found.authority.set(op.component, { worker: op.worker, seq })
+        break
+    }
+    this.keys += keysOf(found) - before
+  }
+
+  /**
+   * Folds a newer buffer (whose range follows this one's) into this one, as if its ops had been added here in
+   * order. Returns this buffer.
+   */
+  merge(newer: Pending): Pending {
+    if (newer.ops === 0) return this
+    if (this.ops === 0) {
+      this.fromSeq = newer.fromSeq
+      this.firstAt = newer.firstAt
+    }
+    for (const [id, next] of newer.entities) {
+      const found = this.entity(id)
+      const before = keysOf(found)
+      if (next.tombstone !== undefined) {
+        // the newer delete supersedes everything older on the entity
+        found.components.clear()
+        found.authority.clear()
+        found.tombstone = next.tombstone
+      }
+      // as in `add`: after a tombstone here, removing what this buffer holds no cell for is a no-op
+      for (const [name, cell] of next.components) {
+        if (cell.removed && found.tombstone !== undefined && !found.components.has(name)) continue
+        found.components.set(name, cell)
+      }
+      for (const [name, cell] of next.authority) {
+        if (cell.worker === null && found.tombstone !== undefined && !found.authority.has(name)) continue
+        found.authority.set(name, cell)
+      }
+      this.keys += keysOf(found) - before
+    }
+    this.ops += newer.ops
+    this.toSeq = newer.toSeq
+    return this
+  }
+
+  /** The collapsed writes. */
+  entries(): Array<Entry> {
+    const entries: Array<Entry> = []
+    for (const [entity, found] of this.entities) {
+      if (found.tombstone !== undefined) entries.push({ _tag: "Delete", entity, seq: found.tombstone })
+      for (const [component, cell] of found.components) {
+        entries.push(
+          cell.removed
+            ? { _tag: "Remove", entity, component, seq: cell.seq }
+            : { _tag: "Upsert", entity, component, data: cell.data, seq: cell.seq }
+        )
+      }
+      for (const [component, cell] of found.authority) {
+        entries.push({ _tag: "Authority", entity, component, worker: cell.worker, seq: cell.seq })
+      }
+    }
+    return entries
+  }
+
+  /** The batch for one transaction. */
+  toBatch(sectorId: number, epoch: number, trigger: Trigger): Batch {
+    return { sectorId, epoch, fromSeq: this.fromSeq, toSeq: this.toSeq, ops: this.ops, entries: this.entries(), trigger }
+  }
+}
+
+/** Collapses ops with consecutive seqs from `firstSeq` into entries (for tests and tools). */
+export const collapse = (ops: Iterable<Op.Op>, firstSeq = 1): Array<Entry> => {
+  const pending = new Pending()
+  let seq = firstSeq
+  for (const op of ops) pending.add(op, seq++, 0)
+  return pending.entries()
+}
+
+/** Rows the batch writes or deletes, divided by the ops folded in: 1 means nothing collapsed. */
+export const collapseRatio = (batch: Batch): number => batch.ops === 0 ? 1 : batch.entries.length / batch.ops
+
+/** The same batch with other entries (bisection, dead-lettering); the seq range and epoch stay. */
+export const withEntries = (batch: Batch, entries: ReadonlyArray<Entry>): Batch => ({ ...batch, entries })

@@ -1,0 +1,141 @@
+/**
+ * The runtime's metrics (effect `Metric`), exported by the host to Prometheus and OTLP. They follow the field
+ * report's list: batch size and accumulation time, flush triggers by reason, ops received / persisted / collapsed,
+ * batches, persist latency, retries, circuit state, mailbox depth and pending keys, shutdown figures, dead letters.
+ *
+ * No metric carries a sector id: with 10 000 sectors that would explode cardinality. Per-sector figures are in
+ * `Sector.stats`. Gauges such as mailbox depth are sums over all active sectors.
+ */
+import * as Metric from "effect/Metric"
+
+const sizes = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
+const seconds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+/** Ops accepted into a sector (seq assigned). */
+export const opsReceived = Metric.counter("sectors_ops_received_total", {
+  description: "Ops accepted by sectors",
+  incremental: true
+})
+
+/** Ops made durable (their batch committed). */
+export const opsPersisted = Metric.counter("sectors_ops_persisted_total", {
+  description: "Ops whose batch committed",
+  incremental: true
+})
+
+/** Ops that needed no write of their own because a later op on the same key superseded them in the batch. */
+export const opsCollapsed = Metric.counter("sectors_ops_collapsed_total", {
+  description: "Ops folded away by collapsing (ops minus rows written, per committed batch)",
+  incremental: true
+})
+
+/** Batches committed. */
+export const batches = Metric.counter("sectors_batches_total", {
+  description: "Batches committed",
+  incremental: true
+})
+
+/** Ops per committed batch. */
+export const batchOps = Metric.histogram("sectors_batch_ops", {
+  description: "Ops folded into each committed batch",
+  boundaries: sizes
+})
+
+/** Rows (entries) per committed batch. */
+export const batchRows = Metric.histogram("sectors_batch_rows", {
+  description: "Rows written or deleted by each committed batch",
+  boundaries: sizes
+})
+
+/** Time from the first op of a batch to the start of its persist. */
+export const accumulationSeconds = Metric.histogram("sectors_batch_accumulation_seconds", {
+  description: "Time from a batch's first op to the start of its persist",
+  boundaries: seconds
+})
+
+/** Time to persist a batch, retries included. */
+export const persistSeconds = Metric.histogram("sectors_persist_duration_seconds", {
+  description: "Time to persist a batch, retries included",
+  boundaries: seconds
+})
+
+/** Why batches were taken; label `reason`. */
+export const flushTriggers = Metric.counter("sectors_flush_triggers_total", {
+  description: "Batches taken, by trigger (min_batch, max_wait, max_batch, shutdown, manual)",
+  incremental: true
+})
+
+/** Retries of failed persists. */
+export const retries = Metric.counter("sectors_persist_retries_total", {
+  description: "Retries of failed persists",
+  incremental: true
+})
+
+/** Persist attempts that failed after their retries; label `reason` (Transient, Rejected, Fenced, Fatal, Unavailable). */
+export const persistFailures = Metric.counter("sectors_persist_failures_total", {
+  description: "Persists that failed after retries, by reason",
+  incremental: true
+})
+
+/** Circuit state: 0 closed, 1 half-open, 2 open. */
+export const circuitState = Metric.gauge("sectors_circuit_state", {
+  description: "Circuit breaker around the sink: 0 closed, 1 half-open, 2 open"
+})
+
+/** Submissions waiting in mailboxes, summed over sectors. */
+export const mailboxDepth = Metric.gauge("sectors_mailbox_depth", {
+  description: "Submissions waiting in sector mailboxes (sum over sectors)"
+})
+
+/** Distinct keys pending, summed over sectors. */
+export const pendingKeys = Metric.gauge("sectors_pending_keys", {
+  description: "Distinct (entity, component) keys pending (sum over sectors)"
+})
+
+/** Pending keys of a sector over its `maxPendingKeys`, observed at every flush. */
+export const pendingKeysUtilisation = Metric.histogram("sectors_pending_keys_utilisation", {
+  description: "A sector's pending keys divided by maxPendingKeys, observed when it takes a batch",
+  boundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1]
+})
+
+/** Submissions refused; label `reason` (MailboxFull, SinkUnavailable, ShuttingDown). */
+export const refused = Metric.counter("sectors_submissions_refused_total", {
+  description: "Submissions refused, by reason",
+  incremental: true
+})
+
+/** Sectors active. */
+export const activeSectors = Metric.gauge("sectors_active", { description: "Active sectors" })
+
+/** Sectors restarted after a defect. */
+export const restarts = Metric.counter("sectors_restarts_total", {
+  description: "Sectors restarted after dying of a defect",
+  incremental: true
+})
+
+/** Entries dead-lettered because the sink rejected their data. */
+export const deadLetters = Metric.counter("sectors_dead_letters_total", {
+  description: "Entries the sink rejected for their data, recorded as dead letters",
+  incremental: true
+})
+
+/** Times a flusher's timer fired. Stays flat while sectors are idle. */
+export const timerWakeups = Metric.counter("sectors_flusher_timer_wakeups_total", {
+  description: "Times a flusher woke up because its maxWait timer fired",
+  incremental: true
+})
+
+/** Ops flushed during the last shutdown. */
+export const shutdownFlushed = Metric.gauge("sectors_shutdown_flushed_ops", {
+  description: "Ops flushed during the last shutdown"
+})
+
+/** Ops that could not be flushed during the last shutdown. */
+export const shutdownUnflushed = Metric.gauge("sectors_shutdown_unflushed_ops", {
+  description: "Accepted ops not durable when the last shutdown ended"
+})
+
+/** Duration of the last shutdown. */
+export const shutdownSeconds = Metric.gauge("sectors_shutdown_duration_seconds", {
+  description: "Duration of the last shutdown"
+})

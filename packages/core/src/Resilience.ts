@@ -1,0 +1,131 @@
+/**
+ * How sectors survive a failing database. Every persist is retried while the sink says `Transient`, with
+ * exponential, jittered delays capped at `retryMaxDelay` and bounded by `retryDeadline` in total (a `Schedule`);
+ * the retried call runs inside effect's `CircuitBreaker` (one circuit for the sink): `circuitFailures`
+ * consecutive failed persists open it for `circuitOpenBase`, doubling on each consecutive opening up to
+ * `circuitOpenMax`, and a single probe is let through half-open. A `Rejected` or `Fenced` answer means the
+ * database is up, so it counts as a success for the circuit.
+ *
+ * While the circuit is open, `admit` refuses new submissions at once with `SinkUnavailable` (and a retry-after);
+ * what sectors already hold stays buffered. One `Resilience` is shared by all sectors of a host.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import { CircuitBreaker } from "effect/persistence"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import { type SinkError, SinkUnavailable } from "./Errors.ts"
+import * as Metrics from "./Metrics.ts"
+import { SectorsConfig } from "./SectorsConfig.ts"
+
+/** The circuit as callers see it. */
+export type CircuitStatus =
+  | { readonly _tag: "Closed" }
+  | { readonly _tag: "HalfOpen" }
+  | { readonly _tag: "Open"; readonly until: number; readonly consecutiveOpenings: number }
+
+export class Resilience extends Context.Service<Resilience, {
+  /** Runs a persist with retries inside the circuit breaker. An open circuit fails with `SinkUnavailable`. */
+  readonly guard: <A>(persist: Effect.Effect<A, SinkError>) => Effect.Effect<A, SinkError | SinkUnavailable>
+  /** Runs a sink call with retries but outside the circuit (loads, trial runs, dead letters). */
+  readonly retrying: <A>(call: Effect.Effect<A, SinkError>) => Effect.Effect<A, SinkError>
+  /** `SinkUnavailable` while the circuit is open, undefined otherwise. Synchronous: called per submission. */
+  readonly admit: () => SinkUnavailable | undefined
+  /** The circuit now. */
+  readonly status: () => CircuitStatus
+}>()("@sectors/core/Resilience") {}
+
+const circuitKey = "sink"
+
+const toUnavailable = (error: CircuitBreaker.CircuitBreakerError, retryBase: Duration.Duration) => {
+  const reason = error.reason
+  switch (reason._tag) {
+    case "CircuitOpen":
+      return new SinkUnavailable({ retryAfterMillis: Duration.toMillis(reason.retryAfter), reason: "circuit open" })
+    case "CircuitHalfOpen":
+      return new SinkUnavailable({ retryAfterMillis: Duration.toMillis(retryBase), reason: "circuit half-open" })
+    default:
+      return new SinkUnavailable({ retryAfterMillis: Duration.toMillis(retryBase), reason: reason.message })
+  }
+}
+
+/** Builds the shared retry policy and circuit breaker from `SectorsConfig`. */
+export const make = Effect.gen(function*() {
+  const config = yield* SectorsConfig
+  const context = yield* Effect.context<never>()
+  const breaker = yield* CircuitBreaker.make({
+    tripPolicy: CircuitBreaker.consecutive(config.circuitFailures),
+    openDuration: Schedule.min([Schedule.exponential(config.circuitOpenBase), Schedule.spaced(config.circuitOpenMax)]),
+    maxOpenDuration: config.circuitOpenMax
+  }).pipe(Effect.provide(CircuitBreaker.layerStoreMemory()))
+
+  let status: CircuitStatus = { _tag: "Closed" }
+  const clock = yield* Clock.Clock
+  yield* breaker.transitions.pipe(
+    Stream.runForEach((transition) =>
+      Effect.sync(() => {
+        switch (transition.to) {
+          case "Open":
+            status = {
+              _tag: "Open",
+              until: clock.currentTimeMillisUnsafe() + Duration.toMillis(transition.retryAfter),
+              consecutiveOpenings: transition.consecutiveOpenings
+            }
+            Metrics.circuitState.updateUnsafe(2, context)
+            break
+          case "HalfOpen":
+            status = { _tag: "HalfOpen" }
+            Metrics.circuitState.updateUnsafe(1, context)
+            break
+          case "Closed":
+            status = { _tag: "Closed" }
+            Metrics.circuitState.updateUnsafe(0, context)
+            break
+        }
+      })
+    ),
+    Effect.forkScoped({ startImmediately: true })
+  )
+  Metrics.circuitState.updateUnsafe(0, context)
+
+  const retryCounter = Metric.withAttributes(Metrics.retries, {})
+  const schedule = Schedule.exponential(config.retryBase).pipe(
+    Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, config.retryMaxDelay))),
+    Schedule.jittered,
+    Schedule.upTo({ duration: config.retryDeadline }),
+    Schedule.tap(() => Metric.update(retryCounter, 1))
+  )
+
+  const retrying = <A>(call: Effect.Effect<A, SinkError>): Effect.Effect<A, SinkError> =>
+    Effect.retry(call, { schedule, while: (error) => error.isRetryable })
+
+  const classify = <A>(exit: Exit.Exit<A, SinkError>): CircuitBreaker.Outcome => {
+    if (Exit.isSuccess(exit)) return CircuitBreaker.success
+    const reason = exit.cause.reasons.find((r) => r._tag === "Fail")
+    const error = reason?._tag === "Fail" ? reason.error : undefined
+    return error !== undefined && (error.reason === "Rejected" || error.reason === "Fenced")
+      ? CircuitBreaker.success
+      : CircuitBreaker.failure()
+  }
+
+  const guard = <A>(persist: Effect.Effect<A, SinkError>): Effect.Effect<A, SinkError | SinkUnavailable> =>
+    breaker.execute(retrying(persist), { key: circuitKey, classify: classify<A> }).pipe(
+      Effect.catchTag("CircuitBreakerError", (error) => Effect.fail(toUnavailable(error, config.retryBase)))
+    )
+
+  const admit = (): SinkUnavailable | undefined => {
+    if (status._tag !== "Open") return undefined
+    const left = status.until - clock.currentTimeMillisUnsafe()
+    return left > 0 ? new SinkUnavailable({ retryAfterMillis: left, reason: "circuit open" }) : undefined
+  }
+
+  return Resilience.of({ guard, retrying, admit, status: () => status })
+})
+
+/** The shared `Resilience`, configured by `SectorsConfig`. */
+export const layer: Layer.Layer<Resilience, never, SectorsConfig> = Layer.effect(Resilience, make)

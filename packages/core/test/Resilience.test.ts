@@ -1,0 +1,68 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Fiber, Layer } from "effect"
+import { Errors, Resilience, SectorsConfig } from "../src/index.ts"
+import { advance } from "./support.ts"
+
+const layer = Resilience.layer.pipe(Layer.provide(SectorsConfig.layer({
+  retryBase: Duration.millis(10),
+  retryMaxDelay: Duration.millis(40),
+  retryDeadline: Duration.millis(200),
+  circuitFailures: 2,
+  circuitOpenBase: Duration.seconds(1),
+  circuitOpenMax: Duration.seconds(3)
+})))
+
+const transient = new Errors.SinkError({ reason: "Transient", message: "connection reset" })
+
+/** A call that fails `n` times with `error`, then succeeds; counts its attempts. */
+const flaky = (n: number, error: Errors.SinkError) => {
+  let attempts = 0
+  const call = Effect.suspend(() => ++attempts <= n ? Effect.fail(error) : Effect.succeed(attempts))
+  return { call, attempts: () => attempts }
+}
+
+describe("Resilience", () => {
+  it.effect("retries transient failures with backoff until one succeeds", () =>
+    Effect.gen(function*() {
+      const resilience = yield* Resilience.Resilience
+      const { attempts, call } = flaky(3, transient)
+      const fiber = yield* Effect.forkChild(resilience.guard(call))
+      yield* advance(200)
+      assert.strictEqual(yield* Fiber.join(fiber), 4)
+      assert.strictEqual(attempts(), 4)
+      assert.strictEqual(resilience.status()._tag, "Closed")
+    }).pipe(Effect.provide(layer)))
+
+  it.effect("does not retry a rejected batch, and a rejection does not count against the circuit", () =>
+    Effect.gen(function*() {
+      const resilience = yield* Resilience.Resilience
+      for (let i = 0; i < 3; i++) {
+        const { attempts, call } = flaky(1, new Errors.SinkError({ reason: "Rejected", message: "bad data" }))
+        const error = yield* Effect.flip(resilience.guard(call))
+        assert.strictEqual(error._tag, "SinkError")
+        assert.strictEqual(attempts(), 1)
+      }
+      assert.strictEqual(resilience.status()._tag, "Closed")
+      assert.isUndefined(resilience.admit())
+    }).pipe(Effect.provide(layer)))
+
+  it.effect("opens after consecutive failed persists, refuses admission, lets one probe through and closes", () =>
+    Effect.gen(function*() {
+      const resilience = yield* Resilience.Resilience
+      for (let i = 0; i < 2; i++) {
+        const fiber = yield* Effect.forkChild(Effect.flip(resilience.guard(flaky(100, transient).call)))
+        yield* advance(250, 5)
+        assert.strictEqual((yield* Fiber.join(fiber))._tag, "SinkError")
+      }
+      assert.strictEqual(resilience.status()._tag, "Open")
+      const refused = resilience.admit()
+      assert.isDefined(refused)
+      assert.isAbove(refused!.retryAfterMillis, 500)
+      const rejected = yield* Effect.flip(resilience.guard(Effect.succeed(1)))
+      assert.strictEqual(rejected._tag, "SinkUnavailable")
+      yield* advance(1_000, 10)
+      assert.isUndefined(resilience.admit())
+      assert.strictEqual(yield* resilience.guard(Effect.succeed(7)), 7)
+      assert.strictEqual(resilience.status()._tag, "Closed")
+    }).pipe(Effect.provide(layer)))
+})

@@ -1,0 +1,234 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Exit, Fiber, Option } from "effect"
+import { SectorHost, SectorSink, SectorState } from "../src/index.ts"
+import { CountingClock, FaultSink, MemorySink } from "../src/testing.ts"
+import { advance, hostLayer, policy, set } from "./support.ts"
+
+const commitsOf = (store: MemorySink.MemorySink["Service"], sectorId: number) =>
+  store.commits.filter((c) => c.sectorId === sectorId).map((c) => [c.fromSeq, c.toSeq, c.at])
+
+describe("Sector batching", () => {
+  it.effect("flushes a partial batch when maxWait elapses, not before", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const store = yield* MemorySink.MemorySink
+      yield* host.submit(1, [set(1), set(2)])
+      yield* advance(24)
+      assert.deepStrictEqual(commitsOf(store, 1), [])
+      yield* advance(1)
+      assert.deepStrictEqual(commitsOf(store, 1), [[1, 2, 25]])
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("flushes at once when minBatch ops are pending", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const store = yield* MemorySink.MemorySink
+      yield* host.submit(1, [set(1), set(2), set(3), set(4), set(5)])
+      yield* Effect.yieldNow
+      assert.deepStrictEqual(commitsOf(store, 1), [[1, 5, 0]])
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("sends a backlog beyond maxBatch as back-to-back batches of at most maxBatch ops", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const store = yield* MemorySink.MemorySink
+      yield* host.submit(1, Array.from({ length: 23 }, (_, i) => set(i)))
+      yield* advance(1)
+      assert.deepStrictEqual(commitsOf(store, 1), [[1, 10, 0], [11, 20, 0], [21, 23, 0]])
+    }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 1 }) }))))
+
+  it.effect("keeps accumulating while a persist is in flight and sends the rest as one batch", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const store = yield* MemorySink.MemorySink
+      const faults = yield* FaultSink.Faults
+      yield* faults.slow(100)
+      yield* host.submit(1, [set(1)])
+      yield* Effect.yieldNow
+      for (let i = 0; i < 7; i++) {
+        yield* advance(10)
+        yield* host.submit(1, [set(10 + i)])
+      }
+      yield* advance(200)
+      // the immediate profile (minBatch 1) would have made 8 transactions; one in flight gathers the other 7
+      assert.deepStrictEqual(commitsOf(store, 1).map(([from, to]) => [from, to]), [[1, 1], [2, 8]])
+    }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 1 }) }))))
+
+  it.effect("acknowledges durable submissions once their batch committed", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const fiber = yield* Effect.forkChild(host.submit(1, [set(1)], { ack: "durable" }))
+      yield* advance(10)
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* advance(15)
+      const result = yield* Fiber.join(fiber)
+      assert.deepStrictEqual(result, { sectorId: 1, accepted: 1, firstSeq: 1, lastSeq: 1, persisted: true })
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("times out a durable wait with DurableTimeout while the ops stay accepted", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const fiber = yield* Effect.forkChild(host.submit(1, [set(1)], { ack: "durable", durableTimeout: 10 }))
+      yield* advance(10)
+      const exit = yield* Fiber.await(fiber)
+      assert.isTrue(Exit.isFailure(exit))
+      const stats = yield* host.stats(1)
+      assert.strictEqual(stats.lastSeq, 1)
+      yield* advance(20)
+      assert.strictEqual((yield* host.stats(1)).persistedSeq, 1)
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("flush() persists at once and returns the watermark", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      yield* host.submit(1, [set(1), set(2)])
+      const watermark = yield* host.flush(1)
+      assert.strictEqual(watermark, 2)
+      const stats = yield* host.stats(1)
+      assert.strictEqual(stats.persistedSeq, 2)
+      assert.strictEqual(stats.counters.timerWakeups, 0)
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("arms no timer while idle: zero wakeups for an hour", () =>
+    CountingClock.withCountingClock((clock) =>
+      Effect.gen(function*() {
+        const host = yield* SectorHost.SectorHost
+        for (let sector = 0; sector < 50; sector++) yield* host.submit(sector, [set(1), set(2)])
+        yield* advance(30)
+        for (let sector = 0; sector < 50; sector++) assert.strictEqual((yield* host.stats(sector)).persistedSeq, 2)
+        clock.reset()
+        yield* advance(Duration.toMillis(Duration.hours(1)), 60_000)
+        assert.deepStrictEqual(clock.counts(), { started: 0, fired: 0 })
+      }).pipe(Effect.provide(hostLayer()))
+    ))
+})
+
+describe("Sector backpressure and failures", () => {
+  it.effect("stops draining at maxPendingKeys, then the full mailbox refuses with MailboxFull", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      yield* faults.slow(1000) // the first batch stays in flight
+      yield* host.submit(1, [set(1)])
+      yield* Effect.yieldNow
+      yield* host.submit(1, [set(2), set(3), set(4)]) // 3 pending keys: intake stops
+      const waiting = yield* Effect.forkChild(host.submit(1, [set(5)]))
+      yield* Effect.forkChild(host.submit(1, [set(6)]))
+      yield* Effect.yieldNow
+      const error = yield* Effect.flip(host.submit(1, [set(7)]))
+      assert.strictEqual(error._tag, "MailboxFull")
+      const stats = yield* host.stats(1)
+      assert.strictEqual(stats.pendingKeys, 3)
+      assert.strictEqual(stats.mailboxDepth, 2)
+      yield* faults.slow(0)
+      yield* advance(1100)
+      assert.strictEqual((yield* Fiber.join(waiting)).firstSeq, 5)
+      assert.strictEqual((yield* host.flush(1)), 6)
+    }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 1, maxPendingKeys: 3 }), mailboxCapacity: 2 }))))
+
+  it.effect("retries transient failures and loses nothing", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      const store = yield* MemorySink.MemorySink
+      yield* faults.failNext(2)
+      yield* host.submit(1, [set(1, "a", 1), set(1, "b", 2)])
+      yield* advance(200, 5)
+      assert.strictEqual(store.sector(1)?.persistedSeq, 2)
+      assert.strictEqual(store.rows(1).components.length, 2)
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("opens the circuit on an outage: new submissions fail fast, the buffer is kept and persisted after", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      const store = yield* MemorySink.MemorySink
+      yield* host.submit(1, [set(1)])
+      yield* faults.outage(5_000)
+      yield* host.submit(1, [set(2)])
+      yield* advance(1500, 10)
+      assert.strictEqual(host.circuit()._tag, "Open")
+      const refused = yield* Effect.flip(host.submit(1, [set(3)]))
+      assert.strictEqual(refused._tag, "SinkUnavailable")
+      if (refused._tag === "SinkUnavailable") assert.isAbove(refused.retryAfterMillis, 0)
+      const during = yield* host.stats(1)
+      assert.strictEqual(during.pendingOps + during.inFlightOps, 2)
+      yield* advance(10_000, 50)
+      assert.strictEqual(host.circuit()._tag, "Closed")
+      assert.strictEqual(store.sector(1)?.persistedSeq, 2)
+      yield* host.submit(1, [set(3)])
+      assert.strictEqual((yield* host.flush(1)), 3)
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("re-sends a batch whose commit was acknowledged lost together with newer ops, without resurrecting rows", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      const store = yield* MemorySink.MemorySink
+      const ops = [{ type: "delete" as const, entity: 1 }, set(1, "c", 1), { type: "remove" as const, entity: 1, component: "c" }]
+      yield* faults.slow(10)
+      yield* faults.failNext(1, { ambiguous: true }) // commits, then reports a lost connection…
+      yield* faults.failNext(8) // …and the retries keep failing past the retry deadline: back under newer ops
+      yield* host.submit(1, ops.slice(0, 2))
+      yield* advance(30) // the batch is in flight from 25 to 35
+      yield* host.submit(1, ops.slice(2))
+      yield* advance(10_000, 5)
+      assert.strictEqual((yield* faults.stats).injected, 9)
+      assert.strictEqual(store.sector(1)?.persistedSeq, 3)
+      assert.deepStrictEqual(store.rows(1), SectorState.toRows(SectorState.fold(ops)))
+      assert.deepStrictEqual(store.appliedTwice(), [])
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("dead-letters a poison op and commits the rest of its batch; memory shows the durable truth", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      const store = yield* MemorySink.MemorySink
+      yield* host.submit(1, [set(9, "hp", 1)])
+      yield* host.flush(1)
+      yield* faults.poison((entry) => entry._tag === "Upsert" && entry.data["x"] === 666)
+      yield* host.submit(1, [set(1), set(2), set(9, "hp", 666), set(3), set(4)])
+      yield* advance(1)
+      assert.strictEqual(store.sector(1)?.persistedSeq, 6)
+      assert.deepStrictEqual(store.deadLetters.map((l) => [l.seq, l.code]), [[4, "22P05"]])
+      assert.deepStrictEqual(store.rows(1).components.map((r) => r.entity), [1, 2, 3, 4, 9])
+      const nine = yield* host.get(1, 9)
+      assert.deepStrictEqual(Option.map(nine, (v) => v.components["hp"]), Option.some({ x: 1 }))
+      assert.strictEqual((yield* host.stats(1)).counters.deadLetters, 1)
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("restarts a sector that died of a defect and loses no accepted op", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      const store = yield* MemorySink.MemorySink
+      yield* faults.dieNext(1)
+      yield* host.submit(1, [set(1, "a", 1), set(2, "a", 2)])
+      yield* advance(30)
+      // the sector is waiting to restart: the submission is taken once it is back
+      const later = yield* Effect.forkChild(host.submit(1, [set(3, "a", 3)]))
+      yield* advance(500, 5)
+      assert.strictEqual((yield* Fiber.join(later)).firstSeq, 3)
+      const stats = yield* host.stats(1)
+      assert.strictEqual(stats.counters.restarts, 1)
+      assert.strictEqual(store.sector(1)?.persistedSeq, 3)
+      assert.deepStrictEqual(
+        store.rows(1),
+        SectorState.toRows(SectorState.fold([set(1, "a", 1), set(2, "a", 2), set(3, "a", 3)]))
+      )
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("stops writing once another owner claimed the sector (fencing)", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const store = yield* MemorySink.MemorySink
+      const sink = yield* SectorSink.SectorSink
+      yield* host.submit(1, [set(1, "a", 1)])
+      yield* host.flush(1)
+      yield* sink.load(1) // another owner claims it
+      yield* host.submit(1, [set(1, "a", 2)])
+      const error = yield* Effect.flip(host.flush(1))
+      assert.strictEqual(error._tag, "SectorFenced")
+      assert.deepStrictEqual(store.rows(1).components.map((r) => r.data), [{ x: 1 }])
+    }).pipe(Effect.provide(hostLayer())))
+})

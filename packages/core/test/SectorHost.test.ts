@@ -1,0 +1,108 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Fiber, Metric, Option } from "effect"
+import { Metrics, SectorHost } from "../src/index.ts"
+import { FaultSink, MemorySink } from "../src/testing.ts"
+import { advance, hostLayer, policy, set } from "./support.ts"
+
+describe("SectorHost", () => {
+  it.effect("activates sectors on first use and lists them", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      assert.deepStrictEqual(yield* host.list, [])
+      yield* host.submit(3, [set(1)])
+      yield* host.submit(5, [set(1), set(2)])
+      const list = yield* host.list
+      assert.deepStrictEqual(list.map((s) => [s.sectorId, s.lastSeq, s.pendingOps]).sort(), [[3, 1, 1], [5, 2, 2]])
+      assert.deepStrictEqual(yield* host.get(7, 1), Option.none())
+      assert.strictEqual((yield* host.list).length, 3)
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("passivates an idle sector after flushing it, and reloads it on next use", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const store = yield* MemorySink.MemorySink
+      yield* host.submit(1, [set(1, "a", 7)])
+      yield* advance(Duration.toMillis(Duration.minutes(1)) + 100, 1000)
+      assert.deepStrictEqual(yield* host.list, [])
+      assert.strictEqual(store.sector(1)?.persistedSeq, 1)
+      const view = yield* host.get(1, 1)
+      assert.deepStrictEqual(Option.map(view, (v) => v.components), Option.some({ a: { x: 7 } }))
+      assert.strictEqual(store.sector(1)?.epoch, 2)
+      const next = yield* host.submit(1, [set(2)])
+      assert.strictEqual(next.firstSeq, 2)
+    }).pipe(Effect.provide(hostLayer({ passivateAfter: Duration.minutes(1) }))))
+
+  it.effect("shuts down in order: intake stops, everything is flushed, the report counts it", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const store = yield* MemorySink.MemorySink
+      for (let sector = 0; sector < 10; sector++) yield* host.submit(sector, [set(1), set(2), set(3)])
+      const report = yield* host.shutdown
+      assert.deepStrictEqual({ ...report, durationMs: 0 }, {
+        sectors: 10,
+        flushed: 30,
+        unflushed: 0,
+        unflushedSectors: [],
+        durationMs: 0
+      })
+      for (let sector = 0; sector < 10; sector++) assert.strictEqual(store.sector(sector)?.persistedSeq, 3)
+      const refused = yield* Effect.flip(host.submit(1, [set(9)]))
+      assert.strictEqual(refused._tag, "ShuttingDown")
+      assert.isFalse(host.accepting())
+      assert.deepStrictEqual(yield* host.shutdown, report)
+      assert.strictEqual((yield* Metric.value(Metrics.shutdownFlushed)).value, 30)
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("reports exactly what it could not flush when the sink is down, within shutdownTimeout", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      yield* host.submit(1, [set(1)])
+      yield* host.flush(1)
+      yield* host.stats(2) // activated while the sink is still up
+      yield* faults.outage(Duration.hours(1))
+      yield* host.submit(1, [set(2), set(3)])
+      yield* host.submit(2, [set(1)])
+      const shutdown = yield* Effect.forkChild(host.shutdown)
+      yield* advance(2_100, 50)
+      const report = yield* Fiber.join(shutdown)
+      assert.strictEqual(report.sectors, 2)
+      assert.strictEqual(report.unflushed, 3)
+      assert.deepStrictEqual([...report.unflushedSectors].sort(), [1, 2])
+      assert.isAtMost(report.durationMs, 2_100)
+    }).pipe(Effect.provide(hostLayer({ shutdownTimeout: Duration.seconds(2) }))))
+
+  it.effect("cannot activate a sector while the sink is down: SinkUnavailable after the retry deadline", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      yield* faults.outage(Duration.hours(1))
+      const attempt = yield* Effect.forkChild(Effect.flip(host.submit(1, [set(1)])))
+      yield* advance(1_000, 10)
+      const error = yield* Fiber.join(attempt)
+      assert.strictEqual(error._tag, "SinkUnavailable")
+      yield* faults.reset
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("drains the mailbox on shutdown: submissions already queued are accepted and flushed", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      const store = yield* MemorySink.MemorySink
+      yield* faults.slow(100)
+      yield* host.submit(1, [set(1)])
+      yield* Effect.yieldNow
+      yield* host.submit(1, [set(2)]) // one pending key: intake stops taking
+      const queued = yield* Effect.forkChild(host.submit(1, [set(3), set(4)]))
+      const queued2 = yield* Effect.forkChild(host.submit(1, [set(5)]))
+      yield* Effect.yieldNow
+      assert.strictEqual((yield* host.stats(1)).mailboxDepth, 2)
+      const shutdown = yield* Effect.forkChild(host.shutdown)
+      yield* advance(1_000, 10)
+      const report = yield* Fiber.join(shutdown)
+      assert.strictEqual((yield* Fiber.join(queued)).lastSeq, 4)
+      assert.strictEqual((yield* Fiber.join(queued2)).lastSeq, 5)
+      assert.strictEqual(report.unflushed, 0)
+      assert.strictEqual(store.sector(1)?.persistedSeq, 5)
+    }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 1, maxPendingKeys: 1 }) }))))
+})
