@@ -32,6 +32,14 @@ export class HostConfig extends Context.Service<HostConfig, {
   readonly logFormat: LogFormat
   /** Upper bound for draining and flushing everything on shutdown. Defaults to 10 seconds. */
   readonly shutdownTimeout: Duration.Duration
+  /** Largest request body accepted; larger ones get 413. Defaults to 1 MiB (`1048576`). */
+  readonly maxBodyBytes: number
+  /** Most ops one request may carry; more get 413. Defaults to `1000`. */
+  readonly maxOpsPerRequest: number
+  /** Largest `data` of one op, as JSON bytes; larger ones get 413. Defaults to 64 KiB (`65536`). */
+  readonly maxDataBytes: number
+  /** How long `ack=durable` waits before answering 504 (the ops stay accepted). Defaults to 30 seconds. */
+  readonly durableTimeout: Duration.Duration
 }>()("sector-host/HostConfig") {}
 
 /** The values every field defaults to. */
@@ -42,7 +50,11 @@ export const defaults: HostConfig["Service"] = {
   dataDir: ".sectors/pg",
   logLevel: "Info",
   logFormat: "auto",
-  shutdownTimeout: Duration.seconds(10)
+  shutdownTimeout: Duration.seconds(10),
+  maxBodyBytes: 1_048_576,
+  maxOpsPerRequest: 1000,
+  maxDataBytes: 65_536,
+  durableTimeout: Duration.seconds(30)
 }
 
 /** Reads every field, falling back to `defaults`. Keys are camelCase; providers map them (`PORT`, `--port`). */
@@ -53,7 +65,11 @@ export const config: Config.Config<HostConfig["Service"]> = Config.all({
   dataDir: Config.NonEmptyString("dataDir").pipe(Config.withDefault(defaults.dataDir)),
   logLevel: Config.LogLevel("logLevel").pipe(Config.withDefault(defaults.logLevel)),
   logFormat: Config.Literals(["json", "pretty", "auto"], "logFormat").pipe(Config.withDefault(defaults.logFormat)),
-  shutdownTimeout: SectorsConfig.duration("shutdownTimeout", defaults.shutdownTimeout)
+  shutdownTimeout: SectorsConfig.duration("shutdownTimeout", defaults.shutdownTimeout),
+  maxBodyBytes: SectorsConfig.positiveInt("maxBodyBytes").pipe(Config.withDefault(defaults.maxBodyBytes)),
+  maxOpsPerRequest: SectorsConfig.positiveInt("maxOpsPerRequest").pipe(Config.withDefault(defaults.maxOpsPerRequest)),
+  maxDataBytes: SectorsConfig.positiveInt("maxDataBytes").pipe(Config.withDefault(defaults.maxDataBytes)),
+  durableTimeout: SectorsConfig.duration("durableTimeout", defaults.durableTimeout)
 })
 
 /** A fixed configuration: `defaults` overlaid with `options`. */

@@ -21,7 +21,7 @@ import * as Metrics from "./Metrics.ts"
 import type * as Op from "./Op.ts"
 import * as Resilience from "./Resilience.ts"
 import * as Sector from "./Sector.ts"
-import type { SectorSink } from "./SectorSink.ts"
+import { type DeadLetter, SectorSink } from "./SectorSink.ts"
 import { SectorsConfig } from "./SectorsConfig.ts"
 import type * as SectorState from "./SectorState.ts"
 
@@ -70,6 +70,8 @@ export class SectorHost extends Context.Service<SectorHost, {
   readonly flush: (sectorId: number) => Effect.Effect<number, ActivationError>
   /** The active sectors. */
   readonly list: Effect.Effect<ReadonlyArray<SectorSummary>>
+  /** Entries of a sector the sink rejected for their data, with their errors (oldest first). */
+  readonly deadLetters: (sectorId: number) => Effect.Effect<ReadonlyArray<DeadLetter>, SinkUnavailable>
   /** Stops intake, drains and flushes every sector within `shutdownTimeout`, and reports. Idempotent. */
   readonly shutdown: Effect.Effect<ShutdownReport>
   /** Whether new submissions are taken (false once shutdown began). */
@@ -90,6 +92,7 @@ const unavailable = (error: SinkError, retryBase: Duration.Duration) =>
 export const make = Effect.gen(function*() {
   const config = yield* SectorsConfig
   const resilience = yield* Resilience.Resilience
+  const sink = yield* SectorSink
   const clock = yield* Clock.Clock
   const registry = new Map<number, Sector.Sector>()
   let accepting = true
@@ -169,6 +172,12 @@ export const make = Effect.gen(function*() {
         entities: stats.entities
       })))
     ),
+    deadLetters: (sectorId) =>
+      resilience.retrying(sink.deadLetters(sectorId)).pipe(
+        Effect.mapError((error) =>
+          new SinkUnavailable({ retryAfterMillis: Duration.toMillis(config.retryBase), reason: error.message })
+        )
+      ),
     shutdown,
     accepting: () => accepting,
     circuit: resilience.status,

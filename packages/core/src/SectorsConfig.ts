@@ -81,7 +81,8 @@ export const DurationFromConfig = Schema.String.pipe(
 export const duration = (name: string, fallback: Duration.Duration): Config.Config<Duration.Duration> =>
   Config.schema(DurationFromConfig, name).pipe(Config.withDefault(fallback))
 
-const positiveInt = (name: string) =>
+/** A whole-number setting of at least 1. */
+export const positiveInt = (name: string): Config.Config<number> =>
   Config.schema(Schema.NumberFromString.pipe(Schema.decodeTo(
     Schema.Int.check(Schema.isGreaterThanOrEqualTo(1, { message: "must be a whole number of at least 1" }))
   )), name)

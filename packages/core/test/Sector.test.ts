@@ -195,6 +195,8 @@ describe("Sector backpressure and failures", () => {
       const nine = yield* host.get(1, 9)
       assert.deepStrictEqual(Option.map(nine, (v) => v.components["hp"]), Option.some({ x: 1 }))
       assert.strictEqual((yield* host.stats(1)).counters.deadLetters, 1)
+      const letters = yield* host.deadLetters(1)
+      assert.deepStrictEqual(letters.map((l) => [l.seq, l.entry._tag, l.error]), [[4, "Upsert", "injected: entry rejected"]])
     }).pipe(Effect.provide(hostLayer())))
 
   it.effect("restarts a sector that died of a defect and loses no accepted op", () =>
