@@ -1,0 +1,86 @@
+/**
+ * The schema of the PostgreSQL sink, as effect/sql migrations run at start-up. Safe to run from several hosts at
+ * once: the whole run happens in one transaction that first takes a transaction-level advisory lock, so a second
+ * starter waits and then finds nothing left to do.
+ *
+ * Tables and why they have the indexes they have (only the queries we run):
+ * - `sectors(sector_id PK, epoch, persisted_seq, persisted_at)` — one row per sector. Claimed by
+ *   `INSERT … ON CONFLICT DO UPDATE SET epoch = epoch + 1`; written once per batch by an `UPDATE … WHERE epoch = $
+ *   AND persisted_seq < $` that is both the fence and the replay guard. The primary key is the only index.
+ * - `entity_components(sector_id, entity_id, component, data jsonb, seq)`, PK `(sector_id, entity_id, component)`:
+ *   the upsert's conflict target, the guarded deletes (prefix `(sector_id, entity_id)` for a tombstone, the full key
+ *   for a remove) and the load (prefix `sector_id`) all use the primary key; no second index to maintain on every
+ *   write. `fillfactor = 80` leaves room in each page so most upserts (which change `data` and `seq`, no indexed
+ *   column) are HOT updates that touch no index at all.
+ * - `entity_authority(sector_id, entity_id, component, worker, seq)`, same key and reasoning.
+ * - `dead_letters(id, sector_id, seq, entry jsonb, error, code, at)` with an index on `(sector_id, id)` for the one
+ *   query that reads them (a sector's letters, oldest first). Rare writes, so the index costs nothing.
+ */
+import * as Effect from "effect/Effect"
+import * as Migrator from "effect/sql/Migrator"
+import * as SqlClient from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+
+/** The table recording which migrations ran. */
+export const table = "sectors_migrations"
+
+/** Key of the advisory lock that serialises concurrent migration runs (any fixed 64-bit number). */
+const lockKey = 7_316_004_211
+
+/** The migrations, by `<id>_<name>`. Each statement runs on its own (the driver takes one statement per query). */
+export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.SqlClient>> = {
+  "1_create_tables": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE sectors (
+      sector_id bigint PRIMARY KEY,
+      epoch bigint NOT NULL DEFAULT 0,
+      persisted_seq bigint NOT NULL DEFAULT 0,
+      persisted_at timestamptz
+    )`
+    yield* sql`CREATE TABLE entity_components (
+      sector_id bigint NOT NULL,
+      entity_id bigint NOT NULL,
+      component text NOT NULL,
+      data jsonb NOT NULL,
+      seq bigint NOT NULL,
+      PRIMARY KEY (sector_id, entity_id, component)
+    ) WITH (fillfactor = 80)`
+    yield* sql`CREATE TABLE entity_authority (
+      sector_id bigint NOT NULL,
+      entity_id bigint NOT NULL,
+      component text NOT NULL,
+      worker text NOT NULL,
+      seq bigint NOT NULL,
+      PRIMARY KEY (sector_id, entity_id, component)
+    ) WITH (fillfactor = 80)`
+    yield* sql`CREATE TABLE dead_letters (
+      id bigserial PRIMARY KEY,
+      sector_id bigint NOT NULL,
+      seq bigint NOT NULL,
+      entry jsonb NOT NULL,
+      error text NOT NULL,
+      code text,
+      at timestamptz NOT NULL
+    )`
+    yield* sql`CREATE INDEX dead_letters_sector ON dead_letters (sector_id, id)`
+  })
+}
+
+const migrate = Migrator.make({})
+
+/**
+ * Runs every pending migration under an advisory lock; returns the ones it ran (`[id, name]`).
+ */
+export const run: Effect.Effect<
+  ReadonlyArray<readonly [id: number, name: string]>,
+  Migrator.MigrationError | SqlError,
+  SqlClient.SqlClient
+> = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  return yield* sql.withTransaction(
+    Effect.andThen(
+      sql`SELECT pg_advisory_xact_lock(${lockKey}::bigint)`,
+      migrate({ loader: Migrator.fromRecord(migrations), table })
+    )
+  )
+})
