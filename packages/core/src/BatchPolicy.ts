@@ -6,7 +6,8 @@
  * A flusher asks `decide` only while nothing of its sector is in flight (at most one persist at a time): ops that
  * arrive during a persist pile up and go out together afterwards (natural batching). The answer is one of
  * - `Idle`: nothing pending — wait for the next op, with no timer armed (an idle sector costs nothing);
- * - `Wait(millis)`: something pending but no trigger yet — wait for more ops or for `millis`, whichever is first;
+ * - `Wait(millis)`: something pending but no trigger yet — wait for more ops or for `millis`, whichever is first
+ *   (deadlines are aligned to a grid of `maxWait` so that sectors flush together and share group commits);
  * - `Flush(trigger)`: take a batch now, for the given reason.
  *
  * The profiles are the field report's (../../shared/reference/persistence-batching-analysis.txt); none needs an
@@ -115,17 +116,29 @@ const flushes: Readonly<Record<Trigger, Decision>> = {
 }
 
 /**
+ * When a batch whose oldest op arrived at `oldestAt` is due: the first multiple of `maxWait` after it. Deadlines
+ * sit on one clock-wide grid, so sectors that have ops pending reach theirs at the same moment and their batches
+ * share a transaction (group commit) instead of trickling in one by one; an op still never waits longer than
+ * `maxWait`.
+ */
+export const deadline = (policy: BatchPolicy, oldestAt: number): number => {
+  const maxWait = Duration.toMillis(policy.maxWait)
+  return maxWait <= 0 ? oldestAt : (Math.floor(oldestAt / maxWait) + 1) * maxWait
+}
+
+/**
  * The trigger: `Idle` when nothing is pending; otherwise `Flush` when `maxBatch` or `minBatch` ops are pending, a
- * flush was requested, or the oldest pending op has waited `maxWait`; otherwise `Wait` for the rest of `maxWait`.
+ * flush was requested, or the batch's `deadline` (at most `maxWait` after its oldest op) has come; otherwise
+ * `Wait` until then.
  *
- * **Gotchas** Never answers `Flush` with nothing pending (a batch is never empty), and a `Wait` is always
- * shorter than `maxWait`, so no pending op waits longer than `maxWait` plus the persist in flight.
+ * **Gotchas** Never answers `Flush` with nothing pending (a batch is never empty), and a `Wait` never reaches past
+ * `maxWait` after the oldest op, so no pending op waits longer than `maxWait` plus the persist in flight.
  */
 export const decide = (policy: BatchPolicy, pending: Pending): Decision => {
   if (pending.ops <= 0) return idle
   if (pending.ops >= policy.maxBatch) return flushes.max_batch
   if (pending.requested !== undefined) return flushes[pending.requested]
   if (pending.ops >= policy.minBatch) return flushes.min_batch
-  const left = Duration.toMillis(policy.maxWait) - (pending.now - pending.oldestAt)
+  const left = deadline(policy, pending.oldestAt) - pending.now
   return left <= 0 ? flushes.max_wait : { _tag: "Wait", millis: left }
 }

@@ -64,16 +64,21 @@ export const defaults: SectorsConfig["Service"] = {
   restartMax: Duration.seconds(10)
 }
 
+const asDuration = (text: string) => (/^\s*\d+(\.\d+)?\s*$/.test(text) ? `${text.trim()} millis` : text.trim())
+
 /**
  * A duration as written in configuration: `250 millis`, `10 seconds`, `Infinity`, or plain milliseconds (`250`).
  */
-export const DurationFromConfig = Schema.String.pipe(
+export const DurationFromConfig = Schema.String.check(
+  Schema.makeFilter((text) =>
+    Option.isSome(Duration.fromInput(asDuration(text) as Duration.Input))
+      ? undefined
+      : `expected a duration such as "250 millis", "10 seconds" or plain milliseconds, got ${JSON.stringify(text)}`
+  )
+).pipe(
   Schema.decodeTo(
     Schema.DurationFromString,
-    SchemaTransformation.transform({
-      decode: (text: string) => (/^\s*\d+(\.\d+)?\s*$/.test(text) ? `${text.trim()} millis` : text.trim()),
-      encode: (text: string) => text
-    })
+    SchemaTransformation.transform({ decode: asDuration, encode: (text: string) => text })
   )
 )
 
@@ -113,6 +118,27 @@ const policy = Config.all({
     )
   })
 )
+
+/** Every key `config` reads (camelCase; `BATCH_PROFILE`-style in the environment). */
+export const keys: ReadonlyArray<string> = [
+  "batchProfile",
+  "minBatch",
+  "maxWait",
+  "maxBatch",
+  "maxPendingKeys",
+  "mailboxCapacity",
+  "mailboxRetryAfter",
+  "shutdownTimeout",
+  "retryBase",
+  "retryMaxDelay",
+  "retryDeadline",
+  "circuitFailures",
+  "circuitOpenBase",
+  "circuitOpenMax",
+  "passivateAfter",
+  "restartBase",
+  "restartMax"
+]
 
 /** Reads every field from the current `ConfigProvider` (camelCase keys), falling back to `defaults`. */
 export const config: Config.Config<SectorsConfig["Service"]> = Config.all({

@@ -47,6 +47,7 @@ describe("BatchPolicy.decide", () => {
       if (decision._tag === "Wait") {
         assert.isAbove(decision.millis, 0)
         assert.isAtMost(p.waited + decision.millis, maxWait)
+        assert.strictEqual((now + decision.millis) % maxWait, 0, "deadlines sit on the maxWait grid")
         const later = BatchPolicy.decide(policy, { ops: p.ops, oldestAt: p.oldestAt, now: now + decision.millis })
         assert.deepStrictEqual(later, { _tag: "Flush", trigger: "max_wait" })
       }

@@ -55,3 +55,16 @@ describe("SectorsConfig.layer", () => {
       assert.strictEqual(config.policy, BatchPolicy.profiles.aggressive)
     }).pipe(Effect.provide(SectorsConfig.layer({ profile: "aggressive" }))))
 })
+
+describe("SectorsConfig.keys", () => {
+  it.effect("lists exactly the keys config reads", () =>
+    Effect.gen(function*() {
+      const seen = new Set<string>()
+      const recording = ConfigProvider.make((path) => {
+        seen.add(String(path[0]))
+        return Effect.succeed(undefined)
+      })
+      yield* SectorsConfig.config.pipe(Effect.provideService(ConfigProvider.ConfigProvider, recording))
+      assert.deepStrictEqual([...seen].sort(), [...SectorsConfig.keys].sort())
+    }))
+})

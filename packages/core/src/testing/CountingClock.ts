@@ -22,6 +22,31 @@ export interface CountingClock {
   readonly reset: () => void
 }
 
+/** Wraps any clock (the live one in a benchmark) so that its timers are counted. */
+export const counting = (clock: Clock.Clock): CountingClock & { readonly clock: Clock.Clock } => {
+  let started = 0
+  let fired = 0
+  return {
+    clock: {
+      currentTimeMillisUnsafe: () => clock.currentTimeMillisUnsafe(),
+      currentTimeMillis: clock.currentTimeMillis,
+      currentTimeNanosUnsafe: () => clock.currentTimeNanosUnsafe(),
+      currentTimeNanos: clock.currentTimeNanos,
+      monotonicTimeNanosUnsafe: () => clock.monotonicTimeNanosUnsafe(),
+      monotonicTimeNanos: clock.monotonicTimeNanos,
+      sleep: (duration: Duration.Duration) => {
+        started++
+        return Effect.tap(clock.sleep(duration), () => Effect.sync(() => void fired++))
+      }
+    },
+    counts: () => ({ started, fired }),
+    reset: () => {
+      started = 0
+      fired = 0
+    }
+  }
+}
+
 /**
  * Replaces the current `TestClock` with a counting one for `effect` (use inside `it.effect`, which provides the
  * `TestClock`); `TestClock.adjust` keeps working.
@@ -30,29 +55,12 @@ export const withCountingClock = <A, E, R>(
   f: (clock: CountingClock) => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> =>
   TestClock.testClockWith((test) => {
-    let started = 0
-    let fired = 0
-    const counting: TestClock.TestClock = {
-      currentTimeMillisUnsafe: () => test.currentTimeMillisUnsafe(),
-      currentTimeMillis: test.currentTimeMillis,
-      currentTimeNanosUnsafe: () => test.currentTimeNanosUnsafe(),
-      currentTimeNanos: test.currentTimeNanos,
-      monotonicTimeNanosUnsafe: () => test.monotonicTimeNanosUnsafe(),
-      monotonicTimeNanos: test.monotonicTimeNanos,
-      sleep: (duration: Duration.Duration) => {
-        started++
-        return Effect.tap(test.sleep(duration), () => Effect.sync(() => void fired++))
-      },
+    const wrapped = counting(test)
+    const clock: TestClock.TestClock = {
+      ...wrapped.clock,
       adjust: (duration) => test.adjust(duration),
       setTime: (timestamp) => test.setTime(timestamp),
       withLive: (effect) => test.withLive(effect)
     }
-    const clock: CountingClock = {
-      counts: () => ({ started, fired }),
-      reset: () => {
-        started = 0
-        fired = 0
-      }
-    }
-    return Effect.provideService(f(clock), Clock.Clock, counting)
+    return Effect.provideService(f(wrapped), Clock.Clock, clock)
   })
