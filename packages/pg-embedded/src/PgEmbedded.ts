@@ -8,6 +8,7 @@
  * `postgres` system user when the process is root, and preloads `pg_stat_statements`. A persistent data directory
  * is initialised on first use and reused afterwards; without one, a temporary directory is removed on stop.
  */
+import { PgClient } from "@effect/sql-pg"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -16,6 +17,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type { SqlError } from "effect/sql/SqlError"
 import { ClusterFailure, type RunningCluster, startCluster } from "./internal/cluster.ts"
 
 /** Options for an embedded server. Every field is optional. */
@@ -136,6 +138,39 @@ export const layerFrom = (
  */
 export const layer = (options: Options = {}): Layer.Layer<DatabaseUrl, PgEmbeddedError | Config.ConfigError> =>
   Layer.unwrap(Effect.map(Config.option(Config.Redacted("DATABASE_URL")), (url) => layerFrom(url, options)))
+
+let counter = 0
+
+const withDatabase = (url: string, database: string) => {
+  const parsed = new URL(url)
+  parsed.pathname = `/${database}`
+  return parsed.toString()
+}
+
+/** One maintenance connection that runs a single statement on the server's default database. */
+const onServer = (serverUrl: Redacted.Redacted<string>, statement: string) =>
+  Effect.gen(function*() {
+    const sql = yield* PgClient.PgClient
+    yield* sql.unsafe(statement)
+  }).pipe(
+    Effect.provide(PgClient.layer({ url: serverUrl, maxConnections: 1, applicationName: "sectors-test-admin" })),
+    Effect.scoped
+  )
+
+/**
+ * Creates a uniquely named database on the server at `serverUrl` and yields its URL; the database is dropped
+ * (connections terminated) when the scope closes. For test suites and benchmark runs that must not share tables.
+ */
+export const freshDatabase = (
+  serverUrl: Redacted.Redacted<string>,
+  prefix = "sectors_test"
+): Effect.Effect<Redacted.Redacted<string>, SqlError, Scope.Scope> => {
+  const name = `${prefix}_${process.pid}_${Date.now().toString(36)}_${counter++}`
+  return Effect.acquireRelease(
+    onServer(serverUrl, `CREATE DATABASE "${name}"`),
+    () => Effect.ignore(onServer(serverUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`))
+  ).pipe(Effect.as(Redacted.make(withDatabase(Redacted.value(serverUrl), name))))
+}
 
 /** A server started from plain async code; `stop` is idempotent. */
 export interface AsyncServer {

@@ -3,13 +3,13 @@
  * server — the embedded one from the vitest global setup, or the external `DATABASE_URL` — and drops it when its
  * scope closes, so suites never see each other's rows, even against a shared external server.
  */
-import { PgClient } from "@effect/sql-pg"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type { SqlError } from "effect/sql/SqlError"
 import { inject } from "vitest"
+import * as PgEmbedded from "./PgEmbedded.ts"
 import { DatabaseUrl, describeUrl } from "./PgEmbedded.ts"
 
 declare module "vitest" {
@@ -19,24 +19,6 @@ declare module "vitest" {
   }
 }
 
-let counter = 0
-
-const withDatabase = (url: string, database: string) => {
-  const parsed = new URL(url)
-  parsed.pathname = `/${database}`
-  return parsed.toString()
-}
-
-/** One maintenance connection that runs a single statement on the server's default database. */
-const onServer = (serverUrl: Redacted.Redacted<string>, statement: string) =>
-  Effect.gen(function*() {
-    const sql = yield* PgClient.PgClient
-    yield* sql.unsafe(statement)
-  }).pipe(
-    Effect.provide(PgClient.layer({ url: serverUrl, maxConnections: 1, applicationName: "sectors-test-admin" })),
-    Effect.scoped
-  )
-
 /**
  * Creates a uniquely named database on the server at `serverUrl` and yields its URL; the database is dropped
  * (connections terminated) when the scope closes.
@@ -44,13 +26,7 @@ const onServer = (serverUrl: Redacted.Redacted<string>, statement: string) =>
 export const fresh = (
   serverUrl: Redacted.Redacted<string>,
   prefix = "sectors_test"
-): Effect.Effect<Redacted.Redacted<string>, SqlError, Scope.Scope> => {
-  const name = `${prefix}_${process.pid}_${Date.now().toString(36)}_${counter++}`
-  return Effect.acquireRelease(
-    onServer(serverUrl, `CREATE DATABASE "${name}"`),
-    () => Effect.ignore(onServer(serverUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`))
-  ).pipe(Effect.as(Redacted.make(withDatabase(Redacted.value(serverUrl), name))))
-}
+): Effect.Effect<Redacted.Redacted<string>, SqlError, Scope.Scope> => PgEmbedded.freshDatabase(serverUrl, prefix)
 
 /** The run's server URL, as provided by the vitest global setup. */
 export const serverUrl = (): Redacted.Redacted<string> => Redacted.make(inject("sectorsDatabaseUrl"))

@@ -33,6 +33,7 @@ import * as Queue from "effect/Queue"
 import type * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import type * as Migrator from "effect/sql/Migrator"
+import * as Semaphore from "effect/Semaphore"
 import * as SqlClient from "effect/sql/SqlClient"
 import * as SqlError from "effect/sql/SqlError"
 import * as Migrations from "./Migrations.ts"
@@ -46,10 +47,17 @@ export interface Options {
   readonly maxGroupRows?: number | undefined
   /** How long a writer waits for more batches before it commits a group. Defaults to 0: it takes what is queued. */
   readonly groupWindow?: Duration.Input | undefined
+  /** Most batches (sectors) one transaction carries; `1` turns group commit off. Defaults to no limit. */
+  readonly maxGroupBatches?: number | undefined
 }
 
 /** The defaults of `Options`. */
-export const defaults = { writers: 3, maxGroupRows: 5000, groupWindow: Duration.zero } as const
+export const defaults = {
+  writers: 3,
+  maxGroupRows: 5000,
+  groupWindow: Duration.zero,
+  maxGroupBatches: Number.POSITIVE_INFINITY
+} as const
 
 /** Transactions the sink committed (one per group). */
 export const transactions = Metric.counter("sectors_pg_transactions_total", {
@@ -176,6 +184,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const writers = options.writers ?? defaults.writers
   const maxGroupRows = options.maxGroupRows ?? defaults.maxGroupRows
   const groupWindow = Duration.fromInputUnsafe(options.groupWindow ?? defaults.groupWindow)
+  const maxGroupBatches = options.maxGroupBatches ?? defaults.maxGroupBatches
 
   /** Each sector's outcome: the ones the sector statement updated are applied; the others replays or fenced. */
   const classify = Effect.fnUntraced(function*(
@@ -334,35 +343,39 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   })
 
   const queue = yield* Queue.unbounded<Waiting>()
-  const writer = Effect.gen(function*() {
-    let carry: Array<Waiting> = []
-    while (true) {
-      const group: Array<Waiting> = []
-      const sectors = new Set<number>()
-      let rows = 0
-      const add = (item: Waiting) => {
-        group.push(item)
-        sectors.add(item.batch.sectorId)
-        rows += item.batch.entries.length
-      }
-      const pending = carry
-      carry = []
-      for (const item of pending) {
-        if (sectors.has(item.batch.sectorId)) carry.push(item)
-        else add(item)
-      }
-      if (group.length === 0) add(yield* Queue.take(queue))
-      if (Duration.toMillis(groupWindow) > 0) yield* Effect.sleep(groupWindow)
-      while (rows < maxGroupRows) {
-        const next = Queue.takeUnsafe(queue)
-        if (next === undefined || Exit.isFailure(next)) break
-        // one statement may not touch a key twice: a second batch of a sector waits for the next group
-        if (sectors.has(next.value.batch.sectorId)) carry.push(next.value)
-        else add(next.value)
-      }
-      yield* commitGroup(group)
+  // one writer at a time gathers a group, so that batches due at the same moment end up in one transaction
+  // instead of being split between idle writers
+  const gathering = yield* Semaphore.make(1)
+  let carry: Array<Waiting> = []
+  const gather = Effect.gen(function*() {
+    const group: Array<Waiting> = []
+    const sectors = new Set<number>()
+    let rows = 0
+    const add = (item: Waiting) => {
+      group.push(item)
+      sectors.add(item.batch.sectorId)
+      rows += item.batch.entries.length
     }
+    const pending = carry
+    carry = []
+    for (const item of pending) {
+      if (sectors.has(item.batch.sectorId)) carry.push(item)
+      else add(item)
+    }
+    if (group.length === 0) add(yield* Queue.take(queue))
+    // let the fibers that are ready now (sectors flushing at the same deadline) queue their batches first
+    yield* Effect.yieldNow
+    if (Duration.toMillis(groupWindow) > 0) yield* Effect.sleep(groupWindow)
+    while (rows < maxGroupRows && group.length < maxGroupBatches) {
+      const next = Queue.takeUnsafe(queue)
+      if (next === undefined || Exit.isFailure(next)) break
+      // one statement may not touch a key twice: a second batch of a sector waits for the next group
+      if (sectors.has(next.value.batch.sectorId)) carry.push(next.value)
+      else add(next.value)
+    }
+    return group
   })
+  const writer = Effect.forever(Effect.flatMap(gathering.withPermits(1)(gather), commitGroup))
   for (let i = 0; i < writers; i++) yield* Effect.forkScoped(writer)
 
   const persist = (batch: Batch.Batch): Effect.Effect<void, Errors.SinkError> =>
