@@ -4,7 +4,7 @@ import { Effect, Redacted } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { freePort, runToExit, startHost } from "../support/HostProcess.ts"
+import { call, freePort, runToExit, startHost } from "../support/HostProcess.ts"
 
 const isAlive = (pid: number) => {
   try {
@@ -84,4 +84,34 @@ describe("sector-host process", () => {
       assert.include(entry.message, "cannot use the database")
       assert.include(entry.message, "ECONNREFUSED")
     }), { timeout: 60_000 })
+
+  it.live("after a SIGKILL, the next start reclaims its orphaned embedded PostgreSQL and keeps the data", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.promise(async () => {
+          const dir = await fs.mkdtemp(path.join(os.tmpdir(), "sector-host-orphan-"))
+          await fs.chmod(dir, 0o755)
+          return dir
+        }),
+        (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
+      )
+      const dataDir = path.join(dir, "pg")
+      const env = { DATA_DIR: dataDir, PORT: String(yield* Effect.promise(freePort)) }
+      const first = yield* Effect.promise(() => startHost(env))
+      const posted = yield* Effect.promise(() =>
+        call(first.baseUrl, "POST", "/sectors/9/ops?ack=durable", { ops: [{ type: "set", entity: 1, component: "a", data: { v: 1 } }] })
+      )
+      assert.strictEqual(posted.status, 200)
+      const pgPid = Number((yield* Effect.promise(() => fs.readFile(path.join(dataDir, "postmaster.pid"), "utf8"))).split("\n")[0])
+      first.signal("SIGKILL")
+      yield* Effect.promise(() => first.exited)
+      assert.isTrue(isAlive(pgPid), "the server outlives a SIGKILLed host")
+
+      const second = yield* Effect.promise(() => startHost(env))
+      assert.isFalse(isAlive(pgPid), "the orphan was stopped")
+      const entity = yield* Effect.promise(() => call(second.baseUrl, "GET", "/sectors/9/entities/1"))
+      assert.deepStrictEqual(entity.body.components, { a: { v: 1 } })
+      second.signal("SIGTERM")
+      assert.strictEqual((yield* Effect.promise(() => second.exited)).code, 0)
+    }), { timeout: 120_000 })
 })

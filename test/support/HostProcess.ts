@@ -38,8 +38,12 @@ export const freePort = () =>
  * Starts the host with exactly `env` (plus PATH/HOME), waits until it logs that it listens, and returns it.
  * Rejects with its output if it exits first or does not come up within `timeoutMs`.
  */
-export const startHost = async (env: Record<string, string>, timeoutMs = 60_000): Promise<Host> => {
-  const child = spawn(process.execPath, [entry], {
+export const startHost = async (
+  env: Record<string, string>,
+  timeoutMs = 60_000,
+  args: ReadonlyArray<string> = []
+): Promise<Host> => {
+  const child = spawn(process.execPath, [entry, ...args], {
     cwd: root,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
     stdio: ["ignore", "pipe", "pipe"]
@@ -70,9 +74,9 @@ export const startHost = async (env: Record<string, string>, timeoutMs = 60_000)
 }
 
 /** Runs the host with `env` until it exits by itself (a start-up failure); resolves with its exit and output. */
-export const runToExit = (env: Record<string, string>, timeoutMs = 60_000) =>
+export const runToExit = (env: Record<string, string>, timeoutMs = 60_000, args: ReadonlyArray<string> = []) =>
   new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [entry], {
+    const child = spawn(process.execPath, [entry, ...args], {
       cwd: root,
       env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
       stdio: ["ignore", "pipe", "pipe"]
@@ -89,3 +93,24 @@ export const runToExit = (env: Record<string, string>, timeoutMs = 60_000) =>
       resolve({ code, output })
     })
   })
+
+/** JSON over HTTP to the host. */
+export const call = async (
+  baseUrl: string,
+  method: string,
+  path: string,
+  body?: unknown
+): Promise<{ readonly status: number; readonly headers: Headers; readonly body: any }> => {
+  const response = await fetch(`${baseUrl}${path}`, {
+    method,
+    ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { "content-type": "application/json" } })
+  })
+  const text = await response.text()
+  let parsed: unknown = text
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    // not JSON (metrics)
+  }
+  return { status: response.status, headers: response.headers, body: parsed }
+}

@@ -13,6 +13,7 @@ import type * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import { SectorsConfig } from "@sectors/core"
+import * as Simulator from "./Simulator.ts"
 
 /** How log lines are written. `auto` is JSON lines when stderr is not a terminal, human-readable when it is. */
 export type LogFormat = "json" | "pretty" | "auto"
@@ -38,8 +39,10 @@ export class HostConfig extends Context.Service<HostConfig, {
   readonly maxOpsPerRequest: number
   /** Largest `data` of one op, as JSON bytes; larger ones get 413. Defaults to 64 KiB (`65536`). */
   readonly maxDataBytes: number
-  /** How long `ack=durable` waits before answering 504 (the ops stay accepted). Defaults to 30 seconds. */
+  /** How long `ack=durable` and `POST /flush` wait before answering 504 (ops stay accepted). Defaults to 30 seconds. */
   readonly durableTimeout: Duration.Duration
+  /** Drive the host in-process with a field-report workload. Defaults to none. */
+  readonly simulate: Option.Option<Simulator.Scenario>
 }>()("sector-host/HostConfig") {}
 
 /** The values every field defaults to. */
@@ -54,7 +57,8 @@ export const defaults: HostConfig["Service"] = {
   maxBodyBytes: 1_048_576,
   maxOpsPerRequest: 1000,
   maxDataBytes: 65_536,
-  durableTimeout: Duration.seconds(30)
+  durableTimeout: Duration.seconds(30),
+  simulate: Option.none()
 }
 
 /** Reads every field, falling back to `defaults`. Keys are camelCase; providers map them (`PORT`, `--port`). */
@@ -69,8 +73,12 @@ export const config: Config.Config<HostConfig["Service"]> = Config.all({
   maxBodyBytes: SectorsConfig.positiveInt("maxBodyBytes").pipe(Config.withDefault(defaults.maxBodyBytes)),
   maxOpsPerRequest: SectorsConfig.positiveInt("maxOpsPerRequest").pipe(Config.withDefault(defaults.maxOpsPerRequest)),
   maxDataBytes: SectorsConfig.positiveInt("maxDataBytes").pipe(Config.withDefault(defaults.maxDataBytes)),
-  durableTimeout: SectorsConfig.duration("durableTimeout", defaults.durableTimeout)
+  durableTimeout: SectorsConfig.duration("durableTimeout", defaults.durableTimeout),
+  simulate: Config.option(Config.Literals(Simulator.scenarios, "simulate"))
 })
+
+/** Every key `config` reads (camelCase; `PORT`-style in the environment, `--port` on the command line). */
+export const keys: ReadonlyArray<string> = Object.keys(defaults)
 
 /** A fixed configuration: `defaults` overlaid with `options`. */
 export const layer = (options?: Partial<HostConfig["Service"]>): Layer.Layer<HostConfig> =>

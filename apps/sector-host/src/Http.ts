@@ -1,23 +1,377 @@
 /**
- * The HTTP API of the host (../../shared/DESIGN.md "HTTP API of sector-host"): health and readiness so far.
+ * The HTTP API of the host (shared/DESIGN.md, "HTTP API of sector-host"). Handlers are thin: read and validate the
+ * whole request, call `SectorHost`, render the answer. Nothing is applied unless all of a request is valid.
+ *
+ * A submission is checked in this order: the body against `maxBodyBytes` (the declared `Content-Length` before
+ * reading, then the bytes actually read), the JSON, then the limits on its ops (`maxOpsPerRequest`, each op's
+ * `data` against `maxDataBytes`) — a request over a limit gets 413 whatever else is wrong with it — and then every
+ * field of the path, query and body at once: 400 lists each one.
+ *
+ * Every failure is an `application/problem+json` response (`Problem`): the handlers map the core's typed errors,
+ * a known path asked with another method gets 405 with `Allow` (OPTIONS gets 204 with `Allow`), an unknown route
+ * 404, and a defect 500 — logged, since the host serves with the request logger off.
  */
-import { Effect, Layer } from "effect"
-import { HttpRouter, HttpServerResponse } from "effect/http"
+import { type Batch, Op, type Resilience, SectorHost } from "@sectors/core"
+import { ByteSize, Cause, Clock, Effect, Layer, Option, Predicate, Result } from "effect"
+import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { PrometheusMetrics } from "effect/observability"
+import { HostConfig } from "./HostConfig.ts"
 import { Lifecycle } from "./Lifecycle.ts"
+import * as Problem from "./Problem.ts"
 
-/** `GET /healthz`: the process is alive and serving. */
-const healthz = HttpRouter.add("GET", "/healthz", HttpServerResponse.jsonUnsafe({ status: "ok" }))
+type Handler = (
+  request: HttpServerRequest.HttpServerRequest
+) => Effect.Effect<HttpServerResponse.HttpServerResponse, never, HttpRouter.Provided>
 
-/** `GET /readyz`: 200 once started, 503 while starting or shutting down. */
-const readyz = HttpRouter.add(
-  "GET",
-  "/readyz",
-  Effect.gen(function*() {
-    const lifecycle = yield* Lifecycle
-    const phase = yield* lifecycle.phase
-    return HttpServerResponse.jsonUnsafe({ status: phase }, { status: phase === "ready" ? 200 : 503 })
+interface Endpoint {
+  readonly method: "GET" | "POST"
+  readonly path: HttpRouter.PathInput
+  readonly handler: Handler
+}
+
+/** Methods a route can be registered for; the ones a path lacks answer 405. */
+const methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "QUERY"] as const
+
+/** The content type of the Prometheus text exposition format. */
+export const prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+const json = (body: unknown, status = 200) => HttpServerResponse.jsonUnsafe(body, { status })
+
+const iso = (millis: number | undefined) => (millis === undefined ? null : new Date(millis).toISOString())
+
+/** Answers a handler's failure with its problem response. */
+const orProblem = Effect.catch((error: Problem.KnownError | Problem.Problem) => Effect.succeed(Problem.respond(error)))
+
+// ---- request parts ----
+
+/** A path segment as an id: decimal digits only, a safe integer. */
+const parseId = (field: string, text: string | undefined): Result.Result<number, Problem.Issue> => {
+  const id = text !== undefined && /^\d{1,16}$/.test(text) ? Number(text) : Number.NaN
+  return Number.isSafeInteger(id)
+    ? Result.succeed(id)
+    : Result.fail({ field, message: `must be a non-negative safe integer, got ${JSON.stringify(text ?? "")}` })
+}
+
+/** The ids in the path named `fields`, or 400 naming each bad one. */
+const pathIds = <const Fields extends ReadonlyArray<string>>(...fields: Fields) =>
+  Effect.flatMap(HttpRouter.params, (params) => {
+    const ids: Record<string, number> = {}
+    const issues: Array<Problem.Issue> = []
+    for (const field of fields) {
+      const id = parseId(field, params[field])
+      if (Result.isSuccess(id)) ids[field] = id.success
+      else issues.push(id.failure)
+    }
+    return issues.length === 0
+      ? Effect.succeed(ids as Record<Fields[number], number>)
+      : Effect.fail(Problem.invalid(issues))
   })
+
+/** `?ack=`: `accepted` (the default) or `durable`. */
+const parseAck = (
+  value: string | ReadonlyArray<string> | undefined
+): Result.Result<"accepted" | "durable", Problem.Issue> =>
+  value === undefined
+    ? Result.succeed("accepted")
+    : value === "accepted" || value === "durable"
+    ? Result.succeed(value)
+    : Result.fail({ field: "ack", message: `must be "accepted" or "durable", got ${JSON.stringify(value)}` })
+
+/** The body as text, at most `maxBytes` of it: 413 past that, judged by `Content-Length` before reading. */
+const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number) => {
+  const overLimit = Problem.tooLarge([{ field: "body", message: `must be at most ${maxBytes} bytes` }])
+  const declared = request.headers["content-length"]
+  if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > maxBytes) {
+    return Effect.fail(
+      Problem.tooLarge([{ field: "body", message: `is ${declared} bytes; must be at most ${maxBytes} bytes` }])
+    )
+  }
+  return request.text.pipe(
+    Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(maxBytes)),
+    Effect.mapError((error) =>
+      error.reason._tag === "RequestParseError" && error.reason.reason === "BodyTooLarge"
+        ? overLimit
+        : Problem.fromError(error)
+    )
+  )
+}
+
+/** The body as JSON, or 400. */
+const parseJson = (text: string): Effect.Effect<unknown, Problem.Problem> => {
+  if (text.trim() === "") {
+    return Effect.fail(
+      Problem.invalid([{ field: "body", message: `must be a JSON object {"ops": [...]}, got nothing` }])
+    )
+  }
+  return Effect.try({
+    try: () => JSON.parse(text) as unknown,
+    catch: (error) => {
+      const reason = error instanceof Error ? error.message : String(error)
+      return Problem.invalid([{ field: "body", message: `is not valid JSON: ${reason}` }])
+    }
+  })
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  Predicate.isObject(value) && !Array.isArray(value)
+
+const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? "", "utf8")
+
+/** Limits on a submission's ops: their number, and each op's `data` as JSON bytes. */
+const limitIssues = (body: unknown, config: HostConfig["Service"]): Array<Problem.Issue> => {
+  if (!isRecord(body) || !Array.isArray(body.ops)) return []
+  const ops: ReadonlyArray<unknown> = body.ops
+  if (ops.length > config.maxOpsPerRequest) {
+    return [{ field: "ops", message: `holds ${ops.length} ops; at most ${config.maxOpsPerRequest} per request` }]
+  }
+  const issues: Array<Problem.Issue> = []
+  ops.forEach((op, index) => {
+    if (!isRecord(op) || !("data" in op)) return
+    const bytes = jsonBytes(op.data)
+    if (bytes > config.maxDataBytes) {
+      const message = `is ${bytes} bytes as JSON; at most ${config.maxDataBytes} allowed`
+      issues.push({ index, field: "data", message })
+    }
+  })
+  return issues
+}
+
+/** The body's shape: `{"ops": [...]}` and nothing else. */
+const envelopeIssues = (body: unknown): Array<Problem.Issue> =>
+  isRecord(body)
+    ? Object.keys(body).filter((key) => key !== "ops").map((field) => ({
+      field,
+      message: `is not a field of a submission (only "ops")`
+    }))
+    : [{ field: "body", message: `must be a JSON object {"ops": [...]}` }]
+
+// ---- rendering ----
+
+const circuitJson = (status: Resilience.CircuitStatus) =>
+  status._tag === "Open"
+    ? { state: status._tag, until: iso(status.until), consecutiveOpenings: status.consecutiveOpenings }
+    : { state: status._tag }
+
+/** A dead-lettered entry in the vocabulary of ops (its seq is given beside it). */
+const entryJson = (entry: Batch.Entry) => {
+  switch (entry._tag) {
+    case "Upsert":
+      return { type: "set", entity: entry.entity, component: entry.component, data: entry.data }
+    case "Remove":
+      return { type: "remove", entity: entry.entity, component: entry.component }
+    case "Delete":
+      return { type: "delete", entity: entry.entity }
+    case "Authority":
+      return { type: "authority", entity: entry.entity, component: entry.component, worker: entry.worker }
+  }
+}
+
+// ---- routes ----
+
+/** Builds every endpoint over the host, the lifecycle and the configuration. */
+const endpoints = Effect.gen(function*() {
+  const host = yield* SectorHost.SectorHost
+  const lifecycle = yield* Lifecycle
+  const config = yield* HostConfig
+
+  /** `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`. */
+  const submit = Effect.fn("Http.submit")(function*(request: HttpServerRequest.HttpServerRequest) {
+    const params = yield* HttpRouter.params
+    const search = yield* HttpServerRequest.ParsedSearchParams
+    const body = yield* readBody(request, config.maxBodyBytes).pipe(Effect.flatMap(parseJson))
+
+    const overLimits = limitIssues(body, config)
+    if (overLimits.length > 0) return yield* Problem.tooLarge(overLimits)
+
+    const sector = parseId("sector", params.sector)
+    const ack = parseAck(search.ack)
+    const issues: Array<Problem.Issue> = [
+      ...(Result.isFailure(sector) ? [sector.failure] : []),
+      ...(Result.isFailure(ack) ? [ack.failure] : []),
+      ...envelopeIssues(body)
+    ]
+    const ops = isRecord(body)
+      ? yield* Effect.result(Op.decodeOps(body.ops, { maxOps: config.maxOpsPerRequest }))
+      : Result.succeed([])
+    if (Result.isFailure(ops)) issues.push(...ops.failure.issues)
+    // (the Result checks only narrow: any failure has put its issue in `issues`)
+    if (issues.length > 0 || Result.isFailure(sector) || Result.isFailure(ack) || Result.isFailure(ops)) {
+      return yield* Problem.invalid(issues)
+    }
+
+    const durable = ack.success === "durable"
+    const accepted = yield* host.submit(
+      sector.success,
+      ops.success,
+      durable ? { ack: "durable", durableTimeout: config.durableTimeout } : { ack: "accepted" }
+    )
+    const result = {
+      sector: sector.success,
+      accepted: accepted.accepted,
+      firstSeq: accepted.firstSeq,
+      lastSeq: accepted.lastSeq
+    }
+    return durable ? json({ ...result, persisted: true }, 200) : json(result, 202)
+  }, orProblem)
+
+  /** `GET /sectors/{sector}/entities/{entity}`. */
+  const entity = Effect.fn("Http.entity")(function*() {
+    const ids = yield* pathIds("sector", "entity")
+    const found = yield* host.get(ids.sector, ids.entity)
+    if (Option.isNone(found)) return yield* Problem.notFound(`sector ${ids.sector} has no entity ${ids.entity}`)
+    const view = found.value
+    return json({
+      sector: ids.sector,
+      entity: view.entity,
+      components: view.components,
+      authority: view.authority,
+      seq: view.seq
+    })
+  }, orProblem)
+
+  /** `GET /sectors/{sector}`: the sector's figures and the circuit. */
+  const status = Effect.fn("Http.status")(function*() {
+    const { sector } = yield* pathIds("sector")
+    const { sectorId: _, persistedAt, ...stats } = yield* host.stats(sector)
+    return json({ sector, ...stats, persistedAt: iso(persistedAt), circuit: circuitJson(host.circuit()) })
+  }, orProblem)
+
+  /** `GET /sectors`: the active sectors, one line each. */
+  const list = Effect.fn("Http.list")(function*() {
+    const sectors = yield* host.list
+    return json({
+      sectors: [...sectors].sort((a, b) => a.sectorId - b.sectorId).map(({ sectorId, ...summary }) => ({
+        sector: sectorId,
+        ...summary
+      }))
+    })
+  }, orProblem)
+
+  /** `POST /sectors/{sector}/flush`: answers once everything accepted so far is durable (at most `durableTimeout`). */
+  const flush = Effect.fn("Http.flush")(function*() {
+    const { sector } = yield* pathIds("sector")
+    const persistedSeq = yield* host.flush(sector).pipe(Effect.timeoutOption(config.durableTimeout))
+    if (Option.isNone(persistedSeq)) {
+      return yield* Problem.timedOut(`sector ${sector}: not everything accepted became durable within the wait`, {
+        sector
+      })
+    }
+    return json({ sector, persistedSeq: persistedSeq.value })
+  }, orProblem)
+
+  /** `GET /sectors/{sector}/dead-letters`. */
+  const deadLetters = Effect.fn("Http.deadLetters")(function*() {
+    const { sector } = yield* pathIds("sector")
+    const letters = yield* host.deadLetters(sector)
+    return json({
+      sector,
+      deadLetters: letters.map((letter) => ({
+        seq: letter.seq,
+        entry: entryJson(letter.entry),
+        error: letter.error,
+        code: letter.code ?? null,
+        at: iso(letter.at)
+      }))
+    })
+  }, orProblem)
+
+  /** `GET /healthz`: alive and serving. */
+  const healthz = Effect.fn("Http.healthz")(function*() {
+    return json({ status: "ok" })
+  })
+
+  /** `GET /readyz`: 200 only when started, not shutting down, and the circuit is not open. */
+  const readyz = Effect.fn("Http.readyz")(function*() {
+    const phase = yield* lifecycle.phase
+    const circuit = host.circuit()
+    const now = yield* Clock.currentTimeMillis
+    const reason = phase !== "ready"
+      ? phase
+      : !host.accepting()
+      ? "draining"
+      : circuit._tag === "Open" && circuit.until > now
+      ? "circuit-open"
+      : undefined
+    if (reason === undefined) return json({ status: "ready", phase, circuit: circuitJson(circuit) })
+    return Problem.toResponse(
+      new Problem.Problem({
+        status: 503,
+        type: "urn:sectors:problem:not-ready",
+        title: "Not ready",
+        detail: reason === "circuit-open"
+          ? "the database is failing: the circuit is open"
+          : reason === "starting"
+          ? "still starting"
+          : "shutting down",
+        extensions: { reason, phase, circuit: circuitJson(circuit) }
+      })
+    )
+  })
+
+  /** `GET /metrics`: every metric in the Prometheus text format. */
+  const metrics = Effect.fn("Http.metrics")(function*() {
+    const text = yield* PrometheusMetrics.format()
+    return HttpServerResponse.text(text, { contentType: prometheusContentType })
+  })
+
+  const table: ReadonlyArray<Endpoint> = [
+    { method: "POST", path: "/sectors/:sector/ops", handler: submit },
+    { method: "GET", path: "/sectors/:sector/entities/:entity", handler: entity },
+    { method: "GET", path: "/sectors/:sector", handler: status },
+    { method: "GET", path: "/sectors", handler: list },
+    { method: "POST", path: "/sectors/:sector/flush", handler: flush },
+    { method: "GET", path: "/sectors/:sector/dead-letters", handler: deadLetters },
+    { method: "GET", path: "/healthz", handler: healthz },
+    { method: "GET", path: "/readyz", handler: readyz },
+    { method: "GET", path: "/metrics", handler: metrics }
+  ]
+  return [
+    ...table.map((endpoint) => HttpRouter.route(endpoint.method, endpoint.path, endpoint.handler)),
+    ...otherMethods(table)
+  ]
+})
+
+/** For each path, the methods it lacks: 405 with `Allow` (OPTIONS: 204 with `Allow`). */
+const otherMethods = (table: ReadonlyArray<Endpoint>) => {
+  const byPath = new Map<HttpRouter.PathInput, Array<string>>()
+  for (const { method, path } of table) byPath.set(path, [...(byPath.get(path) ?? []), method])
+  return [...byPath].flatMap(([path, defined]) => {
+    const allow = defined.includes("GET") ? [...defined, "HEAD", "OPTIONS"] : [...defined, "OPTIONS"]
+    return [
+      HttpRouter.route(
+        "OPTIONS",
+        path,
+        HttpServerResponse.empty({ status: 204, headers: { allow: allow.join(", ") } })
+      ),
+      ...methods.filter((method) => !defined.includes(method)).map((method) =>
+        HttpRouter.route(method, path, (request) =>
+          Effect.succeed(
+            Problem.toResponse(Problem.methodNotAllowed(request.method, path.replace(/:(\w+)/g, "{$1}"), allow))
+          ))
+      )
+    ]
+  })
+}
+
+/**
+ * The last word on every request: what no handler answered — an unknown route, a request that could not be read, a
+ * defect — becomes a problem+json response; defects and unexpected failures are logged.
+ */
+const problems = HttpRouter.middleware(
+  (httpApp) =>
+    Effect.catchCauseIf(httpApp, (cause) => !Cause.hasInterruptsOnly(cause), (cause) => {
+      const error = Cause.findErrorOption(cause)
+      if (!Cause.hasDies(cause) && Option.isSome(error) && HttpServerError.isHttpServerError(error.value)) {
+        const problem = Problem.fromError(error.value)
+        if (problem.status < 500) return Effect.succeed(Problem.toResponse(problem))
+      }
+      return Effect.logError("HTTP request failed unexpectedly", cause).pipe(
+        Effect.as(Problem.toResponse(Problem.internal))
+      )
+    }),
+  { global: true }
 )
 
-/** Every route of the API. */
-export const routes = Layer.mergeAll(healthz, readyz)
+/** Every route of the API, with problem+json for whatever they do not answer. Needs the host, lifecycle, config. */
+export const routes: Layer.Layer<never, never, HttpRouter.HttpRouter | SectorHost.SectorHost | Lifecycle | HostConfig> =
+  Layer.mergeAll(HttpRouter.addAll(endpoints), problems)

@@ -6,11 +6,15 @@
  * once; a later one forces the exit (code 1) after the registered reporters have said what was not flushed.
  */
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
+
+/** The shutdown ended with accepted ops not persisted (the sink was failing): exit non-zero. */
+export class Unflushed extends Data.TaggedError("Unflushed")<{ readonly report: { readonly unflushed: number } }> {}
 
 /** Where the host is in its life. */
 export type Phase = "starting" | "ready" | "draining"
@@ -28,17 +32,17 @@ export class Lifecycle extends Context.Service<Lifecycle, {
   /** Starts the shutdown as a signal would. */
   readonly requestShutdown: Effect.Effect<void>
   /**
-   * Registers a synchronous reporter run before a forced exit (second signal), e.g. to log what was not flushed.
-   * Removed when the caller's scope closes.
+   * Registers what a forced exit (second signal) must say, e.g. what was not flushed; its words join the one line
+   * logged before exiting. Removed when the caller's scope closes.
    */
-  readonly onForcedExit: (report: () => void) => Effect.Effect<void, never, Scope.Scope>
+  readonly onForcedExit: (report: () => string) => Effect.Effect<void, never, Scope.Scope>
 }>()("sector-host/Lifecycle") {}
 
 /** Installs the signal handlers for the lifetime of the layer. */
 export const layer: Layer.Layer<Lifecycle> = Layer.effect(Lifecycle)(Effect.gen(function*() {
   let phase: Phase = "starting"
   let firstSignalAt: number | undefined
-  const reporters = new Set<() => void>()
+  const reporters = new Set<() => string>()
   const shutdown = yield* Deferred.make<void>()
 
   const beginDraining = () => {
@@ -53,14 +57,17 @@ export const layer: Layer.Layer<Lifecycle> = Layer.effect(Lifecycle)(Effect.gen(
       return
     }
     if (now - firstSignalAt < duplicateWindowMs) return
+    const words: Array<string> = [`second ${signal}: forced exit`]
     for (const report of reporters) {
       try {
-        report()
+        words.push(report())
       } catch {
         // a reporter must not stop the forced exit
       }
     }
-    process.stderr.write(`${JSON.stringify({ level: "FATAL", message: `second ${signal}: forced exit` })}\n`)
+    process.stderr.write(
+      `${JSON.stringify({ level: "FATAL", message: words.join("; "), timestamp: new Date().toISOString() })}\n`
+    )
     process.exit(1)
   }
   yield* Effect.acquireRelease(

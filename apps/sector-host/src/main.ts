@@ -1,23 +1,45 @@
 /**
- * Entry point of sector-host: configuration from the environment, logging, signal handling, the host program.
+ * Entry point of sector-host: the command line and the environment become one configuration, then logging,
+ * signal handling and the host program. Exit code 0 after a clean shutdown, 1 when it could not start or when
+ * accepted ops were left unflushed, 2 for bad flags.
  */
-import { Effect, Layer } from "effect"
-import * as HostConfig from "./HostConfig.ts"
+import { SectorsConfig } from "@sectors/core"
+import { ConfigProvider, Effect, Layer, Result } from "effect"
+import * as CommandLine from "./CommandLine.ts"
 import * as Host from "./Host.ts"
+import * as HostConfig from "./HostConfig.ts"
 import * as Lifecycle from "./Lifecycle.ts"
 import * as Logging from "./Logging.ts"
 import * as Startup from "./Startup.ts"
+import * as Telemetry from "./Telemetry.ts"
 
-const Main = Layer.mergeAll(Lifecycle.layer, Logging.layer).pipe(Layer.provideMerge(HostConfig.layerFromEnv()))
+const parsed = CommandLine.parse(process.argv.slice(2))
+if (Result.isFailure(parsed)) {
+  process.stderr.write(`sector-host: ${parsed.failure}\n`)
+  process.exit(2)
+} else if (parsed.success._tag === "Help") {
+  process.stdout.write(`${CommandLine.help()}\n`)
+  process.exit(0)
+} else {
+  const provider = CommandLine.provider(parsed.success.settings, process.env)
+  const configs = Layer.mergeAll(
+    Layer.effect(HostConfig.HostConfig)(HostConfig.config),
+    Layer.effect(SectorsConfig.SectorsConfig)(SectorsConfig.config)
+  )
+  const Main = Layer.mergeAll(Lifecycle.layer, Logging.layer, Telemetry.layer).pipe(
+    Layer.provideMerge(configs),
+    Layer.provide(ConfigProvider.layer(provider))
+  )
+  const reportFailure = (error: unknown) => Effect.logError(`sector-host could not start: ${Startup.describe(error)}`)
 
-const reportFailure = (error: unknown) => Effect.logError(`sector-host could not start: ${Startup.describe(error)}`)
-
-Lifecycle.runMain(
-  Host.program.pipe(
-    Effect.tapError(reportFailure),
-    Effect.provide(Main),
-    // without a valid configuration there is no configured logger either: report with the default one
-    Effect.tapErrorTag("ConfigError", reportFailure)
-  ),
-  { disableErrorReporting: true }
-)
+  Lifecycle.runMain(
+    Host.program.pipe(
+      Effect.tapError(reportFailure),
+      Effect.flatMap((report) => report.unflushed > 0 ? Effect.fail(new Lifecycle.Unflushed({ report })) : Effect.void),
+      Effect.provide(Main),
+      // without a valid configuration there is no configured logger either: report with the default one
+      Effect.tapErrorTag("ConfigError", reportFailure)
+    ),
+    { disableErrorReporting: true }
+  )
+}

@@ -1,32 +1,590 @@
+/**
+ * The HTTP API as a client sees it: `Http.routes` served on a real HTTP server (`NodeHttpServer.layerTest`) over a
+ * host on the core test kit's memory sink with fault injection. Requests are real I/O; everything that depends on
+ * time (durable timeout, slow or failing sink, circuit breaker) runs on the TestClock.
+ */
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
-import { HttpClient, HttpRouter } from "effect/http"
+import { BatchPolicy, SectorHost, SectorsConfig } from "@sectors/core"
+import { FaultSink, MemorySink } from "@sectors/core/testing"
+import { Duration, Effect, Fiber, Layer, Stream } from "effect"
+import { HttpClient, HttpClientRequest, HttpRouter } from "effect/http"
+import { TestClock } from "effect/testing"
+import * as HostConfig from "../src/HostConfig.ts"
 import * as Http from "../src/Http.ts"
 import * as Lifecycle from "../src/Lifecycle.ts"
 
-const TestServer = HttpRouter.serve(Http.routes, { disableListenLog: true, disableLogger: true }).pipe(
-  Layer.provideMerge(NodeHttpServer.layerTest),
-  Layer.provideMerge(Lifecycle.layer)
-)
+// ---- set-up: the routes on a real HTTP server, over a host on the memory sink with fault injection ----
 
-const status = (path: string) =>
-  Effect.gen(function*() {
-    const client = yield* HttpClient.HttpClient
-    const response = yield* client.get(path)
-    return { status: response.status, body: yield* response.json }
+const limits = { maxBodyBytes: 4096, maxOpsPerRequest: 10, maxDataBytes: 256 }
+
+const policy = (options: Partial<{ minBatch: number; maxWait: Duration.Input; maxPendingKeys: number }> = {}) =>
+  BatchPolicy.BatchPolicy.make({
+    minBatch: options.minBatch ?? 1,
+    maxBatch: 100,
+    maxWait: Duration.fromInputUnsafe(options.maxWait ?? "10 millis"),
+    maxPendingKeys: options.maxPendingKeys ?? 1000
   })
 
+/** The API on `NodeHttpServer.layerTest`; every batch is persisted as soon as it is pending unless `sectors` says. */
+const serve = (
+  options: {
+    readonly host?: Partial<HostConfig.HostConfig["Service"]>
+    readonly sectors?: Partial<SectorsConfig.SectorsConfig["Service"]>
+  } = {}
+) =>
+  HttpRouter.serve(Http.routes, { disableListenLog: true, disableLogger: true }).pipe(
+    Layer.provideMerge(NodeHttpServer.layerTest),
+    Layer.provideMerge(SectorHost.layer),
+    Layer.provideMerge(FaultSink.layer(MemorySink.layer)),
+    Layer.provideMerge(MemorySink.layer),
+    Layer.provideMerge(SectorsConfig.layer({
+      policy: policy(),
+      passivateAfter: Duration.infinity,
+      retryBase: Duration.millis(10),
+      retryMaxDelay: Duration.millis(10),
+      retryDeadline: Duration.millis(50),
+      circuitFailures: 1,
+      circuitOpenBase: Duration.seconds(60),
+      circuitOpenMax: Duration.seconds(60),
+      ...options.sectors
+    })),
+    Layer.provideMerge(Lifecycle.layer),
+    Layer.provideMerge(HostConfig.layer({ ...limits, durableTimeout: Duration.seconds(5), ...options.host }))
+  )
+
+// ---- requests ----
+
+interface Reply {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string | undefined>>
+  readonly text: string
+  readonly body: any
+}
+
+const send = (request: HttpClientRequest.HttpClientRequest) =>
+  Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient
+    const response = yield* client.execute(request)
+    const text = yield* response.text
+    const json = /json/.test(response.headers["content-type"] ?? "") && text !== ""
+    return { status: response.status, headers: response.headers, text, body: json ? JSON.parse(text) : undefined } as Reply
+  })
+
+const get = (path: string) => send(HttpClientRequest.get(path))
+
+const post = (path: string, body?: unknown) =>
+  send(
+    body === undefined
+      ? HttpClientRequest.post(path)
+      : typeof body === "string"
+      ? HttpClientRequest.post(path).pipe(HttpClientRequest.bodyText(body, "application/json"))
+      : HttpClientRequest.post(path).pipe(HttpClientRequest.bodyJsonUnsafe(body))
+  )
+
+const set = (entity: number, component = "c", data: Record<string, unknown> = { x: entity }) => ({
+  type: "set",
+  entity,
+  component,
+  data
+})
+
+/** Asserts an `application/problem+json` answer with `status` whose `errors` name (at least) `fields`. */
+const assertProblem = (
+  reply: Reply,
+  status: number,
+  fields: ReadonlyArray<{ readonly index?: number; readonly field: string }> = []
+) => {
+  assert.strictEqual(reply.status, status, reply.text)
+  assert.strictEqual(reply.headers["content-type"], "application/problem+json")
+  assert.isString(reply.body.type)
+  assert.isString(reply.body.title)
+  assert.strictEqual(reply.body.status, status)
+  assert.isString(reply.body.detail)
+  for (const expected of fields) {
+    const found = (reply.body.errors ?? []).some((error: { index?: number; field: string }) =>
+      error.field === expected.field && error.index === expected.index
+    )
+    assert.isTrue(found, `errors name ${JSON.stringify(expected)}: ${JSON.stringify(reply.body.errors)}`)
+  }
+}
+
+// ---- waiting: for real I/O in real time, for timing behaviour on the TestClock ----
+
+/** Waits (in real time, the TestClock standing still) until `condition` holds: for I/O to happen, not for time. */
+const eventually = <E, R>(condition: Effect.Effect<boolean, E, R>) =>
+  Effect.gen(function*() {
+    for (let attempt = 0; attempt < 2000; attempt++) {
+      if (yield* condition) return
+      yield* TestClock.withLive(Effect.sleep(Duration.millis(2)))
+    }
+    assert.fail("the condition never held")
+  })
+
+/** Moves the TestClock on by `step` at a time, letting real I/O happen in between, until `condition` holds. */
+const advanceUntil = <E, R>(condition: Effect.Effect<boolean, E, R>, step: Duration.Input) =>
+  Effect.gen(function*() {
+    for (let attempt = 0; attempt < 2000; attempt++) {
+      if (yield* condition) return
+      yield* TestClock.adjust(step)
+      yield* TestClock.withLive(Effect.sleep(Duration.millis(1)))
+    }
+    assert.fail("the condition never held")
+  })
+
+const isDone = <A, E>(fiber: Fiber.Fiber<A, E>) => Effect.sync(() => fiber.pollUnsafe() !== undefined)
+
+const stats = (sector: number) => Effect.flatMap(SectorHost.SectorHost, (host) => host.stats(sector))
+
+/** Only sector 7 is active, with exactly `lastSeq` ops, and the sink has loaded no other sector. */
+const assertUnchanged = (lastSeq: number) =>
+  Effect.gen(function*() {
+    const list = yield* get("/sectors")
+    assert.deepStrictEqual(list.body.sectors.map((s: { sector: number; lastSeq: number }) => [s.sector, s.lastSeq]), [[
+      7,
+      lastSeq
+    ]])
+    assert.deepStrictEqual((yield* MemorySink.MemorySink).sectorIds(), [7])
+  })
+
+// ---- the API ----
+
+describe("POST /sectors/{sector}/ops", () => {
+  it.effect("accepts ops with 202 and their seqs, before they are durable", () =>
+    Effect.gen(function*() {
+      const first = yield* post("/sectors/3/ops", { ops: [set(1), set(2)] })
+      assert.strictEqual(first.status, 202)
+      assert.deepStrictEqual(first.body, { sector: 3, accepted: 2, firstSeq: 1, lastSeq: 2 })
+      const second = yield* post("/sectors/3/ops?ack=accepted", { ops: [{ type: "delete", entity: 1 }] })
+      assert.deepStrictEqual([second.status, second.body], [202, { sector: 3, accepted: 1, firstSeq: 3, lastSeq: 3 }])
+    }).pipe(Effect.provide(serve({ sectors: { policy: policy({ minBatch: 100, maxWait: "1 hour" }) } }))))
+
+  it.effect("answers ack=durable with 200 only once the ops are committed", () =>
+    Effect.gen(function*() {
+      const store = yield* MemorySink.MemorySink
+      const reply = yield* post("/sectors/3/ops?ack=durable", {
+        ops: [set(1, "position", { x: 1 }), { type: "authority", entity: 1, component: "position", worker: "w-7" }]
+      })
+      assert.strictEqual(reply.status, 200)
+      assert.deepStrictEqual(reply.body, { sector: 3, accepted: 2, firstSeq: 1, lastSeq: 2, persisted: true })
+      assert.strictEqual(store.sector(3)?.persistedSeq, 2)
+      assert.deepStrictEqual(store.rows(3).components.map((row) => [row.entity, row.component, row.data]), [
+        [1, "position", { x: 1 }]
+      ])
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("answers 504 when the ops are not durable within durableTimeout, and keeps them accepted", () =>
+    Effect.gen(function*() {
+      const faults = yield* FaultSink.Faults
+      yield* post("/sectors/1/ops?ack=durable", { ops: [set(1)] })
+      yield* faults.slow("1 hour")
+      const request = yield* Effect.forkChild(post("/sectors/1/ops?ack=durable", { ops: [set(2), set(3)] }))
+      yield* eventually(Effect.map(stats(1), (s) => s.lastSeq === 3))
+      yield* advanceUntil(isDone(request), "1 second")
+      const reply = yield* Fiber.join(request)
+      assertProblem(reply, 504)
+      assert.deepStrictEqual(
+        [reply.body.sector, reply.body.accepted, reply.body.firstSeq, reply.body.lastSeq, reply.body.persistedSeq],
+        [1, 2, 2, 3, 1]
+      )
+      // the sink recovers: the accepted ops are persisted after all
+      yield* faults.reset
+      yield* advanceUntil(Effect.map(stats(1), (s) => s.persistedSeq === 3), "1 minute")
+      assert.strictEqual((yield* get("/sectors/1")).body.persistedSeq, 3)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("answers 429 with Retry-After when the sector's mailbox is full, and applies nothing", () =>
+    Effect.gen(function*() {
+      const faults = yield* FaultSink.Faults
+      yield* post("/sectors/1/ops?ack=durable", { ops: [set(1)] })
+      yield* faults.slow("1 hour")
+      // one batch in flight, one key pending (maxPendingKeys), one submission in the mailbox (capacity 1)
+      assert.strictEqual((yield* post("/sectors/1/ops", { ops: [set(2)] })).status, 202)
+      yield* eventually(Effect.map(stats(1), (s) => s.inFlightOps === 1))
+      assert.strictEqual((yield* post("/sectors/1/ops", { ops: [set(3)] })).status, 202)
+      const waiting = yield* Effect.forkChild(post("/sectors/1/ops", { ops: [set(4)] }))
+      yield* eventually(Effect.map(stats(1), (s) => s.mailboxDepth === 1))
+
+      const refused = yield* post("/sectors/1/ops", { ops: [set(5)] })
+      assertProblem(refused, 429)
+      assert.strictEqual(refused.headers["retry-after"], "3") // mailboxRetryAfter 2.5 s, rounded up
+
+      yield* faults.reset
+      yield* advanceUntil(isDone(waiting), "1 hour")
+      assert.deepStrictEqual((yield* Fiber.join(waiting)).body, { sector: 1, accepted: 1, firstSeq: 4, lastSeq: 4 })
+      assert.strictEqual((yield* stats(1)).lastSeq, 4)
+      yield* advanceUntil(Effect.map(stats(1), (s) => s.persistedSeq === 4), "1 second")
+    }).pipe(Effect.provide(serve({
+      sectors: { mailboxCapacity: 1, mailboxRetryAfter: Duration.millis(2500), policy: policy({ maxPendingKeys: 1 }) }
+    }))))
+
+  it.effect("answers 503 with Retry-After while the circuit is open, and readiness turns 503 until it closes", () =>
+    Effect.gen(function*() {
+      const faults = yield* FaultSink.Faults
+      const host = yield* SectorHost.SectorHost
+      const lifecycle = yield* Lifecycle.Lifecycle
+      yield* lifecycle.markReady
+      yield* post("/sectors/1/ops?ack=durable", { ops: [set(1)] })
+      assert.strictEqual((yield* get("/readyz")).status, 200)
+
+      yield* faults.outage("1 hour")
+      assert.strictEqual((yield* post("/sectors/1/ops", { ops: [set(2)] })).status, 202)
+      yield* advanceUntil(Effect.sync(() => host.circuit()._tag === "Open"), "10 millis")
+
+      const refused = yield* post("/sectors/1/ops", { ops: [set(3)] })
+      assertProblem(refused, 503)
+      const retryAfter = Number(refused.headers["retry-after"])
+      assert.isTrue(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, refused.headers["retry-after"])
+      const flush = yield* post("/sectors/1/flush")
+      assertProblem(flush, 503)
+      assert.isDefined(flush.headers["retry-after"])
+      const ready = yield* get("/readyz")
+      assertProblem(ready, 503)
+      assert.strictEqual(ready.body.reason, "circuit-open")
+      assert.strictEqual((yield* get("/sectors/1")).body.circuit.state, "Open")
+      assert.strictEqual((yield* stats(1)).lastSeq, 2)
+
+      // the database is back: the probe persists what was buffered and the circuit closes
+      yield* faults.reset
+      yield* advanceUntil(Effect.map(stats(1), (s) => s.persistedSeq === 2), "1 second")
+      assert.strictEqual((yield* get("/readyz")).status, 200)
+      assert.strictEqual((yield* post("/sectors/1/ops", { ops: [set(3)] })).status, 202)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("answers 503 with Retry-After once the host is shutting down", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      yield* post("/sectors/1/ops", { ops: [set(1)] })
+      yield* host.shutdown
+      const refused = yield* post("/sectors/1/ops", { ops: [set(2)] })
+      assertProblem(refused, 503)
+      assert.strictEqual(refused.headers["retry-after"], "1")
+    }).pipe(Effect.provide(serve())))
+})
+
+/** A body of `bytes` bytes that is otherwise a valid submission. */
+const padded = (bytes: number) => {
+  const head = `{"ops":[{"type":"set","entity":1,"component":"c","data":{"pad":"`
+  const tail = `"}}]}`
+  return head + "x".repeat(bytes - head.length - tail.length) + tail
+}
+
+interface Malformed {
+  readonly name: string
+  readonly path?: string
+  readonly body?: unknown
+  readonly chunked?: boolean
+  readonly status: 400 | 413
+  readonly errors: ReadonlyArray<{ readonly index?: number; readonly field: string }>
+}
+
+const malformed: ReadonlyArray<Malformed> = [
+  { name: "malformed JSON", body: `{"ops": [`, status: 400, errors: [{ field: "body" }] },
+  { name: "an empty body", body: "", status: 400, errors: [{ field: "body" }] },
+  { name: "a body that is an array", body: [set(1)], status: 400, errors: [{ field: "body" }] },
+  { name: "a body that is null", body: "null", status: 400, errors: [{ field: "body" }] },
+  { name: "a body without ops", body: {}, status: 400, errors: [{ field: "ops" }] },
+  { name: "ops that are not an array", body: { ops: set(1) }, status: 400, errors: [{ field: "ops" }] },
+  { name: "no ops at all", body: { ops: [] }, status: 400, errors: [{ field: "ops" }] },
+  { name: "an excess field in the body", body: { ops: [set(1)], when: 1 }, status: 400, errors: [{ field: "when" }] },
+  { name: "an entity that is a string", body: { ops: [{ ...set(1), entity: "1" }] }, status: 400, errors: [{ index: 0, field: "entity" }] },
+  { name: "a negative entity", body: { ops: [set(-1)] }, status: 400, errors: [{ index: 0, field: "entity" }] },
+  { name: "an unsafe entity", body: { ops: [set(2 ** 53)] }, status: 400, errors: [{ index: 0, field: "entity" }] },
+  { name: "a non-integer entity", body: { ops: [set(1.5)] }, status: 400, errors: [{ index: 0, field: "entity" }] },
+  { name: "a component name with a space", body: { ops: [set(1, "hit points")] }, status: 400, errors: [{ index: 0, field: "component" }] },
+  { name: "a component name of 65 characters", body: { ops: [set(1, "c".repeat(65))] }, status: 400, errors: [{ index: 0, field: "component" }] },
+  { name: "a component that is a number", body: { ops: [{ ...set(1), component: 5 }] }, status: 400, errors: [{ index: 0, field: "component" }] },
+  { name: "data that is not an object", body: { ops: [{ ...set(1), data: [1, 2] }] }, status: 400, errors: [{ index: 0, field: "data" }] },
+  { name: "an unknown op type", body: { ops: [{ type: "explode", entity: 1 }] }, status: 400, errors: [{ index: 0, field: "type" }] },
+  { name: "an op without a type", body: { ops: [{ entity: 1 }] }, status: 400, errors: [{ index: 0, field: "type" }] },
+  { name: "an excess field in an op", body: { ops: [{ ...set(1), ttl: 5 }] }, status: 400, errors: [{ index: 0, field: "ttl" }] },
+  {
+    name: "data on a remove",
+    body: { ops: [{ type: "remove", entity: 1, component: "c", data: {} }] },
+    status: 400,
+    errors: [{ index: 0, field: "data" }]
+  },
+  {
+    name: "a worker with a space",
+    body: { ops: [{ type: "authority", entity: 1, component: "c", worker: "w 7" }] },
+    status: 400,
+    errors: [{ index: 0, field: "worker" }]
+  },
+  {
+    name: "two bad ops after a good one",
+    body: { ops: [set(1), set(-2), { type: "delete" }] },
+    status: 400,
+    errors: [{ index: 1, field: "entity" }, { index: 2, field: "entity" }]
+  },
+  { name: "a negative sector", path: "/sectors/-1/ops", body: { ops: [set(1)] }, status: 400, errors: [{ field: "sector" }] },
+  { name: "an unsafe sector", path: "/sectors/9007199254740992/ops", body: { ops: [set(1)] }, status: 400, errors: [{ field: "sector" }] },
+  { name: "a non-integer sector", path: "/sectors/1.5/ops", body: { ops: [set(1)] }, status: 400, errors: [{ field: "sector" }] },
+  { name: "a sector that is not a number", path: "/sectors/abc/ops", body: { ops: [set(1)] }, status: 400, errors: [{ field: "sector" }] },
+  { name: "an unknown ack", path: "/sectors/7/ops?ack=eventually", body: { ops: [set(1)] }, status: 400, errors: [{ field: "ack" }] },
+  {
+    name: "a bad sector, ack and op together",
+    path: "/sectors/x/ops?ack=soon",
+    body: { ops: [set(1, "bad name")] },
+    status: 400,
+    errors: [{ field: "sector" }, { field: "ack" }, { index: 0, field: "component" }]
+  },
+  { name: "a body over maxBodyBytes", body: padded(limits.maxBodyBytes + 1), status: 413, errors: [{ field: "body" }] },
+  {
+    name: "a chunked body over maxBodyBytes",
+    body: padded(limits.maxBodyBytes + 1),
+    chunked: true,
+    status: 413,
+    errors: [{ field: "body" }]
+  },
+  {
+    name: "more ops than maxOpsPerRequest",
+    body: { ops: Array.from({ length: limits.maxOpsPerRequest + 1 }, (_, i) => set(i)) },
+    status: 413,
+    errors: [{ field: "ops" }]
+  },
+  {
+    name: "data over maxDataBytes",
+    body: { ops: [set(1), set(2, "c", { pad: "x".repeat(300) }), set(3), set(4, "c", { pad: "y".repeat(300) })] },
+    status: 413,
+    errors: [{ index: 1, field: "data" }, { index: 3, field: "data" }]
+  }
+]
+
+describe("malformed submissions", () => {
+  it.effect.each(malformed)("answers $status naming the field for $name, and applies nothing", (bad) =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* post("/sectors/7/ops", { ops: [set(1)] })).status, 202)
+      const path = bad.path ?? "/sectors/7/ops"
+      const reply = bad.chunked
+        ? yield* send(HttpClientRequest.post(path).pipe(
+          HttpClientRequest.bodyStream(Stream.make(new TextEncoder().encode(bad.body as string)), {
+            contentType: "application/json"
+          })
+        ))
+        : yield* post(path, bad.body)
+      assertProblem(reply, bad.status, bad.errors)
+      yield* assertUnchanged(1)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("lists every bad op of a submission, with its index and field", () =>
+    Effect.gen(function*() {
+      const reply = yield* post("/sectors/7/ops", { ops: [set(1), set(-1), set(2, "no good"), { type: "nope" }] })
+      assertProblem(reply, 400)
+      assert.deepStrictEqual(
+        reply.body.errors.map((error: { index?: number; field: string }) => [error.index, error.field]),
+        [[1, "entity"], [2, "component"], [3, "type"]]
+      )
+    }).pipe(Effect.provide(serve())))
+})
+
+describe("GET /sectors/{sector}/entities/{entity}", () => {
+  it.effect("returns an entity's components, authority and latest seq", () =>
+    Effect.gen(function*() {
+      yield* post("/sectors/2/ops", {
+        ops: [
+          set(42, "position", { x: 1, y: 2 }),
+          set(42, "hp", { value: 10 }),
+          { type: "authority", entity: 42, component: "position", worker: "w-7" },
+          { type: "remove", entity: 42, component: "hp" }
+        ]
+      })
+      const reply = yield* get("/sectors/2/entities/42")
+      assert.strictEqual(reply.status, 200)
+      assert.deepStrictEqual(reply.body, {
+        sector: 2,
+        entity: 42,
+        components: { position: { x: 1, y: 2 } },
+        authority: { position: "w-7" },
+        seq: 3
+      })
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("answers 404 for an entity that has nothing, and 400 for an id that is not one", () =>
+    Effect.gen(function*() {
+      yield* post("/sectors/2/ops", { ops: [set(1), { type: "delete", entity: 1 }] })
+      assertProblem(yield* get("/sectors/2/entities/1"), 404)
+      assertProblem(yield* get("/sectors/2/entities/99"), 404)
+      assertProblem(yield* get("/sectors/2/entities/-5"), 400, [{ field: "entity" }])
+      assertProblem(yield* get("/sectors/1e3/entities/1"), 400, [{ field: "sector" }])
+    }).pipe(Effect.provide(serve())))
+})
+
+describe("GET /sectors/{sector} and GET /sectors", () => {
+  it.effect("reports a sector's queue, pending, in-flight, watermark, counters and circuit", () =>
+    Effect.gen(function*() {
+      const fresh = yield* get("/sectors/9")
+      assert.strictEqual(fresh.status, 200)
+      assert.strictEqual(fresh.body.persistedAt, null)
+      yield* post("/sectors/4/ops?ack=durable", { ops: [set(1), set(2), set(1)] })
+      const reply = yield* get("/sectors/4")
+      assert.strictEqual(reply.status, 200)
+      const { persistedAt, counters, ...rest } = reply.body
+      assert.isString(persistedAt)
+      assert.isFalse(Number.isNaN(Date.parse(persistedAt)))
+      assert.deepStrictEqual(
+        { received: counters.received, persisted: counters.persisted, batches: counters.batches },
+        { received: 3, persisted: 3, batches: 1 }
+      )
+      assert.deepStrictEqual(rest, {
+        sector: 4,
+        phase: "running",
+        epoch: 1,
+        mailboxDepth: 0,
+        mailboxCapacity: 1024,
+        pendingOps: 0,
+        pendingKeys: 0,
+        maxPendingKeys: 1000,
+        oldestPendingMillis: 0,
+        inFlightOps: 0,
+        lastSeq: 3,
+        persistedSeq: 3,
+        entities: 2,
+        circuit: { state: "Closed" }
+      })
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("lists the active sectors with one summary each", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual((yield* get("/sectors")).body, { sectors: [] })
+      yield* post("/sectors/5/ops", { ops: [set(1), set(2)] })
+      yield* post("/sectors/2/ops", { ops: [set(1)] })
+      const reply = yield* get("/sectors")
+      assert.strictEqual(reply.status, 200)
+      assert.deepStrictEqual(reply.body.sectors.map((s: any) => [s.sector, s.phase, s.lastSeq, s.entities]), [
+        [2, "running", 1, 1],
+        [5, "running", 2, 2]
+      ])
+      for (const summary of reply.body.sectors) {
+        assert.deepStrictEqual(Object.keys(summary).sort(), [
+          "entities",
+          "lastSeq",
+          "mailboxDepth",
+          "pendingOps",
+          "persistedSeq",
+          "phase",
+          "sector"
+        ])
+      }
+    }).pipe(Effect.provide(serve({ sectors: { policy: policy({ minBatch: 100, maxWait: "1 hour" }) } }))))
+})
+
+describe("POST /sectors/{sector}/flush", () => {
+  it.effect("answers once everything accepted so far is durable, with the watermark", () =>
+    Effect.gen(function*() {
+      const store = yield* MemorySink.MemorySink
+      yield* post("/sectors/1/ops", { ops: [set(1), set(2), set(3)] })
+      assert.strictEqual(store.sector(1)?.persistedSeq, 0)
+      const reply = yield* post("/sectors/1/flush")
+      assert.strictEqual(reply.status, 200)
+      assert.deepStrictEqual(reply.body, { sector: 1, persistedSeq: 3 })
+      assert.strictEqual(store.sector(1)?.persistedSeq, 3)
+    }).pipe(Effect.provide(serve({ sectors: { policy: policy({ minBatch: 100, maxWait: "1 hour" }) } }))))
+})
+
+describe("GET /sectors/{sector}/dead-letters", () => {
+  it.effect("lists the ops the sink rejected, with seq, error, code and time", () =>
+    Effect.gen(function*() {
+      const faults = yield* FaultSink.Faults
+      yield* faults.poison((entry) => entry.entity === 13)
+      const reply = yield* post("/sectors/1/ops?ack=durable", { ops: [set(12), set(13, "c", { bad: true }), set(14)] })
+      assert.strictEqual(reply.status, 200)
+      const letters = yield* get("/sectors/1/dead-letters")
+      assert.strictEqual(letters.status, 200)
+      assert.strictEqual(letters.body.sector, 1)
+      assert.strictEqual(letters.body.deadLetters.length, 1)
+      const [letter] = letters.body.deadLetters
+      assert.deepStrictEqual(
+        { seq: letter.seq, entry: letter.entry, error: letter.error, code: letter.code },
+        {
+          seq: 2,
+          entry: { type: "set", entity: 13, component: "c", data: { bad: true } },
+          error: "injected: entry rejected",
+          code: "22P05"
+        }
+      )
+      assert.isFalse(Number.isNaN(Date.parse(letter.at)))
+      assert.strictEqual((yield* get("/sectors/1/entities/12")).status, 200)
+      assertProblem(yield* get("/sectors/1/entities/13"), 404)
+      assert.deepStrictEqual((yield* get("/sectors/2/dead-letters")).body, { sector: 2, deadLetters: [] })
+    }).pipe(Effect.provide(serve())))
+})
+
+describe("routing", () => {
+  it.effect("answers an unknown route with a 404 problem", () =>
+    Effect.gen(function*() {
+      assertProblem(yield* get("/nowhere"), 404)
+      assertProblem(yield* get("/sectors/1/elsewhere"), 404)
+      assertProblem(yield* post("/healthz/now"), 404)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect.each([
+    ["DELETE", "/sectors/1", "GET, HEAD, OPTIONS"],
+    ["GET", "/sectors/1/ops", "POST, OPTIONS"],
+    ["PUT", "/sectors/1/flush", "POST, OPTIONS"],
+    ["POST", "/metrics", "GET, HEAD, OPTIONS"],
+    ["PATCH", "/sectors", "GET, HEAD, OPTIONS"]
+  ] as const)("answers %s %s with a 405 problem allowing %s", ([method, path, allow]) =>
+    Effect.gen(function*() {
+      const reply = yield* send(HttpClientRequest.make(method)(path))
+      assertProblem(reply, 405)
+      assert.strictEqual(reply.headers["allow"], allow)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("answers OPTIONS with the allowed methods", () =>
+    Effect.gen(function*() {
+      const reply = yield* send(HttpClientRequest.options("/sectors/1/ops"))
+      assert.strictEqual(reply.status, 204)
+      assert.strictEqual(reply.headers["allow"], "POST, OPTIONS")
+    }).pipe(Effect.provide(serve())))
+})
+
 describe("health and readiness", () => {
-  it.live("answers /healthz at once and /readyz only between start-up and shutdown", () =>
+  it.effect("answers /healthz always, and /readyz only between start-up and shutdown", () =>
     Effect.gen(function*() {
       const lifecycle = yield* Lifecycle.Lifecycle
-      assert.deepStrictEqual(yield* status("/healthz"), { status: 200, body: { status: "ok" } })
-      assert.deepStrictEqual(yield* status("/readyz"), { status: 503, body: { status: "starting" } })
+      assert.deepStrictEqual((yield* get("/healthz")).body, { status: "ok" })
+      const starting = yield* get("/readyz")
+      assertProblem(starting, 503)
+      assert.strictEqual(starting.body.reason, "starting")
       yield* lifecycle.markReady
-      assert.deepStrictEqual(yield* status("/readyz"), { status: 200, body: { status: "ready" } })
+      const ready = yield* get("/readyz")
+      assert.strictEqual(ready.status, 200)
+      assert.deepStrictEqual(ready.body, { status: "ready", phase: "ready", circuit: { state: "Closed" } })
       yield* lifecycle.requestShutdown
-      assert.deepStrictEqual(yield* status("/readyz"), { status: 503, body: { status: "draining" } })
-      assert.strictEqual((yield* status("/healthz")).status, 200)
-    }).pipe(Effect.provide(TestServer)))
+      const draining = yield* get("/readyz")
+      assertProblem(draining, 503)
+      assert.strictEqual(draining.body.reason, "draining")
+      assert.strictEqual((yield* get("/healthz")).status, 200)
+    }).pipe(Effect.provide(serve())))
+})
+
+/** Every sample line of a Prometheus text exposition: `name{labels} value`. */
+const metricName = String.raw`[a-zA-Z_:][a-zA-Z0-9_:]*`
+const label = String.raw`[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"`
+const value = String.raw`NaN|[+-]Inf|[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?`
+const sampleLine = new RegExp(String.raw`^${metricName}(?:\{${label}(?:,${label})*\})? (?:${value})$`)
+
+const scrape = Effect.gen(function*() {
+  const reply = yield* get("/metrics")
+  assert.strictEqual(reply.status, 200)
+  assert.match(reply.headers["content-type"] ?? "", /^text\/plain; version=0\.0\.4/)
+  const samples = new Map<string, number>()
+  for (const line of reply.text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue
+    assert.match(line, sampleLine)
+    const at = line.lastIndexOf(" ")
+    samples.set(line.slice(0, at), Number(line.slice(at + 1)))
+  }
+  return samples
+})
+
+describe("GET /metrics", () => {
+  it.effect("exposes the metrics as Prometheus text, and ops received grow with posted ops", () =>
+    Effect.gen(function*() {
+      assert.notMatch("sectors_ops_received_total{reason=unquoted} 1", sampleLine)
+      const before = (yield* scrape).get("sectors_ops_received_total") ?? 0
+      assert.strictEqual((yield* post("/sectors/1/ops", { ops: [set(1), set(2), set(3)] })).status, 202)
+      const after = yield* scrape
+      assert.strictEqual(after.get("sectors_ops_received_total"), before + 3)
+    }).pipe(Effect.provide(serve())))
 })

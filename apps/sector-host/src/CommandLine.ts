@@ -1,0 +1,62 @@
+/**
+ * Command-line flags as configuration: every setting the host reads from the environment (`MAX_WAIT`) can be given
+ * as a flag of the same name in kebab case (`--max-wait 40` or `--max-wait=40`), and a flag wins over the
+ * environment. Flags and variables feed one `ConfigProvider`, so `HostConfig` and `SectorsConfig` validate both the
+ * same way and report the same names. `--profile` is short for `--batch-profile`; `--help` lists everything.
+ */
+import { SectorsConfig } from "@sectors/core"
+import { ConfigProvider, Result } from "effect"
+import * as HostConfig from "./HostConfig.ts"
+
+const kebab = (key: string) => key.replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase()
+const constant = (key: string) => key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()
+
+/** Settings by flag name: `--max-wait` → `MAX_WAIT`. */
+export const flags: ReadonlyMap<string, string> = new Map([
+  ...[...new Set([...HostConfig.keys, ...SectorsConfig.keys])].map((key) => [kebab(key), constant(key)] as const),
+  ["profile", "BATCH_PROFILE"]
+])
+
+/** What the command line asked for. */
+export type Parsed =
+  | { readonly _tag: "Run"; readonly settings: Readonly<Record<string, string>> }
+  | { readonly _tag: "Help" }
+
+/** Reads `argv` (without node and the script); fails with one readable line for an unknown or incomplete flag. */
+export const parse = (argv: ReadonlyArray<string>): Result.Result<Parsed, string> => {
+  const settings: Record<string, string> = {}
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (arg === "--help" || arg === "-h") return Result.succeed({ _tag: "Help" })
+    if (!arg.startsWith("--")) return Result.fail(`unexpected argument "${arg}" (flags look like --port 8080)`)
+    const [name, inline] = arg.slice(2).split(/=(.*)/s, 2) as [string, string | undefined]
+    const variable = flags.get(name)
+    if (variable === undefined) return Result.fail(`unknown flag --${name} (see --help)`)
+    const value = inline ?? argv[++i]
+    if (value === undefined || (inline === undefined && value.startsWith("--"))) {
+      return Result.fail(`flag --${name} needs a value`)
+    }
+    settings[variable] = value
+  }
+  return Result.succeed({ _tag: "Run", settings })
+}
+
+/** The provider for both configurations: flags over `env`, constant-case names. */
+export const provider = (
+  settings: Readonly<Record<string, string>>,
+  env: Readonly<Record<string, string | undefined>>
+): ConfigProvider.ConfigProvider =>
+  ConfigProvider.fromEnvRecord({ ...env, ...settings }).pipe(ConfigProvider.constantCase)
+
+/** The `--help` text. */
+export const help = (): string =>
+  [
+    "sector-host — sectors as supervised actors, persisted write-behind to PostgreSQL",
+    "",
+    "usage: npm start -- [--flag value]...",
+    "",
+    "Every flag has an environment variable of the same name in constant case (flags win):",
+    ...[...flags].map(([flag, variable]) => `  --${flag.padEnd(22)} ${variable}`),
+    "",
+    "Defaults and meanings: README.md, section Configuration."
+  ].join("\n")

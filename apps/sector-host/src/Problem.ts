@@ -1,0 +1,184 @@
+/**
+ * Error responses of the HTTP API: every one is RFC 9457 problem details (`application/problem+json`) with `type`,
+ * `title`, `status` and `detail`, and this module is the one table saying which status each failure gets:
+ *
+ * | failure                                            | status | extra                                   |
+ * |----------------------------------------------------|--------|-----------------------------------------|
+ * | `InvalidOp`, a malformed request, malformed JSON   | 400    | `errors: [{index?, field, message}]`    |
+ * | no such entity, unknown route                      | 404    |                                         |
+ * | known path, wrong method                           | 405    | `Allow`                                 |
+ * | body, op count or one op's `data` over its limit   | 413    | `errors` naming the field (and op)      |
+ * | `MailboxFull`                                      | 429    | `Retry-After`                           |
+ * | `SinkUnavailable`, `ShuttingDown`, `SectorFenced`  | 503    | `Retry-After`                           |
+ * | `DurableTimeout` (the ops are still accepted)      | 504    | `firstSeq`, `lastSeq`, `persistedSeq`   |
+ * | a flush not done within `durableTimeout`           | 504    |                                         |
+ * | anything unexpected (a defect)                     | 500    |                                         |
+ *
+ * `Retry-After` is whole seconds, rounded up, at least 1. Problem `type`s are URNs (`urn:sectors:problem:…`): stable
+ * names a client can switch on, not documents to fetch; the purely HTTP ones (404, 405, 500) use `about:blank`.
+ */
+import type { Errors } from "@sectors/core"
+import { Data } from "effect"
+import { HttpServerError, HttpServerResponse, ProblemDetails } from "effect/http"
+
+/** One thing wrong with a request: an op (`index`) and its field, or a part of the request (`sector`, `ack`, `ops`). */
+export type Issue = Errors.OpIssue
+
+/**
+ * A failure with its HTTP answer. Handlers fail with it (`return yield* Problem.invalid(issues)`); `toResponse`
+ * renders it.
+ */
+export class Problem extends Data.TaggedError("Problem")<{
+  readonly status: number
+  readonly type: string
+  readonly title: string
+  readonly detail: string
+  /** What exactly is wrong, for 400 and 413. */
+  readonly errors?: ReadonlyArray<Issue> | undefined
+  /** Extension members of the body (`firstSeq`, `phase`, …). */
+  readonly extensions?: Readonly<Record<string, unknown>> | undefined
+  /** Response headers (`Retry-After`, `Allow`). */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+}> {}
+
+/** The errors of `@sectors/core` a handler can meet, and the server's own. */
+export type KnownError =
+  | Errors.InvalidOp
+  | Errors.MailboxFull
+  | Errors.SinkUnavailable
+  | Errors.ShuttingDown
+  | Errors.DurableTimeout
+  | Errors.SectorFenced
+  | HttpServerError.HttpServerError
+
+const urn = (name: string) => `urn:sectors:problem:${name}`
+
+/** `Retry-After` for a wait in milliseconds: whole seconds, rounded up, at least 1. */
+export const retryAfterSeconds = (millis: number): number =>
+  Number.isFinite(millis) ? Math.max(1, Math.ceil(millis / 1000)) : 1
+
+const retryAfter = (millis: number) => ({ "retry-after": String(retryAfterSeconds(millis)) })
+
+/** `ops[2].entity: …; sector: …` — the issues in one line, for `detail`. */
+export const describe = (issues: ReadonlyArray<Issue>): string =>
+  issues.map((issue) => {
+    const where = [issue.index === undefined ? undefined : `ops[${issue.index}]`, issue.field || undefined]
+      .filter((part) => part !== undefined).join(".")
+    return where === "" ? issue.message : `${where}: ${issue.message}`
+  }).join("; ")
+
+/** 400: the request is malformed; nothing was applied. */
+export const invalid = (issues: ReadonlyArray<Issue>): Problem =>
+  new Problem({
+    status: 400,
+    type: urn("invalid-request"),
+    title: "Invalid request",
+    detail: `nothing was applied: ${describe(issues)}`,
+    errors: issues
+  })
+
+/** 413: the request, its ops or one op's data is over a limit; nothing was applied. */
+export const tooLarge = (issues: ReadonlyArray<Issue>): Problem =>
+  new Problem({
+    status: 413,
+    type: urn("too-large"),
+    title: "Request too large",
+    detail: `nothing was applied: ${describe(issues)}`,
+    errors: issues
+  })
+
+/** 404 with a reason. */
+export const notFound = (detail: string): Problem =>
+  new Problem({ status: 404, type: ProblemDetails.blankType, title: "Not Found", detail })
+
+/** 405: the path exists, the method does not; `allow` lists the methods it has. */
+export const methodNotAllowed = (method: string, path: string, allow: ReadonlyArray<string>): Problem =>
+  new Problem({
+    status: 405,
+    type: ProblemDetails.blankType,
+    title: "Method Not Allowed",
+    detail: `${method} is not allowed on ${path} (allowed: ${allow.join(", ")})`,
+    headers: { allow: allow.join(", ") }
+  })
+
+/** 500: a bug, not the client's fault. */
+export const internal: Problem = new Problem({
+  status: 500,
+  type: ProblemDetails.blankType,
+  title: "Internal Server Error",
+  detail: "the request failed unexpectedly; it has been logged"
+})
+
+/** 504 for a wait of ours that ran out (`what` did not happen within the limit). */
+export const timedOut = (detail: string, extensions?: Readonly<Record<string, unknown>>): Problem =>
+  new Problem({ status: 504, type: urn("timeout"), title: "Timed out", detail, extensions })
+
+const unavailable = (title: string, name: string, detail: string, retryAfterMillis: number): Problem =>
+  new Problem({ status: 503, type: urn(name), title, detail, headers: retryAfter(retryAfterMillis) })
+
+/** The problem an error of the core or of the server stands for. */
+export const fromError = (error: KnownError | Problem): Problem => {
+  switch (error._tag) {
+    case "Problem":
+      return error
+    case "InvalidOp":
+      return invalid(error.issues)
+    case "MailboxFull":
+      return new Problem({
+        status: 429,
+        type: urn("mailbox-full"),
+        title: "Mailbox full",
+        detail: `${error.message}; nothing was applied, retry later`,
+        extensions: { sector: error.sectorId },
+        headers: retryAfter(error.retryAfterMillis)
+      })
+    case "SinkUnavailable":
+      return unavailable("Persistence unavailable", "sink-unavailable", error.message, error.retryAfterMillis)
+    case "ShuttingDown":
+      return unavailable("Shutting down", "shutting-down", `${error.message}; nothing was applied`, 1000)
+    case "SectorFenced":
+      return unavailable("Sector moved", "sector-fenced", `${error.message}; nothing was applied`, 1000)
+    case "DurableTimeout":
+      return timedOut(`${error.message}; the ops stay accepted and will be persisted`, {
+        sector: error.sectorId,
+        accepted: error.lastSeq - error.firstSeq + 1,
+        firstSeq: error.firstSeq,
+        lastSeq: error.lastSeq,
+        persistedSeq: error.persistedSeq
+      })
+    case "HttpServerError":
+      return fromServerError(error)
+  }
+}
+
+const fromServerError = (error: HttpServerError.HttpServerError): Problem => {
+  const reason = error.reason
+  switch (reason._tag) {
+    case "RequestParseError":
+      return reason.reason === "BodyTooLarge"
+        ? tooLarge([{ field: "body", message: reason.description ?? "is larger than allowed" }])
+        : invalid([{ field: "body", message: `cannot be read: ${reason.description ?? "malformed request"}` }])
+    case "RouteNotFound":
+      return notFound(`no route for ${reason.methodAndUrl}${reason.description ? ` (${reason.description})` : ""}`)
+    default:
+      return internal
+  }
+}
+
+/** Renders a problem as its `application/problem+json` response. */
+export const toResponse = (problem: Problem): HttpServerResponse.HttpServerResponse => {
+  const body: ProblemDetails.ProblemDetails = {
+    ...problem.extensions,
+    type: problem.type,
+    title: problem.title,
+    status: problem.status,
+    detail: problem.detail,
+    ...(problem.errors === undefined ? {} : { errors: problem.errors })
+  }
+  const response = ProblemDetails.toResponse(body)
+  return problem.headers === undefined ? response : HttpServerResponse.setHeaders(response, problem.headers)
+}
+
+/** The response for an error of the core, of the server, or a `Problem`. */
+export const respond = (error: KnownError | Problem): HttpServerResponse.HttpServerResponse =>
+  toResponse(fromError(error))

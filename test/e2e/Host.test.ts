@@ -1,0 +1,261 @@
+/**
+ * The running host, end to end: a real `sector-host` process on a real PostgreSQL, driven over HTTP.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { type Op, SectorState } from "@sectors/core"
+import { Arbitraries } from "@sectors/core/testing"
+import { TestDatabase } from "@sectors/pg-embedded/testing"
+import { Effect, Redacted } from "effect"
+import * as fc from "fast-check"
+import * as http from "node:http"
+import postgres from "postgres"
+import { call, freePort, type Host, startHost } from "../support/HostProcess.ts"
+
+/** A fresh database and a port; the env to start a host on them. */
+const fixture = Effect.gen(function*() {
+  const url = yield* TestDatabase.fresh(TestDatabase.serverUrl())
+  const port = yield* Effect.promise(freePort)
+  return { url: Redacted.value(url), env: { DATABASE_URL: Redacted.value(url), PORT: String(port), LOG_FORMAT: "json" } }
+})
+
+const start = (env: Record<string, string>, args: ReadonlyArray<string> = []) =>
+  Effect.acquireRelease(Effect.promise(() => startHost(env, 60_000, args)), (host) =>
+    Effect.promise(async () => {
+      if (host.child.exitCode === null && host.child.signalCode === null) host.signal("SIGKILL")
+      await host.exited
+    }))
+
+const post = (host: Host, sector: number, ops: ReadonlyArray<Op.Op>, ack = "accepted") =>
+  Effect.promise(() => call(host.baseUrl, "POST", `/sectors/${sector}/ops?ack=${ack}`, { ops }))
+
+/** The entity as the host should show it after applying `ops` in order. */
+const expected = (ops: ReadonlyArray<Op.Op>, entity: number) => SectorState.view(SectorState.fold(ops), entity)
+
+const entitiesOf = (ops: ReadonlyArray<Op.Op>) => [...new Set(ops.map((op) => op.entity))]
+
+const chunk = <A>(items: ReadonlyArray<A>, size: number) => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+/** Reads every touched entity back and compares it with the fold of the ops. */
+const checkAgainstFold = (host: Host, streams: ReadonlyArray<ReadonlyArray<Op.Op>>) =>
+  Effect.forEach(streams, (ops, sector) =>
+    Effect.forEach(entitiesOf(ops), (entity) =>
+      Effect.gen(function*() {
+        const response = yield* Effect.promise(() => call(host.baseUrl, "GET", `/sectors/${sector}/entities/${entity}`))
+        const want = expected(ops, entity)
+        if (want === undefined) {
+          assert.strictEqual(response.status, 404, `sector ${sector} entity ${entity} should not exist`)
+        } else {
+          assert.strictEqual(response.status, 200, `sector ${sector} entity ${entity}`)
+          assert.deepStrictEqual(
+            { components: response.body.components, authority: response.body.authority },
+            { components: want.components, authority: want.authority },
+            `sector ${sector} entity ${entity}`
+          )
+        }
+      }), { concurrency: 8, discard: true }), { discard: true })
+
+describe("sector-host end to end", () => {
+  it.live("SIGTERM flushes everything: after a restart every entity equals the fold of the accepted ops", () =>
+    Effect.gen(function*() {
+      const { env } = yield* fixture
+      const sectors = 12
+      const streams = fc.sample(Arbitraries.ops({ entities: 40, hot: 5 }, { min: 250, max: 250 }), { numRuns: sectors, seed: 42 })
+      const first = yield* Effect.promise(() => startHost(env))
+      yield* Effect.forEach(streams, (ops, sector) =>
+        Effect.forEach(chunk(ops, 25), (part) =>
+          Effect.map(post(first, sector, part), (response) => assert.strictEqual(response.status, 202, JSON.stringify(response.body))), {
+          discard: true
+        }), { concurrency: "unbounded", discard: true })
+      first.signal("SIGTERM")
+      const exit = yield* Effect.promise(() => first.exited)
+      assert.deepStrictEqual(exit, { code: 0, signal: null }, first.output())
+      const report = first.output().split("\n").find((line) => line.includes("shutdown:"))
+      assert.isDefined(report, first.output())
+      assert.include(report!, "0 unflushed")
+
+      const second = yield* start(env)
+      yield* checkAgainstFold(second, streams)
+      for (let sector = 0; sector < sectors; sector++) {
+        const status = yield* Effect.promise(() => call(second.baseUrl, "GET", `/sectors/${sector}`))
+        assert.strictEqual(status.body.persistedSeq, streams[sector]!.length)
+      }
+    }), { timeout: 180_000 })
+
+  it.live("every op acked durable before a SIGKILL is there after the restart, and nothing but a prefix", () =>
+    Effect.gen(function*() {
+      const { env } = yield* fixture
+      const sectors = 6
+      const streams = fc.sample(Arbitraries.ops({ entities: 30, hot: 4 }, { min: 400, max: 400 }), { numRuns: sectors, seed: 7 })
+      const host = yield* Effect.promise(() => startHost(env))
+      // one request at a time per sector, so each request's seqs follow the previous one's
+      const durableUpTo = new Array<number>(sectors).fill(0)
+      const killAfter = 1_500
+      const started = Date.now()
+      yield* Effect.forEach(streams, (ops, sector) =>
+        Effect.gen(function*() {
+          for (const part of chunk(ops, 10)) {
+            if (Date.now() - started > killAfter) return
+            const response = yield* Effect.promise(() =>
+              call(host.baseUrl, "POST", `/sectors/${sector}/ops?ack=durable`, { ops: part }).catch(() => ({ status: 0, body: {} }))
+            )
+            if (response.status !== 200) return
+            assert.isTrue(response.body.persisted)
+            durableUpTo[sector] = response.body.lastSeq
+          }
+        }), { concurrency: "unbounded", discard: true })
+      host.signal("SIGKILL")
+      yield* Effect.promise(() => host.exited)
+      assert.isAbove(durableUpTo.reduce((a, b) => a + b, 0), 0, "nothing was acked durable")
+
+      const again = yield* start(env)
+      for (let sector = 0; sector < sectors; sector++) {
+        const status = yield* Effect.promise(() => call(again.baseUrl, "GET", `/sectors/${sector}`))
+        const persisted: number = status.body.persistedSeq
+        assert.isAtLeast(persisted, durableUpTo[sector]!, `sector ${sector}`)
+      }
+      // exact check: the durable state is the fold of exactly the first persistedSeq ops of each sector
+      for (let sector = 0; sector < sectors; sector++) {
+        const status = yield* Effect.promise(() => call(again.baseUrl, "GET", `/sectors/${sector}`))
+        const prefix = streams[sector]!.slice(0, status.body.persistedSeq)
+        for (const entity of entitiesOf(streams[sector]!)) {
+          const response = yield* Effect.promise(() => call(again.baseUrl, "GET", `/sectors/${sector}/entities/${entity}`))
+          const want = expected(prefix, entity)
+          if (want === undefined) assert.strictEqual(response.status, 404)
+          else assert.deepStrictEqual(response.body.components, want.components)
+        }
+      }
+    }), { timeout: 180_000 })
+
+  it.live("turns /readyz 503 and refuses new ops with 503 during shutdown, then exits 0", () =>
+    Effect.gen(function*() {
+      const { env, url } = yield* fixture
+      const host = yield* start(env)
+      yield* post(host, 1, [{ type: "set", entity: 1, component: "a", data: { v: 0 } }], "durable") // sector loaded
+      // hold the sectors table so the op below stays pending and the final flush waits
+      const blocker = postgres(url, { max: 1, onnotice: () => {} })
+      const reserved = yield* Effect.promise(() => blocker.reserve())
+      yield* Effect.promise(() => reserved`BEGIN`)
+      yield* Effect.promise(() => reserved`LOCK TABLE sectors IN ACCESS EXCLUSIVE MODE`)
+      assert.strictEqual((yield* post(host, 1, [{ type: "set", entity: 1, component: "a", data: { v: 1 } }])).status, 202)
+      host.signal("SIGTERM")
+      let ready = 200
+      for (let i = 0; i < 50 && ready === 200; i++) {
+        ready = (yield* Effect.promise(() => call(host.baseUrl, "GET", "/readyz"))).status
+      }
+      assert.strictEqual(ready, 503)
+      const refused = yield* post(host, 2, [{ type: "set", entity: 1, component: "a", data: { v: 2 } }])
+      assert.strictEqual(refused.status, 503)
+      assert.isNotNull(refused.headers.get("retry-after"))
+      assert.strictEqual((yield* Effect.promise(() => call(host.baseUrl, "GET", "/healthz"))).status, 200)
+      yield* Effect.promise(() => reserved`COMMIT`)
+      reserved.release()
+      yield* Effect.promise(() => blocker.end())
+      assert.deepStrictEqual(yield* Effect.promise(() => host.exited), { code: 0, signal: null })
+    }), { timeout: 120_000 })
+
+  it.live("forces the exit with code 1 on a second signal a second later, saying what was not flushed", () =>
+    Effect.gen(function*() {
+      const { env, url } = yield* fixture
+      const host = yield* start({ ...env, SHUTDOWN_TIMEOUT: "60 seconds" })
+      yield* post(host, 1, [{ type: "set", entity: 1, component: "a", data: { v: 0 } }], "durable") // sector loaded
+      const blocker = postgres(url, { max: 1, onnotice: () => {} })
+      const reserved = yield* Effect.promise(() => blocker.reserve())
+      yield* Effect.promise(() => reserved`BEGIN`)
+      yield* Effect.promise(() => reserved`LOCK TABLE sectors IN ACCESS EXCLUSIVE MODE`)
+      assert.strictEqual((yield* post(host, 1, [{ type: "set", entity: 1, component: "a", data: { v: 1 } }])).status, 202)
+      host.signal("SIGTERM")
+      host.signal("SIGTERM") // a duplicate from npm and the terminal: counted once
+      yield* Effect.sleep(1_300)
+      assert.isNull(host.child.exitCode)
+      host.signal("SIGTERM")
+      const exit = yield* Effect.promise(() => host.exited)
+      yield* Effect.promise(() => reserved`ROLLBACK`)
+      reserved.release()
+      yield* Effect.promise(() => blocker.end())
+      assert.strictEqual(exit.code, 1)
+      const line = host.output().split("\n").find((l) => l.includes("forced exit"))
+      assert.isDefined(line, host.output())
+      assert.include(line!, "1 accepted ops were not flushed (sectors 1)")
+    }), { timeout: 120_000 })
+
+  it.live("serves Prometheus metrics whose counters move as ops flow", () =>
+    Effect.gen(function*() {
+      const { env } = yield* fixture
+      const host = yield* start(env)
+      const value = (text: string, name: string) => {
+        const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+        return line === undefined ? 0 : Number(line.split(" ").at(-1))
+      }
+      const before = yield* Effect.promise(() => call(host.baseUrl, "GET", "/metrics"))
+      assert.strictEqual(before.status, 200)
+      for (const line of String(before.body).split("\n")) {
+        if (line === "" || line.startsWith("#")) continue
+        assert.match(line, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$/, line)
+      }
+      yield* post(host, 3, [{ type: "set", entity: 1, component: "a", data: {} }, { type: "set", entity: 2, component: "a", data: {} }], "durable")
+      const after = yield* Effect.promise(() => call(host.baseUrl, "GET", "/metrics"))
+      assert.strictEqual(value(String(after.body), "sectors_ops_received_total") - value(String(before.body), "sectors_ops_received_total"), 2)
+      assert.isAtLeast(value(String(after.body), "sectors_ops_persisted_total") - value(String(before.body), "sectors_ops_persisted_total"), 2)
+    }), { timeout: 120_000 })
+
+  it.live("drives itself with a workload and prints one summary line per second (--simulate)", () =>
+    Effect.gen(function*() {
+      const { env } = yield* fixture
+      const host = yield* start(env, ["--simulate", "bursty"])
+      for (let i = 0; i < 60 && (host.output().match(/op→durable/g) ?? []).length < 2; i++) yield* Effect.sleep(100)
+      const lines = host.output().split("\n").filter((line) => line.includes("op→durable"))
+      assert.isAtLeast(lines.length, 2, host.output())
+      assert.match(lines[1]!, /in +\d+\/s .*persisted +\d+\/s .*batches +\d+\/s .*mean batch .*collapse .*commits .*p99 op→durable/)
+      host.signal("SIGTERM")
+      assert.strictEqual((yield* Effect.promise(() => host.exited)).code, 0)
+    }), { timeout: 120_000 })
+
+  it.live("takes flags over the environment (--port, --profile)", () =>
+    Effect.gen(function*() {
+      const { env } = yield* fixture
+      const port = yield* Effect.promise(freePort)
+      const host = yield* start(env, ["--port", String(port), "--profile", "aggressive"])
+      assert.strictEqual(host.baseUrl, `http://127.0.0.1:${port}`)
+      assert.include(host.output(), "profile: aggressive")
+    }), { timeout: 120_000 })
+
+  it.live("exports traces and metrics over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, and runs without a collector", () =>
+    Effect.gen(function*() {
+      const received = new Set<string>()
+      const collector = yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          new Promise<http.Server>((resolve) => {
+            const server = http.createServer((request, response) => {
+              received.add(request.url ?? "")
+              request.resume()
+              request.on("end", () => response.writeHead(200).end())
+            })
+            server.listen(0, "127.0.0.1", () => resolve(server))
+          })
+        ),
+        (server) => Effect.promise(() => new Promise<void>((resolve) => server.close(() => resolve())))
+      )
+      const collectorPort = (collector.address() as { port: number }).port
+      const { env } = yield* fixture
+      const host = yield* start({
+        ...env,
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}`,
+        OTEL_BSP_SCHEDULE_DELAY: "200",
+        OTEL_METRIC_EXPORT_INTERVAL: "500"
+      })
+      yield* post(host, 4, [{ type: "set", entity: 1, component: "a", data: {} }], "durable")
+      for (let i = 0; i < 50 && !(received.has("/v1/traces") && received.has("/v1/metrics")); i++) yield* Effect.sleep(100)
+      assert.isTrue(received.has("/v1/traces"), [...received].join(","))
+      assert.isTrue(received.has("/v1/metrics"), [...received].join(","))
+
+      const closedPort = yield* Effect.promise(freePort)
+      const fixture2 = yield* fixture
+      const lonely = yield* start({ ...fixture2.env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${closedPort}`, OTEL_BSP_SCHEDULE_DELAY: "100" })
+      yield* Effect.sleep(500)
+      assert.strictEqual((yield* post(lonely, 1, [{ type: "set", entity: 1, component: "a", data: {} }], "durable")).status, 200)
+    }), { timeout: 120_000 })
+})
