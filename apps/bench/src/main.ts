@@ -1,7 +1,9 @@
 /**
- * The benchmark harness: `npm run bench` (quick) or `npm run bench -- --full`, optionally naming suites
- * (`npm run bench -- sink`). Runs on an embedded PostgreSQL with durable settings (or `DATABASE_URL`), prints a
- * Markdown report and writes the raw figures to `apps/bench/results/<timestamp>.json`.
+ * The benchmark harness: `npm run bench` (quick, under five minutes on two cores) or `npm run bench -- --full`;
+ * suites may be named to run only those (`npm run bench -- sink idle`): `scenarios`, `capacity`, `idle`, `limit`,
+ * `sector-row`, `sink`, `http`. Runs on an embedded PostgreSQL with durable settings (or `DATABASE_URL`), writes
+ * `apps/bench/results/<timestamp>.json` (raw figures), `<timestamp>.md` and the charts beside it, and prints the
+ * Markdown report.
  */
 import { PgEmbedded } from "@sectors/pg-embedded"
 import { Effect, Logger } from "effect"
@@ -9,38 +11,145 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Simulator from "sector-host/Simulator"
+import * as Capacity from "./Capacity.ts"
+import * as HttpVariant from "./HttpVariant.ts"
+import * as Idle from "./Idle.ts"
+import * as Limit from "./Limit.ts"
+import * as Report from "./Report.ts"
+import type * as Run from "./Run.ts"
+import { run as runScenario } from "./Run.ts"
+import * as SectorRow from "./SectorRow.ts"
 import * as SinkThroughput from "./SinkThroughput.ts"
 
 const args = process.argv.slice(2)
-const fullMode = args.includes("--full")
+const full = args.includes("--full")
 const suites = args.filter((arg) => !arg.startsWith("--"))
+const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http"]
+for (const suite of suites) {
+  if (!known.includes(suite)) {
+    console.error(`bench: unknown suite "${suite}" (known: ${known.join(", ")})`)
+    process.exit(2)
+  }
+}
 const wants = (suite: string) => suites.length === 0 || suites.includes(suite)
 const resultsDir = fileURLToPath(new URL("../results/", import.meta.url))
 
-const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ` +
+const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, ` +
   `Node ${process.version}, ${os.platform()} ${os.release()}`
+
+/** Shorter cycles in quick mode: the same shapes, compressed in time. */
+const scale = full ? 1 : 0.25
+const workloads: Record<Simulator.Scenario, Simulator.Workload> = {
+  sustained: Simulator.workloads.sustained,
+  bursty: { ...Simulator.workloads.bursty, rate: (t) => Simulator.workloads.bursty.rate(t / scale) },
+  sporadic: Simulator.workloads.sporadic,
+  ramp: {
+    ...Simulator.workloads.ramp,
+    // quick: reach the same top rate within the run
+    rate: (t) => Math.min(5_000, 10 + (full ? 100 * Math.floor(t / 30) : 500 * Math.floor(t)))
+  }
+}
+
+const matrix: ReadonlyArray<{ scenario: Simulator.Scenario; profiles: ReadonlyArray<"immediate" | "conservative" | "balanced" | "aggressive">; seconds: number }> = full
+  ? [
+    { scenario: "sustained", profiles: ["immediate", "conservative", "balanced", "aggressive"], seconds: 30 },
+    { scenario: "bursty", profiles: ["immediate", "conservative", "balanced", "aggressive"], seconds: 60 },
+    { scenario: "sporadic", profiles: ["immediate", "conservative", "balanced", "aggressive"], seconds: 20 },
+    { scenario: "ramp", profiles: ["immediate", "conservative", "balanced", "aggressive"], seconds: 120 }
+  ]
+  : [
+    { scenario: "sustained", profiles: ["immediate", "conservative", "balanced", "aggressive"], seconds: 8 },
+    { scenario: "bursty", profiles: ["immediate", "conservative", "balanced", "aggressive"], seconds: 10 },
+    { scenario: "sporadic", profiles: ["immediate", "balanced"], seconds: 6 },
+    { scenario: "ramp", profiles: ["immediate", "balanced"], seconds: 10 }
+  ]
 
 const program = Effect.gen(function*() {
   const { description, url } = yield* PgEmbedded.DatabaseUrl
-  yield* Effect.logInfo(`benchmarks (${fullMode ? "full" : "quick"}) on ${description}; machine: ${machine}`)
-  const report: Record<string, unknown> = { startedAt: new Date().toISOString(), mode: fullMode ? "full" : "quick", machine }
-  const sections: Array<string> = []
-  if (wants("sink")) {
-    const figures = yield* SinkThroughput.run(url, fullMode ? SinkThroughput.full : SinkThroughput.quick)
-    report["sink"] = figures
-    sections.push("## Sink throughput (rows/s, distinct keys, one connection)\n\n" + SinkThroughput.table(figures))
+  const started = performance.now()
+  const startedAt = new Date().toISOString()
+  const log = (message: string) => Effect.sync(() => console.error(`[bench] ${message}`))
+  yield* log(`${full ? "full" : "quick"} run on ${description}; ${machine}`)
+
+  const scenarios: Array<Run.Result> = []
+  if (wants("scenarios")) {
+    for (const { profiles, scenario, seconds } of matrix) {
+      for (const profile of profiles) {
+        yield* log(`scenario ${scenario} / ${profile} (${seconds} s)`)
+        scenarios.push(yield* runScenario(url, { label: scenario, workload: workloads[scenario], profile, seconds }))
+      }
+    }
   }
-  const stamp = new Date().toISOString().replace(/[:.]/g, "-")
-  yield* Effect.promise(() => fs.mkdir(resultsDir, { recursive: true }))
-  const file = path.join(resultsDir, `${stamp}.json`)
-  yield* Effect.promise(() => fs.writeFile(file, JSON.stringify(report, null, 2)))
-  console.log(`\n# Benchmarks (${report["mode"]})\n\nMachine: ${machine}\n\n${sections.join("\n\n")}\n\nRaw figures: ${file}`)
+  const capacity: Array<Capacity.Capacity> = []
+  if (wants("capacity")) {
+    for (const profile of ["immediate", "balanced"] as const) {
+      yield* log(`capacity search, ${profile}`)
+      capacity.push(yield* Capacity.search(url, {
+        profile,
+        workload: Simulator.workloads.sustained,
+        rates: [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000],
+        seconds: full ? 10 : 4
+      }))
+    }
+  }
+  let idle: Idle.Result | undefined
+  if (wants("idle")) {
+    yield* log("idle, 10 000 sectors")
+    idle = yield* Idle.run(url, { sectors: 10_000, seconds: full ? 30 : 5 })
+  }
+  let limit: Limit.Result | undefined
+  if (wants("limit")) {
+    yield* log("practical limit")
+    limit = yield* Limit.run(url, full ? 20 : 6)
+  }
+  let sectorRow: ReadonlyArray<SectorRow.Point> | undefined
+  if (wants("sector-row")) {
+    yield* log("sector-row cost")
+    sectorRow = yield* SectorRow.run(url, full ? 200 : 40)
+  }
+  let sink: ReadonlyArray<SinkThroughput.Figure> | undefined
+  if (wants("sink")) {
+    yield* log("sink throughput")
+    sink = yield* SinkThroughput.run(url, full ? SinkThroughput.full : SinkThroughput.quick)
+  }
+  let http: Report.Results["http"]
+  if (wants("http")) {
+    yield* log("through HTTP")
+    http = yield* HttpVariant.run(url, { rate: 2_000, seconds: full ? 20 : 6 })
+  }
+
+  const results: Report.Results = {
+    mode: full ? "full" : "quick",
+    machine,
+    database: description,
+    startedAt,
+    durationSeconds: (performance.now() - started) / 1000,
+    scenarios,
+    capacity,
+    idle,
+    limit,
+    sectorRow,
+    sink,
+    http
+  }
+  const stamp = startedAt.replace(/[:.]/g, "-")
+  const dir = path.join(resultsDir, stamp)
+  const report = yield* Effect.promise(() => Report.render(results))
+  yield* Effect.promise(async () => {
+    await fs.mkdir(dir, { recursive: true })
+    await fs.writeFile(path.join(dir, "results.json"), JSON.stringify(results, null, 2))
+    await fs.writeFile(path.join(dir, "report.md"), report.markdown)
+    for (const [name, svg] of report.charts) await fs.writeFile(path.join(dir, name), svg)
+  })
+  console.log(report.markdown)
+  yield* log(`written to ${dir}`)
 })
 
 Effect.runPromise(program.pipe(
-  Effect.provide(PgEmbedded.layer({ settings: { max_connections: "200" } })),
-  Effect.provide(Logger.layer([Logger.consolePretty()]))
+  Effect.provide(PgEmbedded.layer({ settings: { max_connections: "300", shared_buffers: "256MB" } })),
+  Effect.provide(Logger.layer([]))
 )).catch((error) => {
-  console.error(String(error))
+  console.error(`bench: ${String(error)}`)
   process.exit(1)
 })

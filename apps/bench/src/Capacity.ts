@@ -1,0 +1,65 @@
+/**
+ * The highest offered rate a profile sustains: the workload is offered at rising rates (doubling), each for a few
+ * seconds on a fresh host and database; a rate is sustained when at least 95 % of the target rate is accepted
+ * (the producer runs in the same process: a producer that cannot keep up is a saturated process), at least 95 %
+ * of what was accepted is persisted within the step, and the p99 op→durable latency stays under 2 s.
+ * The search stops at the first rate that is not sustained.
+ */
+import type { BatchPolicy } from "@sectors/core"
+import { Effect, type Redacted } from "effect"
+import type * as Simulator from "sector-host/Simulator"
+import * as Run from "./Run.ts"
+
+/** One step of the search. */
+export interface Step {
+  readonly rate: number
+  readonly sustained: boolean
+  readonly result: Run.Result
+}
+
+/** The search's answer. */
+export interface Capacity {
+  readonly profile: BatchPolicy.ProfileName
+  /** The highest rate sustained (0 if none). */
+  readonly maxSustained: number
+  readonly steps: ReadonlyArray<Step>
+}
+
+/** Whether a step kept up with `rate`. */
+export const sustained = (result: Run.Result, rate: number): boolean =>
+  result.accepted >= 0.95 * rate * result.seconds &&
+  result.persisted >= 0.95 * result.accepted &&
+  (Number.isNaN(result.latencyMillis.p99) || result.latencyMillis.p99 < 2_000)
+
+/** Searches the highest sustained rate of `workload` (its own rate is ignored) for `profile`. */
+export const search = (
+  serverUrl: Redacted.Redacted<string>,
+  options: {
+    readonly profile: BatchPolicy.ProfileName
+    readonly workload: Simulator.Workload
+    readonly rates: ReadonlyArray<number>
+    readonly seconds: number
+  }
+) =>
+  Effect.gen(function*() {
+    const steps: Array<Step> = []
+    let maxSustained = 0
+    for (const rate of options.rates) {
+      const result = yield* Run.run(serverUrl, {
+        label: `capacity ${rate}/s`,
+        profile: options.profile,
+        seconds: options.seconds,
+        workload: { ...options.workload, rate: () => rate }
+      })
+      const ok = sustained(result, rate)
+      steps.push({ rate, sustained: ok, result })
+      yield* Effect.logInfo(
+        `${options.profile} at ${rate} ops/s: ${ok ? "sustained" : "not sustained"} ` +
+          `(accepted ${Math.round(result.accepted / options.seconds)}/s, persisted ${Math.round(result.persisted / options.seconds)}/s, ` +
+          `p99 ${Math.round(result.latencyMillis.p99)} ms)`
+      )
+      if (!ok) break
+      maxSustained = rate
+    }
+    return { profile: options.profile, maxSustained, steps } satisfies Capacity
+  })
