@@ -1,6 +1,7 @@
 /**
  * The same kind of load through the HTTP API of a real `sector-host` process (its own database): requests of 20
- * ops at a fixed rate, one in ten with `ack=durable` to time op→durable, over keep-alive connections on loopback.
+ * ops at a fixed rate, one in ten with `ack=durable` to time op→durable, over keep-alive connections on loopback,
+ * after every sector has been activated.
  */
 import { type Op } from "@sectors/core"
 import { PgEmbedded } from "@sectors/pg-embedded"
@@ -39,6 +40,9 @@ export const run = (serverUrl: Redacted.Redacted<string>, options: { readonly ra
       for (let i = 0; i < 600 && !output.includes("listening on"); i++) await new Promise((r) => setTimeout(r, 100))
       if (!output.includes("listening on")) throw new Error(`sector-host did not start:\n${output}`)
       const base = `http://127.0.0.1:${port}`
+      // activate every sector first (a load per sector), as the in-process runs do, then measure the steady state
+      const sectors = Simulator.workloads.sustained.sectors
+      await Promise.all(Array.from({ length: sectors }, (_, i) => fetch(`${base}/sectors/${i}`).then((r) => r.arrayBuffer())))
       const source = Simulator.opSource(Simulator.workloads.sustained, 3)
       const latencies: Array<number> = []
       let accepted = 0

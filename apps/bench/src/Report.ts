@@ -62,7 +62,7 @@ export const targets = (results: Results): ReadonlyArray<Target> => {
       pass: ratio >= 10,
       note: capped ? "balanced sustained every rate tried: its real limit is higher" : undefined
     })
-    // commits per op at a rate both sustained
+    // commits per op at the highest rate both sustained
     const rate = immediate.maxSustained
     const b = balanced.steps.find((s) => s.rate === rate)?.result
     const i = immediate.steps.find((s) => s.rate === rate)?.result
@@ -75,26 +75,36 @@ export const targets = (results: Results): ReadonlyArray<Target> => {
         measured: `${n(cb, 4)} vs ${n(ci, 4)} = 1/${n(ci / cb, 1)}`,
         pass: cb <= ci / 20
       })
-      const commit = b.commitMillis.p50
-      const bound = Duration.toMillis(BatchPolicy.profiles.balanced.maxWait) + 2 * commit
+    }
+    // latency at moderate load: a fifth of the sustained workload's rate
+    const moderate = balanced.steps.find((s) => s.rate === 2_000)?.result
+    if (moderate !== undefined) {
+      const persist = moderate.commitMillis.p50
+      const bound = Duration.toMillis(BatchPolicy.profiles.balanced.maxWait) + 2 * persist
       out.push({
-        name: `p99 op→durable at ${n(rate)} ops/s (balanced)`,
+        name: "p99 op→durable at 2,000 ops/s (balanced)",
         goal: "≤ maxWait + 2 × median persist time",
-        measured: `${n(b.latencyMillis.p99, 1)} ms vs ${n(bound, 1)} ms (25 + 2 × ${n(commit, 1)})`,
-        pass: b.latencyMillis.p99 <= bound
+        measured: `${n(moderate.latencyMillis.p99, 1)} ms vs ${n(bound, 1)} ms (25 + 2 × ${n(persist, 1)})`,
+        pass: moderate.latencyMillis.p99 <= bound
       })
     }
   }
   const sustained = find(results, "sustained", "balanced")
-  if (results.sectorRow !== undefined && sustained !== undefined) {
+  if (sustained !== undefined) {
+    // the sector-row UPDATE is its own statement in groups with deletes: pg_stat_statements measures it directly;
+    // in upsert-only groups it is a CTE of the one statement, measured by EXPLAIN ANALYZE (`sector-row` suite)
+    const direct = sustained.statements.filter((st) => st.query.startsWith("UPDATE sectors")).reduce((a, st) => a + st.share, 0)
     const rows = sustained.batches.rows.mean
-    const share = SectorRow.shareAt(results.sectorRow, rows)
+    const curve = results.sectorRow === undefined ? Number.NaN : SectorRow.shareAt(results.sectorRow, rows)
+    const share = direct > 0 ? direct : curve
     out.push({
       name: "sector-row update share of database time (sustained, balanced)",
       goal: "< 1 %",
-      measured: `${pct(share)} at ${n(rows, 1)} rows per sector batch`,
+      measured: `${pct(share)} (${direct > 0 ? "pg_stat_statements" : "EXPLAIN ANALYZE"}) at ${n(rows, 1)} rows per sector batch` +
+        (Number.isFinite(curve) && direct > 0 ? `; EXPLAIN ANALYZE curve at that size: ${pct(curve)}` : ""),
       pass: share < 0.01,
-      note: "marginal cost of the sector-row CTE in the batch statement (A/B); it falls with rows per sector batch"
+      note: "one sector-row write per sector batch costs about one data row (see below), so its share is about " +
+        "1 / (1 + rows per sector batch): under 1 % takes over 100 rows per sector batch"
     })
   }
   for (const r of results.scenarios.filter((r) => r.profile === "balanced")) {
@@ -268,12 +278,14 @@ export const render = async (results: Results): Promise<{ readonly markdown: str
     md.push(
       "### The sector-row write",
       "",
-      "Marginal cost of the sector-row CTE in the group statement (50 sectors per statement; timed inside rolled-back",
-      "transactions, median of the rounds):",
+      "Server time of the sector-row `UPDATE` inside the group statement (`EXPLAIN ANALYZE`, 50 sectors of 10 000 per",
+      "statement, rolled back, median of the rounds):",
       "",
-      "| rows per sector batch | with sector rows ms | without ms | share |",
+      "| rows per sector batch | statement ms | of which sector rows ms | share |",
       "|---:|---:|---:|---:|",
-      ...results.sectorRow.map((p) => `| ${p.rowsPerSectorBatch} | ${n(p.withMillis, 2)} | ${n(p.withoutMillis, 2)} | ${pct(p.share)} |`),
+      ...results.sectorRow.map((p) =>
+        `| ${p.rowsPerSectorBatch} | ${n(p.withMillis, 2)} | ${n(p.withMillis - p.withoutMillis, 2)} | ${pct(p.share)} |`
+      ),
       ""
     )
   }

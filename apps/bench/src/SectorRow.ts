@@ -1,11 +1,10 @@
 /**
  * What the sector-row write costs — the field report's "timestamp update", 8 % of database time there. Here the
  * sector row (watermark, fence and replay guard in one `UPDATE`) is written inside the batch's own statement, so
- * `pg_stat_statements` cannot separate it; this measures its marginal cost instead: the same group statement with
- * and without the sector-row CTE, interleaved, for groups of 50 sectors with 1, 5, 25 and 100 rows per sector
- * batch, on rows that exist already (the steady state: upserts update). Each statement is timed inside a
- * transaction that is rolled back, so the commit's fsync (the same for both) does not drown the difference and
- * every round sees the same table. The share is (with − without) / with, medians of the rounds.
+ * `pg_stat_statements` cannot separate it. The server can: each round runs the sink's group statement under
+ * `EXPLAIN (ANALYZE, FORMAT JSON)` — 50 sectors (of 10 000 in the table) with 1, 5, 25 and 100 rows per sector
+ * batch, on rows that exist already (the steady state: upserts update) — inside a transaction that is rolled back,
+ * and reads the time of the sector-row `UPDATE` node against the statement's execution time. Medians of the rounds.
  */
 import { PgClient } from "@effect/sql-pg"
 import { PgEmbedded } from "@sectors/pg-embedded"
@@ -17,7 +16,9 @@ import * as Summary from "./Summary.ts"
 /** The share at one batch size. */
 export interface Point {
   readonly rowsPerSectorBatch: number
+  /** The statement's execution time. */
   readonly withMillis: number
+  /** Its execution time less the sector-row update. */
   readonly withoutMillis: number
   /** Fraction (0–1) of the statement's time spent on the sector rows. */
   readonly share: number
@@ -25,12 +26,23 @@ export interface Point {
 
 const SECTORS = 50
 
+/** Carries the measured times out of a transaction that is rolled back. */
 class Elapsed {
-  readonly millis: number
-  constructor(millis: number) {
+  readonly millis: readonly [number, number]
+  constructor(millis: readonly [number, number]) {
     this.millis = millis
   }
 }
+
+interface PlanNode {
+  readonly "Node Type": string
+  readonly Operation?: string
+  readonly "Actual Total Time": number
+  readonly Plans?: ReadonlyArray<PlanNode>
+}
+
+const findNode = (node: PlanNode, test: (node: PlanNode) => boolean): PlanNode | undefined =>
+  test(node) ? node : node.Plans?.map((child) => findNode(child, test)).find((found) => found !== undefined)
 
 /** Measures the marginal cost on a fresh database of the server at `serverUrl`. */
 export const run = (serverUrl: Redacted.Redacted<string>, rounds: number) =>
@@ -40,7 +52,8 @@ export const run = (serverUrl: Redacted.Redacted<string>, rounds: number) =>
     return yield* Effect.promise(async () => {
       const sql = postgres(Redacted.value(url), { max: 1, onnotice: () => {} })
       const sectors = Array.from({ length: SECTORS }, (_, i) => i)
-      await sql`INSERT INTO sectors (sector_id, epoch) SELECT unnest(${sectors}::bigint[]), 1`
+      // a host's worth of sectors in the table; each statement writes 50 of them
+      await sql`INSERT INTO sectors (sector_id, epoch) SELECT g, 1 FROM generate_series(0, 9999) g`
       await sql`INSERT INTO entity_components (sector_id, entity_id, component, data, seq)
         SELECT s, e, 'position', '{}'::jsonb, 0 FROM generate_series(0, ${SECTORS - 1}) s, generate_series(0, 99) e`
       let seq = 0
@@ -53,51 +66,43 @@ export const run = (serverUrl: Redacted.Redacted<string>, rounds: number) =>
         }
         return { s, e, d, q, to: sectors.map(() => seq) }
       }
-      /** Times one statement inside a transaction that is rolled back. */
-      const timed = (statement: (tx: postgres.TransactionSql) => Promise<unknown>) =>
-        sql.begin(async (tx) => {
-          const start = performance.now()
-          await statement(tx)
-          throw new Elapsed(performance.now() - start)
-        }).then(() => Number.NaN, (error: unknown) => error instanceof Elapsed ? error.millis : Promise.reject(error))
-      const withSector = (rows: number) => {
+      /** Runs the group statement under EXPLAIN ANALYZE in a rolled-back transaction: [sector rows, total] ms. */
+      const measure = (rows: number) => {
         const c = columns(rows)
-        return timed((sql) => sql`WITH s AS (
-            UPDATE sectors AS s SET persisted_seq = v.to_seq, persisted_at = now()
-            FROM unnest(${sectors}::bigint[], ${sectors.map(() => 1)}::bigint[], ${c.to}::bigint[]) AS v(sector_id, epoch, to_seq)
-            WHERE s.sector_id = v.sector_id AND s.epoch = v.epoch AND s.persisted_seq < v.to_seq
-            RETURNING s.sector_id
-          ), components AS (
-            INSERT INTO entity_components AS t (sector_id, entity_id, component, data, seq)
-            SELECT u.* FROM unnest(${c.s}::bigint[], ${c.e}::bigint[], ${c.s.map(() => "position")}::text[],
-                                   ${c.d}::text[]::jsonb[], ${c.q}::bigint[]) AS u(sector_id, entity_id, component, data, seq)
-            WHERE u.sector_id IN (SELECT sector_id FROM s)
-            ON CONFLICT (sector_id, entity_id, component)
-            DO UPDATE SET data = EXCLUDED.data, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq
-          ) SELECT sector_id FROM s`)
-      }
-      const withoutSector = (rows: number) => {
-        const c = columns(rows)
-        return timed((sql) => sql`WITH components AS (
-            INSERT INTO entity_components AS t (sector_id, entity_id, component, data, seq)
-            SELECT u.* FROM unnest(${c.s}::bigint[], ${c.e}::bigint[], ${c.s.map(() => "position")}::text[],
-                                   ${c.d}::text[]::jsonb[], ${c.q}::bigint[]) AS u(sector_id, entity_id, component, data, seq)
-            ON CONFLICT (sector_id, entity_id, component)
-            DO UPDATE SET data = EXCLUDED.data, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq
-          ) SELECT 1`)
+        return sql.begin(async (tx) => {
+          const [row] = await tx`EXPLAIN (ANALYZE, FORMAT JSON) WITH s AS (
+              UPDATE sectors AS s SET persisted_seq = v.to_seq, persisted_at = now()
+              FROM unnest(${sectors}::bigint[], ${sectors.map(() => 1)}::bigint[], ${c.to}::bigint[]) AS v(sector_id, epoch, to_seq)
+              WHERE s.sector_id = ANY(${sectors}::bigint[]) AND s.sector_id = v.sector_id AND s.epoch = v.epoch
+                AND s.persisted_seq < v.to_seq
+              RETURNING s.sector_id
+            ), components AS (
+              INSERT INTO entity_components AS t (sector_id, entity_id, component, data, seq)
+              SELECT u.* FROM unnest(${c.s}::bigint[], ${c.e}::bigint[], ${c.s.map(() => "position")}::text[],
+                                     ${c.d}::text[]::jsonb[], ${c.q}::bigint[]) AS u(sector_id, entity_id, component, data, seq)
+              WHERE u.sector_id IN (SELECT sector_id FROM s)
+              ON CONFLICT (sector_id, entity_id, component)
+              DO UPDATE SET data = EXCLUDED.data, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq
+            ) SELECT sector_id FROM s`
+          const plan = (Object.values(row!)[0] as Array<{ Plan: PlanNode; "Execution Time": number }>)[0]!
+          const update = findNode(plan.Plan, (node) => node["Node Type"] === "ModifyTable" && node.Operation === "Update")
+          throw new Elapsed([update?.["Actual Total Time"] ?? Number.NaN, plan["Execution Time"]])
+        }).then(() => [Number.NaN, Number.NaN] as const, (error: unknown) =>
+          error instanceof Elapsed ? error.millis : Promise.reject(error))
       }
       const points: Array<Point> = []
       for (const rows of [1, 5, 25, 100]) {
-        const a: Array<number> = []
-        const b: Array<number> = []
-        for (let i = 0; i < 5; i++) await withSector(rows), await withoutSector(rows) // warm-up
+        const sector: Array<number> = []
+        const total: Array<number> = []
+        for (let i = 0; i < 5; i++) await measure(rows) // warm-up
         for (let i = 0; i < rounds; i++) {
-          a.push(await withSector(rows))
-          b.push(await withoutSector(rows))
+          const [a, b] = await measure(rows)
+          sector.push(a)
+          total.push(b)
         }
-        const withMillis = Summary.summarize(a).p50
-        const withoutMillis = Summary.summarize(b).p50
-        points.push({ rowsPerSectorBatch: rows, withMillis, withoutMillis, share: Math.max(0, (withMillis - withoutMillis) / withMillis) })
+        const withMillis = Summary.summarize(total).p50
+        const sectorMillis = Summary.summarize(sector).p50
+        points.push({ rowsPerSectorBatch: rows, withMillis, withoutMillis: withMillis - sectorMillis, share: sectorMillis / withMillis })
       }
       await sql.end()
       return points
