@@ -7,13 +7,17 @@
  * database is up, so it counts as a success for the circuit.
  *
  * While the circuit is open, `admit` refuses new submissions at once with `SinkUnavailable` (and a retry-after);
- * what sectors already hold stays buffered. One `Resilience` is shared by all sectors of a host.
+ * what sectors already hold stays buffered, and a sector's persist waits out the open time. While the probe runs
+ * (half-open), the other sectors' persists wait for it to settle — the circuit closing or opening again — rather
+ * than polling: with every sector retrying each `retryBase`, a 30 s outage cost thousands of refused attempts.
+ * One `Resilience` is shared by all sectors of a host.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import { CircuitBreaker } from "effect/persistence"
@@ -65,6 +69,8 @@ export const make = Effect.gen(function*() {
   }).pipe(Effect.provide(CircuitBreaker.layerStoreMemory()))
 
   let status: CircuitStatus = { _tag: "Closed" }
+  /** Closed while the half-open probe runs; opened when the circuit closes or opens again. */
+  const probeSettled = Latch.makeUnsafe(true)
   const clock = yield* Clock.Clock
   yield* breaker.transitions.pipe(
     Stream.runForEach((transition) =>
@@ -77,14 +83,17 @@ export const make = Effect.gen(function*() {
               consecutiveOpenings: transition.consecutiveOpenings
             }
             Metrics.circuitState.updateUnsafe(2, context)
+            probeSettled.openUnsafe()
             break
           case "HalfOpen":
             status = { _tag: "HalfOpen" }
             Metrics.circuitState.updateUnsafe(1, context)
+            probeSettled.closeUnsafe()
             break
           case "Closed":
             status = { _tag: "Closed" }
             Metrics.circuitState.updateUnsafe(0, context)
+            probeSettled.openUnsafe()
             break
         }
       })
@@ -113,9 +122,19 @@ export const make = Effect.gen(function*() {
       : CircuitBreaker.failure()
   }
 
+  /**
+   * While another persist probes the half-open circuit: waits until the probe settles (at most `retryMaxDelay`, in
+   * case a transition is missed), then fails so that the caller tries again (after `retryBase`) against the settled circuit.
+   */
+  const awaitProbe = probeSettled.await.pipe(
+    Effect.timeoutOption(config.retryMaxDelay),
+    Effect.andThen(Effect.fail(new SinkUnavailable({ retryAfterMillis: 0, reason: "circuit half-open" })))
+  )
+
   const guard = <A>(persist: Effect.Effect<A, SinkError>): Effect.Effect<A, SinkError | SinkUnavailable> =>
     breaker.execute(retrying(persist), { key: circuitKey, classify: classify<A> }).pipe(
-      Effect.catchTag("CircuitBreakerError", (error) => Effect.fail(toUnavailable(error, config.retryBase)))
+      Effect.catchTag("CircuitBreakerError", (error) =>
+        error.reason._tag === "CircuitHalfOpen" ? awaitProbe : Effect.fail(toUnavailable(error, config.retryBase)))
     )
 
   const admit = (): SinkUnavailable | undefined => {

@@ -36,7 +36,7 @@ export class SectorsConfig extends Context.Service<SectorsConfig, {
   readonly circuitFailures: number
   /** How long the circuit stays open the first time; doubles on each consecutive opening. Defaults to 1 second. */
   readonly circuitOpenBase: Duration.Duration
-  /** Cap of the open duration. Defaults to 30 seconds. */
+  /** Cap of the open duration, and so of how long a returning database goes unnoticed. Defaults to 5 seconds. */
   readonly circuitOpenMax: Duration.Duration
   /** An idle sector (nothing pending, no callers) is flushed and deactivated after this. Defaults to 5 minutes. */
   readonly passivateAfter: Duration.Duration
@@ -58,7 +58,7 @@ export const defaults: SectorsConfig["Service"] = {
   retryDeadline: Duration.seconds(5),
   circuitFailures: 3,
   circuitOpenBase: Duration.seconds(1),
-  circuitOpenMax: Duration.seconds(30),
+  circuitOpenMax: Duration.seconds(5),
   passivateAfter: Duration.minutes(5),
   restartBase: Duration.millis(100),
   restartMax: Duration.seconds(10)

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Layer } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer } from "effect"
 import { Errors, Resilience, SectorsConfig } from "../src/index.ts"
 import { advance } from "./support.ts"
 
@@ -20,6 +20,16 @@ const flaky = (n: number, error: Errors.SinkError) => {
   const call = Effect.suspend(() => ++attempts <= n ? Effect.fail(error) : Effect.succeed(attempts))
   return { call, attempts: () => attempts }
 }
+
+/** Opens the circuit: `circuitFailures` (2) persists that fail past their retry deadline. */
+const openCircuit = (resilience: Resilience.Resilience["Service"]) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 2; i++) {
+      const fiber = yield* Effect.forkChild(Effect.flip(resilience.guard(flaky(100, transient).call)))
+      yield* advance(250, 5)
+      assert.strictEqual((yield* Fiber.join(fiber))._tag, "SinkError")
+    }
+  })
 
 describe("Resilience", () => {
   it.effect("retries transient failures with backoff until one succeeds", () =>
@@ -49,11 +59,7 @@ describe("Resilience", () => {
   it.effect("opens after consecutive failed persists, refuses admission, lets one probe through and closes", () =>
     Effect.gen(function*() {
       const resilience = yield* Resilience.Resilience
-      for (let i = 0; i < 2; i++) {
-        const fiber = yield* Effect.forkChild(Effect.flip(resilience.guard(flaky(100, transient).call)))
-        yield* advance(250, 5)
-        assert.strictEqual((yield* Fiber.join(fiber))._tag, "SinkError")
-      }
+      yield* openCircuit(resilience)
       assert.strictEqual(resilience.status()._tag, "Open")
       const refused = resilience.admit()
       assert.isDefined(refused)
@@ -64,5 +70,31 @@ describe("Resilience", () => {
       assert.isUndefined(resilience.admit())
       assert.strictEqual(yield* resilience.guard(Effect.succeed(7)), 7)
       assert.strictEqual(resilience.status()._tag, "Closed")
+    }).pipe(Effect.provide(layer)))
+
+  it.effect("while the half-open probe runs, other persists wait for it to settle instead of polling", () =>
+    Effect.gen(function*() {
+      const resilience = yield* Resilience.Resilience
+      yield* openCircuit(resilience)
+      yield* advance(1_000, 10)
+      // the probe: a persist that takes as long as the test says
+      const gate = yield* Deferred.make<void>()
+      const probe = yield* Effect.forkChild(resilience.guard(Deferred.await(gate).pipe(Effect.as("probe"))))
+      yield* advance(5)
+      assert.strictEqual(resilience.status()._tag, "HalfOpen")
+      // another sector's persist meanwhile: it is not run, and it does not come back while the probe runs
+      let waiterRuns = 0
+      const waiter = yield* Effect.forkChild(Effect.flip(resilience.guard(Effect.sync(() => ++waiterRuns))))
+      yield* advance(30)
+      assert.isUndefined(waiter.pollUnsafe(), "the waiting persist returned while the probe was still running")
+      assert.strictEqual(waiterRuns, 0)
+      // the probe succeeds: the waiter comes back at once, to try again against the closed circuit
+      yield* Deferred.succeed(gate, undefined)
+      assert.strictEqual(yield* Fiber.join(probe), "probe")
+      const settled = yield* Fiber.join(waiter)
+      assert.strictEqual(settled._tag, "SinkUnavailable")
+      assert.strictEqual(settled._tag === "SinkUnavailable" && settled.retryAfterMillis, 0)
+      assert.strictEqual(resilience.status()._tag, "Closed")
+      assert.strictEqual(yield* resilience.guard(Effect.sync(() => ++waiterRuns)), 1)
     }).pipe(Effect.provide(layer)))
 })
