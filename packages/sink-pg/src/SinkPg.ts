@@ -88,7 +88,7 @@ export const toSinkError = (error: SqlError.SqlError, what: string): Errors.Sink
   const kind = SqlState.classifyError(error)
   return new Errors.SinkError({
     reason: kind === "transient" ? "Transient" : kind === "rejected" ? "Rejected" : "Fatal",
-    message: `${what}: ${error.message}${code === undefined ? "" : ` (${code})`}`,
+    message: `${what}: ${SqlState.messageOf(error)}${code === undefined ? "" : ` (${code})`}`,
     ...(code === undefined ? {} : { code }),
     cause: error
   })

@@ -61,6 +61,18 @@ export const codeOf = (error: SqlError.SqlError): string | undefined => {
 }
 
 /**
+ * What the server (or the socket) said, e.g. `new row for relation "t" violates check constraint "c"`, rather
+ * than the driver's generic "Query failed"; the driver's message when there is nothing more specific.
+ */
+export const messageOf = (error: SqlError.SqlError): string => {
+  const cause: unknown = error.reason.cause
+  if (Predicate.hasProperty(cause, "message") && Predicate.isString(cause.message) && cause.message.length > 0) {
+    return cause.message
+  }
+  return error.message
+}
+
+/**
  * Classifies a `SqlError` by its code; without one, a connection-level reason (the driver's `isRetryable`) is
  * transient and anything else fatal.
  */

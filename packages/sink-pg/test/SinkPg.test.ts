@@ -84,6 +84,8 @@ layer(sinkLayer(), { excludeTestServices: true })("SinkPg on a real PostgreSQL",
       const verify = yield* Effect.flip(sink.verify(SinkConformance.batchOf(poisoned, epochs[3]!, [{ type: "set", entity: 1, component: "a", data: { s: "x\u0000" } }])))
       assert.strictEqual(verify.reason, "Rejected")
       assert.strictEqual(verify.code, "22P05")
+      // the server's own words, not the driver's "Query failed"
+      assert.include(verify.message, "unsupported Unicode escape sequence")
     }))
 
   it.effect("fences a stale owner: after another host claims the sector nothing the stale one writes lands", () =>
