@@ -12,7 +12,6 @@ import { PgEmbedded } from "@sectors/pg-embedded"
 import { SinkPg } from "@sectors/sink-pg"
 import { Context, Effect, Fiber, Layer, Option } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
-import { createServer } from "node:http"
 import { HostConfig } from "./HostConfig.ts"
 import * as Http from "./Http.ts"
 import * as Lifecycle from "./Lifecycle.ts"
@@ -31,9 +30,9 @@ const sectors = SectorHost.layer.pipe(
   Layer.provideMerge(databaseUrl)
 )
 
-/** The HTTP server on the configured address. */
+/** The HTTP server on the configured address (its parser's refusals answered as problems too). */
 const server = Layer.unwrap(HostConfig.useSync((config) =>
-  NodeHttpServer.layer(() => createServer(), { host: config.host, port: config.port })
+  NodeHttpServer.layer(Http.makeServer, { host: config.host, port: config.port })
 ))
 
 /** Everything the running host is made of. */

@@ -3,18 +3,24 @@
  * whole request, call `SectorHost`, render the answer. Nothing is applied unless all of a request is valid.
  *
  * A submission is checked in this order: the body against `maxBodyBytes` (the declared `Content-Length` before
- * reading, then the bytes actually read), the JSON, then the limits on its ops (`maxOpsPerRequest`, each op's
- * `data` against `maxDataBytes`) — a request over a limit gets 413 whatever else is wrong with it — and then every
- * field of the path, query and body at once: 400 lists each one.
+ * reading, then the bytes actually read), its UTF-8, the JSON, then the limits on it (at most `maxJsonDepth` levels
+ * of nesting, `maxOpsPerRequest`, each op's `data` against `maxDataBytes`) — a request over a limit gets 413 whatever
+ * else is wrong with it — and then every field of the path, query and body at once: 400 lists each one, including
+ * `data` that PostgreSQL could not store (lone surrogates). The depth limit comes first because everything after it
+ * (measuring `data`, decoding ops) walks the JSON recursively: a body of nested brackets would overflow the stack.
  *
  * Every failure is an `application/problem+json` response (`Problem`): the handlers map the core's typed errors,
  * a known path asked with another method gets 405 with `Allow` (OPTIONS gets 204 with `Allow`), an unknown route
- * 404, and a defect 500 — logged, since the host serves with the request logger off.
+ * 404, and a defect 500 — logged, since the host serves with the request logger off. Requests Node's HTTP parser
+ * refuses before they reach a route (an unknown method, a malformed request line or header) get problem+json too,
+ * from the server `makeServer` builds.
  */
 import { type Batch, Op, type Resilience, SectorHost } from "@sectors/core"
 import { ByteSize, Cause, Clock, Effect, Layer, Option, Predicate, Result } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
+import * as http from "node:http"
+import type * as net from "node:net"
 import { HostConfig } from "./HostConfig.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
@@ -77,7 +83,14 @@ const parseAck = (
     ? Result.succeed(value)
     : Result.fail({ field: "ack", message: `must be "accepted" or "durable", got ${JSON.stringify(value)}` })
 
-/** The body as text, at most `maxBytes` of it: 413 past that, judged by `Content-Length` before reading. */
+/** Decodes UTF-8 strictly: a byte sequence that is not UTF-8 fails rather than turning into U+FFFD. */
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+/**
+ * The body as text, at most `maxBytes` of it: 413 past that, judged by `Content-Length` before reading. A body that
+ * is not UTF-8 is refused (400) rather than decoded with replacement characters, which would store something the
+ * client never sent.
+ */
 const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number) => {
   const overLimit = Problem.tooLarge([{ field: "body", message: `must be at most ${maxBytes} bytes` }])
   const declared = request.headers["content-length"]
@@ -86,12 +99,18 @@ const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number
       Problem.tooLarge([{ field: "body", message: `is ${declared} bytes; must be at most ${maxBytes} bytes` }])
     )
   }
-  return request.text.pipe(
+  return request.arrayBuffer.pipe(
     Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(maxBytes)),
     Effect.mapError((error) =>
       error.reason._tag === "RequestParseError" && error.reason.reason === "BodyTooLarge"
         ? overLimit
         : Problem.fromError(error)
+    ),
+    Effect.flatMap((bytes) =>
+      Effect.try({
+        try: () => utf8.decode(bytes),
+        catch: () => Problem.invalid([{ field: "body", message: "is not valid UTF-8" }])
+      })
     )
   )
 }
@@ -117,8 +136,60 @@ const isRecord = (value: unknown): value is Record<string, unknown> =>
 
 const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? "", "utf8")
 
-/** Limits on a submission's ops: their number, and each op's `data` as JSON bytes. */
+/** Most levels of objects and arrays a submission's body may nest (`{"ops":[{"data":{}}]}` is 4). */
+export const maxJsonDepth = 64
+
+/** An object or an array (`Predicate.isObject` leaves arrays out). */
+const isContainer = (value: unknown): value is object => typeof value === "object" && value !== null
+
+/** Whether `value` nests more than `limit` levels of objects and arrays, found without recursion. */
+const nestsDeeperThan = (value: unknown, limit: number): boolean => {
+  const stack: Array<readonly [object, number]> = isContainer(value) ? [[value, 1]] : []
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!
+    if (depth > limit) return true
+    for (const inner of Object.values(item)) if (isContainer(inner)) stack.push([inner, depth + 1])
+  }
+  return false
+}
+
+/**
+ * Whether every string and key in a JSON value is well-formed Unicode. A lone surrogate (`"\ud800"`) is valid JSON
+ * and a valid JavaScript string, but PostgreSQL's jsonb refuses it, so an op carrying one could never be persisted.
+ */
+const isWellFormed = (value: unknown): boolean => {
+  const stack: Array<unknown> = [value]
+  while (stack.length > 0) {
+    const item = stack.pop()
+    if (Predicate.isString(item)) {
+      if (!item.isWellFormed()) return false
+    } else if (isContainer(item)) {
+      for (const [key, inner] of Object.entries(item)) {
+        if (!key.isWellFormed()) return false
+        stack.push(inner)
+      }
+    }
+  }
+  return true
+}
+
+/** Ops whose `data` PostgreSQL could not store although it decodes: strings that are not well-formed Unicode. */
+const dataIssues = (body: unknown): Array<Problem.Issue> => {
+  if (!isRecord(body) || !Array.isArray(body.ops)) return []
+  const issues: Array<Problem.Issue> = []
+  body.ops.forEach((op: unknown, index) => {
+    if (isRecord(op) && "data" in op && !isWellFormed(op.data)) {
+      issues.push({ index, field: "data", message: "must be well-formed Unicode (no lone surrogates \\ud800-\\udfff)" })
+    }
+  })
+  return issues
+}
+
+/** Limits on a submission: its nesting, the number of its ops, and each op's `data` as JSON bytes. */
 const limitIssues = (body: unknown, config: HostConfig["Service"]): Array<Problem.Issue> => {
+  if (nestsDeeperThan(body, maxJsonDepth)) {
+    return [{ field: "body", message: `nests deeper than ${maxJsonDepth} levels of objects and arrays` }]
+  }
   if (!isRecord(body) || !Array.isArray(body.ops)) return []
   const ops: ReadonlyArray<unknown> = body.ops
   if (ops.length > config.maxOpsPerRequest) {
@@ -194,6 +265,7 @@ const endpoints = Effect.gen(function*() {
       ? yield* Effect.result(Op.decodeOps(body.ops, { maxOps: config.maxOpsPerRequest }))
       : Result.succeed([])
     if (Result.isFailure(ops)) issues.push(...ops.failure.issues)
+    issues.push(...dataIssues(body))
     // (the Result checks only narrow: any failure has put its issue in `issues`)
     if (issues.length > 0 || Result.isFailure(sector) || Result.isFailure(ack) || Result.isFailure(ops)) {
       return yield* Problem.invalid(issues)
@@ -371,6 +443,54 @@ const problems = HttpRouter.middleware(
     }),
   { global: true }
 )
+
+/** Node's answers to requests its parser refuses, by the parser's error code (the rest get 400), as problems. */
+const parserProblem = (code: string | undefined): Problem.Problem => {
+  switch (code) {
+    case "HPE_HEADER_OVERFLOW":
+      return new Problem.Problem({
+        status: 431,
+        type: "urn:sectors:problem:headers-too-large",
+        title: "Request Header Fields Too Large",
+        detail: "the request's headers are larger than the server accepts; nothing was applied"
+      })
+    case "HPE_CHUNK_EXTENSIONS_OVERFLOW":
+      return Problem.tooLarge([{ field: "body", message: "has chunk extensions larger than the server accepts" }])
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return new Problem.Problem({
+        status: 408,
+        type: "urn:sectors:problem:request-timeout",
+        title: "Request Timeout",
+        detail: "the request did not arrive in time; nothing was applied"
+      })
+    default:
+      return Problem.invalid([{ field: "request", message: `is not valid HTTP/1.1 (${code ?? "parse error"})` }])
+  }
+}
+
+/**
+ * The host's Node HTTP server. Requests its parser refuses before any route sees them — an unknown method, a
+ * malformed request line, header or chunk — are answered with problem+json (and the connection closed) rather than
+ * Node's bare `400 Bad Request`, with the statuses Node would have used.
+ */
+export const makeServer = (): http.Server => {
+  const server = http.createServer()
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: net.Socket) => {
+    const answering = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage
+    if (error.code === "ECONNRESET" || !socket.writable || answering?.headersSent === true) {
+      socket.destroy()
+      return
+    }
+    const problem = parserProblem(error.code)
+    const body = JSON.stringify(Problem.body(problem))
+    socket.end(
+      `HTTP/1.1 ${problem.status} ${http.STATUS_CODES[problem.status] ?? problem.title}\r\n` +
+        `content-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+        `connection: close\r\n\r\n${body}`
+    )
+  })
+  return server
+}
 
 /** Every route of the API, with problem+json for whatever they do not answer. Needs the host, lifecycle, config. */
 export const routes: Layer.Layer<never, never, HttpRouter.HttpRouter | SectorHost.SectorHost | Lifecycle | HostConfig> =

@@ -7,7 +7,9 @@
  * | `InvalidOp`, a malformed request, malformed JSON   | 400    | `errors: [{index?, field, message}]`    |
  * | no such entity, unknown route                      | 404    |                                         |
  * | known path, wrong method                           | 405    | `Allow`                                 |
- * | body, op count or one op's `data` over its limit   | 413    | `errors` naming the field (and op)      |
+ * | request not received in time (Node's parser)       | 408    |                                         |
+ * | body, nesting, op count or one op's `data` too big | 413    | `errors` naming the field (and op)      |
+ * | headers too large (Node's parser)                  | 431    |                                         |
  * | `MailboxFull`                                      | 429    | `Retry-After`                           |
  * | `SinkUnavailable`, `ShuttingDown`, `SectorFenced`  | 503    | `Retry-After`                           |
  * | `DurableTimeout` (the ops are still accepted)      | 504    | `firstSeq`, `lastSeq`, `persistedSeq`   |
@@ -165,17 +167,19 @@ const fromServerError = (error: HttpServerError.HttpServerError): Problem => {
   }
 }
 
+/** The problem details body of a problem: its extensions, `type`, `title`, `status`, `detail`, and `errors`. */
+export const body = (problem: Problem): ProblemDetails.ProblemDetails => ({
+  ...problem.extensions,
+  type: problem.type,
+  title: problem.title,
+  status: problem.status,
+  detail: problem.detail,
+  ...(problem.errors === undefined ? {} : { errors: problem.errors })
+})
+
 /** Renders a problem as its `application/problem+json` response. */
 export const toResponse = (problem: Problem): HttpServerResponse.HttpServerResponse => {
-  const body: ProblemDetails.ProblemDetails = {
-    ...problem.extensions,
-    type: problem.type,
-    title: problem.title,
-    status: problem.status,
-    detail: problem.detail,
-    ...(problem.errors === undefined ? {} : { errors: problem.errors })
-  }
-  const response = ProblemDetails.toResponse(body)
+  const response = ProblemDetails.toResponse(body(problem))
   return problem.headers === undefined ? response : HttpServerResponse.setHeaders(response, problem.headers)
 }
 

@@ -10,6 +10,8 @@ import { FaultSink, MemorySink } from "@sectors/core/testing"
 import { Duration, Effect, Fiber, Layer, Stream } from "effect"
 import { HttpClient, HttpClientRequest, HttpRouter } from "effect/http"
 import { TestClock } from "effect/testing"
+import type { Server } from "node:http"
+import { connect } from "node:net"
 import * as HostConfig from "../src/HostConfig.ts"
 import * as Http from "../src/Http.ts"
 import * as Lifecycle from "../src/Lifecycle.ts"
@@ -273,6 +275,7 @@ interface Malformed {
   readonly name: string
   readonly path?: string
   readonly body?: unknown
+  readonly bytes?: Uint8Array
   readonly chunked?: boolean
   readonly status: 400 | 413
   readonly errors: ReadonlyArray<{ readonly index?: number; readonly field: string }>
@@ -343,6 +346,40 @@ const malformed: ReadonlyArray<Malformed> = [
     errors: [{ field: "ops" }]
   },
   {
+    name: "a body nested deeper than maxJsonDepth",
+    // body, ops, op, data: 4 levels, then maxJsonDepth more
+    body: `{"ops":[{"type":"set","entity":1,"component":"c","data":{"a":${"[".repeat(Http.maxJsonDepth)}${
+      "]".repeat(Http.maxJsonDepth)
+    }}}]}`,
+    status: 413,
+    errors: [{ field: "body" }]
+  },
+  {
+    name: "brackets nested 2,000 deep (no stack overflow)",
+    body: "[".repeat(2000) + "]".repeat(2000),
+    status: 413,
+    errors: [{ field: "body" }]
+  },
+  {
+    name: "data with a lone surrogate (valid JSON PostgreSQL cannot store)",
+    body: `{"ops":[${JSON.stringify(set(1))},{"type":"set","entity":2,"component":"c","data":{"name":"\\ud800"}}]}`,
+    status: 400,
+    errors: [{ index: 1, field: "data" }]
+  },
+  {
+    name: "a lone surrogate in a key of data",
+    body: `{"ops":[{"type":"set","entity":1,"component":"c","data":{"\\udfff":1}}]}`,
+    status: 400,
+    errors: [{ index: 0, field: "data" }]
+  },
+  {
+    name: "a body that is not UTF-8",
+    // 0xc3 opens a two-byte sequence; 0x28 cannot continue it
+    bytes: Buffer.concat([Buffer.from(`{"ops":[{"type":"set","entity":1,"component":"c","data":{"s":"`), Buffer.of(0xc3, 0x28), Buffer.from(`"}}]}`)]),
+    status: 400,
+    errors: [{ field: "body" }]
+  },
+  {
     name: "data over maxDataBytes",
     body: { ops: [set(1), set(2, "c", { pad: "x".repeat(300) }), set(3), set(4, "c", { pad: "y".repeat(300) })] },
     status: 413,
@@ -355,7 +392,9 @@ describe("malformed submissions", () => {
     Effect.gen(function*() {
       assert.strictEqual((yield* post("/sectors/7/ops", { ops: [set(1)] })).status, 202)
       const path = bad.path ?? "/sectors/7/ops"
-      const reply = bad.chunked
+      const reply = bad.bytes !== undefined
+        ? yield* send(HttpClientRequest.post(path).pipe(HttpClientRequest.bodyUint8Array(bad.bytes, "application/json")))
+        : bad.chunked
         ? yield* send(HttpClientRequest.post(path).pipe(
           HttpClientRequest.bodyStream(Stream.make(new TextEncoder().encode(bad.body as string)), {
             contentType: "application/json"
@@ -375,6 +414,58 @@ describe("malformed submissions", () => {
         [[1, "entity"], [2, "component"], [3, "type"]]
       )
     }).pipe(Effect.provide(serve())))
+})
+
+describe("limits at their edge", () => {
+  it.effect("accepts a body nested exactly maxJsonDepth levels deep", () =>
+    Effect.gen(function*() {
+      // body, ops, op, data: 4 levels, then arrays up to maxJsonDepth
+      const arrays = Http.maxJsonDepth - 4
+      const data = `{"a":${"[".repeat(arrays)}${"]".repeat(arrays)}}`
+      const reply = yield* post("/sectors/7/ops", `{"ops":[{"type":"set","entity":1,"component":"c","data":${data}}]}`)
+      assert.strictEqual(reply.status, 202, reply.text)
+    }).pipe(Effect.provide(serve())))
+})
+
+/** Sends `raw` bytes to a fresh `Http.makeServer()` on loopback and returns what came back before it closed. */
+const rawExchange = (raw: string) =>
+  Effect.acquireUseRelease(
+    Effect.callback<Server>((resume) => {
+      const server = Http.makeServer()
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) =>
+      Effect.callback<string>((resume) => {
+        const { port } = server.address() as { port: number }
+        const socket = connect(port, "127.0.0.1", () => socket.end(raw))
+        const chunks: Array<Buffer> = []
+        socket.on("data", (chunk) => chunks.push(chunk))
+        socket.on("close", () => resume(Effect.succeed(Buffer.concat(chunks).toString("utf8"))))
+      }),
+    (server) => Effect.callback<void>((resume) => {
+      server.close(() => resume(Effect.void))
+    })
+  )
+
+describe("requests Node's HTTP parser refuses", () => {
+  it.live.each([
+    ["an unknown method", 400, "BREW /sectors/1 HTTP/1.1\r\nHost: x\r\n\r\n"],
+    ["a malformed request line", 400, "GET /sectors/1 HTTX/9\r\n\r\n"],
+    ["a header with a space in its name", 400, "GET / HTTP/1.1\r\nBad Header: 1\r\n\r\n"],
+    ["a malformed Content-Length", 400, "POST /sectors/1/ops HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n"],
+    ["headers over 16 KiB", 431, `GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ${"p".repeat(20_000)}\r\n\r\n`]
+  ] as const)("answers %s with a %i problem", ([, status, raw]) =>
+    Effect.gen(function*() {
+      const answer = yield* rawExchange(raw)
+      const [head = "", body = ""] = answer.split("\r\n\r\n")
+      assert.match(head, new RegExp(`^HTTP/1\\.1 ${status} `), answer)
+      assert.match(head, /content-type: application\/problem\+json/i)
+      const problem = JSON.parse(body)
+      assert.strictEqual(problem.status, status)
+      assert.isString(problem.type)
+      assert.isString(problem.title)
+      assert.isString(problem.detail)
+    }))
 })
 
 describe("GET /sectors/{sector}/entities/{entity}", () => {
