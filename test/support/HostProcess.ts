@@ -3,6 +3,7 @@
  * end-to-end tests: start it with an environment, wait for its "listening" log line, talk to it over HTTP on
  * 127.0.0.1, signal it and collect its exit code and output.
  */
+import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as net from "node:net"
 import { fileURLToPath } from "node:url"
@@ -114,3 +115,41 @@ export const call = async (
   }
   return { status: response.status, headers: response.headers, body: parsed }
 }
+
+/** Resolves once the host's output contains `text` (logs are written after the answer that caused them). */
+export const waitForOutput = async (host: Host, text: string, timeoutMs = 10_000): Promise<void> => {
+  const until = Date.now() + timeoutMs
+  while (!host.output().includes(text)) {
+    if (Date.now() > until) throw new Error(`"${text}" not in the host's output within ${timeoutMs} ms:\n${host.output()}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** Kills the host if it still runs and waits for it to exit. */
+const kill = (host: Host) =>
+  Effect.promise(async () => {
+    if (host.child.exitCode === null && host.child.signalCode === null) host.signal("SIGKILL")
+    await host.exited
+  })
+
+/** The host as a scoped resource: started with `env` on a free port, killed when the scope closes if still running. */
+export const scoped = (env: Record<string, string>, args: ReadonlyArray<string> = []) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => startHost({ PORT: String(await freePort()), LOG_FORMAT: "json", ...env }, 60_000, args)),
+    kill
+  )
+
+/**
+ * For tests that restart the host: `next()` starts another one with `env` on a free port; every host started is
+ * killed when the scope closes if it still runs.
+ */
+export const succession = (env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const started: Array<Host> = []
+    yield* Effect.addFinalizer(() => Effect.forEach(started, kill, { discard: true }))
+    return async () => {
+      const host = await startHost({ PORT: String(await freePort()), LOG_FORMAT: "json", ...env })
+      started.push(host)
+      return host
+    }
+  })
