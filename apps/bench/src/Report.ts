@@ -55,12 +55,24 @@ export const targets = (results: Results): ReadonlyArray<Target> => {
   if (balanced !== undefined && immediate !== undefined) {
     const ratio = balanced.maxSustained / immediate.maxSustained
     const capped = balanced.steps.every((s) => s.sustained)
+    const immediateTop = immediate.steps.find((s) => s.rate === immediate.maxSustained)?.result
+    const balancedNext = balanced.steps.find((s) => !s.sustained)
     out.push({
       name: "max sustainable ops/s, balanced vs immediate",
       goal: "≥ 10×",
       measured: `${n(balanced.maxSustained)} vs ${n(immediate.maxSustained)} ops/s = ${n(ratio, 1)}×`,
       pass: ratio >= 10,
-      note: capped ? "balanced sustained every rate tried: its real limit is higher" : undefined
+      note: capped
+        ? "balanced sustained every rate tried: its real limit is higher"
+        : ratio >= 10 || immediateTop === undefined || balancedNext === undefined
+        ? undefined
+        : `rates double from step to step, so each limit is known to within 2×; the old loop already batches what ` +
+          `queued up while it wrote (${n(immediateTop.batches.ops.mean, 1)} ops per batch at its limit, 8 writers); ` +
+          `balanced missed the next step (${n(balancedNext.rate)} offered: ` +
+          `${pct(balancedNext.result.accepted / (balancedNext.rate * balancedNext.result.seconds), 0)} accepted, ` +
+          `p99 ${n(balancedNext.result.latencyMillis.p99)} ms)` +
+          (results.limit === undefined ? "" : `; 10× would be ${n(immediate.maxSustained * 10)} ops/s, against a practical limit ` +
+            `of ${n(results.limit.rawRowsPerSecond)} rows/s for this database (the raw UNNEST loop below)`)
     })
     // commits per op at the highest rate both sustained
     const rate = immediate.maxSustained
@@ -69,15 +81,21 @@ export const targets = (results: Results): ReadonlyArray<Target> => {
     if (b !== undefined && i !== undefined) {
       const cb = b.commits / Math.max(1, b.persisted)
       const ci = i.commits / Math.max(1, i.persisted)
+      const grid = 1000 / Duration.toMillis(BatchPolicy.profiles.balanced.maxWait)
       out.push({
         name: `commits per op at ${n(rate)} ops/s, balanced vs immediate`,
         goal: "≤ 1/20",
         measured: `${n(cb, 4)} vs ${n(ci, 4)} = 1/${n(ci / cb, 1)}`,
-        pass: cb <= ci / 20
+        pass: cb <= ci / 20,
+        note: cb <= ci / 20 ? undefined : `balanced commits once per maxWait grid point (${n(b.commits / b.seconds)}/s; ` +
+          `${n(grid)}/s is its floor at any load), while the old loop at this rate already puts ` +
+          `${n(i.batches.ops.mean, 1)} ops in each commit (${n(i.commits / i.seconds)}/s): the ratio is one rate of ` +
+          `commits over the other, and the old loop's would have to exceed ${n(grid * 20)}/s for it to reach 20`
       })
     }
     // latency at moderate load: a fifth of the sustained workload's rate
     const moderate = balanced.steps.find((s) => s.rate === 2_000)?.result
+    const light = balanced.steps.find((s) => s.rate === 1_000)?.result
     if (moderate !== undefined) {
       const persist = moderate.commitMillis.p50
       const bound = Duration.toMillis(BatchPolicy.profiles.balanced.maxWait) + 2 * persist
@@ -85,7 +103,11 @@ export const targets = (results: Results): ReadonlyArray<Target> => {
         name: "p99 op→durable at 2,000 ops/s (balanced)",
         goal: "≤ maxWait + 2 × median persist time",
         measured: `${n(moderate.latencyMillis.p99, 1)} ms vs ${n(bound, 1)} ms (25 + 2 × ${n(persist, 1)})`,
-        pass: moderate.latencyMillis.p99 <= bound
+        pass: moderate.latencyMillis.p99 <= bound,
+        note: moderate.latencyMillis.p99 <= bound ? undefined : `p50 ${n(moderate.latencyMillis.p50, 1)} ms; the tail ` +
+          `adds waiting for the group transaction already in flight when a deadline falls during it, and the ` +
+          `event-loop delay of the producer sharing the process` +
+          (light === undefined ? "" : `; at 1,000 ops/s p99 is ${n(light.latencyMillis.p99, 1)} ms`)
       })
     }
   }
@@ -171,8 +193,15 @@ const statementTable = (runs: ReadonlyArray<Run.Result>) =>
     ].join("\n")
   ).join("\n\n")
 
-/** Writes the charts (file name → SVG) and returns the Markdown that links them. */
-export const render = async (results: Results): Promise<{ readonly markdown: string; readonly charts: ReadonlyMap<string, string> }> => {
+/**
+ * Renders the report: the Markdown, and the charts (file name → SVG) it links as `<chartDir>/<name>`, so they can
+ * be written into a directory beside it.
+ */
+export const render = async (
+  results: Results,
+  chartDir: string
+): Promise<{ readonly markdown: string; readonly charts: ReadonlyMap<string, string> }> => {
+  const chart = (title: string, name: string) => `![${title}](${chartDir}/${name})`
   const charts = new Map<string, string>()
   const runs = results.scenarios
 
@@ -254,7 +283,7 @@ export const render = async (results: Results): Promise<{ readonly markdown: str
   }
   md.push("")
   if (results.capacity.length > 0) {
-    md.push("## Highest sustained rate", "", "![capacity](capacity.svg)", "")
+    md.push("## Highest sustained rate", "", chart("capacity", "capacity.svg"), "")
     md.push("| profile | max sustained ops/s | steps (offered → accepted / persisted per s, p99 ms) |", "|---|---:|---|")
     for (const c of results.capacity) {
       md.push(
@@ -266,8 +295,13 @@ export const render = async (results: Results): Promise<{ readonly markdown: str
     md.push("", "A rate is sustained when ≥ 95 % of the target rate is accepted (the producer shares the process), ≥ 95 % of those are persisted within the step, and p99 op→durable < 2 s.", "")
   }
   md.push("## Scenarios × profiles", "", scenarioTable(runs), "")
-  md.push("![commits](commits.svg) ![latency](latency.svg)", "", "![batch size](batch-size.svg) ![triggers](triggers.svg)", "")
-  if (bursty.length > 0) md.push("![bursty](bursty.svg)", "")
+  md.push(
+    `${chart("commits", "commits.svg")} ${chart("latency", "latency.svg")}`,
+    "",
+    `${chart("batch size", "batch-size.svg")} ${chart("triggers", "triggers.svg")}`,
+    ""
+  )
+  if (bursty.length > 0) md.push(chart("bursty", "bursty.svg"), "")
   md.push(
     "Collapse is 1 − rows written / ops; the ideal is what collapsing each sector's ops in windows of `maxWait`",
     "(capped at `maxBatch`) would give for the same arrivals.",

@@ -2,8 +2,9 @@
  * The benchmark harness: `npm run bench` (quick, under five minutes on two cores) or `npm run bench -- --full`;
  * suites may be named to run only those (`npm run bench -- sink idle`): `scenarios`, `capacity`, `idle`, `limit`,
  * `sector-row`, `sink`, `http`. Runs on an embedded PostgreSQL with durable settings (or `DATABASE_URL`), writes
- * `apps/bench/results/<timestamp>.json` (raw figures), `<timestamp>.md` and the charts beside it, and prints the
- * Markdown report.
+ * `apps/bench/results/<timestamp>.json` (raw figures), `<timestamp>.md` and its charts in `<timestamp>/`, and
+ * prints the Markdown report. `--render <results.json> [--out <report.md>]` renders a saved run again (charts in a
+ * directory named after the report, lower-cased: `docs/BENCHMARKS.md` → `docs/benchmarks/`).
  */
 import { PgEmbedded } from "@sectors/pg-embedded"
 import { Effect, Logger } from "effect"
@@ -24,7 +25,13 @@ import * as SinkThroughput from "./SinkThroughput.ts"
 
 const args = process.argv.slice(2)
 const full = args.includes("--full")
-const suites = args.filter((arg) => !arg.startsWith("--"))
+const valueOf = (flag: string) => {
+  const at = args.indexOf(flag)
+  return at < 0 ? undefined : args[at + 1]
+}
+const renderFrom = valueOf("--render")
+const renderTo = valueOf("--out")
+const suites = args.filter((arg, i) => !arg.startsWith("--") && !["--render", "--out"].includes(args[i - 1] ?? ""))
 const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http"]
 for (const suite of suites) {
   if (!known.includes(suite)) {
@@ -134,17 +141,35 @@ const program = Effect.gen(function*() {
     http
   }
   const stamp = startedAt.replace(/[:.]/g, "-")
-  const dir = path.join(resultsDir, stamp)
-  const report = yield* Effect.promise(() => Report.render(results))
   yield* Effect.promise(async () => {
-    await fs.mkdir(dir, { recursive: true })
-    await fs.writeFile(path.join(dir, "results.json"), JSON.stringify(results, null, 2))
-    await fs.writeFile(path.join(dir, "report.md"), report.markdown)
-    for (const [name, svg] of report.charts) await fs.writeFile(path.join(dir, name), svg)
+    await fs.mkdir(resultsDir, { recursive: true })
+    await fs.writeFile(path.join(resultsDir, `${stamp}.json`), JSON.stringify(results, null, 2))
   })
+  const report = yield* Effect.promise(() => writeReport(results, path.join(resultsDir, `${stamp}.md`)))
   console.log(report.markdown)
-  yield* log(`written to ${dir}`)
+  yield* log(`written to ${path.join(resultsDir, stamp)}.{json,md}, charts in ${path.join(resultsDir, report.chartDir)}/`)
 })
+
+/**
+ * Renders `results` into `file` (Markdown) and its charts into the directory named after it, lower-cased (so
+ * `docs/BENCHMARKS.md` gets `docs/benchmarks/`); returns the Markdown and that directory's name.
+ */
+const writeReport = async (results: Report.Results, file: string) => {
+  const chartDir = path.basename(file, ".md").toLowerCase()
+  const report = await Report.render(results, chartDir)
+  await fs.mkdir(path.join(path.dirname(file), chartDir), { recursive: true })
+  await fs.writeFile(file, report.markdown)
+  for (const [name, svg] of report.charts) await fs.writeFile(path.join(path.dirname(file), chartDir, name), svg)
+  return { markdown: report.markdown, chartDir }
+}
+
+if (renderFrom !== undefined) {
+  const results = JSON.parse(await fs.readFile(renderFrom, "utf8")) as Report.Results
+  const out = renderTo ?? renderFrom.replace(/\.json$/, ".md")
+  await writeReport(results, out)
+  console.error(`[bench] rendered ${renderFrom} into ${out}`)
+  process.exit(0)
+}
 
 Effect.runPromise(program.pipe(
   Effect.provide(PgEmbedded.layer({ settings: { max_connections: "300", shared_buffers: "256MB" } })),
