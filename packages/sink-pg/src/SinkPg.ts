@@ -35,6 +35,7 @@ import * as Result from "effect/Result"
 import type * as Migrator from "effect/sql/Migrator"
 import * as Semaphore from "effect/Semaphore"
 import * as SqlClient from "effect/sql/SqlClient"
+import type * as Statement from "effect/sql/Statement"
 import * as SqlError from "effect/sql/SqlError"
 import * as Migrations from "./Migrations.ts"
 import * as SqlState from "./SqlState.ts"
@@ -201,6 +202,32 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       RETURNING s.sector_id`
   }
 
+  /**
+   * The upserts of a group's components and authority, each one statement over its column arrays; a row changes
+   * only for a higher seq. `where` filters the unnested rows (`u`): nothing in a transaction that already left out
+   * the sectors not applied, `onlyApplied` inside `writeUpserts`' single statement.
+   */
+  const upsertComponents = (c: Columns["components"], where: Statement.Fragment) =>
+    sql`INSERT INTO entity_components AS t (sector_id, entity_id, component, data, seq)
+      SELECT u.* FROM unnest(${int8s(c.sector)}::bigint[], ${int8s(c.entity)}::bigint[], ${texts(c.component)}::text[],
+                             ${jsonbs(c.data)}::jsonb[], ${int8s(c.seq)}::bigint[])
+        AS u(sector_id, entity_id, component, data, seq)
+      ${where}
+      ON CONFLICT (sector_id, entity_id, component)
+      DO UPDATE SET data = EXCLUDED.data, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq`
+
+  const upsertAuthority = (a: Columns["authority"], where: Statement.Fragment) =>
+    sql`INSERT INTO entity_authority AS t (sector_id, entity_id, component, worker, seq)
+      SELECT u.* FROM unnest(${int8s(a.sector)}::bigint[], ${int8s(a.entity)}::bigint[], ${texts(a.component)}::text[],
+                             ${texts(a.worker)}::text[], ${int8s(a.seq)}::bigint[])
+        AS u(sector_id, entity_id, component, worker, seq)
+      ${where}
+      ON CONFLICT (sector_id, entity_id, component)
+      DO UPDATE SET worker = EXCLUDED.worker, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq`
+
+  /** Within `writeUpserts`' statement: only the rows of sectors its sector-row CTE `s` updated. */
+  const onlyApplied = sql`WHERE u.sector_id IN (SELECT sector_id FROM s)`
+
   /** Each sector's outcome: the ones the sector statement updated are applied; the others replays or fenced. */
   const classify = Effect.fnUntraced(function*(
     batches: ReadonlyArray<Batch.Batch>,
@@ -244,22 +271,8 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           AS r(sector_id, entity_id, component, seq)
         WHERE t.sector_id = r.sector_id AND t.entity_id = r.entity_id AND t.component = r.component AND t.seq < r.seq`
     }
-    if (components.sector.length > 0) {
-      yield* sql`INSERT INTO entity_components AS t (sector_id, entity_id, component, data, seq)
-        SELECT * FROM unnest(${int8s(components.sector)}::bigint[], ${int8s(components.entity)}::bigint[],
-                             ${texts(components.component)}::text[], ${jsonbs(components.data)}::jsonb[],
-                             ${int8s(components.seq)}::bigint[])
-        ON CONFLICT (sector_id, entity_id, component)
-        DO UPDATE SET data = EXCLUDED.data, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq`
-    }
-    if (authority.sector.length > 0) {
-      yield* sql`INSERT INTO entity_authority AS t (sector_id, entity_id, component, worker, seq)
-        SELECT * FROM unnest(${int8s(authority.sector)}::bigint[], ${int8s(authority.entity)}::bigint[],
-                             ${texts(authority.component)}::text[], ${texts(authority.worker)}::text[],
-                             ${int8s(authority.seq)}::bigint[])
-        ON CONFLICT (sector_id, entity_id, component)
-        DO UPDATE SET worker = EXCLUDED.worker, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq`
-    }
+    if (components.sector.length > 0) yield* upsertComponents(components, sql.literal(""))
+    if (authority.sector.length > 0) yield* upsertAuthority(authority, sql.literal(""))
     return outcomes
   })
 
@@ -277,23 +290,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const writeUpserts = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>) {
     const { authority: a, components: c } = columnsOf(batches, () => true)
     const applied = yield* sql<{ sector_id: bigint }>`
-      WITH s AS (${sectorRows(batches)}), components AS (
-        INSERT INTO entity_components AS t (sector_id, entity_id, component, data, seq)
-        SELECT u.* FROM unnest(${int8s(c.sector)}::bigint[], ${int8s(c.entity)}::bigint[], ${texts(c.component)}::text[],
-                               ${jsonbs(c.data)}::jsonb[], ${int8s(c.seq)}::bigint[])
-          AS u(sector_id, entity_id, component, data, seq)
-        WHERE u.sector_id IN (SELECT sector_id FROM s)
-        ON CONFLICT (sector_id, entity_id, component)
-        DO UPDATE SET data = EXCLUDED.data, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq
-      ), authority AS (
-        INSERT INTO entity_authority AS t (sector_id, entity_id, component, worker, seq)
-        SELECT u.* FROM unnest(${int8s(a.sector)}::bigint[], ${int8s(a.entity)}::bigint[], ${texts(a.component)}::text[],
-                               ${texts(a.worker)}::text[], ${int8s(a.seq)}::bigint[])
-          AS u(sector_id, entity_id, component, worker, seq)
-        WHERE u.sector_id IN (SELECT sector_id FROM s)
-        ON CONFLICT (sector_id, entity_id, component)
-        DO UPDATE SET worker = EXCLUDED.worker, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq
-      )
+      WITH s AS (${sectorRows(batches)}),
+        components AS (${upsertComponents(c, onlyApplied)}),
+        authority AS (${upsertAuthority(a, onlyApplied)})
       SELECT sector_id FROM s`
     return yield* classify(batches, applied)
   })
