@@ -58,6 +58,22 @@ const checkAgainstFold = (host: Host, streams: ReadonlyArray<ReadonlyArray<Op.Op
         }
       }), { concurrency: 8, discard: true }), { discard: true })
 
+/**
+ * Holds the `sectors` table locked (ACCESS EXCLUSIVE, in an open transaction), so no batch can commit until the
+ * returned function ends the transaction and closes the connection.
+ */
+const lockSectors = async (url: string): Promise<() => Promise<void>> => {
+  const blocker = postgres(url, { max: 1, onnotice: () => {} })
+  const reserved = await blocker.reserve()
+  await reserved`BEGIN`
+  await reserved`LOCK TABLE sectors IN ACCESS EXCLUSIVE MODE`
+  return async () => {
+    await reserved`ROLLBACK`
+    reserved.release()
+    await blocker.end()
+  }
+}
+
 describe("sector-host end to end", () => {
   it.live("SIGTERM flushes everything: after a restart every entity equals the fold of the accepted ops", () =>
     Effect.gen(function*() {
@@ -136,10 +152,7 @@ describe("sector-host end to end", () => {
       const host = yield* start(env)
       yield* post(host, 1, [{ type: "set", entity: 1, component: "a", data: { v: 0 } }], "durable") // sector loaded
       // hold the sectors table so the op below stays pending and the final flush waits
-      const blocker = postgres(url, { max: 1, onnotice: () => {} })
-      const reserved = yield* Effect.promise(() => blocker.reserve())
-      yield* Effect.promise(() => reserved`BEGIN`)
-      yield* Effect.promise(() => reserved`LOCK TABLE sectors IN ACCESS EXCLUSIVE MODE`)
+      const unlock = yield* Effect.promise(() => lockSectors(url))
       assert.strictEqual((yield* post(host, 1, [{ type: "set", entity: 1, component: "a", data: { v: 1 } }])).status, 202)
       host.signal("SIGTERM")
       let ready = 200
@@ -151,9 +164,7 @@ describe("sector-host end to end", () => {
       assert.strictEqual(refused.status, 503)
       assert.isNotNull(refused.headers.get("retry-after"))
       assert.strictEqual((yield* Effect.promise(() => call(host.baseUrl, "GET", "/healthz"))).status, 200)
-      yield* Effect.promise(() => reserved`COMMIT`)
-      reserved.release()
-      yield* Effect.promise(() => blocker.end())
+      yield* Effect.promise(unlock)
       assert.deepStrictEqual(yield* Effect.promise(() => host.exited), { code: 0, signal: null })
     }), { timeout: 120_000 })
 
@@ -162,10 +173,7 @@ describe("sector-host end to end", () => {
       const { env, url } = yield* fixture
       const host = yield* start({ ...env, SHUTDOWN_TIMEOUT: "60 seconds" })
       yield* post(host, 1, [{ type: "set", entity: 1, component: "a", data: { v: 0 } }], "durable") // sector loaded
-      const blocker = postgres(url, { max: 1, onnotice: () => {} })
-      const reserved = yield* Effect.promise(() => blocker.reserve())
-      yield* Effect.promise(() => reserved`BEGIN`)
-      yield* Effect.promise(() => reserved`LOCK TABLE sectors IN ACCESS EXCLUSIVE MODE`)
+      const unlock = yield* Effect.promise(() => lockSectors(url))
       assert.strictEqual((yield* post(host, 1, [{ type: "set", entity: 1, component: "a", data: { v: 1 } }])).status, 202)
       host.signal("SIGTERM")
       host.signal("SIGTERM") // a duplicate from npm and the terminal: counted once
@@ -173,9 +181,7 @@ describe("sector-host end to end", () => {
       assert.isNull(host.child.exitCode)
       host.signal("SIGTERM")
       const exit = yield* Effect.promise(() => host.exited)
-      yield* Effect.promise(() => reserved`ROLLBACK`)
-      reserved.release()
-      yield* Effect.promise(() => blocker.end())
+      yield* Effect.promise(unlock)
       assert.strictEqual(exit.code, 1)
       const line = host.output().split("\n").find((l) => l.includes("forced exit"))
       assert.isDefined(line, host.output())
