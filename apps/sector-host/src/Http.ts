@@ -444,30 +444,6 @@ const problems = HttpRouter.middleware(
   { global: true }
 )
 
-/** Node's answers to requests its parser refuses, by the parser's error code (the rest get 400), as problems. */
-const parserProblem = (code: string | undefined): Problem.Problem => {
-  switch (code) {
-    case "HPE_HEADER_OVERFLOW":
-      return new Problem.Problem({
-        status: 431,
-        type: "urn:sectors:problem:headers-too-large",
-        title: "Request Header Fields Too Large",
-        detail: "the request's headers are larger than the server accepts; nothing was applied"
-      })
-    case "HPE_CHUNK_EXTENSIONS_OVERFLOW":
-      return Problem.tooLarge([{ field: "body", message: "has chunk extensions larger than the server accepts" }])
-    case "ERR_HTTP_REQUEST_TIMEOUT":
-      return new Problem.Problem({
-        status: 408,
-        type: "urn:sectors:problem:request-timeout",
-        title: "Request Timeout",
-        detail: "the request did not arrive in time; nothing was applied"
-      })
-    default:
-      return Problem.invalid([{ field: "request", message: `is not valid HTTP/1.1 (${code ?? "parse error"})` }])
-  }
-}
-
 /**
  * The host's Node HTTP server. Requests its parser refuses before any route sees them — an unknown method, a
  * malformed request line, header or chunk — are answered with problem+json (and the connection closed) rather than
@@ -481,7 +457,7 @@ export const makeServer = (): http.Server => {
       socket.destroy()
       return
     }
-    const problem = parserProblem(error.code)
+    const problem = Problem.fromParserError(error.code)
     const body = JSON.stringify(Problem.body(problem))
     socket.end(
       `HTTP/1.1 ${problem.status} ${http.STATUS_CODES[problem.status] ?? problem.title}\r\n` +

@@ -89,6 +89,33 @@ export const tooLarge = (issues: ReadonlyArray<Issue>): Problem =>
     errors: issues
   })
 
+/**
+ * A request Node's HTTP parser refused before any route saw it, by the parser's error code: the statuses Node itself
+ * would answer (431 headers too large, 413 chunk extensions too large, 408 timed out), 400 for the rest.
+ */
+export const fromParserError = (code: string | undefined): Problem => {
+  switch (code) {
+    case "HPE_HEADER_OVERFLOW":
+      return new Problem({
+        status: 431,
+        type: urn("headers-too-large"),
+        title: "Request Header Fields Too Large",
+        detail: "the request's headers are larger than the server accepts; nothing was applied"
+      })
+    case "HPE_CHUNK_EXTENSIONS_OVERFLOW":
+      return tooLarge([{ field: "body", message: "has chunk extensions larger than the server accepts" }])
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return new Problem({
+        status: 408,
+        type: urn("request-timeout"),
+        title: "Request Timeout",
+        detail: "the request did not arrive in time; nothing was applied"
+      })
+    default:
+      return invalid([{ field: "request", message: `is not valid HTTP/1.1 (${code ?? "parse error"})` }])
+  }
+}
+
 /** 404 with a reason. */
 export const notFound = (detail: string): Problem =>
   new Problem({ status: 404, type: ProblemDetails.blankType, title: "Not Found", detail })
