@@ -46,17 +46,11 @@ export class Resilience extends Context.Service<Resilience, {
 
 const circuitKey = "sink"
 
-const toUnavailable = (error: CircuitBreaker.CircuitBreakerError, retryBase: Duration.Duration) => {
-  const reason = error.reason
-  switch (reason._tag) {
-    case "CircuitOpen":
-      return new SinkUnavailable({ retryAfterMillis: Duration.toMillis(reason.retryAfter), reason: "circuit open" })
-    case "CircuitHalfOpen":
-      return new SinkUnavailable({ retryAfterMillis: Duration.toMillis(retryBase), reason: "circuit half-open" })
-    default:
-      return new SinkUnavailable({ retryAfterMillis: Duration.toMillis(retryBase), reason: reason.message })
-  }
-}
+/** An open circuit, or a failing breaker store, as `SinkUnavailable` (a half-open circuit is `awaitProbe`'s). */
+const toUnavailable = (error: CircuitBreaker.CircuitBreakerError, retryBase: Duration.Duration) =>
+  error.reason._tag === "CircuitOpen"
+    ? new SinkUnavailable({ retryAfterMillis: Duration.toMillis(error.reason.retryAfter), reason: "circuit open" })
+    : new SinkUnavailable({ retryAfterMillis: Duration.toMillis(retryBase), reason: error.reason.message })
 
 /** Builds the shared retry policy and circuit breaker from `SectorsConfig`. */
 export const make = Effect.gen(function*() {
