@@ -33,7 +33,7 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import { Pending, withEntries, type Batch, type Entry } from "./Batch.ts"
+import { type Batch, collapseRatio, type Entry, Pending, withEntries } from "./Batch.ts"
 import * as BatchPolicy from "./BatchPolicy.ts"
 import {
   DurableTimeout,
@@ -426,7 +426,7 @@ export const make = Effect.fnUntraced(function*(
           "batch.ops": batch.ops,
           "batch.rows": batch.entries.length,
           "batch.trigger": batch.trigger,
-          "batch.collapse_ratio": batch.ops === 0 ? 1 : batch.entries.length / batch.ops
+          "batch.collapse_ratio": collapseRatio(batch)
         }
       })
     )
@@ -562,7 +562,6 @@ export const make = Effect.fnUntraced(function*(
 
   // ---- lifecycle ----
   let drainStartedAt = 0
-  let report: DrainReport | undefined
 
   const beginDrain = () => {
     if (phase !== "running") return
@@ -575,8 +574,8 @@ export const make = Effect.fnUntraced(function*(
 
   const unflushed = () => pendingOps + (inFlight?.ops ?? 0)
 
-  const stop: Effect.Effect<DrainReport> = Effect.gen(function*() {
-    if (report !== undefined) return report
+  /** Stops the sector at once: once, however many callers (the host's shutdown, passivation) race to it. */
+  const stop: Effect.Effect<DrainReport> = yield* Effect.cached(Effect.gen(function*() {
     beginDrain()
     yield* Fiber.interrupt(supervisor)
     const refused = yield* Queue.clear(mailbox).pipe(Effect.orElseSucceed(() => [] as Array<Envelope>))
@@ -591,12 +590,11 @@ export const make = Effect.fnUntraced(function*(
     }
     addPendingKeys(-pendingKeys)
     Metrics.activeSectors.modifyUnsafe(-1, context)
-    report = { sectorId, flushed: counters.persisted - drainStartedAt, unflushed: left }
-    return report
-  })
+    return { sectorId, flushed: counters.persisted - drainStartedAt, unflushed: left }
+  }))
 
+  /** Drains (the mailbox, then a last flush), then stops; after `stop`, just its report. */
   const drain: Effect.Effect<DrainReport> = Effect.suspend(() => {
-    if (report !== undefined) return Effect.succeed(report)
     beginDrain()
     return Fiber.await(supervisor).pipe(Effect.andThen(stop))
   })

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Metric } from "effect"
-import { Metrics, SectorHost } from "../src/index.ts"
+import { Metrics, Resilience, Sector, SectorHost } from "../src/index.ts"
 import { advance, hostLayer, policy, set } from "./support.ts"
 
 const count = (metric: Metric.Metric<number, Metric.CounterState<number>>) =>
@@ -41,4 +41,21 @@ describe("Metrics", () => {
         assert.notProperty(metric.attributes ?? {}, "sectorId", metric.id)
       }
     }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 5 }) }))))
+})
+
+describe("Metrics: active sectors", () => {
+  it.effect("count a sector once when its stop is called concurrently (host shutdown racing passivation)", () =>
+    Effect.gen(function*() {
+      const gauge = Effect.map(Metric.value(Metrics.activeSectors), (state) => state.value)
+      const before = yield* gauge
+      yield* Effect.scoped(Effect.gen(function*() {
+        const sector = yield* Sector.make(9)
+        yield* sector.submit([set(1)])
+        assert.strictEqual((yield* gauge) - before, 1)
+        const [first, second] = yield* Effect.all([sector.stop, sector.drain, sector.stop], { concurrency: "unbounded" })
+        assert.deepStrictEqual(first, second)
+        assert.strictEqual((yield* gauge) - before, 0)
+      }))
+      assert.strictEqual((yield* gauge) - before, 0)
+    }).pipe(Effect.provide(Resilience.layer), Effect.provide(hostLayer())))
 })
