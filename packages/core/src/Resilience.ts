@@ -12,6 +12,7 @@
  * than polling: with every sector retrying each `retryBase`, a 30 s outage cost thousands of refused attempts.
  * One `Resilience` is shared by all sectors of a host.
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -20,6 +21,7 @@ import * as Exit from "effect/Exit"
 import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import { CircuitBreaker } from "effect/persistence"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
@@ -96,12 +98,11 @@ export const make = Effect.gen(function*() {
   )
   Metrics.circuitState.updateUnsafe(0, context)
 
-  const retryCounter = Metric.withAttributes(Metrics.retries, {})
   const schedule = Schedule.exponential(config.retryBase).pipe(
     Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, config.retryMaxDelay))),
     Schedule.jittered,
     Schedule.upTo({ duration: config.retryDeadline }),
-    Schedule.tap(() => Metric.update(retryCounter, 1))
+    Schedule.tap(() => Metric.update(Metrics.retries, 1))
   )
 
   const retrying = <A>(call: Effect.Effect<A, SinkError>): Effect.Effect<A, SinkError> =>
@@ -109,9 +110,8 @@ export const make = Effect.gen(function*() {
 
   const classify = <A>(exit: Exit.Exit<A, SinkError>): CircuitBreaker.Outcome => {
     if (Exit.isSuccess(exit)) return CircuitBreaker.success
-    const reason = exit.cause.reasons.find((r) => r._tag === "Fail")
-    const error = reason?._tag === "Fail" ? reason.error : undefined
-    return error !== undefined && (error.reason === "Rejected" || error.reason === "Fenced")
+    const error = Cause.findErrorOption(exit.cause)
+    return Option.isSome(error) && (error.value.reason === "Rejected" || error.value.reason === "Fenced")
       ? CircuitBreaker.success
       : CircuitBreaker.failure()
   }
