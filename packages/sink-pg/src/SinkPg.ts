@@ -247,14 +247,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   })
 
   /** The statements of a group, in the current transaction; returns each sector's outcome. */
-  const writeGroup = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>) {
+  const writeGroup = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns) {
     const applied = yield* sql<{ sector_id: bigint }>`${sectorRows(batches)}`
     const outcomes = yield* classify(batches, applied)
 
-    const { authority, cleared, components, removed, tombstones } = columnsOf(
-      batches,
-      (sectorId) => outcomes.get(sectorId) === "applied"
-    )
+    // the columns of every batch, unless one is a replay or fenced (rare): then of the applied ones only
+    const { authority, cleared, components, removed, tombstones } = applied.length === batches.length
+      ? all
+      : columnsOf(batches, (sectorId) => outcomes.get(sectorId) === "applied")
     if (tombstones.sector.length > 0) {
       const sectors = int8s(tombstones.sector), entities = int8s(tombstones.entity), seqs = int8s(tombstones.seq)
       for (const table of ["entity_components", "entity_authority"]) {
@@ -276,19 +276,13 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     return outcomes
   })
 
-  /** Whether every entry writes (no tombstone, no removal): then one statement does it all. */
-  const writesOnly = (batches: ReadonlyArray<Batch.Batch>) =>
-    batches.every((batch) =>
-      batch.entries.every((entry) => entry._tag === "Upsert" || (entry._tag === "Authority" && entry.worker !== null))
-    )
-
   /**
    * The common case in one statement, so in one round trip and without BEGIN/COMMIT: the sector rows (fence,
    * replay guard, watermark) and both upserts as data-modifying CTEs; rows of sectors the first CTE did not update
    * are filtered out. Returns each sector's outcome.
    */
-  const writeUpserts = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>) {
-    const { authority: a, components: c } = columnsOf(batches, () => true)
+  const writeUpserts = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns) {
+    const { authority: a, components: c } = all
     const applied = yield* sql<{ sector_id: bigint }>`
       WITH s AS (${sectorRows(batches)}),
         components AS (${upsertComponents(c, onlyApplied)}),
@@ -297,9 +291,19 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     return yield* classify(batches, applied)
   })
 
-  /** One transaction for `batches` (of distinct sectors). */
+  /**
+   * One transaction for `batches` (of distinct sectors): their entries split into columns once; when nothing is
+   * deleted or removed (only writes), `writeUpserts`' single statement does it all.
+   */
   const commit = (batches: ReadonlyArray<Batch.Batch>) =>
-    recoverConnectionLoss(writesOnly(batches) ? writeUpserts(batches) : sql.withTransaction(writeGroup(batches))).pipe(
+    Effect.suspend(() => {
+      const all = columnsOf(batches, () => true)
+      const writesOnly = all.tombstones.sector.length === 0 && all.removed.sector.length === 0 &&
+        all.cleared.sector.length === 0
+      return recoverConnectionLoss(
+        writesOnly ? writeUpserts(batches, all) : sql.withTransaction(writeGroup(batches, all))
+      )
+    }).pipe(
       Effect.mapError((error) => toSinkError(error, "persist")),
       Effect.tap(() => {
         transactions.updateUnsafe(1, context)
@@ -393,7 +397,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     recoverConnectionLoss(
       sql.withTransaction(
         Effect.flatMap(
-          writeGroup([batch]),
+          writeGroup([batch], columnsOf([batch], () => true)),
           (outcomes): Effect.Effect<never, Errors.SinkError | Rollback> =>
             outcomes.get(batch.sectorId) === "fenced" ? Effect.fail(fenced(batch)) : Effect.fail(new Rollback())
         )
