@@ -68,7 +68,13 @@ describe("properties over random op streams × arrival timelines × policies", (
         fc.integer({ min: 0, max: 300 }),
         async (policy, arrivals, at) => {
           const faults = [{ at, inject: (f: Parameters<ModelCheck.ScheduledFault["inject"]>[0]) => f.outage(Duration.hours(1)) }]
-          const scenario = { policy, arrivals, faults, config: { shutdownTimeout: Duration.seconds(2) } }
+          const scenario = {
+            policy,
+            arrivals,
+            faults,
+            allowUnflushed: true,
+            config: { shutdownTimeout: Duration.seconds(2) }
+          }
           assert.deepStrictEqual(await problems(scenario), [])
         }
       ),

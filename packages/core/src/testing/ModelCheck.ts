@@ -52,6 +52,16 @@ export interface Scenario {
   readonly allowanceMillis?: number | undefined
   /** Check the wait bound (meaningless while the sink fails). Defaults to true when there are no faults. */
   readonly checkWaits?: boolean | undefined
+  /**
+   * Whether the final shutdown may leave accepted ops unflushed (a database down until the end). Defaults to false:
+   * every accepted op must be durable when the run ends, so a host that never persists cannot pass.
+   */
+  readonly allowUnflushed?: boolean | undefined
+  /**
+   * Whether submissions may be refused (mailbox full, circuit open). Defaults to true when there are faults and
+   * false otherwise: a clean run must accept everything it is given.
+   */
+  readonly allowRefusals?: boolean | undefined
   /** Further configuration (mailbox capacity, retries, shutdown timeout…). */
   readonly config?: Partial<SectorsConfig.SectorsConfig["Service"]> | undefined
 }
@@ -204,12 +214,20 @@ export const violations = (scenario: Scenario, outcome: Outcome): ReadonlyArray<
       `shutdown reported ${outcome.report.unflushed} unflushed ops, but ${acceptedOps - durableOps} accepted ops are not durable`
     )
   }
+  if (!(scenario.allowUnflushed ?? false) && acceptedOps !== durableOps) {
+    problems.push(`${acceptedOps - durableOps} of ${acceptedOps} accepted ops are not durable after the shutdown`)
+  }
+  const hasFaults = scenario.faults !== undefined && scenario.faults.length > 0
+  if (!(scenario.allowRefusals ?? hasFaults) && outcome.refused.length > 0) {
+    const reasons = [...new Set(outcome.refused.map((r) => r.reason))].join(", ")
+    problems.push(`${outcome.refused.length} submissions refused (${reasons}) in a run that must accept all`)
+  }
 
   const arrivalOf = new Map<string, number>()
   for (const a of outcome.accepted) {
     for (let seq = a.firstSeq; seq <= a.lastSeq; seq++) arrivalOf.set(`${a.sectorId}:${seq}`, a.at)
   }
-  const checkWaits = scenario.checkWaits ?? (scenario.faults === undefined || scenario.faults.length === 0)
+  const checkWaits = scenario.checkWaits ?? !hasFaults
   const bound = Duration.toMillis(policy.maxWait) + (scenario.allowanceMillis ?? 0)
   for (const commit of outcome.store.commits) {
     if (commit.ops < 1) problems.push(`sector ${commit.sectorId}: empty batch ${commit.fromSeq}..${commit.toSeq}`)
