@@ -743,10 +743,27 @@ describe("bad input", () => {
 
         const all = fc.sample(malformed, { numRuns: requests, seed })
         const kinds = new Map<string, number>()
+        /** Every defect planted at least once: a generator change must not quietly stop covering one. */
+        const defects = new Set<string>()
         for (const request of all) {
           const kind = request.kind.startsWith("submission") ? "submission" : request.kind.replace(/:.*/, "")
           kinds.set(kind, (kinds.get(kind) ?? 0) + 1)
+          if (kind !== "submission") defects.add(kind)
+          else {
+            for (const part of request.kind.slice("submission: ".length).split(", ")) {
+              defects.add(part.replace(/ \((?!chunked).*\)$/, ""))
+            }
+          }
         }
+        assert.deepStrictEqual(
+          [
+            "wrong method", "unknown method", "foreign method", "unknown route", "bad id", "raw", "bad sector",
+            "bad ack", "not JSON", "truncated JSON", "wrong shape", "bad ops", "not UTF-8", "too many ops",
+            "data too large", "body too large", "body too large (chunked)", "too deep"
+          ].filter((defect) => !defects.has(defect)),
+          [],
+          `defects planted: ${[...defects].join(", ")}`
+        )
         const tally: Tally = { statuses: new Map(), failures: [], slowestMs: 0 }
         const started = performance.now()
         yield* sendAll(host, port, all.slice(0, warmUp), tally)

@@ -30,8 +30,11 @@ describe("SIGKILL under load", () => {
       const startOn = yield* succession({ DATABASE_URL: url })
       const windows: Array<number> = []
       let lostOps = 0
-      let durableAcks = 0
+      /** Durable acks in the history (settling never drops one: a missing durable ack fails the round). */
+      const durableAcks = () =>
+        [...history.sectors.values()].reduce((n, s) => n + s.acked.filter((a) => a.durable).length, 0)
       for (const [round, delay] of delays.entries()) {
+        const ackedBefore = durableAcks()
         const host = yield* Effect.promise(startOn)
         const load = Load.start(host.baseUrl, history, { sectors: 12, opsPerRequest: 8, pauseMs: 1, durableEvery: 3, seed })
         yield* Effect.promise(() => sleep(delay))
@@ -39,7 +42,6 @@ describe("SIGKILL under load", () => {
         const diedAt = Date.now()
         yield* Effect.promise(() => host.exited)
         yield* Effect.promise(load.stop)
-        durableAcks += [...history.sectors.values()].reduce((n, s) => n + s.acked.filter((a) => a.durable).length, 0)
         const settled = yield* Effect.promise(() => Verify.settle(url, history, diedAt))
         const window = Math.max(0, ...settled.lost.map((l) => l.ackedMsBeforeDeath))
         const lost = settled.lost.reduce((n, l) => n + l.ops, 0)
@@ -51,10 +53,10 @@ describe("SIGKILL under load", () => {
             `${settled.durableMissing.length} durable acks missing`
         )
         assert.deepStrictEqual(settled.durableMissing, [], `round ${round + 1}: ops acknowledged as durable are missing`)
+        assert.isAbove(durableAcks() - ackedBefore, 0, `round ${round + 1}: durable acks were given before the kill`)
         // the rows are exactly the fold of what the watermark says is durable (no torn batch)
         assert.deepStrictEqual(yield* Effect.promise(() => Verify.discrepancies(url, history, { everythingDurable: true })), [])
       }
-      assert.isAbove(durableAcks, rounds * 5, "durable acks were given before the kills")
 
       // the next host takes over where the database says, and serves exactly that
       const last = yield* Effect.promise(startOn)
@@ -64,8 +66,11 @@ describe("SIGKILL under load", () => {
         `[sigkill] ${rounds} kills: ${lostOps} accepted-not-durable ops lost in all; write-behind window at most ${worst} ms ` +
           `(maxWait ${maxWaitMs} ms + persist time + event-loop delay)`
       )
-      // the window is maxWait plus a persist: a crash never takes ops that had long been acknowledged
-      assert.isBelow(worst, 2_000, "no op stayed not-durable for long after its ack")
+      // the window is maxWait plus a persist: a crash never takes ops that had long been acknowledged. Rounds last
+      // 300 ms – 2 s, so a host that held accepted ops until shutdown would lose ops acknowledged up to the whole
+      // round before the kill; the bound (maxWait + 1 s for the persist and the event loop of a loaded 2-core
+      // machine; 248 ms was the worst seen) is below most rounds' length
+      assert.isBelow(worst, maxWaitMs + 1_000, "no op stayed not-durable for long after its ack")
       last.signal("SIGTERM")
       assert.strictEqual((yield* Effect.promise(() => last.exited)).code, 0)
     }), { timeout: rounds * 15_000 + 60_000 })

@@ -80,6 +80,12 @@ export const settle = async (url: string, history: History, diedAt: number): Pro
   return { lost, durableMissing }
 }
 
+/** A problem when the history holds no acknowledged op: a check over nothing would pass whatever happened. */
+const nothingToVerify = (history: History): Array<string> =>
+  [...history.sectors.values()].some((sector) => sector.acked.length > 0)
+    ? []
+    : ["the history holds no acknowledged op: there is nothing to verify"]
+
 /** Every discrepancy between the database and the fold of the history's ops (empty when they agree). */
 export const discrepancies = async (
   url: string,
@@ -87,7 +93,7 @@ export const discrepancies = async (
   options: { readonly everythingDurable: boolean }
 ): Promise<ReadonlyArray<string>> => {
   const durable = await readSectors(url, history.sectors.keys())
-  const problems: Array<string> = []
+  const problems: Array<string> = nothingToVerify(history)
   for (const [id] of history.sectors) {
     const { persistedSeq, rows } = durable.get(id)!
     const lastAcked = history.nextSeq(id) - 1
@@ -110,7 +116,7 @@ export const discrepancies = async (
 
 /** Every discrepancy between what a running host serves and the fold of the history's ops (empty when they agree). */
 export const readBack = async (baseUrl: string, history: History): Promise<ReadonlyArray<string>> => {
-  const problems: Array<string> = []
+  const problems: Array<string> = nothingToVerify(history)
   for (const [id] of history.sectors) {
     const status = (await (await fetch(`${baseUrl}/sectors/${id}`)).json()) as { persistedSeq: number }
     const lastAcked = history.nextSeq(id) - 1
