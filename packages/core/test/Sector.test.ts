@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Option } from "effect"
+import { Duration, Effect, Fiber, Option } from "effect"
 import { SectorHost, SectorSink, SectorState } from "../src/index.ts"
 import { CountingClock, FaultSink, MemorySink } from "../src/testing.ts"
 import { advance, hostLayer, policy, set } from "./support.ts"
@@ -70,8 +70,8 @@ describe("Sector batching", () => {
       const host = yield* SectorHost.SectorHost
       const fiber = yield* Effect.forkChild(host.submit(1, [set(1)], { ack: "durable", durableTimeout: 10 }))
       yield* advance(10)
-      const exit = yield* Fiber.await(fiber)
-      assert.isTrue(Exit.isFailure(exit))
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      assert.strictEqual(error._tag, "DurableTimeout")
       const stats = yield* host.stats(1)
       assert.strictEqual(stats.lastSeq, 1)
       yield* advance(20)

@@ -52,6 +52,7 @@ layer(sinkLayer(), { excludeTestServices: true })("SinkPg on a real PostgreSQL",
         { concurrency: "unbounded" }
       )
       const transactions = (yield* Metric.value(SinkPg.transactions)).count - before
+      assert.isAtLeast(transactions, 1, "the transactions counter counted the commits")
       assert.isAtMost(transactions, 10, `${transactions} transactions for 40 batches`)
       for (const id of sectors) {
         assert.deepStrictEqual((yield* loadRows(sink, id)).components.map((r) => r.data), [{ id }])
