@@ -3,7 +3,8 @@
  * seconds on a fresh host and database; a rate is sustained when at least 95 % of the target rate is accepted
  * (the producer runs in the same process: a producer that cannot keep up is a saturated process), at least 95 %
  * of what was accepted is persisted within the step, and the p99 op→durable latency stays under 2 s.
- * The search stops at the first rate that is not sustained.
+ * The search doubles until the first rate that is not sustained, then narrows the bracket by `refine` geometric
+ * bisection steps (each halves the bracket's ratio in log scale: 2× → 1.41× → 1.19×).
  */
 import type { BatchPolicy } from "@sectors/core"
 import { Effect, type Redacted } from "effect"
@@ -25,6 +26,15 @@ export interface Capacity {
   readonly steps: ReadonlyArray<Step>
 }
 
+/**
+ * The lowest rate tried that was not sustained: the limit lies between it and `maxSustained` (undefined if every
+ * rate was sustained). Derived from the steps, so results written before the bisection render the same.
+ */
+export const notSustainedAt = (capacity: Capacity): number | undefined => {
+  const failed = capacity.steps.filter((s) => !s.sustained).map((s) => s.rate)
+  return failed.length === 0 ? undefined : Math.min(...failed)
+}
+
 /** Whether a step kept up with `rate`. */
 export const sustained = (result: Run.Result, rate: number): boolean =>
   result.accepted >= 0.95 * rate * result.seconds &&
@@ -39,12 +49,13 @@ export const search = (
     readonly workload: Simulator.Workload
     readonly rates: ReadonlyArray<number>
     readonly seconds: number
+    /** Bisection steps once a rate failed. */
+    readonly refine: number
   }
 ) =>
   Effect.gen(function*() {
     const steps: Array<Step> = []
-    let maxSustained = 0
-    for (const rate of options.rates) {
+    const step = Effect.fnUntraced(function*(rate: number) {
       const result = yield* Run.run(serverUrl, {
         label: `capacity ${rate}/s`,
         profile: options.profile,
@@ -58,8 +69,22 @@ export const search = (
           `(accepted ${Math.round(result.accepted / options.seconds)}/s, persisted ${Math.round(result.persisted / options.seconds)}/s, ` +
           `p99 ${Math.round(result.latencyMillis.p99)} ms)`
       )
-      if (!ok) break
+      return ok
+    })
+    let maxSustained = 0
+    let notSustainedAt: number | undefined
+    for (const rate of options.rates) {
+      if (!(yield* step(rate))) {
+        notSustainedAt = rate
+        break
+      }
       maxSustained = rate
+    }
+    for (let i = 0; i < options.refine && notSustainedAt !== undefined && maxSustained > 0; i++) {
+      const rate = Math.round(Math.sqrt(maxSustained * notSustainedAt) / 100) * 100
+      if (rate <= maxSustained || rate >= notSustainedAt) break
+      if (yield* step(rate)) maxSustained = rate
+      else notSustainedAt = rate
     }
     return { profile: options.profile, maxSustained, steps } satisfies Capacity
   })

@@ -95,8 +95,9 @@ const program = Effect.gen(function*() {
       capacity.push(yield* Capacity.search(url, {
         profile,
         workload: Simulator.workloads.sustained,
-        rates: [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000],
-        seconds: full ? 10 : 4
+        rates: [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000],
+        seconds: full ? 10 : 4,
+        refine: 2
       }))
     }
   }
