@@ -76,7 +76,7 @@ export const targets = (results: Results): ReadonlyArray<Target> => {
           `highest sustained); the old loop already batches what ` +
           `queued up while it wrote (${n(immediateTop.batches.ops.mean, 1)} ops per batch at its limit, 8 writers); ` +
           `balanced missed the next step (${n(balancedNext.rate)} offered: ` +
-          `${pct(balancedNext.result.accepted / (balancedNext.rate * balancedNext.result.seconds), 0)} accepted, ` +
+          `${pct(balancedNext.result.accepted / (balancedNext.rate * balancedNext.result.seconds), 1)} accepted, ` +
           `p99 ${n(balancedNext.result.latencyMillis.p99)} ms)` +
           (results.limit === undefined ? "" : `; 10× would be ${n(immediate.maxSustained * 10)} ops/s, against a practical limit ` +
             `of ${n(results.limit.rawRowsPerSecond)} rows/s for this database (the raw UNNEST loop below)`)
@@ -278,7 +278,7 @@ export const render = async (
     "Every figure below was measured in this one run, side by side on the same PostgreSQL server, each scenario on a",
     "fresh database of its own. Workloads are in-process (`sector-host/Simulator` driving a `SectorHost` on the",
     "PostgreSQL sink) over 50 sectors × 500 entities with hot keys (10 entities per sector take 60 % of the writes,",
-    "mostly position and velocity); `immediate` is the old tight loop: a batch per op as soon as it arrives, one transaction per batch (group",
+    "mostly position and velocity); `immediate` is the old tight loop: a batch the moment an op is pending (what queued while one was written goes in the next), one transaction per batch (group",
     "commit off), 8 writers. op→durable latency is sampled with a durable ack on one submission in 20.",
     ""
   )

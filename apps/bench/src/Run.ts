@@ -6,8 +6,8 @@
  * horizon), the database's per-statement time shares, op→durable latency (sampled with durable acks), the
  * process's CPU and peak RSS.
  *
- * The `immediate` profile is run as the field report's old loop: a batch per op as soon as it arrives and one
- * transaction per batch (group commit off), with 8 writers standing for per-sector persistence loops.
+ * The `immediate` profile is run as the field report's old loop: a batch the moment an op is pending (what queued
+ * up while one was being written goes in the next) and one transaction per batch (group commit off), with 8 writers standing for per-sector persistence loops.
  */
 import { Batch, BatchPolicy, SectorHost, SectorsConfig } from "@sectors/core"
 import { PgEmbedded } from "@sectors/pg-embedded"

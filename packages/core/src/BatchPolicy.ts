@@ -49,8 +49,8 @@ export const profileNames: ReadonlyArray<ProfileName> = ["aggressive", "balanced
 export const defaultMaxPendingKeys = 20_000
 
 /**
- * The field report's profiles. `immediate` is the old tight loop (a batch per op as soon as it arrives), kept only
- * as the baseline benchmarks compare against.
+ * The field report's profiles. `immediate` is the old tight loop (a batch the moment an op is pending; what arrives
+ * while one is being written goes in the next), kept only as the baseline benchmarks compare against.
  */
 export const profiles: Readonly<Record<ProfileName, BatchPolicy>> = {
   aggressive: BatchPolicy.make({
