@@ -152,10 +152,7 @@ const unknownMethod: fc.Arbitrary<Malformed> = fc.record({
   expect: [400]
 }))
 
-/**
- * Methods Node knows (WebDAV and friends) but the API never registers: the router has no tree for them, so they
- * are unknown routes (404), even on a known path.
- */
+/** Methods Node knows (WebDAV and friends) that no path of the API has: on a known path, 405 with `Allow`. */
 const foreignMethod: fc.Arbitrary<Malformed> = fc.record({
   method: fc.constantFrom("PROPFIND", "MKCOL", "COPY", "MOVE", "LOCK", "SEARCH", "PURGE", "REPORT", "LINK"),
   route: fc.constantFrom(...routes),
@@ -166,7 +163,7 @@ const foreignMethod: fc.Arbitrary<Malformed> = fc.record({
   path: route.path(sector, "1"),
   headers: {},
   body: undefined,
-  expect: [404]
+  expect: [405]
 }))
 
 /** Route names (the router matches them case-insensitively, after percent-decoding). */

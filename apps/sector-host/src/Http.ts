@@ -35,8 +35,15 @@ interface Endpoint {
   readonly handler: Handler
 }
 
-/** Methods a route can be registered for; the ones a path lacks answer 405. */
-const methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "QUERY"] as const
+/**
+ * Every method Node's parser lets through to a route; the ones a path lacks answer 405. HEAD is left out (the router
+ * answers it as GET, so a path without GET refuses it through GET's 405), OPTIONS is answered with `Allow`, and
+ * CONNECT never reaches the router (Node hands it to the server's `connect` event). The router registers any method
+ * it is given, not only the standard ones its type names, so WebDAV's PROPFIND on a known path is a 405 too.
+ */
+const methods = http.METHODS.filter((method) => !["HEAD", "OPTIONS", "CONNECT"].includes(method)) as ReadonlyArray<
+  "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "QUERY"
+>
 
 /** The content type of the Prometheus text exposition format. */
 export const prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
