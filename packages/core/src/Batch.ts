@@ -62,6 +62,29 @@ interface PendingEntity {
 const keysOf = (found: PendingEntity) =>
   found.components.size + found.authority.size + (found.tombstone === undefined ? 0 : 1)
 
+/** A delete: drops every older cell of the entity and leaves a tombstone. */
+const bury = (found: PendingEntity, seq: number) => {
+  found.components.clear()
+  found.authority.clear()
+  found.tombstone = seq
+}
+
+/**
+ * Keeps a component cell, replacing the older one. After a tombstone here, a component this buffer has no cell for
+ * has no row, so removing it is a no-op (a cell it has may already be durable: a failed batch merged back may in
+ * fact have committed).
+ */
+const putComponent = (found: PendingEntity, name: string, cell: ComponentCell) => {
+  if (cell.removed && found.tombstone !== undefined && !found.components.has(name)) return
+  found.components.set(name, cell)
+}
+
+/** Keeps an authority cell, replacing the older one; clearing after a tombstone is a no-op as in `putComponent`. */
+const putAuthority = (found: PendingEntity, name: string, cell: AuthorityCell) => {
+  if (cell.worker === null && found.tombstone !== undefined && !found.authority.has(name)) return
+  found.authority.set(name, cell)
+}
+
 /** A mutable buffer of collapsed ops for one contiguous seq range. */
 export class Pending {
   /** Ops folded in. */
@@ -96,22 +119,16 @@ export class Pending {
     const before = keysOf(found)
     switch (op.type) {
       case "set":
-        found.components.set(op.component, { removed: false, data: op.data, seq })
+        putComponent(found, op.component, { removed: false, data: op.data, seq })
         break
       case "remove":
-        // after a tombstone here, a component this buffer has no cell for has no row: nothing to remove.
-        // (A cell it has may already be durable: a failed batch merged back may in fact have committed.)
-        if (found.tombstone !== undefined && !found.components.has(op.component)) break
-        found.components.set(op.component, { removed: true, seq })
+        putComponent(found, op.component, { removed: true, seq })
         break
       case "delete":
-        found.components.clear()
-        found.authority.clear()
-        found.tombstone = seq
+        bury(found, seq)
         break
       case "authority":
-        if (op.worker === null && found.tombstone !== undefined && !found.authority.has(op.component)) break
-        found.authority.set(op.component, { worker: op.worker, seq })
+        putAuthority(found, op.component, { worker: op.worker, seq })
         break
     }
     this.keys += keysOf(found) - before
@@ -130,21 +147,10 @@ export class Pending {
     for (const [id, next] of newer.entities) {
       const found = this.entity(id)
       const before = keysOf(found)
-      if (next.tombstone !== undefined) {
-        // the newer delete supersedes everything older on the entity
-        found.components.clear()
-        found.authority.clear()
-        found.tombstone = next.tombstone
-      }
-      // as in `add`: after a tombstone here, removing what this buffer holds no cell for is a no-op
-      for (const [name, cell] of next.components) {
-        if (cell.removed && found.tombstone !== undefined && !found.components.has(name)) continue
-        found.components.set(name, cell)
-      }
-      for (const [name, cell] of next.authority) {
-        if (cell.worker === null && found.tombstone !== undefined && !found.authority.has(name)) continue
-        found.authority.set(name, cell)
-      }
+      // the newer delete supersedes everything older on the entity
+      if (next.tombstone !== undefined) bury(found, next.tombstone)
+      for (const [name, cell] of next.components) putComponent(found, name, cell)
+      for (const [name, cell] of next.authority) putAuthority(found, name, cell)
       this.keys += keysOf(found) - before
     }
     this.ops += newer.ops
