@@ -7,11 +7,12 @@
  *   backpressure instead of an unbounded heap.
  * - The **flusher** fiber asks `BatchPolicy.decide` what to do. Idle, it waits for the intake's signal with no timer
  *   armed (an idle sector wakes up for nothing); with ops pending below `minBatch` it also arms one timer for the
- *   rest of `maxWait`; on a trigger it takes the oldest buffer as a batch and persists it through `Resilience`
- *   (retries, circuit breaker). At most one batch is in flight; ops arriving meanwhile pile up and go out together
- *   next (natural batching), a backlog goes out as back-to-back `maxBatch` batches. A batch that fails goes back
- *   under the newer ops and is retried; nothing is dropped. A batch the sink rejects for its data is bisected with
- *   trial runs to the poison entry, which is dead-lettered; the rest commits.
+ *   batch's `BatchPolicy.deadline` (at most `maxWait` after its oldest op); on a trigger it takes the oldest buffer
+ *   as a batch and persists it through `Resilience` (retries, circuit breaker). At most one batch is in flight; ops
+ *   arriving meanwhile pile up and go out together next (natural batching), a backlog goes out as back-to-back
+ *   `maxBatch` batches. A batch that fails goes back under the newer ops and is retried; nothing is dropped. A batch
+ *   the sink rejects for its data is bisected with trial runs to the poison entry, which is dead-lettered; the rest
+ *   commits.
  * - The **supervisor** restarts both after a defect with exponential backoff: the in-flight batch goes back to the
  *   buffer, the durable state is reloaded (claiming a new epoch) and the buffer is laid over it. Accepted ops are
  *   never lost to a restart.
@@ -294,10 +295,8 @@ export const make = Effect.fnUntraced(function*(
     while (true) {
       if (pendingKeys >= policy.maxPendingKeys) {
         space.closeUnsafe()
-        if (pendingKeys >= policy.maxPendingKeys) {
-          yield* space.await
-          continue
-        }
+        yield* space.await
+        continue
       }
       const taken = yield* Effect.exit(Queue.take(mailbox))
       if (Exit.isFailure(taken)) break
