@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Metric } from "effect"
-import { Metrics, Resilience, Sector, SectorHost } from "../src/index.ts"
+import { Metrics, Sector, SectorHost } from "../src/index.ts"
 import { advance, hostLayer, policy, set } from "./support.ts"
 
 const count = (metric: Metric.Metric<number, Metric.CounterState<number>>) =>
@@ -57,5 +57,5 @@ describe("Metrics: active sectors", () => {
         assert.strictEqual((yield* gauge) - before, 0)
       }))
       assert.strictEqual((yield* gauge) - before, 0)
-    }).pipe(Effect.provide(Resilience.layer), Effect.provide(hostLayer())))
+    }).pipe(Effect.provide(hostLayer())))
 })

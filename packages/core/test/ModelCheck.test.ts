@@ -15,7 +15,6 @@ describe("ModelCheck", () => {
       ]
       const scenario = { policy, arrivals }
       const outcome = yield* ModelCheck.run(scenario)
-      console.log(outcome.accepted, outcome.store.commits, outcome.report)
       assert.deepStrictEqual(ModelCheck.violations(scenario, outcome), [])
     }))
 })

@@ -1,8 +1,8 @@
 /** Shared set-up for core tests: a host on the memory sink with fault injection, on the TestClock. */
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect } from "effect"
 import { TestClock } from "effect/testing"
-import { BatchPolicy, type Op, SectorHost, SectorsConfig } from "../src/index.ts"
-import { FaultSink, MemorySink } from "../src/testing.ts"
+import { BatchPolicy, type Op, type SectorsConfig } from "../src/index.ts"
+import { TestHost } from "../src/testing.ts"
 
 export const policy = (options: Partial<{ minBatch: number; maxBatch: number; maxWait: number; maxPendingKeys: number }> = {}) =>
   BatchPolicy.BatchPolicy.make({
@@ -12,23 +12,9 @@ export const policy = (options: Partial<{ minBatch: number; maxBatch: number; ma
     maxPendingKeys: options.maxPendingKeys ?? 1000
   })
 
-/** Host + memory sink + faults with fast retries; `config` overrides. */
+/** `TestHost.layer` (host + memory sink + faults, fast retries) with `policy()`; `config` overrides. */
 export const hostLayer = (config: Partial<SectorsConfig.SectorsConfig["Service"]> = {}) =>
-  SectorHost.layer.pipe(
-    Layer.provideMerge(FaultSink.layer(MemorySink.layer)),
-    Layer.provideMerge(MemorySink.layer),
-    Layer.provideMerge(SectorsConfig.layer({
-      policy: policy(),
-      passivateAfter: Duration.infinity,
-      retryBase: Duration.millis(10),
-      retryMaxDelay: Duration.millis(100),
-      retryDeadline: Duration.millis(300),
-      circuitFailures: 2,
-      circuitOpenBase: Duration.seconds(1),
-      circuitOpenMax: Duration.seconds(4),
-      ...config
-    }))
-  )
+  TestHost.layer({ policy: policy(), ...config })
 
 export const set = (entity: number, component = "c", x = 0): Op.Op => ({
   type: "set",

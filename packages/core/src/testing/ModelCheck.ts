@@ -33,6 +33,7 @@ import * as SectorState from "../SectorState.ts"
 import type { Arrival } from "./Arbitraries.ts"
 import * as FaultSink from "./FaultSink.ts"
 import * as MemorySink from "./MemorySink.ts"
+import * as TestHost from "./TestHost.ts"
 
 /** A fault to inject once the timeline reaches `at` ms. */
 export interface ScheduledFault {
@@ -98,23 +99,18 @@ const settle = (done: () => boolean, step: number, maxSteps: number) =>
 export const run = (scenario: Scenario): Effect.Effect<Outcome> =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const config = SectorsConfig.layer({
-      policy: scenario.policy,
-      passivateAfter: Duration.infinity,
-      retryBase: Duration.millis(5),
-      retryMaxDelay: Duration.millis(50),
-      retryDeadline: Duration.millis(200),
-      circuitOpenBase: Duration.millis(100),
-      circuitOpenMax: Duration.seconds(1),
-      shutdownTimeout: Duration.seconds(30),
-      ...scenario.config
-    })
     const context = yield* Layer.buildWithScope(
-      SectorHost.layer.pipe(
-        Layer.provideMerge(FaultSink.layer(MemorySink.layer)),
-        Layer.provideMerge(MemorySink.layer),
-        Layer.provide(config)
-      ),
+      TestHost.layer({
+        policy: scenario.policy,
+        retryBase: Duration.millis(5),
+        retryMaxDelay: Duration.millis(50),
+        retryDeadline: Duration.millis(200),
+        circuitFailures: SectorsConfig.defaults.circuitFailures, // not TestHost's 2
+        circuitOpenBase: Duration.millis(100),
+        circuitOpenMax: Duration.seconds(1),
+        shutdownTimeout: Duration.seconds(30),
+        ...scenario.config
+      }),
       scope
     )
     const host = Context.get(context, SectorHost.SectorHost)
@@ -126,8 +122,6 @@ export const run = (scenario: Scenario): Effect.Effect<Outcome> =>
     const pendingFaults = [...(scenario.faults ?? [])].sort((a, b) => a.at - b.at)
     let elapsed = 0
     let running = 0
-    const fibers: Array<Fiber.Fiber<void>> = []
-
     for (const arrival of scenario.arrivals) {
       if (arrival.delay > 0) {
         yield* TestClock.adjust(arrival.delay)
@@ -135,16 +129,14 @@ export const run = (scenario: Scenario): Effect.Effect<Outcome> =>
       }
       while (pendingFaults.length > 0 && pendingFaults[0]!.at <= elapsed) yield* pendingFaults.shift()!.inject(faults)
       running++
-      fibers.push(
-        yield* host.submit(arrival.sectorId, arrival.ops).pipe(
-          Effect.flatMap((result) =>
-            Effect.map(TestClock.testClockWith((clock) => clock.currentTimeMillis), (at) =>
-              void accepted.push({ sectorId: arrival.sectorId, ops: arrival.ops, firstSeq: result.firstSeq, lastSeq: result.lastSeq, at }))
-          ),
-          Effect.catch((error) => Effect.sync(() => void refused.push({ sectorId: arrival.sectorId, reason: error._tag }))),
-          Effect.ensuring(Effect.sync(() => void running--)),
-          Effect.forkIn(scope, { startImmediately: true })
-        )
+      yield* host.submit(arrival.sectorId, arrival.ops).pipe(
+        Effect.flatMap((result) =>
+          Effect.map(TestClock.testClockWith((clock) => clock.currentTimeMillis), (at) =>
+            void accepted.push({ sectorId: arrival.sectorId, ops: arrival.ops, firstSeq: result.firstSeq, lastSeq: result.lastSeq, at }))
+        ),
+        Effect.catch((error) => Effect.sync(() => void refused.push({ sectorId: arrival.sectorId, reason: error._tag }))),
+        Effect.ensuring(Effect.sync(() => void running--)),
+        Effect.forkIn(scope, { startImmediately: true })
       )
     }
     for (const fault of pendingFaults) yield* fault.inject(faults)
