@@ -36,7 +36,7 @@ export const notSustainedAt = (capacity: Capacity): number | undefined => {
 }
 
 /** Whether a step kept up with `rate`. */
-export const sustained = (result: Run.Result, rate: number): boolean =>
+const sustained = (result: Run.Result, rate: number): boolean =>
   result.accepted >= 0.95 * rate * result.seconds &&
   result.persisted >= 0.95 * result.accepted &&
   (Number.isNaN(result.latencyMillis.p99) || result.latencyMillis.p99 < 2_000)
@@ -66,25 +66,25 @@ export const search = (
       steps.push({ rate, sustained: ok, result })
       yield* Effect.logInfo(
         `${options.profile} at ${rate} ops/s: ${ok ? "sustained" : "not sustained"} ` +
-          `(accepted ${Math.round(result.accepted / options.seconds)}/s, persisted ${Math.round(result.persisted / options.seconds)}/s, ` +
+          `(accepted ${Math.round(result.accepted / result.seconds)}/s, persisted ${Math.round(result.persisted / result.seconds)}/s, ` +
           `p99 ${Math.round(result.latencyMillis.p99)} ms)`
       )
       return ok
     })
     let maxSustained = 0
-    let notSustainedAt: number | undefined
+    let failedAt: number | undefined
     for (const rate of options.rates) {
       if (!(yield* step(rate))) {
-        notSustainedAt = rate
+        failedAt = rate
         break
       }
       maxSustained = rate
     }
-    for (let i = 0; i < options.refine && notSustainedAt !== undefined && maxSustained > 0; i++) {
-      const rate = Math.round(Math.sqrt(maxSustained * notSustainedAt) / 100) * 100
-      if (rate <= maxSustained || rate >= notSustainedAt) break
+    for (let i = 0; i < options.refine && failedAt !== undefined && maxSustained > 0; i++) {
+      const rate = Math.round(Math.sqrt(maxSustained * failedAt) / 100) * 100
+      if (rate <= maxSustained || rate >= failedAt) break
       if (yield* step(rate)) maxSustained = rate
-      else notSustainedAt = rate
+      else failedAt = rate
     }
     return { profile: options.profile, maxSustained, steps } satisfies Capacity
   })

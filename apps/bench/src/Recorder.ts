@@ -1,5 +1,5 @@
 /**
- * A sink wrapper that records every batch persisted — sector, seq range, ops, rows, trigger, start and end — so a
+ * A sink wrapper that records every batch persisted — sector, ops, rows, trigger, start and end — so a
  * run's batch sizes, triggers and collapse are exact figures, not histogram estimates.
  */
 import { type Batch, SectorSink } from "@sectors/core"

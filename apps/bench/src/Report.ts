@@ -8,11 +8,10 @@ import { Duration } from "effect"
 import * as Capacity from "./Capacity.ts"
 import * as Charts from "./Charts.ts"
 import type * as Idle from "./Idle.ts"
-import type * as Limit from "./Limit.ts"
-import type * as Run from "./Run.ts"
+import * as Limit from "./Limit.ts"
+import * as Run from "./Run.ts"
 import * as SectorRow from "./SectorRow.ts"
 import type * as SinkThroughput from "./SinkThroughput.ts"
-import * as SinkTable from "./SinkThroughput.ts"
 
 /** Everything measured in one run of the harness. */
 export interface Results {
@@ -46,6 +45,12 @@ const pct = (x: number, digits = 1) => (Number.isFinite(x) ? `${(x * 100).toFixe
 const find = (results: Results, label: string, profile: BatchPolicy.ProfileName) =>
   results.scenarios.find((r) => r.label === label && r.profile === profile)
 
+/** Write transactions per op persisted. */
+const commitsPerOp = (r: Run.Result) => r.commits / Math.max(1, r.persisted)
+
+/** The balanced profile's `maxWait`, in ms. */
+const balancedMaxWait = Duration.toMillis(BatchPolicy.profiles.balanced.maxWait)
+
 /** Evaluates the issue's targets on the results. */
 export const targets = (results: Results): ReadonlyArray<Target> => {
   const out: Array<Target> = []
@@ -54,9 +59,10 @@ export const targets = (results: Results): ReadonlyArray<Target> => {
   const immediate = cap("immediate")
   if (balanced !== undefined && immediate !== undefined) {
     const ratio = balanced.maxSustained / immediate.maxSustained
-    const capped = Capacity.notSustainedAt(balanced) === undefined
+    const balancedFailedAt = Capacity.notSustainedAt(balanced)
+    const capped = balancedFailedAt === undefined
     const immediateTop = immediate.steps.find((s) => s.rate === immediate.maxSustained)?.result
-    const balancedNext = balanced.steps.find((s) => s.rate === Capacity.notSustainedAt(balanced))
+    const balancedNext = balanced.steps.find((s) => s.rate === balancedFailedAt)
     /** How far each limit may lie above its figure: the ratio of its bracket. */
     const bracket = (c: Capacity.Capacity) => {
       const above = Capacity.notSustainedAt(c)
@@ -74,7 +80,8 @@ export const targets = (results: Results): ReadonlyArray<Target> => {
         ? undefined
         : `each limit is known to within ${n(Math.max(...brackets), 2)}× (the lowest rate not sustained over the ` +
           `highest sustained); the old loop already batches what ` +
-          `queued up while it wrote (${n(immediateTop.batches.ops.mean, 1)} ops per batch at its limit, 8 writers); ` +
+          `queued up while it wrote (${n(immediateTop.batches.ops.mean, 1)} ops per batch at its limit, ` +
+          `${Run.immediateSink.writers} writers); ` +
           `balanced missed the next step (${n(balancedNext.rate)} offered: ` +
           `${pct(balancedNext.result.accepted / (balancedNext.rate * balancedNext.result.seconds), 1)} accepted, ` +
           `p99 ${n(balancedNext.result.latencyMillis.p99)} ms)` +
@@ -87,9 +94,9 @@ export const targets = (results: Results): ReadonlyArray<Target> => {
     const b = balanced.steps.find((s) => s.rate === rate)?.result
     const i = immediate.steps.find((s) => s.rate === rate)?.result
     if (b !== undefined && i !== undefined) {
-      const cb = b.commits / Math.max(1, b.persisted)
-      const ci = i.commits / Math.max(1, i.persisted)
-      const grid = 1000 / Duration.toMillis(BatchPolicy.profiles.balanced.maxWait)
+      const cb = commitsPerOp(b)
+      const ci = commitsPerOp(i)
+      const grid = 1000 / balancedMaxWait
       out.push({
         name: `commits per op at ${n(rate)} ops/s, balanced vs immediate`,
         goal: "≤ 1/20",
@@ -106,11 +113,11 @@ export const targets = (results: Results): ReadonlyArray<Target> => {
     const light = balanced.steps.find((s) => s.rate === 1_000)?.result
     if (moderate !== undefined) {
       const persist = moderate.commitMillis.p50
-      const bound = Duration.toMillis(BatchPolicy.profiles.balanced.maxWait) + 2 * persist
+      const bound = balancedMaxWait + 2 * persist
       out.push({
         name: "p99 op→durable at 2,000 ops/s (balanced)",
         goal: "≤ maxWait + 2 × median persist time",
-        measured: `${n(moderate.latencyMillis.p99, 1)} ms vs ${n(bound, 1)} ms (25 + 2 × ${n(persist, 1)})`,
+        measured: `${n(moderate.latencyMillis.p99, 1)} ms vs ${n(bound, 1)} ms (${n(balancedMaxWait)} + 2 × ${n(persist, 1)})`,
         pass: moderate.latencyMillis.p99 <= bound,
         note: moderate.latencyMillis.p99 <= bound ? undefined : `p50 ${n(moderate.latencyMillis.p50, 1)} ms; the tail ` +
           `adds waiting for the group transaction already in flight when a deadline falls during it, and the ` +
@@ -183,7 +190,7 @@ const scenarioTable = (runs: ReadonlyArray<Run.Result>) => {
       `| ${r.label} | ${r.profile} | ${n(r.offered / s)} | ${n(r.accepted / s)} | ${n(r.persisted / s)} | ` +
         `${n(r.batches.count / s)} | ${n(r.batches.ops.mean, 1)} / ${n(r.batches.ops.p50)} / ${n(r.batches.ops.p95)} | ` +
         `${r.triggers.min_batch} / ${r.triggers.max_wait} / ${r.triggers.max_batch} / ${r.triggers.shutdown} | ` +
-        `${pct(r.collapse)} (${pct(r.idealCollapse)}) | ${n(r.commits / s)} | ${n((r.commits / Math.max(1, r.persisted)) * 1000, 1)} | ` +
+        `${pct(r.collapse)} (${pct(r.idealCollapse)}) | ${n(r.commits / s)} | ${n(commitsPerOp(r) * 1000, 1)} | ` +
         `${n(r.latencyMillis.p50)} / ${n(r.latencyMillis.p95)} / ${n(r.latencyMillis.p99)} | ${n(r.cpuCores, 2)} | ${n(r.rssPeakMiB)} |`
     )
   }
@@ -200,6 +207,25 @@ const statementTable = (runs: ReadonlyArray<Run.Result>) =>
       ...r.statements.map((s) => `| ${pct(s.share)} | ${n(s.calls)} | \`${s.query.replace(/\|/g, "\\|")}\` |`)
     ].join("\n")
   ).join("\n\n")
+
+/** The sink figures as a table with the ratios the goals are stated in. */
+const sinkTable = (figures: ReadonlyArray<SinkThroughput.Figure>) => {
+  const rowsPerSecond = (method: SinkThroughput.Method, size: number) =>
+    figures.find((f) => f.method === method && f.batchSize === size)?.rowsPerSecond ?? Number.NaN
+  const naive = rowsPerSecond("naive-per-op", 1)
+  const sizes = [...new Set(figures.filter((f) => f.method === "sink-pg").map((f) => f.batchSize))].sort((a, b) => a - b)
+  return [
+    "| batch size | sink-pg rows/s | raw UNNEST loop rows/s | sink-pg / raw | sink-pg / naive per-op |",
+    "|---:|---:|---:|---:|---:|",
+    ...sizes.map((size) => {
+      const sink = rowsPerSecond("sink-pg", size)
+      const raw = rowsPerSecond("raw-unnest", size)
+      return `| ${size} | ${n(sink)} | ${n(raw)} | ${pct(sink / raw, 0)} | ${n(sink / naive, 1)}× |`
+    }),
+    "",
+    `Naive baseline (one transaction per op, with the timestamp upsert): ${n(naive)} rows/s.`
+  ].join("\n")
+}
 
 /**
  * Renders the report: the Markdown, and the charts (file name → SVG) it links as `<chartDir>/<name>`, so they can
@@ -222,31 +248,20 @@ export const render = async (
       yTitle: "ops/s sustained"
     }))
   }
-  charts.set("commits.svg", await Charts.bars({
-    title: "Commits per 1000 ops",
-    rows: runs.map((r) => ({ scenario: r.label, profile: r.profile, value: (r.commits / Math.max(1, r.persisted)) * 1000 })),
-    x: "scenario",
-    y: "value",
-    yTitle: "commits per 1000 ops (log)",
-    color: "profile",
-    logScale: true
-  }))
-  charts.set("latency.svg", await Charts.bars({
-    title: "p99 op→durable latency (ms)",
-    rows: runs.map((r) => ({ scenario: r.label, profile: r.profile, value: r.latencyMillis.p99 })).filter((x) => Number.isFinite(x.value)),
-    x: "scenario",
-    y: "value",
-    yTitle: "ms",
-    color: "profile"
-  }))
-  charts.set("batch-size.svg", await Charts.bars({
-    title: "Mean ops per sector batch",
-    rows: runs.map((r) => ({ scenario: r.label, profile: r.profile, value: r.batches.ops.mean })),
-    x: "scenario",
-    y: "value",
-    yTitle: "ops per batch",
-    color: "profile"
-  }))
+  /** Bars of one figure per run, by scenario and profile (runs without the figure left out). */
+  const perRun = (title: string, yTitle: string, value: (r: Run.Result) => number, logScale = false) =>
+    Charts.bars({
+      title,
+      rows: runs.map((r) => ({ scenario: r.label, profile: r.profile, value: value(r) })).filter((x) => Number.isFinite(x.value)),
+      x: "scenario",
+      y: "value",
+      yTitle,
+      color: "profile",
+      logScale
+    })
+  charts.set("commits.svg", await perRun("Commits per 1000 ops", "commits per 1000 ops (log)", (r) => commitsPerOp(r) * 1000, true))
+  charts.set("latency.svg", await perRun("p99 op→durable latency (ms)", "ms", (r) => r.latencyMillis.p99))
+  charts.set("batch-size.svg", await perRun("Mean ops per sector batch", "ops per batch", (r) => r.batches.ops.mean))
   const bursty = runs.filter((r) => r.label === "bursty")
   if (bursty.length > 0) {
     charts.set("bursty.svg", await Charts.lines({
@@ -279,7 +294,7 @@ export const render = async (
     "fresh database of its own. Workloads are in-process (`sector-host/Simulator` driving a `SectorHost` on the",
     "PostgreSQL sink) over 50 sectors × 500 entities with hot keys (10 entities per sector take 60 % of the writes,",
     "mostly position and velocity); `immediate` is the old tight loop: a batch the moment an op is pending (what queued while one was written goes in the next), one transaction per batch (group",
-    "commit off), 8 writers. op→durable latency is sampled with a durable ack on one submission in 20.",
+    `commit off), ${Run.immediateSink.writers} writers. op→durable latency is sampled with a durable ack on one submission in 20.`,
     ""
   )
   md.push("## Targets", "", "| target | goal | measured | result |", "|---|---|---|---|")
@@ -294,11 +309,12 @@ export const render = async (
     md.push("## Highest sustained rate", "", chart("capacity", "capacity.svg"), "")
     md.push("| profile | max sustained ops/s | steps (offered → accepted / persisted per s, p99 ms) |", "|---|---:|---|")
     for (const c of results.capacity) {
-      md.push(
-        `| ${c.profile} | ${n(c.maxSustained)}${Capacity.notSustainedAt(c) === undefined ? "" : ` (not ${n(Capacity.notSustainedAt(c)!)})`} | ${[...c.steps].sort((x, y) => x.rate - y.rate).map((s) =>
-          `${n(s.rate)} → ${n(s.result.accepted / s.result.seconds)} / ${n(s.result.persisted / s.result.seconds)}, ${n(s.result.latencyMillis.p99)}${s.sustained ? "" : " ✗"}`
-        ).join("; ")} |`
+      const failedAt = Capacity.notSustainedAt(c)
+      const steps = [...c.steps].sort((x, y) => x.rate - y.rate).map((s) =>
+        `${n(s.rate)} → ${n(s.result.accepted / s.result.seconds)} / ${n(s.result.persisted / s.result.seconds)}, ` +
+        `${n(s.result.latencyMillis.p99)}${s.sustained ? "" : " ✗"}`
       )
+      md.push(`| ${c.profile} | ${n(c.maxSustained)}${failedAt === undefined ? "" : ` (not ${n(failedAt)})`} | ${steps.join("; ")} |`)
     }
     md.push("", "A rate is sustained when ≥ 95 % of the target rate is accepted (the producer shares the process), ≥ 95 % of those are persisted within the step, and p99 op→durable < 2 s. Rates double until one is not sustained, then two geometric bisection steps narrow the bracket to about 1.19×.", "")
   }
@@ -344,17 +360,20 @@ export const render = async (
   }
   if (results.limit !== undefined) {
     const l = results.limit
+    const shape = Limit.shape
     md.push(
       "## The practical limit",
       "",
-      `Raw \`UNNEST\` upsert loop (\`postgres\` driver, 1 000 distinct-key rows per statement, 3 connections): ${n(l.rawRowsPerSecond)} rows/s.`,
-      `The runtime (balanced, 8 sectors fed 500 distinct-key ops per submission): ${n(l.runtimeOpsPerSecond)} ops/s persisted,`,
+      `Raw \`UNNEST\` upsert loop (\`postgres\` driver, ${n(shape.rowsPerStatement)} distinct-key rows per ` +
+        `statement, ${shape.connections} connections): ${n(l.rawRowsPerSecond)} rows/s.`,
+      `The runtime (balanced, ${shape.sectors} sectors fed ${shape.opsPerSubmission} distinct-key ops per submission): ` +
+        `${n(l.runtimeOpsPerSecond)} ops/s persisted,`,
       `${pct(l.runtimeOpsPerSecond / l.rawRowsPerSecond, 0)} of the limit, using ${n(l.runtimeCpuCores, 2)} cores. ${l.seconds} s each.`,
       ""
     )
   }
   if (results.sink !== undefined) {
-    md.push("## Sink throughput (rows/s, distinct keys, one connection)", "", SinkTable.table(results.sink), "")
+    md.push("## Sink throughput (rows/s, distinct keys, one connection)", "", sinkTable(results.sink), "")
   }
   if (results.http !== undefined) {
     const h = results.http

@@ -7,13 +7,13 @@
  * process's CPU and peak RSS.
  *
  * The `immediate` profile is run as the field report's old loop: a batch the moment an op is pending (what queued
- * up while one was being written goes in the next) and one transaction per batch (group commit off), with 8 writers standing for per-sector persistence loops.
+ * up while one was being written goes in the next) and one transaction per batch (group commit off), with 8 writers
+ * standing for per-sector persistence loops (`immediateSink`).
  */
-import { Batch, BatchPolicy, SectorHost, SectorsConfig } from "@sectors/core"
+import { Batch, BatchPolicy, type Op, SectorHost, SectorsConfig } from "@sectors/core"
 import { PgEmbedded } from "@sectors/pg-embedded"
 import { SinkPg, Stats } from "@sectors/sink-pg"
 import { Duration, Effect, Layer, Logger, type Redacted } from "effect"
-import { SqlClient } from "effect/sql"
 import * as Simulator from "sector-host/Simulator"
 import * as Recorder from "./Recorder.ts"
 import * as Summary from "./Summary.ts"
@@ -24,12 +24,10 @@ export interface Plan {
   readonly workload: Simulator.Workload
   readonly profile: BatchPolicy.ProfileName
   readonly seconds: number
-  readonly seed?: number | undefined
-  /** One submission in this many asks for a durable ack (latency sample). Defaults to 20. */
-  readonly durableSample?: number | undefined
-  /** Sink tuning (the immediate baseline turns group commit off). */
-  readonly sink?: SinkPg.Options | undefined
 }
+
+/** The sink of the `immediate` baseline: group commit off, 8 writers standing for per-sector loops. */
+export const immediateSink = { maxGroupBatches: 1, writers: 8 } as const satisfies SinkPg.Options
 
 /** What a run measured. */
 export interface Result {
@@ -65,10 +63,10 @@ const shorten = (query: string) => query.replace(/\s+/g, " ").trim().slice(0, 90
 
 /** The collapse of the ideal batching for this policy: each sector's ops cut into maxWait windows. */
 const idealCollapseOf = (
-  log: ReadonlyArray<{ readonly sectorId: number; readonly ops: ReadonlyArray<import("@sectors/core").Op.Op>; readonly at: number }>,
+  log: ReadonlyArray<{ readonly sectorId: number; readonly ops: ReadonlyArray<Op.Op>; readonly at: number }>,
   policy: BatchPolicy.BatchPolicy
 ) => {
-  const bySector = new Map<number, Array<{ op: import("@sectors/core").Op.Op; at: number }>>()
+  const bySector = new Map<number, Array<{ op: Op.Op; at: number }>>()
   for (const entry of log) {
     const list = bySector.get(entry.sectorId) ?? []
     for (const op of entry.ops) list.push({ op, at: entry.at })
@@ -95,16 +93,14 @@ const idealCollapseOf = (
 export const run = (serverUrl: Redacted.Redacted<string>, plan: Plan) =>
   Effect.gen(function*() {
     const url = yield* PgEmbedded.freshDatabase(serverUrl, "bench")
-    const immediate = plan.profile === "immediate"
     const client = SinkPg.layerClient(url, { maxConnections: 10, applicationName: "bench" })
-    const sink = Recorder.layer(SinkPg.layerNoDeps(plan.sink ?? (immediate ? { maxGroupBatches: 1, writers: 8 } : {})))
+    const sink = Recorder.layer(SinkPg.layerNoDeps(plan.profile === "immediate" ? immediateSink : {}))
     const config = SectorsConfig.layer({ profile: plan.profile, passivateAfter: Duration.infinity })
     const app = SectorHost.layer.pipe(Layer.provideMerge(sink), Layer.provideMerge(client), Layer.provide(config))
 
     return yield* Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
       const recorder = yield* Recorder.Recorder
-      const sql = yield* SqlClient.SqlClient
       // activate every sector before measuring, so loads do not count
       yield* Effect.forEach(
         Array.from({ length: plan.workload.sectors }, (_, i) => i),
@@ -113,15 +109,13 @@ export const run = (serverUrl: Redacted.Redacted<string>, plan: Plan) =>
       )
       const before = yield* Stats.snapshot
       recorder.reset()
-      const log: Array<{ sectorId: number; ops: ReadonlyArray<import("@sectors/core").Op.Op>; at: number }> = []
+      const log: Array<{ sectorId: number; ops: ReadonlyArray<Op.Op>; at: number }> = []
       const seconds: Array<Simulator.Second> = []
       let rssPeak = process.memoryUsage.rss()
       const cpuBefore = process.cpuUsage()
       const wallBefore = performance.now()
       yield* Simulator.drive(plan.workload, {
         duration: Duration.seconds(plan.seconds),
-        seed: plan.seed,
-        durableSample: plan.durableSample,
         onSubmit: (sectorId, ops, at) => void log.push({ sectorId, ops, at }),
         onSecond: (second) =>
           Effect.sync(() => {
@@ -134,7 +128,6 @@ export const run = (serverUrl: Redacted.Redacted<string>, plan: Plan) =>
       const after = yield* Stats.snapshot
       const records = recorder.records()
       yield* host.shutdown
-      void sql
 
       const delta = Stats.diff(before, after)
       const triggers = Object.fromEntries(BatchPolicy.triggers.map((t) => [t, 0])) as Record<BatchPolicy.Trigger, number>

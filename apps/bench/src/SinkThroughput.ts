@@ -3,14 +3,16 @@
  * run: the practical limit — a raw `UNNEST` upsert loop through the `postgres` driver, one statement per
  * transaction — and the naive baseline — one transaction per op (upsert plus the sector-timestamp upsert, as the
  * field report's adapter did). Each method writes rows with distinct keys (collapsing cannot help), one batch after
- * another on one connection, at batch sizes 1, 50 and 1000. Rounds are interleaved and the median round is
- * reported, so that a slow moment of the machine hits every method alike.
+ * another on one connection, at batch sizes 1, 50 and 1000, on a fresh database. Rounds are interleaved and the
+ * median round is reported, so that a slow moment of the machine hits every method alike.
  */
 import { PgClient } from "@effect/sql-pg"
 import { Batch, type Op } from "@sectors/core"
+import { PgEmbedded } from "@sectors/pg-embedded"
 import { Migrations, SinkPg } from "@sectors/sink-pg"
 import { Effect, Layer, Redacted } from "effect"
 import postgres from "postgres"
+import * as Limit from "./Limit.ts"
 import * as Summary from "./Summary.ts"
 
 /** The three writers compared. */
@@ -40,14 +42,9 @@ export interface Options {
 export const quick: Options = { rows: 20_000, smallRows: 1_000, rounds: 3, batchSizes: [1, 50, 1000] }
 export const full: Options = { rows: 100_000, smallRows: 5_000, rounds: 5, batchSizes: [1, 50, 1000] }
 
-let nextSector = 10_000_000
+const position = (entity: number) => ({ x: entity % 1000, y: (entity * 7) % 1000, zone: "north" })
 
-const setOp = (entity: number): Op.Op => ({
-  type: "set",
-  entity,
-  component: "position",
-  data: { x: entity % 1000, y: (entity * 7) % 1000, zone: "north" }
-})
+const setOp = (entity: number): Op.Op => ({ type: "set", entity, component: "position", data: position(entity) })
 
 /** Batches of `size` distinct-key upserts covering `rows` rows, for a fresh sector. */
 const batchesFor = (sectorId: number, epoch: number, rows: number, size: number) => {
@@ -62,9 +59,10 @@ const batchesFor = (sectorId: number, epoch: number, rows: number, size: number)
 
 const seconds = (start: number) => (performance.now() - start) / 1000
 
-/** Measures every method at every batch size; needs a database URL. */
-export const run = (url: Redacted.Redacted<string>, options: Options) =>
+/** Every method at every batch size, on the migrated database at `url`. */
+const measure = (url: Redacted.Redacted<string>, options: Options) =>
   Effect.gen(function*() {
+    let nextSector = 0 // a fresh sector for every measurement
     const sink = yield* SinkPg.make({ writers: 1 })
     const raw = postgres(Redacted.value(url), { max: 1, onnotice: () => {} })
     yield* Effect.addFinalizer(() => Effect.promise(() => raw.end()))
@@ -84,19 +82,8 @@ export const run = (url: Redacted.Redacted<string>, options: Options) =>
         const sectorId = nextSector++
         const start = performance.now()
         for (let first = 0; first < rows; first += size) {
-          const entities: Array<number> = []
-          const data: Array<string> = []
-          for (let i = first; i < Math.min(rows, first + size); i++) {
-            entities.push(i)
-            data.push(JSON.stringify((setOp(i) as Op.SetOp).data))
-          }
-          const n = entities.length
-          await raw`INSERT INTO entity_components AS t (sector_id, entity_id, component, data, seq)
-            SELECT * FROM unnest(${Array(n).fill(sectorId)}::bigint[], ${entities}::bigint[],
-                                 ${Array(n).fill("position")}::text[], ${data}::text[]::jsonb[],
-                                 ${entities.map((e) => e + 1)}::bigint[])
-            ON CONFLICT (sector_id, entity_id, component)
-            DO UPDATE SET data = EXCLUDED.data, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq`
+          const entities = Array.from({ length: Math.min(size, rows - first) }, (_, i) => first + i)
+          await Limit.rawUpsert(raw, sectorId, entities, position)
         }
         return rows / seconds(start)
       })
@@ -106,7 +93,7 @@ export const run = (url: Redacted.Redacted<string>, options: Options) =>
         const sectorId = nextSector++
         const start = performance.now()
         for (let i = 0; i < rows; i++) {
-          const data = JSON.stringify((setOp(i) as Op.SetOp).data)
+          const data = JSON.stringify(position(i))
           await raw.begin(async (tx) => {
             await tx`INSERT INTO entity_components AS t (sector_id, entity_id, component, data, seq)
               VALUES (${sectorId}, ${i}, 'position', ${data}::jsonb, ${i + 1})
@@ -119,10 +106,11 @@ export const run = (url: Redacted.Redacted<string>, options: Options) =>
         return rows / seconds(start)
       })
 
-    const rounds = new Map<string, Array<number>>()
-    const record = (method: Method, size: number, value: number) => {
-      const key = `${method}:${size}`
-      rounds.set(key, [...(rounds.get(key) ?? []), value])
+    const measured: Array<{ readonly method: Method; readonly batchSize: number; readonly rows: number; readonly rounds: Array<number> }> = []
+    const record = (method: Method, batchSize: number, rows: number, value: number) => {
+      const figure = measured.find((f) => f.method === method && f.batchSize === batchSize)
+      if (figure === undefined) measured.push({ method, batchSize, rows, rounds: [value] })
+      else figure.rounds.push(value)
     }
     // warm up plans and caches once, unmeasured
     yield* viaSink(50, 500)
@@ -134,51 +122,23 @@ export const run = (url: Redacted.Redacted<string>, options: Options) =>
         // alternate the order each round
         const order: Array<Method> = round % 2 === 0 ? ["sink-pg", "raw-unnest"] : ["raw-unnest", "sink-pg"]
         for (const method of order) {
-          record(method, size, yield* method === "sink-pg" ? viaSink(size, rows) : viaRaw(size, rows))
+          record(method, size, rows, yield* (method === "sink-pg" ? viaSink : viaRaw)(size, rows))
         }
       }
-      record("naive-per-op", 1, yield* viaNaive(options.smallRows))
+      record("naive-per-op", 1, options.smallRows, yield* viaNaive(options.smallRows))
     }
+    return measured.map(({ rounds, ...figure }): Figure => ({ ...figure, rowsPerSecond: Summary.summarize(rounds).p50, rounds }))
+  }).pipe(Effect.scoped)
 
-    const figures: Array<Figure> = []
-    for (const [key, values] of rounds) {
-      const [method, size] = key.split(":") as [Method, string]
-      const batchSize = Number(size)
-      figures.push({
-        method,
-        batchSize,
-        rows: method === "naive-per-op" || batchSize === 1 ? options.smallRows : options.rows,
-        rowsPerSecond: Summary.percentile([...values].sort((a, b) => a - b), 50),
-        rounds: values
-      })
-    }
-    return figures
-  }).pipe(
-    Effect.scoped,
-    Effect.provide(
-      Layer.effectDiscard(Migrations.run).pipe(
-        Layer.provideMerge(PgClient.layer({ url, maxConnections: 2, applicationName: "bench-sink" }))
+/** Measures every method at every batch size on a fresh database of the server at `serverUrl`. */
+export const run = (serverUrl: Redacted.Redacted<string>, options: Options) =>
+  Effect.gen(function*() {
+    const url = yield* PgEmbedded.freshDatabase(serverUrl, "bench_sink")
+    return yield* measure(url, options).pipe(
+      Effect.provide(
+        Layer.effectDiscard(Migrations.run).pipe(
+          Layer.provideMerge(PgClient.layer({ url, maxConnections: 2, applicationName: "bench-sink" }))
+        )
       )
     )
-  )
-
-/** The figures as a Markdown table with the ratios the goals are stated in. */
-export const table = (figures: ReadonlyArray<Figure>): string => {
-  const find = (method: Method, size: number) => figures.find((f) => f.method === method && f.batchSize === size)
-  const naive = find("naive-per-op", 1)?.rowsPerSecond ?? Number.NaN
-  const lines = [
-    "| batch size | sink-pg rows/s | raw UNNEST loop rows/s | sink-pg / raw | sink-pg / naive per-op |",
-    "|---:|---:|---:|---:|---:|"
-  ]
-  const sizes = [...new Set(figures.filter((f) => f.method === "sink-pg").map((f) => f.batchSize))].sort((a, b) => a - b)
-  for (const size of sizes) {
-    const sink = find("sink-pg", size)?.rowsPerSecond ?? Number.NaN
-    const raw = find("raw-unnest", size)?.rowsPerSecond ?? Number.NaN
-    lines.push(
-      `| ${size} | ${Math.round(sink).toLocaleString("en")} | ${Math.round(raw).toLocaleString("en")} | ` +
-        `${(sink / raw * 100).toFixed(0)} % | ${(sink / naive).toFixed(1)}× |`
-    )
-  }
-  lines.push("", `Naive baseline (one transaction per op, with the timestamp upsert): ${Math.round(naive).toLocaleString("en")} rows/s.`)
-  return lines.join("\n")
-}
+  }).pipe(Effect.scoped)

@@ -16,7 +16,7 @@ export interface Summary {
 }
 
 /** The nearest-rank percentile `p` (0 < p ≤ 100) of ascending `sorted` samples; NaN when there are none. */
-export const percentile = (sorted: ReadonlyArray<number>, p: number): number => {
+const percentile = (sorted: ReadonlyArray<number>, p: number): number => {
   if (sorted.length === 0) return Number.NaN
   const rank = Math.max(1, Math.ceil((p / 100) * sorted.length))
   return sorted[Math.min(rank, sorted.length) - 1]!

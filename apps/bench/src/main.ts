@@ -18,8 +18,7 @@ import * as HttpVariant from "./HttpVariant.ts"
 import * as Idle from "./Idle.ts"
 import * as Limit from "./Limit.ts"
 import * as Report from "./Report.ts"
-import type * as Run from "./Run.ts"
-import { run as runScenario } from "./Run.ts"
+import * as Run from "./Run.ts"
 import * as SectorRow from "./SectorRow.ts"
 import * as SinkThroughput from "./SinkThroughput.ts"
 
@@ -84,7 +83,7 @@ const program = Effect.gen(function*() {
     for (const { profiles, scenario, seconds } of matrix) {
       for (const profile of profiles) {
         yield* log(`scenario ${scenario} / ${profile} (${seconds} s)`)
-        scenarios.push(yield* runScenario(url, { label: scenario, workload: workloads[scenario], profile, seconds }))
+        scenarios.push(yield* Run.run(url, { label: scenario, workload: workloads[scenario], profile, seconds }))
       }
     }
   }
