@@ -28,11 +28,18 @@ export const run = (serverUrl: Redacted.Redacted<string>, options: { readonly ra
   Effect.gen(function*() {
     const url = yield* PgEmbedded.freshDatabase(serverUrl, "bench_http")
     const port = yield* Effect.promise(freePort)
+    // killed when the scope closes unless it already exited: a host that failed to start or a run that died
+    // must not leave the process behind
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(process.execPath, [entry], {
+          env: { PATH: process.env.PATH ?? "", DATABASE_URL: Redacted.value(url), PORT: String(port), LOG_FORMAT: "json" },
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+      ),
+      (child) => Effect.sync(() => void (child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")))
+    )
     return yield* Effect.promise(async () => {
-      const child = spawn(process.execPath, [entry], {
-        env: { PATH: process.env.PATH ?? "", DATABASE_URL: Redacted.value(url), PORT: String(port), LOG_FORMAT: "json" },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
       let output = ""
       child.stdout.on("data", (c: Buffer) => (output += c.toString()))
       child.stderr.on("data", (c: Buffer) => (output += c.toString()))
