@@ -24,19 +24,19 @@ const transientErrnos: ReadonlySet<string> = new Set([
   "EAI_AGAIN"
 ])
 
-const isSqlState = (code: string) => /^[0-9A-Z]{5}$/.test(code)
-
 /**
  * Classifies a SQLSTATE (5 characters) or a Node errno (`ECONNRESET`…).
  *
  * - transient: 08 (connection), 40001 (serialization), 40P01 (deadlock), 53 (insufficient resources), 55P03 (lock
- *   not available), 57014 (statement timeout / cancel), 57P01–57P05 (server shutting down or restarting), 58 (I/O),
- *   and socket errnos;
+ *   not available), 57014 (statement timeout / cancel), 57P01–57P05 (the session ended: server shutting down or
+ *   restarting, idle timeout, or its database dropped — whose retry then fails with 3D000), 58 (I/O), and socket
+ *   errnos;
  * - rejected: 22 (data exception), 23 (integrity constraint), 54 (program limit exceeded, e.g. a value too large);
  * - fatal: everything else (42 syntax or undefined object, 28 authentication, 3D000 unknown database, XX internal…).
  */
 export const classify = (code: string): Class => {
-  if (!isSqlState(code)) return transientErrnos.has(code) ? "transient" : "fatal"
+  // errnos by name, not by shape: `EPIPE` has a SQLSTATE's five characters; any other errno (`E…`) ends up fatal
+  if (transientErrnos.has(code)) return "transient"
   if (code === "40001" || code === "40P01" || code === "55P03" || code === "57014") return "transient"
   if (code.startsWith("57P")) return "transient"
   switch (code.slice(0, 2)) {

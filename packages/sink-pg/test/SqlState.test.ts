@@ -18,6 +18,7 @@ describe("SqlState.classify", () => {
     ["57P03", "transient"],
     ["ECONNRESET", "transient"],
     ["ECONNREFUSED", "transient"],
+    ["EPIPE", "transient"],
     ["22P05", "rejected"],
     ["22001", "rejected"],
     ["23505", "rejected"],
