@@ -1,6 +1,6 @@
 /**
  * The schema of the PostgreSQL sink, as effect/sql migrations run at start-up. Safe to run from several hosts at
- * once: the whole run happens in one transaction that first takes a transaction-level advisory lock, so a second
+ * once: effect/sql's `Migrator` runs them in one transaction that first locks its migrations table, so a second
  * starter waits and then finds nothing left to do.
  *
  * Tables and why they have the indexes they have (only the queries we run):
@@ -23,9 +23,6 @@ import type { SqlError } from "effect/sql/SqlError"
 
 /** The table recording which migrations ran. */
 export const table = "sectors_migrations"
-
-/** Key of the advisory lock that serialises concurrent migration runs (any fixed 64-bit number). */
-const lockKey = 7_316_004_211
 
 /** The migrations, by `<id>_<name>`. Each statement runs on its own (the driver takes one statement per query). */
 export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.SqlClient>> = {
@@ -66,21 +63,9 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
   })
 }
 
-const migrate = Migrator.make({})
-
-/**
- * Runs every pending migration under an advisory lock; returns the ones it ran (`[id, name]`).
- */
+/** Runs every pending migration (concurrent runs wait for each other); returns the ones it ran (`[id, name]`). */
 export const run: Effect.Effect<
   ReadonlyArray<readonly [id: number, name: string]>,
   Migrator.MigrationError | SqlError,
   SqlClient.SqlClient
-> = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  return yield* sql.withTransaction(
-    Effect.andThen(
-      sql`SELECT pg_advisory_xact_lock(${lockKey}::bigint)`,
-      migrate({ loader: Migrator.fromRecord(migrations), table })
-    )
-  )
-})
+> = Migrator.make({})({ loader: Migrator.fromRecord(migrations), table })
