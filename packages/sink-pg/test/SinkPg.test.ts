@@ -120,32 +120,39 @@ layer(sinkLayer(), { excludeTestServices: true })("SinkPg on a real PostgreSQL",
       assert.strictEqual(error.code, "42P01")
     }))
 
-  it.effect("retries a batch whose connection was terminated mid-transaction and loses nothing", () =>
-    Effect.gen(function*() {
-      const sink = yield* SectorSink.SectorSink
-      const sql = yield* SqlClient.SqlClient
-      const sectorId = nextSector++
-      const { epoch } = yield* sink.load(sectorId)
-      // hold the sector row so the batch's transaction waits, then terminate that session
-      const blocker = yield* Effect.forkChild(sql.withTransaction(Effect.andThen(
-        sql`SELECT 1 FROM sectors WHERE sector_id = ${sectorId} FOR UPDATE`,
-        Effect.sleep(300)
-      )))
-      yield* Effect.sleep(50)
-      const attempt = yield* Effect.forkChild(Effect.exit(sink.persist(SinkConformance.batchOf(sectorId, epoch, [{ type: "set", entity: 1, component: "a", data: { v: 1 } }]))))
-      yield* Effect.sleep(100)
-      const killed = yield* sql<{ n: number }>`
-        SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
-        WHERE application_name = 'sink-pg-test' AND query LIKE '%UPDATE sectors AS s%' AND pid <> pg_backend_pid()`
-      assert.strictEqual(killed[0]?.n, 1)
-      const failure = yield* Fiber.join(attempt)
-      yield* Fiber.await(blocker)
-      const error = Exit.isFailure(failure) ? Cause.findErrorOption(failure.cause) : Option.none()
-      assert.strictEqual(Option.getOrUndefined(error)?.reason, "Transient")
-      // the runtime retries: the same batch again commits once
-      yield* sink.persist(SinkConformance.batchOf(sectorId, epoch, [{ type: "set", entity: 1, component: "a", data: { v: 1 } }]))
-      assert.deepStrictEqual((yield* loadRows(sink, sectorId)).components.map((r) => r.data), [{ v: 1 }])
-    }))
+  // an upsert-only batch is one statement; a removal makes it a transaction, where the driver reports the lost
+  // connection as a defect that the sink must turn back into a failure
+  for (const [path, ops] of [
+    ["its single statement", [{ type: "set", entity: 1, component: "a", data: { v: 1 } }]],
+    ["its transaction", [{ type: "set", entity: 1, component: "a", data: { v: 1 } }, { type: "remove", entity: 2, component: "a" }]]
+  ] as const satisfies ReadonlyArray<readonly [string, ReadonlyArray<Op.Op>]>) {
+    it.effect(`retries a batch whose connection was terminated in ${path} and loses nothing`, () =>
+      Effect.gen(function*() {
+        const sink = yield* SectorSink.SectorSink
+        const sql = yield* SqlClient.SqlClient
+        const sectorId = nextSector++
+        const { epoch } = yield* sink.load(sectorId)
+        // hold the sector row so the batch's transaction waits, then terminate that session
+        const blocker = yield* Effect.forkChild(sql.withTransaction(Effect.andThen(
+          sql`SELECT 1 FROM sectors WHERE sector_id = ${sectorId} FOR UPDATE`,
+          Effect.sleep(300)
+        )))
+        yield* Effect.sleep(50)
+        const attempt = yield* Effect.forkChild(Effect.exit(sink.persist(SinkConformance.batchOf(sectorId, epoch, ops))))
+        yield* Effect.sleep(100)
+        const killed = yield* sql<{ n: number }>`
+          SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+          WHERE application_name = 'sink-pg-test' AND query LIKE '%UPDATE sectors AS s%' AND pid <> pg_backend_pid()`
+        assert.strictEqual(killed[0]?.n, 1)
+        const failure = yield* Fiber.join(attempt)
+        yield* Fiber.await(blocker)
+        const error = Exit.isFailure(failure) ? Cause.findErrorOption(failure.cause) : Option.none()
+        assert.strictEqual(Option.getOrUndefined(error)?.reason, "Transient")
+        // the runtime retries: the same batch again commits once
+        yield* sink.persist(SinkConformance.batchOf(sectorId, epoch, ops))
+        assert.deepStrictEqual((yield* loadRows(sink, sectorId)).components.map((r) => r.data), [{ v: 1 }])
+      }))
+  }
 })
 
 describe("Migrations", () => {
