@@ -12,9 +12,9 @@
  *
  * **Group commit**: batches of different sectors that are waiting at the same moment share one transaction (at
  * most `maxGroupRows` rows); `writers` such transactions run at once. Each sector is still answered on its own: a
- * fenced sector fails alone, a replayed one succeeds as a no-op. If a group fails for its data, every batch of it
- * is retried in a transaction of its own, so that the failure reaches only the sector at fault (whose runtime then
- * bisects to the poison op).
+ * fenced sector fails alone, a replayed one succeeds as a no-op. If a group fails for anything but a transient error
+ * (its data, most often), every batch of it is retried in a transaction of its own, so that the failure reaches only
+ * the sector at fault (whose runtime then bisects to the poison op).
  *
  * Errors are classified by SQLSTATE (`SqlState`); a connection lost inside a transaction (which the driver reports
  * as a defect) is turned back into a transient failure.
@@ -72,9 +72,9 @@ export const groupSize = Metric.histogram("sectors_pg_group_batches", {
   boundaries: [1, 2, 4, 8, 16, 32, 64, 128, 256]
 })
 
-/** Groups that failed for their data and were retried one batch per transaction. */
+/** Groups that failed with a non-transient error (`Rejected`, `Fatal`) and were retried one batch per transaction. */
 export const fallbacks = Metric.counter("sectors_pg_group_fallbacks_total", {
-  description: "Group transactions split into one transaction per sector after a data error",
+  description: "Group transactions split into one transaction per sector after a non-transient error",
   incremental: true
 })
 
@@ -326,7 +326,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const answer = (item: Waiting, outcome: Outcome | undefined) =>
     Deferred.doneUnsafe(item.deferred, outcome === "fenced" ? Exit.fail(fenced(item.batch)) : Exit.void)
 
-  /** Commits a group; after a data error, each batch alone, so the error reaches only its own sector. */
+  /** Commits a group; after a non-transient error, each batch alone, so the error reaches only its own sector. */
   const commitGroup = Effect.fnUntraced(function*(group: ReadonlyArray<Waiting>) {
     const exit = yield* Effect.exit(commit(group.map((item) => item.batch)))
     if (Exit.isSuccess(exit)) {
