@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { type Op, SectorHost, SectorsConfig, SectorSink, SectorState } from "@sectors/core"
+import { SectorHost, SectorsConfig, SectorSink, SectorState } from "@sectors/core"
 import { Arbitraries } from "@sectors/core/testing"
-import { Duration, Effect, Fiber, Layer } from "effect"
+import { Array as Arr, Duration, Effect, Fiber, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import * as fc from "fast-check"
 import { sinkLayer } from "./support.ts"
@@ -32,12 +32,11 @@ describe("a host on the PostgreSQL sink", () => {
           WHERE application_name = 'sink-pg-test' AND pid <> pg_backend_pid() AND state <> 'idle'`
         killed += rows[0]?.n ?? 0
       }).pipe(Effect.ignore)))
-      const accepted = yield* Effect.forEach(streams, (ops, sectorId) =>
-        Effect.forEach(chunks(ops, 7), (chunk) =>
+      yield* Effect.forEach(streams, (ops, sectorId) =>
+        Effect.forEach(Arr.chunksOf(ops, 7), (chunk) =>
           host.submit(sectorId, chunk, { mailboxWait: Duration.seconds(30) }).pipe(
             Effect.tap(() => Effect.sleep(2))
-          ), { discard: true }), { concurrency: "unbounded" })
-      void accepted
+          ), { discard: true }), { concurrency: "unbounded", discard: true })
       for (let sectorId = 0; sectorId < sectors; sectorId++) yield* host.flush(sectorId)
       yield* Fiber.interrupt(killer)
       assert.isAbove(killed, 0, "the test terminated no connection")
@@ -50,9 +49,3 @@ describe("a host on the PostgreSQL sink", () => {
       }
     }).pipe(Effect.provide(hostOnPg)), { timeout: 120_000 })
 })
-
-const chunks = (ops: ReadonlyArray<Op.Op>, size: number) => {
-  const out: Array<ReadonlyArray<Op.Op>> = []
-  for (let i = 0; i < ops.length; i += size) out.push(ops.slice(i, i + size))
-  return out
-}
