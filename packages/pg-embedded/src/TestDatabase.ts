@@ -6,11 +6,9 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import type * as Scope from "effect/Scope"
 import type { SqlError } from "effect/sql/SqlError"
 import { inject } from "vitest"
-import * as PgEmbedded from "./PgEmbedded.ts"
-import { DatabaseUrl, describeUrl } from "./PgEmbedded.ts"
+import { DatabaseUrl, describeUrl, freshDatabase } from "./PgEmbedded.ts"
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -21,12 +19,9 @@ declare module "vitest" {
 
 /**
  * Creates a uniquely named database on the server at `serverUrl` and yields its URL; the database is dropped
- * (connections terminated) when the scope closes.
+ * (connections terminated) when the scope closes. `PgEmbedded.freshDatabase`, under the name tests use.
  */
-export const fresh = (
-  serverUrl: Redacted.Redacted<string>,
-  prefix = "sectors_test"
-): Effect.Effect<Redacted.Redacted<string>, SqlError, Scope.Scope> => PgEmbedded.freshDatabase(serverUrl, prefix)
+export const fresh = freshDatabase
 
 /** The run's server URL, as provided by the vitest global setup. */
 export const serverUrl = (): Redacted.Redacted<string> => Redacted.make(inject("sectorsDatabaseUrl"))
