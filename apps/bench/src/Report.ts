@@ -130,7 +130,8 @@ export const targets = (results: Results): ReadonlyArray<Target> => {
   if (sustained !== undefined) {
     // the sector-row UPDATE is its own statement in groups with deletes: pg_stat_statements measures it directly;
     // in upsert-only groups it is a CTE of the one statement, measured by EXPLAIN ANALYZE (`sector-row` suite)
-    const direct = sustained.statements.filter((st) => st.query.startsWith("UPDATE sectors")).reduce((a, st) => a + st.share, 0)
+    const direct = sustained.sectorRowShare ??
+      sustained.statements.filter((st) => st.query.startsWith("UPDATE sectors")).reduce((a, st) => a + st.share, 0)
     const rows = sustained.batches.rows.mean
     const curve = results.sectorRow === undefined ? Number.NaN : SectorRow.shareAt(results.sectorRow, rows)
     const share = direct > 0 ? direct : curve

@@ -53,7 +53,10 @@ export interface Result {
   readonly commits: number
   readonly commitMillis: Summary.Summary
   readonly latencyMillis: Summary.Summary
+  /** The six statements with the most time (text shortened). */
   readonly statements: ReadonlyArray<{ readonly query: string; readonly calls: number; readonly share: number }>
+  /** The standalone sector-row `UPDATE`'s share of statement time, over every statement (absent in older results). */
+  readonly sectorRowShare?: number
   /** Process CPU over the window, in cores (1 = one core busy). */
   readonly cpuCores: number
   readonly rssPeakMiB: number
@@ -156,6 +159,7 @@ export const run = (serverUrl: Redacted.Redacted<string>, plan: Plan) =>
         commitMillis: Summary.summarize(records.map((r) => r.endedAt - r.startedAt)),
         latencyMillis: Summary.summarize(seconds.flatMap((s) => s.durableMillis)),
         statements: delta.statements.slice(0, 6).map((s) => ({ query: shorten(s.query), calls: s.calls, share: s.share })),
+        sectorRowShare: Stats.share(delta, /^\s*UPDATE sectors\b/),
         cpuCores: (cpu.user + cpu.system) / 1000 / wall,
         rssPeakMiB: rssPeak / 2 ** 20
       } satisfies Result
