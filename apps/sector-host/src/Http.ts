@@ -36,13 +36,13 @@ interface Endpoint {
 }
 
 /**
- * Every method Node's parser lets through to a route; the ones a path lacks answer 405. HEAD is left out (the router
- * answers it as GET, so a path without GET refuses it through GET's 405), OPTIONS is answered with `Allow`, and
- * CONNECT never reaches the router (Node hands it to the server's `connect` event). The router registers any method
- * it is given, not only the standard ones its type names, so WebDAV's PROPFIND on a known path is a 405 too.
+ * Every method Node's parser lets through to a route; the ones a path does not allow answer 405. OPTIONS is answered
+ * with `Allow`, and CONNECT never reaches the router (Node hands it to the server's `connect` event). HEAD is allowed
+ * where GET is (the router answers it as GET). The router registers any method it is given, not only the standard
+ * ones its type names, so WebDAV's PROPFIND on a known path is a 405 too.
  */
-const methods = http.METHODS.filter((method) => !["HEAD", "OPTIONS", "CONNECT"].includes(method)) as ReadonlyArray<
-  "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "QUERY"
+const methods = http.METHODS.filter((method) => !["OPTIONS", "CONNECT"].includes(method)) as ReadonlyArray<
+  "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "QUERY"
 >
 
 /** The content type of the Prometheus text exposition format. */
@@ -99,7 +99,6 @@ const utf8 = new TextDecoder("utf-8", { fatal: true })
  * client never sent.
  */
 const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number) => {
-  const overLimit = Problem.tooLarge([{ field: "body", message: `must be at most ${maxBytes} bytes` }])
   const declared = request.headers["content-length"]
   if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > maxBytes) {
     return Effect.fail(
@@ -110,7 +109,7 @@ const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number
     Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(maxBytes)),
     Effect.mapError((error) =>
       error.reason._tag === "RequestParseError" && error.reason.reason === "BodyTooLarge"
-        ? overLimit
+        ? Problem.tooLarge([{ field: "body", message: `must be at most ${maxBytes} bytes` }])
         : Problem.fromError(error)
     ),
     Effect.flatMap((bytes) =>
@@ -138,24 +137,16 @@ const parseJson = (text: string): Effect.Effect<unknown, Problem.Problem> => {
   })
 }
 
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  Predicate.isObject(value) && !Array.isArray(value)
-
-const jsonBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? "", "utf8")
-
 /** Most levels of objects and arrays a submission's body may nest (`{"ops":[{"data":{}}]}` is 4). */
 export const maxJsonDepth = 64
 
-/** An object or an array (`Predicate.isObject` leaves arrays out). */
-const isContainer = (value: unknown): value is object => typeof value === "object" && value !== null
-
 /** Whether `value` nests more than `limit` levels of objects and arrays, found without recursion. */
 const nestsDeeperThan = (value: unknown, limit: number): boolean => {
-  const stack: Array<readonly [object, number]> = isContainer(value) ? [[value, 1]] : []
+  const stack: Array<readonly [object, number]> = Predicate.isObjectOrArray(value) ? [[value, 1]] : []
   while (stack.length > 0) {
     const [item, depth] = stack.pop()!
     if (depth > limit) return true
-    for (const inner of Object.values(item)) if (isContainer(inner)) stack.push([inner, depth + 1])
+    for (const inner of Object.values(item)) if (Predicate.isObjectOrArray(inner)) stack.push([inner, depth + 1])
   }
   return false
 }
@@ -170,7 +161,7 @@ const isWellFormed = (value: unknown): boolean => {
     const item = stack.pop()
     if (Predicate.isString(item)) {
       if (!item.isWellFormed()) return false
-    } else if (isContainer(item)) {
+    } else if (Predicate.isObjectOrArray(item)) {
       for (const [key, inner] of Object.entries(item)) {
         if (!key.isWellFormed()) return false
         stack.push(inner)
@@ -180,43 +171,48 @@ const isWellFormed = (value: unknown): boolean => {
   return true
 }
 
-/** Ops whose `data` PostgreSQL could not store although it decodes: strings that are not well-formed Unicode. */
-const dataIssues = (body: unknown): Array<Problem.Issue> => {
-  if (!isRecord(body) || !Array.isArray(body.ops)) return []
-  const issues: Array<Problem.Issue> = []
-  body.ops.forEach((op: unknown, index) => {
-    if (isRecord(op) && "data" in op && !isWellFormed(op.data)) {
-      issues.push({ index, field: "data", message: "must be well-formed Unicode (no lone surrogates \\ud800-\\udfff)" })
-    }
-  })
-  return issues
-}
-
-/** Limits on a submission: its nesting, the number of its ops, and each op's `data` as JSON bytes. */
-const limitIssues = (body: unknown, config: HostConfig["Service"]): Array<Problem.Issue> => {
+/**
+ * The limits a submission is over (`overLimits`, 413: its nesting, the number of its ops, each op's `data` as JSON
+ * bytes) and the ops whose `data` PostgreSQL could not store although it decodes (`unstorable`, 400: strings that are
+ * not well-formed Unicode). Both of the latter come from one `JSON.stringify` of each `data`, which writes a lone
+ * surrogate as a `\udXXX` escape: only a `data` whose JSON holds one is walked to make sure.
+ */
+const measure = (
+  body: unknown,
+  config: HostConfig["Service"]
+): { readonly overLimits: ReadonlyArray<Problem.Issue>; readonly unstorable: ReadonlyArray<Problem.Issue> } => {
+  const overLimits: Array<Problem.Issue> = []
+  const unstorable: Array<Problem.Issue> = []
   if (nestsDeeperThan(body, maxJsonDepth)) {
-    return [{ field: "body", message: `nests deeper than ${maxJsonDepth} levels of objects and arrays` }]
+    overLimits.push({ field: "body", message: `nests deeper than ${maxJsonDepth} levels of objects and arrays` })
+    return { overLimits, unstorable }
   }
-  if (!isRecord(body) || !Array.isArray(body.ops)) return []
+  if (!Predicate.isObject(body) || !Array.isArray(body.ops)) return { overLimits, unstorable }
   const ops: ReadonlyArray<unknown> = body.ops
   if (ops.length > config.maxOpsPerRequest) {
-    return [{ field: "ops", message: `holds ${ops.length} ops; at most ${config.maxOpsPerRequest} per request` }]
+    const message = `holds ${ops.length} ops; at most ${config.maxOpsPerRequest} per request`
+    overLimits.push({ field: "ops", message })
+    return { overLimits, unstorable }
   }
-  const issues: Array<Problem.Issue> = []
   ops.forEach((op, index) => {
-    if (!isRecord(op) || !("data" in op)) return
-    const bytes = jsonBytes(op.data)
+    if (!Predicate.isObject(op) || !("data" in op)) return
+    const text = JSON.stringify(op.data) ?? ""
+    const bytes = Buffer.byteLength(text, "utf8")
     if (bytes > config.maxDataBytes) {
       const message = `is ${bytes} bytes as JSON; at most ${config.maxDataBytes} allowed`
-      issues.push({ index, field: "data", message })
+      overLimits.push({ index, field: "data", message })
+    }
+    if (text.includes("\\ud") && !isWellFormed(op.data)) {
+      const message = "must be well-formed Unicode (no lone surrogates \\ud800-\\udfff)"
+      unstorable.push({ index, field: "data", message })
     }
   })
-  return issues
+  return { overLimits, unstorable }
 }
 
 /** The body's shape: `{"ops": [...]}` and nothing else. */
 const envelopeIssues = (body: unknown): Array<Problem.Issue> =>
-  isRecord(body)
+  Predicate.isObject(body)
     ? Object.keys(body).filter((key) => key !== "ops").map((field) => ({
       field,
       message: `is not a field of a submission (only "ops")`
@@ -258,7 +254,7 @@ const endpoints = Effect.gen(function*() {
     const search = yield* HttpServerRequest.ParsedSearchParams
     const body = yield* readBody(request, config.maxBodyBytes).pipe(Effect.flatMap(parseJson))
 
-    const overLimits = limitIssues(body, config)
+    const { overLimits, unstorable } = measure(body, config)
     if (overLimits.length > 0) return yield* Problem.tooLarge(overLimits)
 
     const sector = parseId("sector", params.sector)
@@ -268,11 +264,11 @@ const endpoints = Effect.gen(function*() {
       ...(Result.isFailure(ack) ? [ack.failure] : []),
       ...envelopeIssues(body)
     ]
-    const ops = isRecord(body)
+    const ops = Predicate.isObject(body)
       ? yield* Effect.result(Op.decodeOps(body.ops, { maxOps: config.maxOpsPerRequest }))
       : Result.succeed([])
     if (Result.isFailure(ops)) issues.push(...ops.failure.issues)
-    issues.push(...dataIssues(body))
+    issues.push(...unstorable)
     // (the Result checks only narrow: any failure has put its issue in `issues`)
     if (issues.length > 0 || Result.isFailure(sector) || Result.isFailure(ack) || Result.isFailure(ops)) {
       return yield* Problem.invalid(issues)
@@ -410,23 +406,21 @@ const endpoints = Effect.gen(function*() {
   ]
 })
 
-/** For each path, the methods it lacks: 405 with `Allow` (OPTIONS: 204 with `Allow`). */
+/**
+ * For each path, the methods it does not allow: 405 with `Allow` (OPTIONS: 204 with `Allow`). Every answer is built
+ * once, here, not per request.
+ */
 const otherMethods = (table: ReadonlyArray<Endpoint>) => {
   const byPath = new Map<HttpRouter.PathInput, Array<string>>()
   for (const { method, path } of table) byPath.set(path, [...(byPath.get(path) ?? []), method])
   return [...byPath].flatMap(([path, defined]) => {
     const allow = defined.includes("GET") ? [...defined, "HEAD", "OPTIONS"] : [...defined, "OPTIONS"]
+    const header = allow.join(", ")
+    const template = path.replace(/:(\w+)/g, "{$1}")
     return [
-      HttpRouter.route(
-        "OPTIONS",
-        path,
-        HttpServerResponse.empty({ status: 204, headers: { allow: allow.join(", ") } })
-      ),
-      ...methods.filter((method) => !defined.includes(method)).map((method) =>
-        HttpRouter.route(method, path, (request) =>
-          Effect.succeed(
-            Problem.toResponse(Problem.methodNotAllowed(request.method, path.replace(/:(\w+)/g, "{$1}"), allow))
-          ))
+      HttpRouter.route("OPTIONS", path, HttpServerResponse.empty({ status: 204, headers: { allow: header } })),
+      ...methods.filter((method) => !allow.includes(method)).map((method) =>
+        HttpRouter.route(method, path, Problem.toResponse(Problem.methodNotAllowed(method, template, allow)))
       )
     ]
   })

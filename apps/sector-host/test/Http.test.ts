@@ -373,6 +373,14 @@ const malformed: ReadonlyArray<Malformed> = [
     errors: [{ index: 0, field: "data" }]
   },
   {
+    name: "a lone surrogate beside data over maxDataBytes (the limit is judged first)",
+    body: `{"ops":[{"type":"set","entity":1,"component":"c","data":{"s":"\\ud800"}},${
+      JSON.stringify(set(2, "c", { pad: "x".repeat(300) }))
+    }]}`,
+    status: 413,
+    errors: [{ index: 1, field: "data" }]
+  },
+  {
     name: "a body that is not UTF-8",
     // 0xc3 opens a two-byte sequence; 0x28 cannot continue it
     bytes: Buffer.concat([Buffer.from(`{"ops":[{"type":"set","entity":1,"component":"c","data":{"s":"`), Buffer.of(0xc3, 0x28), Buffer.from(`"}}]}`)]),
@@ -424,6 +432,20 @@ describe("limits at their edge", () => {
       const data = `{"a":${"[".repeat(arrays)}${"]".repeat(arrays)}}`
       const reply = yield* post("/sectors/7/ops", `{"ops":[{"type":"set","entity":1,"component":"c","data":${data}}]}`)
       assert.strictEqual(reply.status, 202, reply.text)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("accepts data with surrogate pairs, and text that only looks like a lone surrogate's escape", () =>
+    Effect.gen(function*() {
+      // an emoji as a pair of escapes, and a backslash followed by the letters u d 8 0 0
+      const data = String.raw`{"\ud83d\ude00":["\ud83d\ude00"],"text":"\\ud800","key":{"\\udfff":1}}`
+      const reply = yield* post("/sectors/7/ops", `{"ops":[{"type":"set","entity":1,"component":"c","data":${data}}]}`)
+      assert.strictEqual(reply.status, 202, reply.text)
+      const entity = yield* get("/sectors/7/entities/1")
+      assert.deepStrictEqual(entity.body.components.c, {
+        "\u{1F600}": ["\u{1F600}"],
+        text: "\\ud800",
+        key: { "\\udfff": 1 }
+      })
     }).pipe(Effect.provide(serve())))
 })
 
@@ -622,6 +644,17 @@ describe("routing", () => {
       const reply = yield* send(HttpClientRequest.make(method as "DELETE")(path))
       assertProblem(reply, 405)
       assert.strictEqual(reply.headers["allow"], allow)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("answers HEAD as GET where GET is, and with a 405 allowing the path's methods where it is not", () =>
+    Effect.gen(function*() {
+      const head = yield* send(HttpClientRequest.head("/sectors/1"))
+      assert.deepStrictEqual([head.status, head.headers["content-type"], head.text], [200, "application/json", ""])
+      const refused = yield* send(HttpClientRequest.head("/sectors/1/ops"))
+      assert.strictEqual(refused.status, 405)
+      assert.strictEqual(refused.headers["allow"], "POST, OPTIONS")
+      assert.strictEqual(refused.headers["content-type"], "application/problem+json")
+      assert.strictEqual(refused.text, "") // a HEAD answer has no body
     }).pipe(Effect.provide(serve())))
 
   it.effect("answers OPTIONS with the allowed methods", () =>
