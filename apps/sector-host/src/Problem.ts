@@ -69,25 +69,15 @@ export const describe = (issues: ReadonlyArray<Issue>): string =>
     return where === "" ? issue.message : `${where}: ${issue.message}`
   }).join("; ")
 
+/** A refusal of a whole request that lists what is wrong with it in `errors`. */
+const refusal = (status: 400 | 413, name: string, title: string) => (issues: ReadonlyArray<Issue>): Problem =>
+  new Problem({ status, type: urn(name), title, detail: `nothing was applied: ${describe(issues)}`, errors: issues })
+
 /** 400: the request is malformed; nothing was applied. */
-export const invalid = (issues: ReadonlyArray<Issue>): Problem =>
-  new Problem({
-    status: 400,
-    type: urn("invalid-request"),
-    title: "Invalid request",
-    detail: `nothing was applied: ${describe(issues)}`,
-    errors: issues
-  })
+export const invalid = refusal(400, "invalid-request", "Invalid request")
 
 /** 413: the request, its ops or one op's data is over a limit; nothing was applied. */
-export const tooLarge = (issues: ReadonlyArray<Issue>): Problem =>
-  new Problem({
-    status: 413,
-    type: urn("too-large"),
-    title: "Request too large",
-    detail: `nothing was applied: ${describe(issues)}`,
-    errors: issues
-  })
+export const tooLarge = refusal(413, "too-large", "Request too large")
 
 /**
  * A request Node's HTTP parser refused before any route saw it, by the parser's error code: the statuses Node itself
