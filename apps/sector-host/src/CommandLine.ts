@@ -5,15 +5,17 @@
  * same way and report the same names. `--profile` is short for `--batch-profile`; `--help` lists everything.
  */
 import { SectorsConfig } from "@sectors/core"
-import { ConfigProvider, Result } from "effect"
+import { ConfigProvider, Result, String as Str } from "effect"
 import * as HostConfig from "./HostConfig.ts"
 
-const kebab = (key: string) => key.replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase()
-const constant = (key: string) => key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()
-
-/** Settings by flag name: `--max-wait` → `MAX_WAIT`. */
+/**
+ * Settings by flag name: `--max-wait` → `MAX_WAIT`, the variable named by `Str.configCase`, the mapping
+ * `ConfigProvider.constantCase` looks keys up with.
+ */
 export const flags: ReadonlyMap<string, string> = new Map([
-  ...[...new Set([...HostConfig.keys, ...SectorsConfig.keys])].map((key) => [kebab(key), constant(key)] as const),
+  ...[...new Set([...HostConfig.keys, ...SectorsConfig.keys])].map((key) =>
+    [Str.kebabCase(key), Str.configCase(key)] as const
+  ),
   ["profile", "BATCH_PROFILE"]
 ])
 

@@ -4,12 +4,12 @@
  * host writes before exiting non-zero.
  */
 import { PgEmbedded } from "@sectors/pg-embedded"
-import { Config, Predicate, SchemaIssue } from "effect"
+import { Config, Predicate, SchemaIssue, String as Str } from "effect"
 import { ServeError } from "effect/http/HttpServerError"
 import { SqlError } from "effect/sql/SqlError"
 
-const constantCase = (key: PropertyKey) =>
-  String(key).replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/-/g, "_").toUpperCase()
+/** A setting's variable name (`MAX_WAIT`), as `ConfigProvider.constantCase` looked it up. */
+const constantCase = (key: PropertyKey) => Str.configCase(String(key))
 
 const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
 
