@@ -92,6 +92,14 @@ export interface Second {
 
 const counter = (metric: typeof Metrics.opsReceived) => Effect.map(Metric.value(metric), (state) => state.count)
 
+/** The counters a `Second` reports the growth of, as they stand. */
+const totals = Effect.all({
+  persisted: counter(Metrics.opsPersisted),
+  batches: counter(Metrics.batches),
+  collapsed: counter(Metrics.opsCollapsed),
+  commits: counter(SinkPg.transactions)
+})
+
 /**
  * Offers `workload` to the host in 10 ms ticks (one submission per sector and tick, 1 in `durableSample` of them
  * with a durable ack to time op→durable), calling `onSecond` once a second, for `duration` (forever if omitted).
@@ -118,23 +126,13 @@ export const drive = (
     let submissions = 0
     let current = { offered: 0, accepted: 0, refused: 0, durableMillis: [] as Array<number> }
     let second = 0
-    let last = yield* Effect.all({
-      persisted: counter(Metrics.opsPersisted),
-      batches: counter(Metrics.batches),
-      collapsed: counter(Metrics.opsCollapsed),
-      commits: counter(SinkPg.transactions)
-    })
+    let last = yield* totals
     let inFlight = 0
 
     /** Reports what happened since the last report, as of `at` seconds. */
     const emit = (at: number) =>
       Effect.gen(function*() {
-        const now = yield* Effect.all({
-          persisted: counter(Metrics.opsPersisted),
-          batches: counter(Metrics.batches),
-          collapsed: counter(Metrics.opsCollapsed),
-          commits: counter(SinkPg.transactions)
-        })
+        const now = yield* totals
         const report: Second = {
           second: at,
           offered: current.offered,
