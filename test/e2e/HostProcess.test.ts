@@ -4,7 +4,7 @@ import { Effect, Redacted } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { call, freePort, runToExit, startHost } from "../support/HostProcess.ts"
+import { call, freePort, runToExit, scopedExactly } from "../support/HostProcess.ts"
 
 const isAlive = (pid: number) => {
   try {
@@ -15,12 +15,23 @@ const isAlive = (pid: number) => {
   }
 }
 
+/** A fresh directory (readable by the postgres it will hold), removed when the scope closes. */
+const tempDir = (prefix: string) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix))
+      await fs.chmod(dir, 0o755)
+      return dir
+    }),
+    (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
+  )
+
 describe("sector-host process", () => {
   it.live("serves /healthz and /readyz on an external DATABASE_URL and exits 0 on SIGTERM", () =>
     Effect.gen(function*() {
       const url = yield* TestDatabase.fresh(TestDatabase.serverUrl())
       const port = yield* Effect.promise(freePort)
-      const host = yield* Effect.promise(() => startHost({ DATABASE_URL: Redacted.value(url), PORT: String(port) }))
+      const host = yield* scopedExactly({ DATABASE_URL: Redacted.value(url), PORT: String(port) })
       assert.strictEqual(host.baseUrl, `http://127.0.0.1:${port}`)
       assert.notInclude(host.output(), new URL(Redacted.value(url)).password, "no password in the logs")
       const health = yield* Effect.promise(() => fetch(`${host.baseUrl}/healthz`))
@@ -35,17 +46,10 @@ describe("sector-host process", () => {
 
   it.live("starts an embedded PostgreSQL in DATA_DIR when DATABASE_URL is unset, and stops it on SIGINT", () =>
     Effect.gen(function*() {
-      const dir = yield* Effect.acquireRelease(
-        Effect.promise(async () => {
-          const dir = await fs.mkdtemp(path.join(os.tmpdir(), "sector-host-e2e-"))
-          await fs.chmod(dir, 0o755)
-          return dir
-        }),
-        (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
-      )
+      const dir = yield* tempDir("sector-host-e2e-")
       const dataDir = path.join(dir, "pg")
       const port = yield* Effect.promise(freePort)
-      const host = yield* Effect.promise(() => startHost({ DATA_DIR: dataDir, PORT: String(port) }))
+      const host = yield* scopedExactly({ DATA_DIR: dataDir, PORT: String(port) })
       assert.include(host.output(), `embedded PostgreSQL`)
       assert.include(host.output(), dataDir)
       const postmaster = yield* Effect.promise(() => fs.readFile(path.join(dataDir, "postmaster.pid"), "utf8"))
@@ -87,17 +91,10 @@ describe("sector-host process", () => {
 
   it.live("after a SIGKILL, the next start reclaims its orphaned embedded PostgreSQL and keeps the data", () =>
     Effect.gen(function*() {
-      const dir = yield* Effect.acquireRelease(
-        Effect.promise(async () => {
-          const dir = await fs.mkdtemp(path.join(os.tmpdir(), "sector-host-orphan-"))
-          await fs.chmod(dir, 0o755)
-          return dir
-        }),
-        (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
-      )
+      const dir = yield* tempDir("sector-host-orphan-")
       const dataDir = path.join(dir, "pg")
       const env = { DATA_DIR: dataDir, PORT: String(yield* Effect.promise(freePort)) }
-      const first = yield* Effect.promise(() => startHost(env))
+      const first = yield* scopedExactly(env)
       const posted = yield* Effect.promise(() =>
         call(first.baseUrl, "POST", "/sectors/9/ops?ack=durable", { ops: [{ type: "set", entity: 1, component: "a", data: { v: 1 } }] })
       )
@@ -107,7 +104,7 @@ describe("sector-host process", () => {
       yield* Effect.promise(() => first.exited)
       assert.isTrue(isAlive(pgPid), "the server outlives a SIGKILLed host")
 
-      const second = yield* Effect.promise(() => startHost(env))
+      const second = yield* scopedExactly(env)
       assert.isFalse(isAlive(pgPid), "the orphan was stopped")
       const entity = yield* Effect.promise(() => call(second.baseUrl, "GET", "/sectors/9/entities/1"))
       assert.deepStrictEqual(entity.body.components, { a: { v: 1 } })

@@ -35,6 +35,19 @@ export const freePort = () =>
     })
   })
 
+/** Spawns the host with exactly `env` (plus PATH/HOME), collecting everything it writes to stdout and stderr. */
+const spawnHost = (env: Record<string, string>, args: ReadonlyArray<string>) => {
+  const child = spawn(process.execPath, [entry, ...args], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
+  return { child, output: () => output }
+}
+
 /**
  * Starts the host with exactly `env` (plus PATH/HOME), waits until it logs that it listens, and returns it.
  * Rejects with its output if it exits first or does not come up within `timeoutMs`.
@@ -44,54 +57,40 @@ export const startHost = async (
   timeoutMs = 60_000,
   args: ReadonlyArray<string> = []
 ): Promise<Host> => {
-  const child = spawn(process.execPath, [entry, ...args], {
-    cwd: root,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  let output = ""
-  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
-  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
+  const { child, output } = spawnHost(env, args)
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve({ code, signal }))
   )
   const baseUrl = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`host did not start within ${timeoutMs} ms:\n${output}`)), timeoutMs)
+    const timer = setTimeout(() => reject(new Error(`host did not start within ${timeoutMs} ms:\n${output()}`)), timeoutMs)
     const check = () => {
-      const match = /listening on (http:\/\/[0-9.]+:\d+)/.exec(output)
+      const match = /listening on (http:\/\/[0-9.]+:\d+)/.exec(output())
       if (match) {
         clearTimeout(timer)
         resolve(match[1]!)
       }
     }
-    child.stdout!.on("data", check)
-    child.stderr!.on("data", check)
+    child.stdout.on("data", check)
+    child.stderr.on("data", check)
     void exited.then(({ code, signal }) => {
       clearTimeout(timer)
-      reject(new Error(`host exited (code ${code}, signal ${signal}) before listening:\n${output}`))
+      reject(new Error(`host exited (code ${code}, signal ${signal}) before listening:\n${output()}`))
     })
   })
-  return { child, baseUrl, output: () => output, exited, signal: (signal) => child.kill(signal) }
+  return { child, baseUrl, output, exited, signal: (signal) => child.kill(signal) }
 }
 
 /** Runs the host with `env` until it exits by itself (a start-up failure); resolves with its exit and output. */
 export const runToExit = (env: Record<string, string>, timeoutMs = 60_000, args: ReadonlyArray<string> = []) =>
   new Promise<{ code: number | null; output: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [entry, ...args], {
-      cwd: root,
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let output = ""
-    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
-    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
+    const { child, output } = spawnHost(env, args)
     const timer = setTimeout(() => {
       child.kill("SIGKILL")
-      reject(new Error(`host still running after ${timeoutMs} ms:\n${output}`))
+      reject(new Error(`host still running after ${timeoutMs} ms:\n${output()}`))
     }, timeoutMs)
     child.once("exit", (code) => {
       clearTimeout(timer)
-      resolve({ code, output })
+      resolve({ code, output: output() })
     })
   })
 
@@ -132,12 +131,16 @@ const kill = (host: Host) =>
     await host.exited
   })
 
+/** `startHost` as a scoped resource: the host is killed when the scope closes if it still runs. */
+export const scopedExactly = (env: Record<string, string>, args: ReadonlyArray<string> = []) =>
+  Effect.acquireRelease(Effect.promise(() => startHost(env, 60_000, args)), kill)
+
+/** `env` with a free port and JSON logs unless it names them. */
+const withDefaults = async (env: Record<string, string>) => ({ PORT: String(await freePort()), LOG_FORMAT: "json", ...env })
+
 /** The host as a scoped resource: started with `env` on a free port, killed when the scope closes if still running. */
 export const scoped = (env: Record<string, string>, args: ReadonlyArray<string> = []) =>
-  Effect.acquireRelease(
-    Effect.promise(async () => startHost({ PORT: String(await freePort()), LOG_FORMAT: "json", ...env }, 60_000, args)),
-    kill
-  )
+  Effect.flatMap(Effect.promise(() => withDefaults(env)), (env) => scopedExactly(env, args))
 
 /**
  * For tests that restart the host: `next()` starts another one with `env` on a free port; every host started is
@@ -148,7 +151,7 @@ export const succession = (env: Record<string, string>) =>
     const started: Array<Host> = []
     yield* Effect.addFinalizer(() => Effect.forEach(started, kill, { discard: true }))
     return async () => {
-      const host = await startHost({ PORT: String(await freePort()), LOG_FORMAT: "json", ...env })
+      const host = await startHost(await withDefaults(env))
       started.push(host)
       return host
     }
