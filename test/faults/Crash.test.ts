@@ -19,8 +19,6 @@ const seed = 11
 /** The balanced profile's maxWait. */
 const maxWaitMs = 25
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
 describe("SIGKILL under load", () => {
   it.live(`keeps every durable ack over ${rounds} random kills and reports the write-behind window`, () =>
     Effect.gen(function*() {
@@ -40,12 +38,12 @@ describe("SIGKILL under load", () => {
         // the random moment is measured from the first durable ack of the round: a kill while the host is still
         // activating its first sectors (a cold start on a loaded CI machine took over 377 ms) would test nothing
         // the previous round did not, and a host that never acknowledges durably fails here
-        const firstDurable = Date.now() + 10_000
+        const deadline = Date.now() + 10_000
         while (durableAcks() === ackedBefore) {
-          assert.isBelow(Date.now(), firstDurable, `round ${round + 1}: no durable ack within 10 s of the load starting`)
-          yield* Effect.promise(() => sleep(5))
+          assert.isBelow(Date.now(), deadline, `round ${round + 1}: no durable ack within 10 s of the load starting`)
+          yield* Effect.sleep(5)
         }
-        yield* Effect.promise(() => sleep(delay))
+        yield* Effect.sleep(delay)
         host.signal("SIGKILL")
         const diedAt = Date.now()
         yield* Effect.promise(() => host.exited)

@@ -10,7 +10,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as ControlledPg from "../support/ControlledPg.ts"
-import { call, scoped } from "../support/HostProcess.ts"
+import { scoped } from "../support/HostProcess.ts"
 import * as Load from "../support/Load.ts"
 import { mb, metric, scrape, watchReadiness, watchRss } from "../support/Observe.ts"
 import { pick, soak } from "../support/Soak.ts"
@@ -19,8 +19,6 @@ import * as Verify from "../support/Verify.ts"
 const outageMs = pick(8_000, 30_000)
 const durableTimeoutMs = 3_000
 const sectors = 24
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 describe("PostgreSQL stopped under load", () => {
   it.live(`opens the circuit, refuses with Retry-After, stays bounded, recovers, loses nothing (${outageMs / 1000} s outage)`, () =>
@@ -37,14 +35,14 @@ describe("PostgreSQL stopped under load", () => {
       const history = new Load.History()
       const load = Load.start(host.baseUrl, history, { sectors, opsPerRequest: 10, pauseMs: 2, durableEvery: 5 })
 
-      yield* Effect.promise(() => sleep(2_000))
+      yield* Effect.sleep(2_000)
       const before = memory.peak()
       const persistedBefore = metric(yield* Effect.promise(() => scrape(host.baseUrl)), "sectors_ops_persisted_total")
       assert.isAbove(persistedBefore, 0, "the load is being persisted before the outage")
 
       const downAt = Date.now()
       yield* Effect.promise(pg.stop)
-      yield* Effect.promise(() => sleep(outageMs))
+      yield* Effect.sleep(outageMs)
       const duringOutage = { ...Object.fromEntries(history.statuses) }
       yield* Effect.promise(pg.start)
       const upAt = Date.now()
@@ -54,23 +52,18 @@ describe("PostgreSQL stopped under load", () => {
       let persistingAt: number | undefined
       const persistedAtRestart = metric(yield* Effect.promise(() => scrape(host.baseUrl)), "sectors_ops_persisted_total")
       while (Date.now() - upAt < 60_000 && (closedAt === undefined || persistingAt === undefined)) {
-        yield* Effect.promise(() => sleep(100))
+        yield* Effect.sleep(100)
         const last = readiness.seen[readiness.seen.length - 1]
         if (closedAt === undefined && last?.status === 200 && last.circuit === "Closed") closedAt = last.at
         const persisted = metric(yield* Effect.promise(() => scrape(host.baseUrl)), "sectors_ops_persisted_total")
         if (persistingAt === undefined && persisted > persistedAtRestart) persistingAt = Date.now()
       }
-      yield* Effect.promise(() => sleep(2_000)) // load continues after recovery
+      yield* Effect.sleep(2_000) // load continues after recovery
       yield* Effect.promise(load.stop)
       yield* Effect.promise(readiness.stop)
       memory.stop()
 
-      const flushed = yield* Effect.forEach(
-        [...history.sectors.keys()],
-        (id) => Effect.promise(() => call(host.baseUrl, "POST", `/sectors/${id}/flush`)),
-        { concurrency: 8 }
-      )
-      assert.deepStrictEqual(flushed.map((r) => r.status), flushed.map(() => 200))
+      assert.deepStrictEqual(yield* Effect.promise(() => Verify.flushAll(host.baseUrl, history)), [])
       const text = yield* Effect.promise(() => scrape(host.baseUrl))
       host.signal("SIGTERM")
       const exit = yield* Effect.promise(() => host.exited)

@@ -13,7 +13,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { TestDatabase } from "@sectors/pg-embedded/testing"
 import { Effect, Redacted } from "effect"
-import { call, scoped } from "../support/HostProcess.ts"
+import { scoped } from "../support/HostProcess.ts"
 import * as Load from "../support/Load.ts"
 import { metric, scrape } from "../support/Observe.ts"
 import * as Proxy from "../support/Proxy.ts"
@@ -142,13 +142,8 @@ describe("slow database (injected latency via a loopback TCP proxy the suite run
         const history = new Load.History()
 
         /** Flushes every loaded sector; each must answer 200 with everything acknowledged durable. */
-        const flushAll = Effect.suspend(() =>
-          Effect.forEach([...history.sectors.keys()], (sector) =>
-            Effect.promise(async () => {
-              const flushed = await call(host.baseUrl, "POST", `/sectors/${sector}/flush`)
-              assert.strictEqual(flushed.status, 200, JSON.stringify(flushed.body))
-              assert.strictEqual(flushed.body.persistedSeq, history.nextSeq(sector) - 1, `sector ${sector}`)
-            }), { concurrency: "unbounded", discard: true })
+        const flushAll = Effect.promise(() => Verify.flushAll(host.baseUrl, history)).pipe(
+          Effect.map((problems) => assert.deepStrictEqual(problems, []))
         )
 
         const figures: Array<Figures> = []
@@ -158,11 +153,11 @@ describe("slow database (injected latency via a loopback TCP proxy the suite run
           const running = Load.start(host.baseUrl, history, load)
           yield* Effect.sleep(phase.warmUpMs)
           const before = yield* Effect.promise(() => scrape(host.baseUrl))
-          const roundTripsBefore = proxy.stats().roundTrips
+          const roundTripsBefore = proxy.roundTrips()
           const started = performance.now()
           yield* Effect.sleep(phase.measureMs)
           const after = yield* Effect.promise(() => scrape(host.baseUrl))
-          const roundTrips = proxy.stats().roundTrips - roundTripsBefore
+          const roundTrips = proxy.roundTrips() - roundTripsBefore
           const seconds = (performance.now() - started) / 1000
           yield* Effect.promise(() => running.stop())
           // nothing of this phase is left for the next one to persist

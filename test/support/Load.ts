@@ -152,9 +152,8 @@ export const start = (baseUrl: string, history: History, options: Options): Runn
         const wait = Math.min(options.maxRetryWaitMs ?? 500, Number(retryAfter ?? 1) * 1000)
         await new Promise((r) => setTimeout(r, wait))
       } else if (response.status === 504) {
-        // a durable wait timed out: the ops were accepted all the same
-        const problem = body as { firstSeq?: number; lastSeq?: number }
-        state.acked.push({ ops, firstSeq: problem.firstSeq!, lastSeq: problem.lastSeq!, durable: false, at: Date.now() })
+        // a durable wait timed out: the ops were accepted all the same (the problem carries their seqs)
+        state.acked.push({ ops, firstSeq: body.firstSeq!, lastSeq: body.lastSeq!, durable: false, at: Date.now() })
         sent += ops.length
         ops = undefined
       } else {

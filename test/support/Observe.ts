@@ -31,16 +31,13 @@ export const rss = async (pid: number): Promise<number> => {
 /** Samples a process's RSS every `everyMs` until stopped; `peak` is the highest seen. */
 export const watchRss = (pid: number, everyMs = 100) => {
   let peak = 0
-  let last = 0
   const timer = setInterval(() => {
     rss(pid).then((bytes) => {
-      last = bytes
       peak = Math.max(peak, bytes)
     }, () => {})
   }, everyMs)
   return {
     peak: () => peak,
-    last: () => last,
     stop: () => clearInterval(timer)
   }
 }

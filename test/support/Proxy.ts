@@ -3,8 +3,7 @@
  * PostgreSQL server) and holds every chunk back by an adjustable one-way delay, in both directions, so the host sees
  * a slow network to its database without the database itself changing. Each direction of each connection keeps its
  * order (a chunk never overtakes an earlier one, even when the delay shrinks), and an end of stream is delayed like
- * data. It also counts what went through it: connections, bytes, and round trips (turns from the server talking to
- * the client talking again).
+ * data. It also counts round trips (turns from the server talking to the client talking again).
  *
  * Gotchas: there is no backpressure — a delayed direction buffers everything that arrives within one delay, which is
  * fine for the moderate loads of tests and would not be for a bulk copy. `throughProxy` rewrites only host and port
@@ -13,30 +12,14 @@
 import * as net from "node:net"
 import { performance } from "node:perf_hooks"
 
-/** What went through the proxy since it started. */
-export interface ProxyStats {
-  /** Connections accepted. */
-  readonly connections: number
-  /** Connections still open. */
-  readonly open: number
-  /** Bytes from clients to the target. */
-  readonly bytesUp: number
-  /** Bytes from the target to clients. */
-  readonly bytesDown: number
-  /** Round trips: times a client sent data after it last received some (its first send counts too). */
-  readonly roundTrips: number
-}
-
 /** A running proxy. */
 export interface Proxy {
   /** Port it listens on, on 127.0.0.1. */
   readonly port: number
   /** Sets the one-way delay of every chunk from now on, in milliseconds (0: forward at once). */
   readonly setLatency: (millis: number) => void
-  /** The one-way delay in effect, in milliseconds. */
-  readonly latency: () => number
-  /** Counters since the proxy started. */
-  readonly stats: () => ProxyStats
+  /** Round trips since the proxy started: times a client sent data after it last received some (its first send too). */
+  readonly roundTrips: () => number
   /** Stops listening and destroys every connection. */
   readonly close: () => Promise<void>
 }
@@ -78,7 +61,7 @@ const delayedPipe = (
   from: net.Socket,
   to: net.Socket,
   delay: () => number,
-  onChunk: (chunk: Buffer) => void
+  onChunk: () => void
 ): () => void => {
   const held: Array<{ readonly due: number; readonly chunk: Buffer | null }> = []
   let timer: NodeJS.Timeout | undefined
@@ -103,7 +86,7 @@ const delayedPipe = (
     if (timer === undefined) timer = setTimeout(drain, Math.max(1, Math.ceil(millis)))
   }
   from.on("data", (chunk: Buffer) => {
-    onChunk(chunk)
+    onChunk()
     push(chunk)
   })
   from.on("end", () => push(null))
@@ -117,23 +100,17 @@ const delayedPipe = (
 export const start = ({ latencyMs = 0, target }: Options): Promise<Proxy> =>
   new Promise((resolve, reject) => {
     let delay = latencyMs
-    let connections = 0
-    let bytesUp = 0
-    let bytesDown = 0
     let roundTrips = 0
     /** Every open connection, by the function that tears it down. */
     const open = new Set<() => void>()
     const server = net.createServer({ allowHalfOpen: true }, (client) => {
-      connections++
       const upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true })
       let clientSpokeLast = false
-      const dropUp = delayedPipe(client, upstream, () => delay, (chunk) => {
-        bytesUp += chunk.length
+      const dropUp = delayedPipe(client, upstream, () => delay, () => {
         if (!clientSpokeLast) roundTrips++
         clientSpokeLast = true
       })
-      const dropDown = delayedPipe(upstream, client, () => delay, (chunk) => {
-        bytesDown += chunk.length
+      const dropDown = delayedPipe(upstream, client, () => delay, () => {
         clientSpokeLast = false
       })
       const destroy = () => {
@@ -162,8 +139,7 @@ export const start = ({ latencyMs = 0, target }: Options): Promise<Proxy> =>
         setLatency: (millis) => {
           delay = millis
         },
-        latency: () => delay,
-        stats: () => ({ connections, open: open.size, bytesUp, bytesDown, roundTrips }),
+        roundTrips: () => roundTrips,
         close: () =>
           new Promise<void>((done) => {
             for (const destroy of [...open]) destroy()

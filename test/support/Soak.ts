@@ -1,6 +1,6 @@
 /**
  * Whether this run is the long one (`npm run test:soak`): fault tests read it to pick their CI or soak variant
- * (e.g. a 5 s or a 30 s outage, 5 or 20 SIGTERMs). The soak config provides `soak: true`; plain `npm test` does not.
+ * (e.g. an 8 s or a 30 s outage, 5 or 20 SIGTERMs). The soak config provides `soak: true`; plain `npm test` does not.
  */
 import { inject } from "vitest"
 

@@ -8,6 +8,7 @@
 import { SectorState } from "@sectors/core"
 import { isDeepStrictEqual } from "node:util"
 import postgres from "postgres"
+import { call } from "./HostProcess.ts"
 import type { History } from "./Load.ts"
 
 /** The durable state of one sector. */
@@ -138,6 +139,21 @@ export const readBack = async (baseUrl: string, history: History): Promise<Reado
     }
   }
   return problems
+}
+
+/**
+ * Flushes every sector of the history through a running host; every discrepancy (empty when each answers 200 with
+ * its last acknowledged op as the watermark).
+ */
+export const flushAll = async (baseUrl: string, history: History): Promise<ReadonlyArray<string>> => {
+  const problems = await Promise.all([...history.sectors.keys()].map(async (id) => {
+    const { body, status } = await call(baseUrl, "POST", `/sectors/${id}/flush`)
+    const lastAcked = history.nextSeq(id) - 1
+    if (status !== 200) return [`sector ${id}: flush answered ${status} ${JSON.stringify(body)}`]
+    if (body.persistedSeq !== lastAcked) return [`sector ${id}: flushed up to ${body.persistedSeq}, acked ${lastAcked}`]
+    return []
+  }))
+  return problems.flat()
 }
 
 /** The first row where the database (`actual`) and the fold (`expected`) disagree, for a readable failure. */
