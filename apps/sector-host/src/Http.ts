@@ -6,8 +6,9 @@
  * reading, then the bytes actually read), its UTF-8, the JSON, then the limits on it (at most `maxJsonDepth` levels
  * of nesting, `maxOpsPerRequest`, each op's `data` against `maxDataBytes`) — a request over a limit gets 413 whatever
  * else is wrong with it — and then every field of the path, query and body at once: 400 lists each one, including
- * `data` that PostgreSQL could not store (lone surrogates). The depth limit comes first because everything after it
- * (measuring `data`, decoding ops) walks the JSON recursively: a body of nested brackets would overflow the stack.
+ * `data` that PostgreSQL could not store (NUL, lone surrogates: `Op.Data` refuses them). The depth limit comes first
+ * because everything after it (measuring `data`, decoding ops) walks the JSON recursively: a body of nested brackets
+ * would overflow the stack.
  *
  * Every failure is an `application/problem+json` response (`Problem`): the handlers map the core's typed errors,
  * a known path asked with another method gets 405 with `Allow` (OPTIONS gets 204 with `Allow`), an unknown route
@@ -151,63 +152,25 @@ const nestsDeeperThan = (value: unknown, limit: number): boolean => {
   return false
 }
 
-/**
- * Whether every string and key in a JSON value is well-formed Unicode. A lone surrogate (`"\ud800"`) is valid JSON
- * and a valid JavaScript string, but PostgreSQL's jsonb refuses it, so an op carrying one could never be persisted.
- */
-const isWellFormed = (value: unknown): boolean => {
-  const stack: Array<unknown> = [value]
-  while (stack.length > 0) {
-    const item = stack.pop()
-    if (Predicate.isString(item)) {
-      if (!item.isWellFormed()) return false
-    } else if (Predicate.isObjectOrArray(item)) {
-      for (const [key, inner] of Object.entries(item)) {
-        if (!key.isWellFormed()) return false
-        stack.push(inner)
-      }
-    }
-  }
-  return true
-}
-
-/**
- * The limits a submission is over (`overLimits`, 413: its nesting, the number of its ops, each op's `data` as JSON
- * bytes) and the ops whose `data` PostgreSQL could not store although it decodes (`unstorable`, 400: strings that are
- * not well-formed Unicode). Both of the latter come from one `JSON.stringify` of each `data`, which writes a lone
- * surrogate as a `\udXXX` escape: only a `data` whose JSON holds one is walked to make sure.
- */
-const measure = (
-  body: unknown,
-  config: HostConfig["Service"]
-): { readonly overLimits: ReadonlyArray<Problem.Issue>; readonly unstorable: ReadonlyArray<Problem.Issue> } => {
-  const overLimits: Array<Problem.Issue> = []
-  const unstorable: Array<Problem.Issue> = []
+/** Limits on a submission: its nesting, the number of its ops, and each op's `data` as JSON bytes. */
+const limitIssues = (body: unknown, config: HostConfig["Service"]): Array<Problem.Issue> => {
   if (nestsDeeperThan(body, maxJsonDepth)) {
-    overLimits.push({ field: "body", message: `nests deeper than ${maxJsonDepth} levels of objects and arrays` })
-    return { overLimits, unstorable }
+    return [{ field: "body", message: `nests deeper than ${maxJsonDepth} levels of objects and arrays` }]
   }
-  if (!Predicate.isObject(body) || !Array.isArray(body.ops)) return { overLimits, unstorable }
+  if (!Predicate.isObject(body) || !Array.isArray(body.ops)) return []
   const ops: ReadonlyArray<unknown> = body.ops
   if (ops.length > config.maxOpsPerRequest) {
-    const message = `holds ${ops.length} ops; at most ${config.maxOpsPerRequest} per request`
-    overLimits.push({ field: "ops", message })
-    return { overLimits, unstorable }
+    return [{ field: "ops", message: `holds ${ops.length} ops; at most ${config.maxOpsPerRequest} per request` }]
   }
+  const issues: Array<Problem.Issue> = []
   ops.forEach((op, index) => {
     if (!Predicate.isObject(op) || !("data" in op)) return
-    const text = JSON.stringify(op.data) ?? ""
-    const bytes = Buffer.byteLength(text, "utf8")
+    const bytes = Buffer.byteLength(JSON.stringify(op.data) ?? "", "utf8")
     if (bytes > config.maxDataBytes) {
-      const message = `is ${bytes} bytes as JSON; at most ${config.maxDataBytes} allowed`
-      overLimits.push({ index, field: "data", message })
-    }
-    if (text.includes("\\ud") && !isWellFormed(op.data)) {
-      const message = "must be well-formed Unicode (no lone surrogates \\ud800-\\udfff)"
-      unstorable.push({ index, field: "data", message })
+      issues.push({ index, field: "data", message: `is ${bytes} bytes as JSON; at most ${config.maxDataBytes} allowed` })
     }
   })
-  return { overLimits, unstorable }
+  return issues
 }
 
 /** The body's shape: `{"ops": [...]}` and nothing else. */
@@ -254,7 +217,7 @@ const endpoints = Effect.gen(function*() {
     const search = yield* HttpServerRequest.ParsedSearchParams
     const body = yield* readBody(request, config.maxBodyBytes).pipe(Effect.flatMap(parseJson))
 
-    const { overLimits, unstorable } = measure(body, config)
+    const overLimits = limitIssues(body, config)
     if (overLimits.length > 0) return yield* Problem.tooLarge(overLimits)
 
     const sector = parseId("sector", params.sector)
@@ -268,7 +231,6 @@ const endpoints = Effect.gen(function*() {
       ? yield* Effect.result(Op.decodeOps(body.ops, { maxOps: config.maxOpsPerRequest }))
       : Result.succeed([])
     if (Result.isFailure(ops)) issues.push(...ops.failure.issues)
-    issues.push(...unstorable)
     // (the Result checks only narrow: any failure has put its issue in `issues`)
     if (issues.length > 0 || Result.isFailure(sector) || Result.isFailure(ack) || Result.isFailure(ops)) {
       return yield* Problem.invalid(issues)

@@ -36,22 +36,36 @@ export const WorkerId = Schema.String.check(
   Schema.isPattern(/^[\x21-\x7e]{1,128}$/, { message: "must be 1 to 128 printable ASCII characters without spaces" })
 )
 
-/** Whether a JSON value holds a NUL character anywhere (PostgreSQL's jsonb cannot store one). */
-const containsNul = (value: unknown): boolean => {
-  if (Predicate.isString(value)) return value.includes("\u0000")
-  if (Array.isArray(value)) return value.some(containsNul)
-  if (Predicate.isObject(value)) {
+/**
+ * What in a JSON value PostgreSQL's jsonb could not store, as a message (undefined when it can store it all): a NUL
+ * character, or a string or key that is not well-formed Unicode — a lone surrogate (`"\ud800"`) is valid JSON and a
+ * valid JavaScript string, but an op carrying one could never be persisted.
+ */
+const unstorable = (value: unknown): string | undefined => {
+  if (Predicate.isString(value)) return unstorableText(value)
+  if (Array.isArray(value)) {
+    for (const inner of value) {
+      const found = unstorable(inner)
+      if (found !== undefined) return found
+    }
+  } else if (Predicate.isObject(value)) {
     for (const [key, inner] of Object.entries(value)) {
-      if (key.includes("\u0000") || containsNul(inner)) return true
+      const found = unstorableText(key) ?? unstorable(inner)
+      if (found !== undefined) return found
     }
   }
-  return false
+  return undefined
 }
 
-/** Component data: a JSON object without NUL characters. */
-export const Data = Schema.Record(Schema.String, Schema.Json).check(
-  Schema.makeFilter((data) => containsNul(data) ? "must not contain NUL (\\u0000) characters" : undefined)
-)
+const unstorableText = (text: string): string | undefined =>
+  text.includes("\u0000")
+    ? "must not contain NUL (\\u0000) characters"
+    : text.isWellFormed()
+    ? undefined
+    : "must be well-formed Unicode (no lone surrogates \\ud800-\\udfff)"
+
+/** Component data: a JSON object PostgreSQL can store (no NUL characters, no lone surrogates). */
+export const Data = Schema.Record(Schema.String, Schema.Json).check(Schema.makeFilter(unstorable))
 
 /** Sets a component's data (last write wins). */
 export const SetOp = Schema.Struct({
@@ -102,7 +116,7 @@ const isOpType = (value: unknown): value is Op["type"] => types.includes(value a
 
 /** The issues of one op, with field names relative to the op. */
 const issuesOf = (index: number, input: unknown, error: Schema.SchemaError): Array<OpIssue> => {
-  if (!Predicate.isObject(input) || Array.isArray(input)) {
+  if (!Predicate.isObject(input)) {
     return [{ index, field: "", message: `must be an op object with a "type" of ${types.join(", ")}` }]
   }
   // an unknown `type` makes the union report every member; say the one thing that is wrong instead

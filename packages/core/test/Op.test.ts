@@ -55,6 +55,18 @@ describe("Op.decodeOps", () => {
       assert.include(error.message, "NUL")
     }))
 
+  it.effect("rejects data with a lone surrogate in a string or a key, and keeps surrogate pairs", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Op.decodeOps([
+        { type: "set", entity: 1, component: "a", data: { ok: "\u{1F600}" } },
+        { type: "set", entity: 2, component: "a", data: { nested: [{ s: "x\ud800" }] } },
+        { type: "set", entity: 3, component: "a", data: { ["\udfff"]: 1 } }
+      ]))
+      assert.deepStrictEqual(error.issues.map((i) => [i.index, i.field]), [[1, "data"], [2, "data"]])
+      assert.include(error.message, "lone surrogates")
+      assert.lengthOf(yield* Op.decodeOps([{ type: "set", entity: 1, component: "a", data: { ["\u{1F600}"]: ["\ud83d\ude00"] } }]), 1)
+    }))
+
   it.effect("rejects an empty submission, a non-array and one over maxOps", () =>
     Effect.gen(function*() {
       assert.include((yield* Effect.flip(Op.decodeOps([]))).message, "at least one op")
