@@ -317,7 +317,7 @@ export const render = async (
       )
       md.push(`| ${c.profile} | ${n(c.maxSustained)}${failedAt === undefined ? "" : ` (not ${n(failedAt)})`} | ${steps.join("; ")} |`)
     }
-    md.push("", "A rate is sustained when ≥ 95 % of the target rate is accepted (the producer shares the process), ≥ 95 % of those are persisted within the step, and p99 op→durable < 2 s. Rates double until one is not sustained, then two geometric bisection steps narrow the bracket to about 1.19×.", "")
+    md.push("", "A rate is sustained when ≥ 95 % of the target rate is accepted (the producer shares the process), ≥ 95 % of those are persisted within the step, and p99 op→durable < 2 s. Rates double until one is not sustained, then geometric bisection narrows the bracket: each limit lies between its figure and the rate in parentheses.", "")
   }
   md.push("## Scenarios × profiles", "", scenarioTable(runs), "")
   md.push(

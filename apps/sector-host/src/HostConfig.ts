@@ -1,6 +1,7 @@
 /**
  * The host's configuration as one documented service, shaped like effect's `ShardingConfig`: every field has a
- * default in `defaults`, `layer(partial)` is for tests, `layerFromEnv` reads constant-case environment variables
+ * default in `defaults`, `layer(partial)` is for tests, `config` is the descriptor — `main.ts` reads it through
+ * `CommandLine` (flags over constant-case environment variables), `layerFromEnv` from the environment alone
  * (`PORT`, `HOST`, `DATABASE_URL`, …). Nothing else in the app reads the environment.
  */
 import * as Config from "effect/Config"
