@@ -5,8 +5,8 @@
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { BatchPolicy, SectorHost, SectorsConfig } from "@sectors/core"
-import { FaultSink, MemorySink } from "@sectors/core/testing"
+import { BatchPolicy, SectorHost, type SectorsConfig } from "@sectors/core"
+import { FaultSink, MemorySink, TestHost } from "@sectors/core/testing"
 import { Duration, Effect, Fiber, Layer, Stream } from "effect"
 import { HttpClient, HttpClientRequest, HttpRouter } from "effect/http"
 import { TestClock } from "effect/testing"
@@ -37,13 +37,8 @@ const serve = (
 ) =>
   HttpRouter.serve(Http.routes, { disableListenLog: true, disableLogger: true }).pipe(
     Layer.provideMerge(NodeHttpServer.layerTest),
-    Layer.provideMerge(SectorHost.layer),
-    Layer.provideMerge(FaultSink.layer(MemorySink.layer)),
-    Layer.provideMerge(MemorySink.layer),
-    Layer.provideMerge(SectorsConfig.layer({
+    Layer.provideMerge(TestHost.layer({
       policy: policy(),
-      passivateAfter: Duration.infinity,
-      retryBase: Duration.millis(10),
       retryMaxDelay: Duration.millis(10),
       retryDeadline: Duration.millis(50),
       circuitFailures: 1,
