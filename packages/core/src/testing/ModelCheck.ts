@@ -1,7 +1,8 @@
 /**
  * A model checker for batching configurations: drive a real `SectorHost` over the memory sink (optionally with
  * injected faults) through an arrival timeline on the `TestClock`, shut it down, and check the outcome against the
- * reference model. Run it inside `it.effect` (which provides the `TestClock`), typically under fast-check:
+ * reference model. `run` needs a `TestClock` (inside `it.effect`); `check` and `runOnTestClock` bring their own, for
+ * use under fast-check:
  *
  * ```ts
  * it("my configuration keeps every guarantee", () =>
@@ -163,10 +164,11 @@ export const run = (scenario: Scenario): Effect.Effect<Outcome> =>
  * fast-check property.
  */
 export const check = (scenario: Scenario): Effect.Effect<ReadonlyArray<string>> =>
-  run(scenario).pipe(
-    Effect.map((outcome) => violations(scenario, outcome)),
-    Effect.provide(Layer.merge(TestClock.layer(), Logger.layer([])))
-  )
+  Effect.map(runOnTestClock(scenario), (outcome) => violations(scenario, outcome))
+
+/** `run` on a `TestClock` of its own with logging off: for use outside `it.effect` (e.g. in `Effect.runPromise`). */
+export const runOnTestClock = (scenario: Scenario): Effect.Effect<Outcome> =>
+  run(scenario).pipe(Effect.provide(Layer.merge(TestClock.layer(), Logger.layer([]))))
 
 /** Every broken guarantee of `outcome`, in words; empty when all hold. */
 export const violations = (scenario: Scenario, outcome: Outcome): ReadonlyArray<string> => {
