@@ -10,8 +10,8 @@
  * with deletes take the multi-statement transaction, because a delete and an upsert of the same row may not share
  * one statement.
  *
- * **Group commit**: batches of different sectors that are waiting at the same moment share one transaction (at
- * most `maxGroupRows` rows); `writers` such transactions run at once. Each sector is still answered on its own: a
+ * **Group commit**: batches of different sectors that are waiting at the same moment share one transaction (it
+ * stops taking batches at `maxGroupRows` rows); `writers` such transactions run at once. Each sector is still answered on its own: a
  * fenced sector fails alone, a replayed one succeeds as a no-op. If a group fails for anything but a transient error
  * (its data, most often), every batch of it is retried in a transaction of its own, so that the failure reaches only
  * the sector at fault (whose runtime then bisects to the poison op).
@@ -44,7 +44,7 @@ import * as SqlState from "./SqlState.ts"
 export interface Options {
   /** Group transactions in flight at once. Defaults to `3` (a small server saturates with 2–4 writers). */
   readonly writers?: number | undefined
-  /** Most rows one group transaction carries. Defaults to `5000`. */
+  /** A group stops taking batches once it holds this many rows (a batch is never split). Defaults to `5000`. */
   readonly maxGroupRows?: number | undefined
   /** How long a writer waits for more batches before it commits a group. Defaults to 0: it takes what is queued. */
   readonly groupWindow?: Duration.Input | undefined
@@ -363,17 +363,19 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       sectors.add(item.batch.sectorId)
       rows += item.batch.entries.length
     }
+    const open = () => rows < maxGroupRows && group.length < maxGroupBatches
     const pending = carry
     carry = []
     for (const item of pending) {
-      if (sectors.has(item.batch.sectorId)) carry.push(item)
+      // held over from an earlier group: taken first, within the same bounds
+      if (sectors.has(item.batch.sectorId) || (group.length > 0 && !open())) carry.push(item)
       else add(item)
     }
     if (group.length === 0) add(yield* Queue.take(queue))
     // let the fibers that are ready now (sectors flushing at the same deadline) queue their batches first
     yield* Effect.yieldNow
     if (Duration.toMillis(groupWindow) > 0) yield* Effect.sleep(groupWindow)
-    while (rows < maxGroupRows && group.length < maxGroupBatches) {
+    while (open()) {
       const next = Queue.takeUnsafe(queue)
       if (next === undefined || Exit.isFailure(next)) break
       // one statement may not touch a key twice: a second batch of a sector waits for the next group
