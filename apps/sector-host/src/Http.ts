@@ -16,7 +16,7 @@
  * refuses before they reach a route (an unknown method, a malformed request line or header) get problem+json too,
  * from the server `makeServer` builds.
  */
-import { type Batch, Op, type Resilience, SectorHost } from "@sectors/core"
+import { Batch, Op, type Resilience, SectorHost } from "@sectors/core"
 import { ByteSize, Cause, Clock, Effect, Layer, Option, Predicate, Result } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
@@ -189,20 +189,6 @@ const circuitJson = (status: Resilience.CircuitStatus) =>
     ? { state: status._tag, until: iso(status.until), consecutiveOpenings: status.consecutiveOpenings }
     : { state: status._tag }
 
-/** A dead-lettered entry in the vocabulary of ops (its seq is given beside it). */
-const entryJson = (entry: Batch.Entry) => {
-  switch (entry._tag) {
-    case "Upsert":
-      return { type: "set", entity: entry.entity, component: entry.component, data: entry.data }
-    case "Remove":
-      return { type: "remove", entity: entry.entity, component: entry.component }
-    case "Delete":
-      return { type: "delete", entity: entry.entity }
-    case "Authority":
-      return { type: "authority", entity: entry.entity, component: entry.component, worker: entry.worker }
-  }
-}
-
 // ---- routes ----
 
 /** Builds every endpoint over the host, the lifecycle and the configuration. */
@@ -304,7 +290,7 @@ const endpoints = Effect.gen(function*() {
       sector,
       deadLetters: letters.map((letter) => ({
         seq: letter.seq,
-        entry: entryJson(letter.entry),
+        entry: Batch.entryToOp(letter.entry),
         error: letter.error,
         code: letter.code ?? null,
         at: iso(letter.at)

@@ -12,6 +12,7 @@
  * A `Pending` covers a contiguous seq range; `merge` joins an older buffer with a newer one exactly as if their
  * ops had been folded in order (used to put a failed batch back under the ops that arrived meanwhile).
  */
+import { absurd } from "effect/Function"
 import type { Trigger } from "./BatchPolicy.ts"
 import type * as Op from "./Op.ts"
 
@@ -130,6 +131,8 @@ export class Pending {
       case "authority":
         putAuthority(found, op.component, { worker: op.worker, seq })
         break
+      default:
+        return absurd(op)
     }
     this.keys += keysOf(found) - before
   }
@@ -156,6 +159,33 @@ export class Pending {
     this.ops += newer.ops
     this.toSeq = newer.toSeq
     return this
+  }
+
+  /**
+   * Drops one of this buffer's entries (a poison entry that was dead-lettered), so that the buffer never carries
+   * it again; its seq stays covered by the range. An entry the buffer no longer holds (a newer op replaced it) is
+   * ignored.
+   */
+  discard(entry: Entry): void {
+    const found = this.entities.get(entry.entity)
+    if (found === undefined) return
+    const before = keysOf(found)
+    switch (entry._tag) {
+      case "Delete":
+        if (found.tombstone === entry.seq) found.tombstone = undefined
+        break
+      case "Upsert":
+      case "Remove":
+        if (found.components.get(entry.component)?.seq === entry.seq) found.components.delete(entry.component)
+        break
+      case "Authority":
+        if (found.authority.get(entry.component)?.seq === entry.seq) found.authority.delete(entry.component)
+        break
+      default:
+        return absurd(entry)
+    }
+    this.keys += keysOf(found) - before
+    if (keysOf(found) === 0) this.entities.delete(entry.entity)
   }
 
   /** The collapsed writes. */
@@ -189,6 +219,22 @@ export const collapse = (ops: Iterable<Op.Op>, firstSeq = 1): Array<Entry> => {
   let seq = firstSeq
   for (const op of ops) pending.add(op, seq++, 0)
   return pending.entries()
+}
+
+/** An entry in the vocabulary of ops (what it does to the sector), e.g. to show a dead letter to a client. */
+export const entryToOp = (entry: Entry): Op.Op => {
+  switch (entry._tag) {
+    case "Upsert":
+      return { type: "set", entity: entry.entity, component: entry.component, data: entry.data }
+    case "Remove":
+      return { type: "remove", entity: entry.entity, component: entry.component }
+    case "Delete":
+      return { type: "delete", entity: entry.entity }
+    case "Authority":
+      return { type: "authority", entity: entry.entity, component: entry.component, worker: entry.worker }
+    default:
+      return absurd(entry)
+  }
 }
 
 /** Rows the batch writes or deletes, divided by the ops folded in: 1 means nothing collapsed. */

@@ -89,7 +89,7 @@ export type Trigger = "min_batch" | "max_wait" | "max_batch" | "shutdown" | "man
 export const triggers: ReadonlyArray<Trigger> = ["min_batch", "max_wait", "max_batch", "shutdown", "manual"]
 
 /** What a flusher sees when it decides: pending op count, when the oldest pending op arrived, and the time. */
-export interface Pending {
+export interface Observation {
   /** Ops accepted but not yet in a batch. */
   readonly ops: number
   /** Clock time (ms) when the oldest of them became pending; ignored when `ops` is 0. */
@@ -134,7 +134,7 @@ export const deadline = (policy: BatchPolicy, oldestAt: number): number => {
  * **Gotchas** Never answers `Flush` with nothing pending (a batch is never empty), and a `Wait` never reaches past
  * `maxWait` after the oldest op, so no pending op waits longer than `maxWait` plus the persist in flight.
  */
-export const decide = (policy: BatchPolicy, pending: Pending): Decision => {
+export const decide = (policy: BatchPolicy, pending: Observation): Decision => {
   if (pending.ops <= 0) return idle
   if (pending.ops >= policy.maxBatch) return flushes.max_batch
   if (pending.requested !== undefined) return flushes[pending.requested]

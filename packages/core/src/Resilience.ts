@@ -108,7 +108,7 @@ export const make = Effect.gen(function*() {
   const retrying = <A>(call: Effect.Effect<A, SinkError>): Effect.Effect<A, SinkError> =>
     Effect.retry(call, { schedule, while: (error) => error.isRetryable })
 
-  const classify = <A>(exit: Exit.Exit<A, SinkError>): CircuitBreaker.Outcome => {
+  const outcomeOf = <A>(exit: Exit.Exit<A, SinkError>): CircuitBreaker.Outcome => {
     if (Exit.isSuccess(exit)) return CircuitBreaker.success
     const error = Cause.findErrorOption(exit.cause)
     return Option.isSome(error) && (error.value.reason === "Rejected" || error.value.reason === "Fenced")
@@ -126,7 +126,7 @@ export const make = Effect.gen(function*() {
   )
 
   const guard = <A>(persist: Effect.Effect<A, SinkError>): Effect.Effect<A, SinkError | SinkUnavailable> =>
-    breaker.execute(retrying(persist), { key: circuitKey, classify: classify<A> }).pipe(
+    breaker.execute(retrying(persist), { key: circuitKey, classify: outcomeOf<A> }).pipe(
       Effect.catchTag("CircuitBreakerError", (error) =>
         error.reason._tag === "CircuitHalfOpen" ? awaitProbe : Effect.fail(toUnavailable(error, config.retryBase)))
     )

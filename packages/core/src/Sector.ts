@@ -2,17 +2,18 @@
  * A sector actor: a bounded mailbox, the sector's state in memory, and two fibers under one supervisor.
  *
  * - The **intake** fiber takes submissions from the mailbox, gives every op the next seq (per sector, gap-free),
- *   applies it to the in-memory state and folds it into the pending buffer (`Batch.Pending`, one per `maxBatch`
- *   ops). Past `maxPendingKeys` pending keys it stops taking, the mailbox fills, and submitters get `MailboxFull`:
- *   backpressure instead of an unbounded heap.
+ *   applies it to the in-memory state and folds it into the backlog (`internal/backlog`: `Batch.Pending` segments of
+ *   `maxBatch` ops). Past `maxPendingKeys` pending keys it stops taking, the mailbox fills, and submitters get
+ *   `MailboxFull`: backpressure instead of an unbounded heap.
  * - The **flusher** fiber asks `BatchPolicy.decide` what to do. Idle, it waits for the intake's signal with no timer
  *   armed (an idle sector wakes up for nothing); with ops pending below `minBatch` it also arms one timer for the
  *   batch's `BatchPolicy.deadline` (at most `maxWait` after its oldest op); on a trigger it takes the oldest buffer
  *   as a batch and persists it through `Resilience` (retries, circuit breaker). At most one batch is in flight; ops
  *   arriving meanwhile pile up and go out together next (natural batching), a backlog goes out as back-to-back
  *   `maxBatch` batches. A batch that fails goes back under the newer ops and is retried; nothing is dropped. A batch
- *   the sink rejects for its data is bisected with trial runs to the poison entry, which is dead-lettered; the rest
- *   commits.
+ *   the sink rejects for its data is bisected with trial runs to the poison entries (`internal/isolation`), which
+ *   are dead-lettered once and dropped from the buffer; the rest commits. Commits advance the durable watermark
+ *   (`internal/watermark`), which answers `ack: "durable"` and `flush` waiters.
  * - The **supervisor** restarts both after a defect with exponential backoff: the in-flight batch goes back to the
  *   buffer, the durable state is reloaded (claiming a new epoch) and the buffer is laid over it. Accepted ops are
  *   never lost to a restart.
@@ -34,7 +35,8 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import { type Batch, collapseRatio, type Entry, Pending, withEntries } from "./Batch.ts"
+import { absurd } from "effect/Function"
+import { type Batch, collapseRatio, type Pending, withEntries } from "./Batch.ts"
 import * as BatchPolicy from "./BatchPolicy.ts"
 import {
   DurableTimeout,
@@ -51,6 +53,9 @@ import { Resilience } from "./Resilience.ts"
 import { type DeadLetter, SectorSink } from "./SectorSink.ts"
 import { SectorsConfig } from "./SectorsConfig.ts"
 import * as SectorState from "./SectorState.ts"
+import { Backlog } from "./internal/backlog.ts"
+import * as Isolation from "./internal/isolation.ts"
+import { Watermark } from "./internal/watermark.ts"
 
 /** When `submit` returns: once the ops are accepted (seqs assigned, applied in memory) or once they are durable. */
 export type Ack = "accepted" | "durable"
@@ -156,11 +161,6 @@ interface Envelope {
   readonly deferred: Deferred.Deferred<readonly [number, number], ShuttingDown | SectorFenced>
 }
 
-interface Waiter {
-  readonly seq: number
-  readonly deferred: Deferred.Deferred<void, ShuttingDown | SectorFenced>
-}
-
 /** The supervisor's signal that the sector's fibers must be started again. */
 class Restart extends Data.TaggedError("Restart")<{ readonly cause: unknown }> {}
 
@@ -197,62 +197,38 @@ export const make = Effect.fnUntraced(function*(
   const clock = yield* Clock.Clock
   const context = yield* Effect.context<never>()
   const policy = config.policy
+  const now = () => clock.currentTimeMillisUnsafe()
 
   const loaded = yield* resilience.retrying(sink.load(sectorId))
 
   // ---- state shared by the fibers (single-threaded: every change below happens without yielding) ----
   let epoch = loaded.epoch
   let state = SectorState.fromRows(loaded.rows)
-  let persistedSeq = loaded.persistedSeq
-  let persistedAt = loaded.persistedAt
-  let nextSeq = Math.max(persistedSeq, SectorState.maxSeq(state)) + 1
   let phase: Phase = "running"
-  const segments: Array<Pending> = []
-  let inFlight: Pending | undefined
-  let pendingOps = 0
-  let pendingKeys = 0
+  const watermark = new Watermark<ShuttingDown | SectorFenced>(loaded.persistedSeq, loaded.persistedAt)
+  const backlog = new Backlog({
+    nextSeq: Math.max(loaded.persistedSeq, SectorState.maxSeq(state)) + 1,
+    maxBatch: policy.maxBatch,
+    maxPendingKeys: policy.maxPendingKeys,
+    onKeys: (delta) => Metrics.pendingKeys.modifyUnsafe(delta, context)
+  })
   let flushTarget = 0
   let flusherIdle = false
   let intakeDone = false
   let needsResync = false
-  const waiters: Array<Waiter> = []
+  /** Entries were dead-lettered: memory still shows their values until a reload after the next commit. */
+  let reloadAfterCommit = false
   const counters = { received: 0, persisted: 0, collapsed: 0, batches: 0, deadLetters: 0, restarts: 0, timerWakeups: 0 }
 
   const mailbox = yield* Queue.bounded<Envelope, Cause.Done>(config.mailboxCapacity)
   const wake = yield* Latch.make(false)
-  const space = yield* Latch.make(true)
-  const now = () => clock.currentTimeMillisUnsafe()
 
-  const addPendingKeys = (delta: number) => {
-    pendingKeys += delta
-    if (delta !== 0) Metrics.pendingKeys.modifyUnsafe(delta, context)
-  }
-
-  // ---- durable waiters ----
-  const resolveWaiters = () => {
-    let resolved = 0
-    while (resolved < waiters.length && waiters[resolved]!.seq <= persistedSeq) {
-      Deferred.doneUnsafe(waiters[resolved]!.deferred, Exit.void)
-      resolved++
-    }
-    if (resolved > 0) waiters.splice(0, resolved)
-  }
-
-  const failWaiters = (error: ShuttingDown | SectorFenced) => {
-    for (const waiter of waiters.splice(0)) Deferred.doneUnsafe(waiter.deferred, Exit.fail(error))
-  }
-
-  const awaitDurable = (seq: number): Effect.Effect<void, ShuttingDown | SectorFenced> =>
-    Effect.suspend(() => {
-      if (seq <= persistedSeq) return Effect.void
-      if (phase === "fenced") return Effect.fail(new SectorFenced({ sectorId }))
-      if (phase === "stopped") return Effect.fail(new ShuttingDown({ sectorId }))
-      const waiter: Waiter = { seq, deferred: Deferred.makeUnsafe() }
-      let at = waiters.length
-      while (at > 0 && waiters[at - 1]!.seq > seq) at--
-      waiters.splice(at, 0, waiter)
-      return Deferred.await(waiter.deferred)
-    })
+  const refuseWait = () =>
+    phase === "fenced"
+      ? new SectorFenced({ sectorId })
+      : phase === "stopped"
+      ? new ShuttingDown({ sectorId })
+      : undefined
 
   // ---- intake ----
   const accept = (envelope: Envelope) => {
@@ -261,48 +237,31 @@ export const make = Effect.fnUntraced(function*(
       Deferred.doneUnsafe(envelope.deferred, Exit.fail(new SectorFenced({ sectorId })))
       return
     }
-    const at = now()
-    const firstSeq = nextSeq
-    let segment = segments[segments.length - 1]
-    let keys = 0
+    let firstSeq: number
     try {
-      for (const op of envelope.ops) {
-        if (segment === undefined || segment.ops >= policy.maxBatch) {
-          segment = new Pending()
-          segments.push(segment)
-        }
-        const before = segment.keys
-        SectorState.apply(state, op, nextSeq)
-        segment.add(op, nextSeq, at)
-        keys += segment.keys - before
-        nextSeq++
-        pendingOps++
-      }
+      firstSeq = backlog.accept(envelope.ops, now(), (op, seq) => SectorState.apply(state, op, seq))
     } catch (defect) {
       Deferred.doneUnsafe(envelope.deferred, Exit.die(defect))
       throw defect
-    } finally {
-      addPendingKeys(keys)
     }
-    const count = nextSeq - firstSeq
+    const count = envelope.ops.length
     counters.received += count
     Metrics.opsReceived.updateUnsafe(count, context)
-    Deferred.doneUnsafe(envelope.deferred, Exit.succeed([firstSeq, nextSeq - 1] as const))
-    if (flusherIdle || pendingOps >= policy.minBatch) wake.openUnsafe()
+    Deferred.doneUnsafe(envelope.deferred, Exit.succeed([firstSeq, backlog.nextSeq - 1] as const))
+    if (flusherIdle || backlog.ops >= policy.minBatch) wake.openUnsafe()
   }
 
   const intake = Effect.gen(function*() {
     while (true) {
-      if (pendingKeys >= policy.maxPendingKeys) {
-        space.closeUnsafe()
-        yield* space.await
+      if (backlog.full) {
+        yield* backlog.awaitSpace()
         continue
       }
       const taken = yield* Effect.exit(Queue.take(mailbox))
       if (Exit.isFailure(taken)) break
       accept(taken.value)
       // take what else is waiting without suspending, while there is room
-      while (pendingKeys < policy.maxPendingKeys) {
+      while (!backlog.full) {
         const next = Queue.takeUnsafe(mailbox)
         if (next === undefined || Exit.isFailure(next)) break
         accept(next.value)
@@ -313,112 +272,56 @@ export const make = Effect.fnUntraced(function*(
   })
 
   // ---- flusher ----
-  const takeSegment = (): Pending => {
-    const segment = segments.shift()!
-    pendingOps -= segment.ops
-    addPendingKeys(-segment.keys)
-    space.openUnsafe()
-    return segment
-  }
-
-  /** Puts the in-flight buffer back under the newer ops (merged with the next one when both fit in a batch). */
-  const requeue = (merge: boolean) => {
-    const failed = inFlight
-    if (failed === undefined) return
-    inFlight = undefined
-    const next = segments[0]
-    if (merge && next !== undefined && failed.ops + next.ops <= policy.maxBatch) {
-      const before = next.keys
-      failed.merge(next)
-      segments[0] = failed
-      pendingOps += failed.ops - next.ops
-      addPendingKeys(failed.keys - before)
-    } else {
-      segments.unshift(failed)
-      pendingOps += failed.ops
-      addPendingKeys(failed.keys)
-    }
-  }
 
   /** Reloads the durable state (a new claim) and lays every buffered, not yet durable change over it. */
   const resync = Effect.gen(function*() {
     const fresh = yield* resilience.retrying(sink.load(sectorId))
     epoch = fresh.epoch
     const next = SectorState.fromRows(fresh.rows)
-    while (segments.length > 0 && segments[0]!.toSeq <= fresh.persistedSeq) takeSegment()
-    for (const segment of segments) SectorState.applyEntries(next, segment.entries())
+    backlog.dropThrough(fresh.persistedSeq)
+    for (const entries of backlog.entries()) SectorState.applyEntries(next, entries)
     state = next
-    if (fresh.persistedSeq > persistedSeq) {
-      persistedSeq = fresh.persistedSeq
-      persistedAt = fresh.persistedAt
-      resolveWaiters()
-    }
-    nextSeq = Math.max(nextSeq, persistedSeq + 1, SectorState.maxSeq(state) + 1)
+    watermark.advance(fresh.persistedSeq, fresh.persistedAt)
+    backlog.nextSeq = Math.max(backlog.nextSeq, watermark.seq + 1, SectorState.maxSeq(state) + 1)
   })
 
-  const verify = (batch: Batch, entries: ReadonlyArray<Entry>) =>
-    resilience.retrying(sink.verify(withEntries(batch, entries)))
-
-  const isRejected = (error: SinkError | SinkUnavailable): error is SinkError =>
-    error._tag === "SinkError" && error.reason === "Rejected"
-
-  /** Bisects with trial runs to one entry that is rejected on its own; undefined if only a combination fails. */
-  const findPoison = (
-    batch: Batch,
-    entries: ReadonlyArray<Entry>
-  ): Effect.Effect<Entry | undefined, SinkError> =>
-    Effect.gen(function*() {
-      if (entries.length <= 1) return entries[0]
-      const middle = entries.length >> 1
-      for (const half of [entries.slice(0, middle), entries.slice(middle)]) {
-        const trial = yield* Effect.exit(verify(batch, half))
-        if (Exit.isSuccess(trial)) continue
-        const error = Cause.findErrorOption(trial.cause)
-        if (Option.isSome(error) && isRejected(error.value)) return yield* findPoison(batch, half)
-        return yield* Effect.failCause(trial.cause)
-      }
-      return undefined
-    })
-
-  /** A rejected batch: dead-letter every poison entry, then persist the rest (same seq range). */
-  const isolate = Effect.fnUntraced(function*(batch: Batch, rejection: SinkError) {
-    const letters: Array<DeadLetter> = []
-    let entries = batch.entries
-    let error = rejection
-    while (true) {
-      const poison = yield* findPoison(batch, entries)
-      if (poison === undefined) {
-        return yield* new SinkError({
-          reason: "Fatal",
-          message: `batch ${batch.fromSeq}..${batch.toSeq} was rejected (${error.message}) but no single entry is at fault`,
-          ...(error.code === undefined ? {} : { code: error.code })
-        })
-      }
-      letters.push({ sectorId, seq: poison.seq, entry: poison, error: error.message, code: error.code, at: now() })
-      entries = entries.filter((entry) => entry !== poison)
-      const trial = yield* Effect.exit(verify(batch, entries))
-      if (Exit.isSuccess(trial)) break
-      const next = Cause.findErrorOption(trial.cause)
-      if (Option.isSome(next) && isRejected(next.value)) {
-        error = next.value
-        continue
-      }
-      return yield* Effect.failCause(trial.cause)
-    }
+  /** A rejected batch: dead-letter every poison entry once, drop it from the buffer, then persist the rest. */
+  const deadLetterPoison = Effect.fnUntraced(function*(batch: Batch, segment: Pending, rejection: SinkError) {
+    const { poison, rest } = yield* Isolation.isolate(
+      `batch ${batch.fromSeq}..${batch.toSeq}`,
+      batch.entries,
+      rejection,
+      (entries) => resilience.retrying(sink.verify(withEntries(batch, entries)))
+    )
+    const at = now()
+    const letters: Array<DeadLetter> = poison.map(({ entry, error }) => ({
+      sectorId,
+      seq: entry.seq,
+      entry,
+      error: error.message,
+      code: error.code,
+      at
+    }))
     yield* Effect.logWarning(`sector ${sectorId}: dead-lettering ${letters.length} rejected entries`).pipe(
-      Effect.annotateLogs({ seqs: letters.map((letter) => letter.seq).join(","), error: error.message })
+      Effect.annotateLogs({
+        seqs: letters.map((letter) => letter.seq).join(","),
+        error: poison[poison.length - 1]!.error.message
+      })
     )
     yield* resilience.retrying(sink.deadLetter(letters))
-    yield* resilience.guard(sink.persist(withEntries(batch, entries)))
+    // recorded: the entries never go out again, even if the persist below fails and the segment is retried
+    for (const { entry } of poison) segment.discard(entry)
     counters.deadLetters += letters.length
     Metrics.deadLetters.updateUnsafe(letters.length, context)
+    reloadAfterCommit = true
+    yield* resilience.guard(sink.persist(withEntries(batch, rest)))
     return letters.length
   })
 
-  const persist = (batch: Batch) =>
+  const persist = (batch: Batch, segment: Pending) =>
     resilience.guard(sink.persist(batch)).pipe(
       Effect.as(0),
-      Effect.catchIf(isRejected, (error) => isolate(batch, error)),
+      Effect.catchIf(Isolation.isRejected, (error) => deadLetterPoison(batch, segment, error)),
       Effect.withSpan("Sector.persist", {
         attributes: {
           "sector.id": sectorId,
@@ -431,28 +334,24 @@ export const make = Effect.fnUntraced(function*(
     )
 
   const becomeFenced = Effect.fnUntraced(function*() {
-    const lost = pendingOps + (inFlight?.ops ?? 0)
+    const lost = backlog.clear()
     phase = "fenced"
-    inFlight = undefined
-    while (segments.length > 0) takeSegment()
-    failWaiters(new SectorFenced({ sectorId }))
+    watermark.failAll(new SectorFenced({ sectorId }))
     Queue.endUnsafe(mailbox)
     yield* Effect.logError(`sector ${sectorId}: claimed by another owner; ${lost} accepted ops were not persisted`)
   })
 
   const flushOnce = Effect.fnUntraced(function*(trigger: BatchPolicy.Trigger) {
-    Metrics.pendingKeysUtilisation.updateUnsafe(pendingKeys / policy.maxPendingKeys, context)
-    const segment = takeSegment()
-    inFlight = segment
+    Metrics.pendingKeysUtilisation.updateUnsafe(backlog.keys / policy.maxPendingKeys, context)
+    const segment = backlog.take()
     const batch = segment.toBatch(sectorId, epoch, trigger)
     const startedAt = now()
     triggerCounters[trigger].updateUnsafe(1, context)
     Metrics.accumulationSeconds.updateUnsafe((startedAt - segment.firstAt) / 1000, context)
-    const outcome = yield* Effect.exit(persist(batch))
+    const outcome = yield* Effect.exit(persist(batch, segment))
     if (Exit.isSuccess(outcome)) {
-      inFlight = undefined
-      persistedSeq = batch.toSeq
-      persistedAt = now()
+      backlog.commit()
+      const persistedAt = now()
       const rows = batch.entries.length - outcome.value
       counters.persisted += batch.ops
       counters.collapsed += batch.ops - rows
@@ -463,9 +362,12 @@ export const make = Effect.fnUntraced(function*(
       Metrics.batches.updateUnsafe(1, context)
       Metrics.batchOps.updateUnsafe(batch.ops, context)
       Metrics.batchRows.updateUnsafe(rows, context)
-      resolveWaiters()
+      watermark.advance(batch.toSeq, persistedAt)
       // dead letters: memory still shows the rejected values; reload the truth
-      if (outcome.value > 0) yield* resync
+      if (reloadAfterCommit) {
+        yield* resync
+        reloadAfterCommit = false
+      }
       return
     }
     const error = Cause.findErrorOption(outcome.cause)
@@ -476,7 +378,7 @@ export const make = Effect.fnUntraced(function*(
       return yield* becomeFenced()
     }
     failureCounters[failure._tag === "SinkUnavailable" ? "Unavailable" : failure.reason].updateUnsafe(1, context)
-    requeue(true)
+    backlog.requeue(true)
     const delay = failure._tag === "SinkUnavailable"
       ? Math.max(failure.retryAfterMillis, Duration.toMillis(config.retryBase))
       : Duration.toMillis(config.retryBase)
@@ -489,14 +391,14 @@ export const make = Effect.fnUntraced(function*(
   const flusher = Effect.gen(function*() {
     while (phase !== "fenced") {
       wake.closeUnsafe()
-      const first = segments[0]
+      const first = backlog.first
       const requested = phase === "draining"
         ? "shutdown"
         : first !== undefined && flushTarget >= first.fromSeq
         ? "manual"
         : undefined
       const decision = BatchPolicy.decide(policy, {
-        ops: pendingOps,
+        ops: backlog.ops,
         oldestAt: first?.firstAt ?? 0,
         now: now(),
         requested
@@ -521,6 +423,8 @@ export const make = Effect.fnUntraced(function*(
           yield* flushOnce(decision.trigger)
           break
         }
+        default:
+          absurd(decision)
       }
     }
   })
@@ -537,7 +441,7 @@ export const make = Effect.fnUntraced(function*(
       Effect.gen(function*() {
         counters.restarts++
         Metrics.restarts.updateUnsafe(1, context)
-        requeue(false)
+        backlog.requeue(false)
         flusherIdle = false
         needsResync = true
         yield* Effect.logError(`sector ${sectorId}: died of a defect, restarting`, defect)
@@ -568,10 +472,8 @@ export const make = Effect.fnUntraced(function*(
     drainStartedAt = counters.persisted
     Queue.endUnsafe(mailbox)
     wake.openUnsafe()
-    space.openUnsafe()
+    backlog.release()
   }
-
-  const unflushed = () => pendingOps + (inFlight?.ops ?? 0)
 
   /** Stops the sector at once: once, however many callers (the host's shutdown, passivation) race to it. */
   const stop: Effect.Effect<DrainReport> = yield* Effect.cached(Effect.gen(function*() {
@@ -582,12 +484,12 @@ export const make = Effect.fnUntraced(function*(
       Metrics.mailboxDepth.modifyUnsafe(-1, context)
       Deferred.doneUnsafe(envelope.deferred, Exit.fail(new ShuttingDown({ sectorId })))
     }
-    const left = unflushed()
+    const left = backlog.unflushed
     if (phase !== "fenced") {
       phase = "stopped"
-      failWaiters(new ShuttingDown({ sectorId }))
+      watermark.failAll(new ShuttingDown({ sectorId }))
     }
-    addPendingKeys(-pendingKeys)
+    Metrics.pendingKeys.modifyUnsafe(-backlog.keys, context)
     Metrics.activeSectors.modifyUnsafe(-1, context)
     return { sectorId, flushed: counters.persisted - drainStartedAt, unflushed: left }
   }))
@@ -627,13 +529,14 @@ export const make = Effect.fnUntraced(function*(
         Effect.flatMap(([firstSeq, lastSeq]): Effect.Effect<Accepted, SubmitError> => {
           const result = { sectorId, accepted: ops.length, firstSeq, lastSeq }
           if (options?.ack !== "durable") {
-            return Effect.succeed({ ...result, persisted: lastSeq <= persistedSeq })
+            return Effect.succeed({ ...result, persisted: lastSeq <= watermark.seq })
           }
-          const durable = awaitDurable(lastSeq).pipe(Effect.as({ ...result, persisted: true }))
+          const durable = watermark.await(lastSeq, refuseWait).pipe(Effect.as({ ...result, persisted: true }))
           return options.durableTimeout === undefined ? durable : durable.pipe(
             Effect.timeoutOrElse({
               duration: options.durableTimeout,
-              orElse: () => Effect.fail(new DurableTimeout({ sectorId, firstSeq, lastSeq, persistedSeq }))
+              orElse: () =>
+                Effect.fail(new DurableTimeout({ sectorId, firstSeq, lastSeq, persistedSeq: watermark.seq }))
             })
           )
         })
@@ -661,15 +564,15 @@ export const make = Effect.fnUntraced(function*(
 
   const flush = Effect.suspend((): Effect.Effect<number, SinkUnavailable | ShuttingDown | SectorFenced> => {
     if (phase === "fenced") return Effect.fail(new SectorFenced({ sectorId }))
-    const target = nextSeq - 1
-    if (target <= persistedSeq) return Effect.succeed(persistedSeq)
+    const target = backlog.nextSeq - 1
+    if (target <= watermark.seq) return Effect.succeed(watermark.seq)
     const unavailable = resilience.admit()
     if (unavailable !== undefined) return Effect.fail(unavailable)
     if (phase === "running" && target > flushTarget) {
       flushTarget = target
       wake.openUnsafe()
     }
-    return awaitDurable(target).pipe(Effect.as(target))
+    return watermark.await(target, refuseWait).pipe(Effect.as(target))
   })
 
   const stats = Effect.sync((): SectorStats => ({
@@ -678,14 +581,14 @@ export const make = Effect.fnUntraced(function*(
     epoch,
     mailboxDepth: Queue.sizeUnsafe(mailbox),
     mailboxCapacity: config.mailboxCapacity,
-    pendingOps,
-    pendingKeys,
+    pendingOps: backlog.ops,
+    pendingKeys: backlog.keys,
     maxPendingKeys: policy.maxPendingKeys,
-    oldestPendingMillis: segments[0] === undefined ? 0 : now() - segments[0].firstAt,
-    inFlightOps: inFlight?.ops ?? 0,
-    lastSeq: nextSeq - 1,
-    persistedSeq,
-    persistedAt,
+    oldestPendingMillis: backlog.first === undefined ? 0 : now() - backlog.first.firstAt,
+    inFlightOps: backlog.inFlight?.ops ?? 0,
+    lastSeq: backlog.nextSeq - 1,
+    persistedSeq: watermark.seq,
+    persistedAt: watermark.at,
     entities: SectorState.size(state),
     counters: { ...counters }
   }))
@@ -699,6 +602,6 @@ export const make = Effect.fnUntraced(function*(
     drain,
     stop,
     phase: () => phase,
-    unflushed
+    unflushed: () => backlog.unflushed
   } satisfies Sector
 })

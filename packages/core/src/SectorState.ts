@@ -5,6 +5,7 @@
  * whatever the batching, collapsing, retries or restarts, what a sink holds after a clean shutdown must equal
  * `toRows(fold(ops))`.
  */
+import { absurd } from "effect/Function"
 import type * as Batch from "./Batch.ts"
 import type * as Op from "./Op.ts"
 
@@ -100,6 +101,8 @@ export const apply = (state: SectorState, op: Op.Op, seq: number): void => {
       }
       return
     }
+    default:
+      return absurd(op)
   }
 }
 
@@ -159,6 +162,8 @@ export const applyEntries = (
         }
         break
       }
+      default:
+        return absurd(entry)
     }
     if (changed) onChange?.(entry)
   }
@@ -210,6 +215,10 @@ export const maxSeq = (state: SectorState): number => {
   return max
 }
 
+/** Sets an own property, also one named `__proto__` (plain assignment would set the prototype instead). */
+const define = <A>(record: Record<string, A>, name: string, value: A) =>
+  Object.defineProperty(record, name, { value, enumerable: true, writable: true, configurable: true })
+
 /** Reads one entity; undefined when it has no components and no authority. */
 export const view = (state: SectorState, entity: number): EntityView | undefined => {
   const found = state.entities.get(entity)
@@ -218,11 +227,11 @@ export const view = (state: SectorState, entity: number): EntityView | undefined
   const authority: Record<string, string> = {}
   let seq = 0
   for (const [name, cell] of found.components) {
-    components[name] = cell.value
+    define(components, name, cell.value)
     if (cell.seq > seq) seq = cell.seq
   }
   for (const [name, cell] of found.authority) {
-    authority[name] = cell.value
+    define(authority, name, cell.value)
     if (cell.seq > seq) seq = cell.seq
   }
   return { entity, components, authority, seq }

@@ -199,6 +199,22 @@ describe("Sector backpressure and failures", () => {
       assert.deepStrictEqual(letters.map((l) => [l.seq, l.entry._tag, l.error]), [[4, "Upsert", "injected: entry rejected"]])
     }).pipe(Effect.provide(hostLayer())))
 
+  it.effect("dead-letters a poison op exactly once even when the persist after isolation fails", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      const store = yield* MemorySink.MemorySink
+      yield* faults.poison((entry) => entry._tag === "Upsert" && entry.data["x"] === 666)
+      // the first persist is rejected (poison); the persist of the rest after isolation fails once
+      yield* faults.failNext(1, { reason: "Fatal" })
+      yield* host.submit(1, [set(1), set(2), set(9, "hp", 666), set(3), set(4)])
+      yield* advance(200)
+      assert.strictEqual(store.sector(1)?.persistedSeq, 5)
+      assert.deepStrictEqual(store.deadLetters.map((l) => l.seq), [3])
+      assert.strictEqual((yield* host.stats(1)).counters.deadLetters, 1)
+      assert.isTrue(Option.isNone(yield* host.get(1, 9)))
+    }).pipe(Effect.provide(hostLayer())))
+
   it.effect("restarts a sector that died of a defect and loses no accepted op", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost

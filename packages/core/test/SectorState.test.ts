@@ -36,3 +36,18 @@ describe("SectorState", () => {
       assert.deepStrictEqual(SectorState.toRows(SectorState.fromRows(rows)), rows)
     })))
 })
+
+describe("component names that are Object.prototype's", () => {
+  it("stores and reads back a component or authority named __proto__ like any other", () => {
+    const state = SectorState.fold([
+      { type: "set", entity: 1, component: "__proto__", data: { x: 1 } },
+      { type: "set", entity: 1, component: "constructor", data: { y: 2 } },
+      { type: "authority", entity: 1, component: "__proto__", worker: "w-1" }
+    ])
+    const view = SectorState.view(state, 1)!
+    assert.deepStrictEqual(Object.keys(view.components), ["__proto__", "constructor"])
+    assert.deepStrictEqual(Object.getOwnPropertyDescriptor(view.components, "__proto__")?.value, { x: 1 })
+    assert.strictEqual(Object.getPrototypeOf(view.components), Object.prototype)
+    assert.strictEqual(JSON.stringify(view.authority), `{"__proto__":"w-1"}`)
+  })
+})

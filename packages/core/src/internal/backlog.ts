@@ -1,0 +1,167 @@
+/**
+ * A sector's backlog: the accepted ops that are not durable yet, collapsed into `Batch.Pending` segments of at most
+ * `maxBatch` ops each (oldest first), plus the one segment in flight.
+ *
+ * The intake `accept`s submissions into the newest segment (opening a new one at `maxBatch`); the flusher `take`s
+ * the oldest as its next batch and, depending on the outcome, `commit`s it or `requeue`s it under the newer ops
+ * (merged with the next segment when both fit in one batch — a failed batch and what arrived meanwhile go out
+ * together). A backlog holding `maxPendingKeys` distinct keys is `full`: the intake waits on `awaitSpace` until a
+ * `take` (or `release`) makes room, so the mailbox fills and producers see backpressure instead of an unbounded heap.
+ *
+ * It counts ops and keys as it goes and reports every change of the key count to `onKeys` (the pending-keys gauge).
+ * Not thread-safe by design: a sector changes it only from its own fibers, without yielding in between.
+ */
+import type * as Effect from "effect/Effect"
+import * as Latch from "effect/Latch"
+import { type Entry, Pending } from "../Batch.ts"
+import type * as Op from "../Op.ts"
+
+/** The backlog of one sector. */
+export class Backlog {
+  /** The seq the next accepted op gets (seqs are per sector and gap-free). */
+  nextSeq: number
+  /** Ops waiting in segments (not counting the one in flight). */
+  ops = 0
+  /** Distinct keys waiting in segments (not counting the one in flight). */
+  keys = 0
+  /** The segment being persisted, if any. */
+  inFlight: Pending | undefined = undefined
+  private readonly segments: Array<Pending> = []
+  private readonly space = Latch.makeUnsafe(true)
+  private readonly maxBatch: number
+  private readonly maxPendingKeys: number
+  private readonly onKeys: (delta: number) => void
+
+  constructor(options: {
+    readonly nextSeq: number
+    readonly maxBatch: number
+    readonly maxPendingKeys: number
+    readonly onKeys?: ((delta: number) => void) | undefined
+  }) {
+    this.nextSeq = options.nextSeq
+    this.maxBatch = options.maxBatch
+    this.maxPendingKeys = options.maxPendingKeys
+    this.onKeys = options.onKeys ?? (() => {})
+  }
+
+  /** The oldest waiting segment: the next batch. */
+  get first(): Pending | undefined {
+    return this.segments[0]
+  }
+
+  /** Whether the backlog holds `maxPendingKeys` keys or more (the intake must wait for space). */
+  get full(): boolean {
+    return this.keys >= this.maxPendingKeys
+  }
+
+  /** Accepted ops not yet durable, in flight included. */
+  get unflushed(): number {
+    return this.ops + (this.inFlight?.ops ?? 0)
+  }
+
+  /** The waiting segments, oldest first. */
+  waiting(): ReadonlyArray<Pending> {
+    return this.segments
+  }
+
+  /**
+   * Folds a submission in, giving its ops the next seqs, and calling `each` for every op first (the caller applies
+   * it to its state there; if `each` throws, the ops before it stay folded with their seqs). Returns the first seq.
+   */
+  accept(ops: ReadonlyArray<Op.Op>, at: number, each: (op: Op.Op, seq: number) => void): number {
+    const firstSeq = this.nextSeq
+    let segment = this.segments[this.segments.length - 1]
+    const before = this.keys
+    try {
+      for (const op of ops) {
+        if (segment === undefined || segment.ops >= this.maxBatch) {
+          segment = new Pending()
+          this.segments.push(segment)
+        }
+        each(op, this.nextSeq)
+        const keys = segment.keys
+        segment.add(op, this.nextSeq, at)
+        this.keys += segment.keys - keys
+        this.ops++
+        this.nextSeq++
+      }
+    } finally {
+      this.reportKeys(this.keys - before)
+    }
+    return firstSeq
+  }
+
+  /** Waits until a `take` or `release` makes room (at once if the backlog is not full). */
+  awaitSpace(): Effect.Effect<void> {
+    if (this.full) this.space.closeUnsafe()
+    return this.space.await
+  }
+
+  /** Takes the oldest segment as the one in flight. The backlog must not be empty. */
+  take(): Pending {
+    const segment = this.segments.shift()!
+    this.ops -= segment.ops
+    this.keys -= segment.keys
+    this.reportKeys(-segment.keys)
+    this.inFlight = segment
+    this.space.openUnsafe()
+    return segment
+  }
+
+  /** The segment in flight is durable. */
+  commit(): void {
+    this.inFlight = undefined
+  }
+
+  /** Puts the segment in flight back under the newer ops (merged with the next one when `merge` and both fit). */
+  requeue(merge: boolean): void {
+    const failed = this.inFlight
+    if (failed === undefined) return
+    this.inFlight = undefined
+    const next = this.segments[0]
+    if (merge && next !== undefined && failed.ops + next.ops <= this.maxBatch) {
+      const before = next.keys
+      failed.merge(next)
+      this.segments[0] = failed
+      this.ops += failed.ops - next.ops
+      this.keys += failed.keys - before
+      this.reportKeys(failed.keys - before)
+    } else {
+      this.segments.unshift(failed)
+      this.ops += failed.ops
+      this.keys += failed.keys
+      this.reportKeys(failed.keys)
+    }
+  }
+
+  /** Drops the waiting segments that are durable already (up to `seq`), after a reload found them committed. */
+  dropThrough(seq: number): void {
+    while (this.segments.length > 0 && this.segments[0]!.toSeq <= seq) {
+      this.take()
+      this.inFlight = undefined
+    }
+  }
+
+  /** Drops everything, in flight included, and returns how many ops that was (the sector was fenced). */
+  clear(): number {
+    const lost = this.unflushed
+    this.inFlight = undefined
+    while (this.segments.length > 0) this.take()
+    this.inFlight = undefined
+    return lost
+  }
+
+  /** Wakes an intake waiting for space (it is draining: it must notice the mailbox ended). */
+  release(): void {
+    this.space.openUnsafe()
+  }
+
+  /** Every entry still waiting, oldest segment first (to lay over reloaded state). */
+  *entries(): Iterable<ReadonlyArray<Entry>> {
+    for (const segment of this.segments) yield segment.entries()
+  }
+
+  private reportKeys(delta: number): void {
+    if (delta !== 0) this.onKeys(delta)
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * A sector's durable watermark and the callers waiting for it.
+ *
+ * Every op up to `seq` is durable; `advance` moves the watermark and resolves, in seq order, every waiter it
+ * passes. Waiters are kept sorted by the seq they wait for, so an advance touches only the waiters it resolves. A
+ * waiter that stops waiting (a timeout, an interruption) is removed at once, not when the watermark finally passes
+ * it: a client that retries a timed-out durable request a thousand times leaves no thousand waiters behind.
+ *
+ * Not thread-safe by design: a sector changes it only from its own fibers, without yielding in between.
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+
+interface Waiter<E> {
+  readonly seq: number
+  readonly deferred: Deferred.Deferred<void, E>
+}
+
+/** A watermark with waiters that fail with `E` when the sector stops before reaching them. */
+export class Watermark<E> {
+  /** Every op up to this seq is durable. */
+  seq: number
+  /** When the watermark last moved (ms since the epoch); undefined until it has. */
+  at: number | undefined
+  private readonly waiters: Array<Waiter<E>> = []
+
+  constructor(seq: number, at: number | undefined) {
+    this.seq = seq
+    this.at = at
+  }
+
+  /** Callers currently waiting. */
+  get waiting(): number {
+    return this.waiters.length
+  }
+
+  /** Moves the watermark up to `seq` (never down) and resolves every waiter it passes. */
+  advance(seq: number, at: number | undefined): void {
+    if (seq <= this.seq) return
+    this.seq = seq
+    this.at = at
+    let resolved = 0
+    while (resolved < this.waiters.length && this.waiters[resolved]!.seq <= seq) {
+      Deferred.doneUnsafe(this.waiters[resolved]!.deferred, Exit.void)
+      resolved++
+    }
+    if (resolved > 0) this.waiters.splice(0, resolved)
+  }
+
+  /**
+   * Waits until `seq` is durable. `refuse` is asked first: an error it returns fails the wait at once (the sector
+   * has stopped and will never get there).
+   *
+   * **Gotchas** interrupting the wait (a timeout) removes the waiter.
+   */
+  await(seq: number, refuse: () => E | undefined): Effect.Effect<void, E> {
+    return Effect.suspend(() => {
+      if (seq <= this.seq) return Effect.void
+      const refused = refuse()
+      if (refused !== undefined) return Effect.fail(refused)
+      const waiter: Waiter<E> = { seq, deferred: Deferred.makeUnsafe() }
+      this.waiters.splice(this.after(seq), 0, waiter)
+      return Deferred.await(waiter.deferred).pipe(Effect.onInterrupt(() => Effect.sync(() => this.remove(waiter))))
+    })
+  }
+
+  /** Fails every waiter with `error` (the sector stopped or was fenced). */
+  failAll(error: E): void {
+    for (const waiter of this.waiters.splice(0)) Deferred.doneUnsafe(waiter.deferred, Exit.fail(error))
+  }
+
+  /** The index after the last waiter for a seq at or below `seq` (binary search: waiters are sorted by seq). */
+  private after(seq: number): number {
+    let low = 0
+    let high = this.waiters.length
+    while (low < high) {
+      const middle = (low + high) >>> 1
+      if (this.waiters[middle]!.seq <= seq) low = middle + 1
+      else high = middle
+    }
+    return low
+  }
+
+  private remove(waiter: Waiter<E>): void {
+    for (let at = this.after(waiter.seq) - 1; at >= 0 && this.waiters[at]!.seq === waiter.seq; at--) {
+      if (this.waiters[at] === waiter) {
+        this.waiters.splice(at, 1)
+        return
+      }
+    }
+  }
+}
