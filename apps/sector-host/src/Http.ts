@@ -259,10 +259,11 @@ const endpoints = Effect.gen(function*() {
     return json({ sector, ...stats, persistedAt: iso(persistedAt), circuit: circuitJson(host.circuit()) })
   }, orProblem)
 
-  /** `GET /sectors`: the active sectors, one line each. */
+  /** `GET /sectors`: the resident sectors, one line each, and the residency cap. */
   const list = Effect.fn("Http.list")(function*() {
     const sectors = yield* host.list
     return json({
+      ...host.residency(),
       sectors: [...sectors].sort((a, b) => a.sectorId - b.sectorId).map(({ sectorId, ...summary }) => ({
         sector: sectorId,
         ...summary

@@ -21,6 +21,7 @@
  */
 import type { Errors } from "@sectors/core"
 import { Data } from "effect"
+import { absurd } from "effect/Function"
 import { HttpServerError, HttpServerResponse, ProblemDetails } from "effect/http"
 
 /** One thing wrong with a request: an op (`index`) and its field, or a part of the request (`sector`, `ack`, `ops`). */
@@ -51,6 +52,7 @@ export type KnownError =
   | Errors.ShuttingDown
   | Errors.DurableTimeout
   | Errors.SectorFenced
+  | Errors.ResidencyFull
   | HttpServerError.HttpServerError
 
 const urn = (name: string) => `urn:sectors:problem:${name}`
@@ -157,6 +159,15 @@ export const fromError = (error: KnownError | Problem): Problem => {
       return unavailable("Shutting down", "shutting-down", `${error.message}; nothing was applied`, 1000)
     case "SectorFenced":
       return unavailable("Sector moved", "sector-fenced", `${error.message}; nothing was applied`, 1000)
+    case "ResidencyFull":
+      return new Problem({
+        status: 503,
+        type: urn("residency-full"),
+        title: "Too many active sectors",
+        detail: `${error.message}; nothing was applied, retry later`,
+        extensions: { sector: error.sectorId, maxActiveSectors: error.maxActiveSectors },
+        headers: retryAfter(error.retryAfterMillis)
+      })
     case "DurableTimeout":
       return timedOut(`${error.message}; the ops stay accepted and will be persisted`, {
         sector: error.sectorId,
@@ -167,6 +178,8 @@ export const fromError = (error: KnownError | Problem): Problem => {
       })
     case "HttpServerError":
       return fromServerError(error)
+    default:
+      return absurd(error)
   }
 }
 

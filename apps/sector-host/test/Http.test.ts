@@ -551,13 +551,27 @@ describe("GET /sectors/{sector} and GET /sectors", () => {
       })
     }).pipe(Effect.provide(serve())))
 
-  it.effect("lists the active sectors with one summary each", () =>
+  it.effect("answers 503 residency-full with Retry-After when every resident sector holds unflushed ops", () =>
     Effect.gen(function*() {
-      assert.deepStrictEqual((yield* get("/sectors")).body, { sectors: [] })
+      assert.strictEqual((yield* post("/sectors/1/ops", { ops: [set(1)] })).status, 202)
+      const full = yield* post("/sectors/2/ops", { ops: [set(1)] })
+      assert.strictEqual(full.status, 503)
+      assert.strictEqual(full.body.type, "urn:sectors:problem:residency-full")
+      assert.deepStrictEqual([full.body.sector, full.body.maxActiveSectors], [2, 1])
+      assert.strictEqual(full.headers["retry-after"], "1")
+      // reads of another sector are still answered, from the sink, without taking a place
+      const passive = yield* get("/sectors/3")
+      assert.deepStrictEqual([passive.status, passive.body.phase, passive.body.epoch], [200, "passive", 0])
+    }).pipe(Effect.provide(serve({ sectors: { maxActiveSectors: 1, policy: policy({ minBatch: 100, maxWait: "1 hour" }) } }))))
+
+  it.effect("lists the resident sectors with one summary each, and the residency cap", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual((yield* get("/sectors")).body, { active: 0, maxActiveSectors: 10_000, sectors: [] })
       yield* post("/sectors/5/ops", { ops: [set(1), set(2)] })
       yield* post("/sectors/2/ops", { ops: [set(1)] })
       const reply = yield* get("/sectors")
       assert.strictEqual(reply.status, 200)
+      assert.deepStrictEqual([reply.body.active, reply.body.maxActiveSectors], [2, 10_000])
       assert.deepStrictEqual(reply.body.sectors.map((s: any) => [s.sector, s.phase, s.lastSeq, s.entities]), [
         [2, "running", 1, 1],
         [5, "running", 2, 2]

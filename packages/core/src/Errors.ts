@@ -61,6 +61,21 @@ export class SinkUnavailable extends Schema.TaggedError<SinkUnavailable>()("Sink
   }
 }
 
+/**
+ * The host holds `maxActiveSectors` sectors and every one of them still has ops to persist (the database is slow
+ * or down), so no new sector can be activated now. Nothing was applied; retry after `retryAfterMillis`.
+ */
+export class ResidencyFull extends Schema.TaggedError<ResidencyFull>()("ResidencyFull", {
+  sectorId: Schema.Number,
+  maxActiveSectors: Schema.Number,
+  retryAfterMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `sector ${this.sectorId} cannot be activated: all ${this.maxActiveSectors} resident sectors hold ` +
+      `unpersisted ops`
+  }
+}
+
 /** The host (or this sector) is shutting down and takes no new submissions. Nothing was applied. */
 export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()("ShuttingDown", {
   sectorId: Schema.optional(Schema.Number)

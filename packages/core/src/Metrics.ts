@@ -11,6 +11,18 @@ import * as Metric from "effect/Metric"
 const sizes = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
 const seconds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
+/** Sectors passivated to make room for another (the residency cap was reached). */
+export const evictions = Metric.counter("sectors_evictions_total", {
+  description: "Sectors passivated to make room under the residency cap (MAX_ACTIVE_SECTORS)",
+  incremental: true
+})
+
+/** Sectors passivated after being idle for `passivateAfter`. */
+export const passivations = Metric.counter("sectors_passivations_total", {
+  description: "Sectors passivated after being unused for passivateAfter",
+  incremental: true
+})
+
 /** Ops accepted into a sector (seq assigned). */
 export const opsReceived = Metric.counter("sectors_ops_received_total", {
   description: "Ops accepted by sectors",

@@ -81,8 +81,11 @@ export interface Accepted {
   readonly persisted: boolean
 }
 
-/** Where a sector is in its life. */
-export type Phase = "running" | "draining" | "stopped" | "fenced"
+/**
+ * Where a sector is in its life. `passive`: not resident in this process; its figures were read from the sink
+ * (nothing pending, nothing in memory).
+ */
+export type Phase = "running" | "draining" | "stopped" | "fenced" | "passive"
 
 /** A sector's figures, for status pages and tests. */
 export interface SectorStats {

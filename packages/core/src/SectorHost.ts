@@ -1,7 +1,9 @@
 /**
- * The host of many sectors, and their supervisor: sectors are virtual actors, activated (loaded and claimed) on
- * first use and kept in an `RcMap`; a sector nobody has used for `passivateAfter` is drained and deactivated. Each
- * sector restarts itself after a defect (see `Sector`).
+ * The host of many sectors, and their supervisor: sectors are virtual actors, activated (loaded and claimed) by
+ * the first write, kept resident under a hard cap (`maxActiveSectors`, least recently used idle sectors make room),
+ * and passivated once unused for `passivateAfter` with nothing left to flush. Reads of a sector that is not
+ * resident go to the sink without a claim, so a read never creates durable state or fences an owner. Each sector
+ * restarts itself after a defect (see `Sector`); the rules of a sector's lifetime live in `internal/residency`.
  *
  * `shutdown` — also run when the host's scope closes — stops in order: intake stops (`ShuttingDown` for every new
  * submission), every sector drains its mailbox and flushes everything, all sectors in parallel, within
@@ -14,16 +16,17 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import type * as Option from "effect/Option"
-import * as RcMap from "effect/RcMap"
-import { type SectorFenced, ShuttingDown, type SinkError, SinkUnavailable } from "./Errors.ts"
+import * as Option from "effect/Option"
+import type { ResidencyFull, SectorFenced, ShuttingDown, SinkError } from "./Errors.ts"
+import { SinkUnavailable } from "./Errors.ts"
+import * as Residency from "./internal/residency.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Op from "./Op.ts"
 import * as Resilience from "./Resilience.ts"
 import * as Sector from "./Sector.ts"
-import { type DeadLetter, SectorSink } from "./SectorSink.ts"
+import { type DeadLetter, type LoadedSector, SectorSink } from "./SectorSink.ts"
 import { SectorsConfig } from "./SectorsConfig.ts"
-import type * as SectorState from "./SectorState.ts"
+import * as SectorState from "./SectorState.ts"
 
 /** What a host shutdown achieved. */
 export interface ShutdownReport {
@@ -49,27 +52,39 @@ export interface SectorSummary {
   readonly entities: number
 }
 
-/** Failing to reach a sector: it could not be activated, or the host is shutting down. */
-export type ActivationError = SinkUnavailable | ShuttingDown | SectorFenced
+/** Failing to reach a sector: it could not be activated (or read), there is no room, or the host is stopping. */
+export type ActivationError = SinkUnavailable | ShuttingDown | SectorFenced | ResidencyFull
+
+/** How many sectors live here, against the cap. */
+export interface ResidencyStatus {
+  /** Sectors activating, resident or passivating. */
+  readonly active: number
+  readonly maxActiveSectors: number
+}
 
 export class SectorHost extends Context.Service<SectorHost, {
-  /** Submits ops to a sector, activating it if needed. See `Sector.submit`. */
+  /** Submits ops to a sector, activating (and claiming) it if needed. See `Sector.submit`. */
   readonly submit: (
     sectorId: number,
     ops: ReadonlyArray<Op.Op>,
     options?: Sector.SubmitOptions
-  ) => Effect.Effect<Sector.Accepted, Sector.SubmitError>
-  /** Reads an entity (read-your-writes), activating the sector if needed. */
+  ) => Effect.Effect<Sector.Accepted, Sector.SubmitError | ResidencyFull>
+  /**
+   * Reads an entity: from memory if the sector is resident (read-your-writes), otherwise from the sink without
+   * claiming or activating it.
+   */
   readonly get: (
     sectorId: number,
     entity: number
   ) => Effect.Effect<Option.Option<SectorState.EntityView>, ActivationError>
-  /** A sector's figures, activating it if needed. */
+  /** A sector's figures: live if resident, otherwise its durable figures (phase `passive`). Never activates. */
   readonly stats: (sectorId: number) => Effect.Effect<Sector.SectorStats, ActivationError>
-  /** Waits until everything a sector accepted so far is durable; returns its watermark. */
+  /** Waits until everything a sector accepted so far is durable; returns its watermark. Never activates. */
   readonly flush: (sectorId: number) => Effect.Effect<number, ActivationError>
-  /** The active sectors. */
+  /** The sectors living here, least recently used first. */
   readonly list: Effect.Effect<ReadonlyArray<SectorSummary>>
+  /** How many sectors live here, against the cap. */
+  readonly residency: () => ResidencyStatus
   /** Entries of a sector the sink rejected for their data, with their errors (oldest first). */
   readonly deadLetters: (sectorId: number) => Effect.Effect<ReadonlyArray<DeadLetter>, SinkUnavailable>
   /** Stops intake, drains and flushes every sector within `shutdownTimeout`, and reports. Idempotent. */
@@ -82,11 +97,25 @@ export class SectorHost extends Context.Service<SectorHost, {
   readonly unflushed: () => { readonly ops: number; readonly sectors: ReadonlyArray<number> }
 }>()("@sectors/core/SectorHost") {}
 
-const unavailable = (error: SinkError, retryBase: Duration.Duration) =>
-  new SinkUnavailable({
-    retryAfterMillis: Duration.toMillis(retryBase),
-    reason: `cannot load sector: ${error.message}`
-  })
+/** The figures of a sector that is not resident, from what the sink holds. */
+const passiveStats = (config: SectorsConfig["Service"], loaded: LoadedSector): Sector.SectorStats => ({
+  sectorId: loaded.sectorId,
+  phase: "passive",
+  epoch: loaded.epoch,
+  mailboxDepth: 0,
+  mailboxCapacity: config.mailboxCapacity,
+  pendingOps: 0,
+  pendingKeys: 0,
+  maxPendingKeys: config.policy.maxPendingKeys,
+  oldestPendingMillis: 0,
+  inFlightOps: 0,
+  lastSeq: loaded.persistedSeq,
+  persistedSeq: loaded.persistedSeq,
+  persistedAt: loaded.persistedAt,
+  entities: new Set(loaded.rows.components.map((row) => row.entity).concat(loaded.rows.authority.map((row) => row.entity)))
+    .size,
+  counters: { received: 0, persisted: 0, collapsed: 0, batches: 0, deadLetters: 0, restarts: 0, timerWakeups: 0 }
+})
 
 /** Builds a host; needs a sink and the configuration, and owns the shared `Resilience`. */
 export const make = Effect.gen(function*() {
@@ -94,49 +123,30 @@ export const make = Effect.gen(function*() {
   const resilience = yield* Resilience.Resilience
   const sink = yield* SectorSink
   const clock = yield* Clock.Clock
-  const registry = new Map<number, Sector.Sector>()
-  let accepting = true
+  const services = yield* Effect.context<SectorSink | SectorsConfig | Resilience.Resilience>()
+  const retryAfterMillis = Duration.toMillis(config.retryBase)
 
-  const sectors = yield* RcMap.make({
-    lookup: (sectorId: number) =>
-      Effect.gen(function*() {
-        const sector = yield* Sector.make(sectorId)
-        registry.set(sectorId, sector)
-        // runs after the sector's own drain finalizer (finalizers run in reverse order)
-        yield* Effect.addFinalizer(() => Effect.sync(() => registry.delete(sectorId)))
-        return sector
-      }),
-    idleTimeToLive: config.passivateAfter
+  const residency = yield* Residency.make({
+    maxActive: config.maxActiveSectors,
+    passivateAfter: config.passivateAfter,
+    shutdownTimeout: config.shutdownTimeout,
+    retryAfterMillis: Math.max(retryAfterMillis, Duration.toMillis(config.mailboxRetryAfter)),
+    activate: (sectorId) => Effect.provideContext(Sector.make(sectorId), services)
   })
 
-  /** Runs `f` with the sector, activating it; a sector fenced by another owner is dropped so the next call reloads. */
-  const withSector = <A, E>(
-    sectorId: number,
-    f: (sector: Sector.Sector) => Effect.Effect<A, E>
-  ): Effect.Effect<A, E | SinkUnavailable | ShuttingDown> =>
-    Effect.suspend((): Effect.Effect<A, E | SinkUnavailable | ShuttingDown> => {
-      if (!accepting) return Effect.fail(new ShuttingDown({}))
-      return RcMap.get(sectors, sectorId).pipe(
-        Effect.mapError((error) => unavailable(error, config.retryBase)),
-        Effect.flatMap((sector) =>
-          sector.phase() === "fenced"
-            ? Effect.andThen(RcMap.invalidate(sectors, sectorId), f(sector))
-            : f(sector)
-        ),
-        Effect.scoped
-      )
-    })
+  const unavailable = (error: SinkError) =>
+    Effect.logWarning(`cannot read from the sink: ${error.message}`).pipe(
+      Effect.andThen(Effect.fail(new SinkUnavailable({ retryAfterMillis, reason: "the database is unavailable" })))
+    )
+
+  /** The durable state of a sector that is not resident, without a claim. */
+  const read = (sectorId: number) => resilience.retrying(sink.read(sectorId)).pipe(Effect.catch(unavailable))
 
   const shutdownOnce = Effect.gen(function*() {
-    accepting = false
     const startedAt = clock.currentTimeMillisUnsafe()
-    const active = [...registry.values()]
-    yield* Effect.forEach(active, (sector) => sector.drain, { concurrency: "unbounded", discard: true }).pipe(
-      Effect.timeoutOption(config.shutdownTimeout)
-    )
-    const reports = yield* Effect.forEach(active, (sector) => sector.stop, { concurrency: "unbounded" })
+    const { reports } = yield* residency.shutdown
     const report: ShutdownReport = {
-      sectors: active.length,
+      sectors: reports.length,
       flushed: reports.reduce((sum, r) => sum + r.flushed, 0),
       unflushed: reports.reduce((sum, r) => sum + r.unflushed, 0),
       unflushedSectors: reports.filter((r) => r.unflushed > 0).map((r) => r.sectorId),
@@ -156,35 +166,52 @@ export const make = Effect.gen(function*() {
   yield* Effect.addFinalizer(() => shutdown)
 
   return SectorHost.of({
-    submit: (sectorId, ops, options) => withSector(sectorId, (sector) => sector.submit(ops, options)),
-    get: (sectorId, entity) => withSector(sectorId, (sector) => sector.get(entity)),
-    stats: (sectorId) => withSector(sectorId, (sector) => sector.stats),
-    flush: (sectorId) => withSector(sectorId, (sector) => sector.flush),
+    submit: (sectorId, ops, options) => residency.use(sectorId, (sector) => sector.submit(ops, options)),
+    get: (sectorId, entity) =>
+      residency.peek(sectorId, (resident) =>
+        Option.isSome(resident)
+          ? resident.value.get(entity)
+          : Effect.map(read(sectorId), (loaded) => {
+            const rows = {
+              components: loaded.rows.components.filter((row) => row.entity === entity),
+              authority: loaded.rows.authority.filter((row) => row.entity === entity)
+            }
+            return Option.fromUndefinedOr(SectorState.view(SectorState.fromRows(rows), entity))
+          })),
+    stats: (sectorId) =>
+      residency.peek(sectorId, (resident) =>
+        Option.isSome(resident)
+          ? resident.value.stats
+          : Effect.map(read(sectorId), (loaded) => passiveStats(config, loaded))),
+    flush: (sectorId) =>
+      residency.peek(sectorId, (resident) =>
+        Option.isSome(resident)
+          ? resident.value.flush
+          : Effect.map(read(sectorId), (loaded) => loaded.persistedSeq)),
     list: Effect.suspend(() =>
-      Effect.forEach([...registry.values()], (sector) =>
-      Effect.map(sector.stats, (stats): SectorSummary => ({
-        sectorId: stats.sectorId,
-        phase: stats.phase,
-        lastSeq: stats.lastSeq,
-        persistedSeq: stats.persistedSeq,
-        pendingOps: stats.pendingOps + stats.inFlightOps,
-        mailboxDepth: stats.mailboxDepth,
-        entities: stats.entities
-      })))
+      Effect.forEach(residency.sectors(), (sector) =>
+        Effect.map(sector.stats, (stats): SectorSummary => ({
+          sectorId: stats.sectorId,
+          phase: stats.phase,
+          lastSeq: stats.lastSeq,
+          persistedSeq: stats.persistedSeq,
+          pendingOps: stats.pendingOps + stats.inFlightOps,
+          mailboxDepth: stats.mailboxDepth,
+          entities: stats.entities
+        })))
     ),
+    residency: () => ({ active: residency.size(), maxActiveSectors: residency.maxActive }),
     deadLetters: (sectorId) =>
       resilience.retrying(sink.deadLetters(sectorId)).pipe(
-        Effect.mapError((error) =>
-          new SinkUnavailable({ retryAfterMillis: Duration.toMillis(config.retryBase), reason: error.message })
-        )
+        Effect.mapError((error) => new SinkUnavailable({ retryAfterMillis, reason: error.message }))
       ),
     shutdown,
-    accepting: () => accepting,
+    accepting: residency.accepting,
     circuit: resilience.status,
     unflushed: () => {
       let ops = 0
       const held: Array<number> = []
-      for (const sector of registry.values()) {
+      for (const sector of residency.sectors()) {
         const count = sector.unflushed()
         if (count > 0) {
           ops += count

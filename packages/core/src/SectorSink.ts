@@ -6,6 +6,9 @@
  *
  * Contract every implementation keeps (the conformance suite in the test kit checks it):
  * - `load` claims the sector: it increments the sector's epoch and returns it with the durable rows and watermark.
+ * - `read` returns the same without claiming: the epoch is not touched and a sector never written stays without a
+ *   trace (epoch 0, watermark 0, no rows). Reads of sectors a host does not hold go through it, so a read never
+ *   fences the owner.
  * - `persist` applies a batch atomically. It fails with `Fenced` if the sector's epoch is no longer the batch's
  *   (another owner claimed it), does nothing for a batch whose `toSeq` is at or below the watermark (a replay), and
  *   guards every row write by seq (a row changes only for a higher seq), so retrying a batch never changes anything
@@ -52,6 +55,8 @@ export interface DeadLetter {
 export class SectorSink extends Context.Service<SectorSink, {
   /** Claims the sector (epoch + 1) and reads its durable state. */
   readonly load: (sectorId: number) => Effect.Effect<LoadedSector, SinkError>
+  /** Reads the sector's durable state without claiming it or creating anything (epoch 0 if never claimed). */
+  readonly read: (sectorId: number) => Effect.Effect<LoadedSector, SinkError>
   /** Persists a batch in one transaction; a replay of a committed batch is a no-op. */
   readonly persist: (batch: Batch) => Effect.Effect<void, SinkError>
   /** Runs the batch's writes and rolls them back: fails as `persist` would, changes nothing. */
@@ -140,6 +145,19 @@ export const makeMemory: Effect.Effect<{ readonly sink: SectorSink["Service"]; r
             persistedAt: stored.persistedAt,
             rows: SectorState.toRows(stored.state)
           }
+        }),
+      read: (sectorId) =>
+        Effect.sync(() => {
+          const stored = sectors.get(sectorId)
+          return stored === undefined
+            ? { sectorId, epoch: 0, persistedSeq: 0, persistedAt: undefined, rows: { components: [], authority: [] } }
+            : {
+              sectorId,
+              epoch: stored.epoch,
+              persistedSeq: stored.persistedSeq,
+              persistedAt: stored.persistedAt,
+              rows: SectorState.toRows(stored.state)
+            }
         }),
       persist: (batch) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {

@@ -40,6 +40,12 @@ export class SectorsConfig extends Context.Service<SectorsConfig, {
   readonly circuitOpenMax: Duration.Duration
   /** An idle sector (nothing pending, no callers) is flushed and deactivated after this. Defaults to 5 minutes. */
   readonly passivateAfter: Duration.Duration
+  /**
+   * Hard cap on resident sectors. A sector that needs a place passivates the least recently used one with nothing
+   * unflushed; if every resident sector holds unflushed ops the request fails with `ResidencyFull`. Defaults to
+   * `10000`.
+   */
+  readonly maxActiveSectors: number
   /** First delay before restarting a sector that died of a defect (exponential). Defaults to 100 ms. */
   readonly restartBase: Duration.Duration
   /** Cap of the restart delay. Defaults to 10 seconds. */
@@ -60,6 +66,7 @@ export const defaults: SectorsConfig["Service"] = {
   circuitOpenBase: Duration.seconds(1),
   circuitOpenMax: Duration.seconds(5),
   passivateAfter: Duration.minutes(5),
+  maxActiveSectors: 10_000,
   restartBase: Duration.millis(100),
   restartMax: Duration.seconds(10)
 }
@@ -136,6 +143,7 @@ export const keys: ReadonlyArray<string> = [
   "circuitOpenBase",
   "circuitOpenMax",
   "passivateAfter",
+  "maxActiveSectors",
   "restartBase",
   "restartMax"
 ]
@@ -153,6 +161,7 @@ export const config: Config.Config<SectorsConfig["Service"]> = Config.all({
   circuitOpenBase: duration("circuitOpenBase", defaults.circuitOpenBase),
   circuitOpenMax: duration("circuitOpenMax", defaults.circuitOpenMax),
   passivateAfter: duration("passivateAfter", defaults.passivateAfter),
+  maxActiveSectors: positiveInt("maxActiveSectors").pipe(Config.withDefault(defaults.maxActiveSectors)),
   restartBase: duration("restartBase", defaults.restartBase),
   restartMax: duration("restartMax", defaults.restartMax)
 }).pipe(Config.map(({ policy, ...rest }) => ({ ...rest, profile: policy.profile, policy: policy.policy })))

@@ -5,7 +5,7 @@ import { FaultSink, MemorySink } from "../src/testing.ts"
 import { advance, hostLayer, policy, set } from "./support.ts"
 
 describe("SectorHost", () => {
-  it.effect("activates sectors on first use and lists them", () =>
+  it.effect("activates sectors on their first write and lists them; reading an unknown sector activates nothing", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
       assert.deepStrictEqual(yield* host.list, [])
@@ -14,10 +14,13 @@ describe("SectorHost", () => {
       const list = yield* host.list
       assert.deepStrictEqual(list.map((s) => [s.sectorId, s.lastSeq, s.pendingOps]).sort(), [[3, 1, 1], [5, 2, 2]])
       assert.deepStrictEqual(yield* host.get(7, 1), Option.none())
-      assert.strictEqual((yield* host.list).length, 3)
+      assert.strictEqual((yield* host.stats(7)).phase, "passive")
+      assert.strictEqual(yield* host.flush(7), 0)
+      assert.strictEqual((yield* host.list).length, 2)
+      assert.deepStrictEqual(host.residency(), { active: 2, maxActiveSectors: 10_000 })
     }).pipe(Effect.provide(hostLayer())))
 
-  it.effect("passivates an idle sector after flushing it, and reloads it on next use", () =>
+  it.effect("passivates an idle sector after flushing it, serves reads from the sink, and reloads it on the next write", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
       const store = yield* MemorySink.MemorySink
@@ -27,9 +30,11 @@ describe("SectorHost", () => {
       assert.strictEqual(store.sector(1)?.persistedSeq, 1)
       const view = yield* host.get(1, 1)
       assert.deepStrictEqual(Option.map(view, (v) => v.components), Option.some({ a: { x: 7 } }))
-      assert.strictEqual(store.sector(1)?.epoch, 2)
+      assert.strictEqual(store.sector(1)?.epoch, 1)
+      assert.deepStrictEqual(yield* host.list, [])
       const next = yield* host.submit(1, [set(2)])
       assert.strictEqual(next.firstSeq, 2)
+      assert.strictEqual(store.sector(1)?.epoch, 2)
     }).pipe(Effect.provide(hostLayer({ passivateAfter: Duration.minutes(1) }))))
 
   it.effect("shuts down in order: intake stops, everything is flushed, the report counts it", () =>
@@ -59,7 +64,8 @@ describe("SectorHost", () => {
       const faults = yield* FaultSink.Faults
       yield* host.submit(1, [set(1)])
       yield* host.flush(1)
-      yield* host.stats(2) // activated while the sink is still up
+      yield* host.submit(2, [set(0)]) // activated while the sink is still up
+      yield* host.flush(2)
       yield* faults.outage(Duration.hours(1))
       yield* host.submit(1, [set(2), set(3)])
       yield* host.submit(2, [set(1)])

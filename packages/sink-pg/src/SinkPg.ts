@@ -20,7 +20,7 @@
  * as a defect) is turned back into a transient failure.
  */
 import { PgClient, PgTypes } from "@effect/sql-pg"
-import { type Batch, Errors, SectorSink } from "@sectors/core"
+import { type Batch, Errors, SectorSink, type SectorState } from "@sectors/core"
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -412,38 +412,59 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       )
     )
 
+  /** The durable rows of a sector. */
+  const rowsOf = (sectorId: number) =>
+    Effect.all({
+      components: sql<{ entity_id: bigint; component: string; data: Record<string, never>; seq: bigint }>`
+        SELECT entity_id, component, data, seq FROM entity_components WHERE sector_id = ${BigInt(sectorId)}`,
+      authority: sql<{ entity_id: bigint; component: string; worker: string; seq: bigint }>`
+        SELECT entity_id, component, worker, seq FROM entity_authority WHERE sector_id = ${BigInt(sectorId)}`
+    }).pipe(Effect.map(({ authority, components }) => ({
+      components: components.map((c) => ({
+        entity: Number(c.entity_id),
+        component: c.component,
+        data: c.data,
+        seq: Number(c.seq)
+      })),
+      authority: authority.map((a) => ({
+        entity: Number(a.entity_id),
+        component: a.component,
+        worker: a.worker,
+        seq: Number(a.seq)
+      }))
+    })))
+
+  type SectorRow = { epoch: bigint; persisted_seq: bigint; persisted_at: number | null }
+
+  const loaded = (sectorId: number, row: SectorRow | undefined, rows: SectorState.Rows): SectorSink.LoadedSector => ({
+    sectorId,
+    epoch: row === undefined ? 0 : Number(row.epoch),
+    persistedSeq: row === undefined ? 0 : Number(row.persisted_seq),
+    persistedAt: row?.persisted_at == null ? undefined : Math.round(row.persisted_at),
+    rows
+  })
+
+  /** Claims the sector (creating its row at epoch 1, or bumping the epoch) and reads its rows after the claim. */
   const load = (sectorId: number) =>
     Effect.gen(function*() {
-      const claimed = yield* sql<{ epoch: bigint; persisted_seq: bigint; persisted_at: number | null }>`
+      const claimed = yield* sql<SectorRow>`
         INSERT INTO sectors (sector_id, epoch) VALUES (${BigInt(sectorId)}, 1)
         ON CONFLICT (sector_id) DO UPDATE SET epoch = sectors.epoch + 1
         RETURNING epoch, persisted_seq, (extract(epoch FROM persisted_at) * 1000)::float8 AS persisted_at`
-      const components = yield* sql<{ entity_id: bigint; component: string; data: Record<string, never>; seq: bigint }>`
-        SELECT entity_id, component, data, seq FROM entity_components WHERE sector_id = ${BigInt(sectorId)}`
-      const authority = yield* sql<{ entity_id: bigint; component: string; worker: string; seq: bigint }>`
-        SELECT entity_id, component, worker, seq FROM entity_authority WHERE sector_id = ${BigInt(sectorId)}`
-      const row = claimed[0]!
-      return {
-        sectorId,
-        epoch: Number(row.epoch),
-        persistedSeq: Number(row.persisted_seq),
-        persistedAt: row.persisted_at === null ? undefined : Math.round(row.persisted_at),
-        rows: {
-          components: components.map((c) => ({
-            entity: Number(c.entity_id),
-            component: c.component,
-            data: c.data,
-            seq: Number(c.seq)
-          })),
-          authority: authority.map((a) => ({
-            entity: Number(a.entity_id),
-            component: a.component,
-            worker: a.worker,
-            seq: Number(a.seq)
-          }))
-        }
-      } satisfies SectorSink.LoadedSector
+      return loaded(sectorId, claimed[0], yield* rowsOf(sectorId))
     }).pipe(Effect.mapError((error) => toSinkError(error, `load sector ${sectorId}`)))
+
+  /**
+   * Reads the sector without a claim: no write, no row created. The sector row is read before the data rows, so
+   * the rows are at least as new as the watermark returned.
+   */
+  const read = (sectorId: number) =>
+    Effect.gen(function*() {
+      const found = yield* sql<SectorRow>`
+        SELECT epoch, persisted_seq, (extract(epoch FROM persisted_at) * 1000)::float8 AS persisted_at
+        FROM sectors WHERE sector_id = ${BigInt(sectorId)}`
+      return loaded(sectorId, found[0], found[0] === undefined ? { components: [], authority: [] } : yield* rowsOf(sectorId))
+    }).pipe(Effect.mapError((error) => toSinkError(error, `read sector ${sectorId}`)))
 
   const deadLetter = (letters: ReadonlyArray<SectorSink.DeadLetter>) =>
     letters.length === 0 ? Effect.void : sql`
@@ -474,7 +495,7 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       Effect.mapError((error) => toSinkError(error, "read dead letters"))
     )
 
-  return SectorSink.SectorSink.of({ load, persist, verify, deadLetter, deadLetters })
+  return SectorSink.SectorSink.of({ load, read, persist, verify, deadLetter, deadLetters })
 })
 
 /** The sink on the `SqlClient` in context (migrations already run). */

@@ -22,6 +22,8 @@ export interface FaultStats {
   readonly persists: number
   readonly verifies: number
   readonly loads: number
+  /** Reads without a claim (`read`). */
+  readonly reads: number
   readonly injected: number
 }
 
@@ -54,7 +56,7 @@ export const layer = <E, R>(inner: Layer.Layer<SectorSink, E, R>): Layer.Layer<S
     let delay = Duration.zero
     let poisoned: ((entry: Entry) => boolean) | undefined
     let deaths = 0
-    const stats = { persists: 0, verifies: 0, loads: 0, injected: 0 }
+    const stats = { persists: 0, verifies: 0, loads: 0, reads: 0, injected: 0 }
 
     const inOutage = () => clock.currentTimeMillisUnsafe() < outageUntil
     const transient = (what: string) => {
@@ -72,6 +74,11 @@ export const layer = <E, R>(inner: Layer.Layer<SectorSink, E, R>): Layer.Layer<S
         Effect.suspend(() => {
           stats.loads++
           return inOutage() ? Effect.fail(transient("load")) : sink.load(sectorId)
+        }),
+      read: (sectorId) =>
+        Effect.suspend(() => {
+          stats.reads++
+          return inOutage() ? Effect.fail(transient("read")) : sink.read(sectorId)
         }),
       persist: (batch) =>
         Effect.gen(function*() {

@@ -51,6 +51,35 @@ export const suite = <E>(name: string, layer: Layer.Layer<SectorSink, E>): void 
         assert.strictEqual(second.epoch, 2)
       }))
 
+    it.effect("read neither claims nor creates: a sector never written reads as empty at epoch 0, and stays so", () =>
+      Effect.gen(function*() {
+        const sink = yield* SectorSink
+        const sectorId = freshSector()
+        const empty = yield* sink.read(sectorId)
+        assert.deepStrictEqual(
+          [empty.epoch, empty.persistedSeq, empty.persistedAt, empty.rows],
+          [0, 0, undefined, { components: [], authority: [] }]
+        )
+        yield* sink.read(sectorId)
+        assert.strictEqual((yield* sink.load(sectorId)).epoch, 1)
+      }))
+
+    it.effect("read returns the durable rows and watermark at the current epoch without fencing its owner", () =>
+      Effect.gen(function*() {
+        const sink = yield* SectorSink
+        const sectorId = freshSector()
+        const { epoch } = yield* sink.load(sectorId)
+        const ops = [set(1, "a", 1), set(2, "b", 2)]
+        yield* sink.persist(batchOf(sectorId, epoch, ops))
+        const read = yield* sink.read(sectorId)
+        assert.deepStrictEqual([read.epoch, read.persistedSeq], [epoch, 2])
+        assert.isDefined(read.persistedAt)
+        assert.deepStrictEqual(read.rows, SectorState.toRows(SectorState.fold(ops)))
+        // the owner still writes under its epoch
+        yield* sink.persist(batchOf(sectorId, epoch, [set(3, "c", 3)], 3))
+        assert.strictEqual((yield* sink.read(sectorId)).persistedSeq, 3)
+      }))
+
     it.effect("persists a batch and loads exactly the rows the ops fold to", () =>
       Effect.gen(function*() {
         const sink = yield* SectorSink

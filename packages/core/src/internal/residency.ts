@@ -1,0 +1,297 @@
+/**
+ * Residency: which sectors live in this process, and the one place that decides when a sector comes into being and
+ * when it goes away. `SectorHost` asks it for sectors; nothing else creates or ends one.
+ *
+ * A sector's slot goes `Activating` → `Resident` → `Passivating` → gone, and the rules are:
+ * - **One instance per process.** A request for a sector that is activating waits for that activation; one for a
+ *   sector that is passivating waits until the old instance has flushed and ended, then activates a new one.
+ * - **A failed activation is not kept.** The slot is removed with the failure, so the next request tries again
+ *   (until then callers get `SinkUnavailable`).
+ * - **A hard cap.** At most `maxActive` slots exist, whatever their state. A sector that needs a place passivates
+ *   the least recently used resident sector with no caller and nothing unflushed; if there is none, the request
+ *   fails at once with `ResidencyFull`.
+ * - **Passivation never loses an op.** Only a sector with no caller and nothing unflushed is passivated (idle for
+ *   `passivateAfter`, or evicted for room); one that still holds ops stays resident and keeps retrying, however
+ *   long the database is away. Its drain has no deadline: there is nothing left to flush but what a caller gave it
+ *   in the instant before, and that must not be dropped.
+ * - **Shutdown sees every sector.** `shutdown` stops new requests first (`ShuttingDown`), waits for activations in
+ *   progress, then drains every resident and passivating sector within `shutdownTimeout` and reports each one.
+ *
+ * Slots are kept in a `Map` in least-recently-used order (a use moves a slot to the end), so eviction looks at the
+ * oldest first. An idle resident sector costs one sleeping fiber for its idle timer and no wakeup until it is due.
+ */
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { absurd } from "effect/Function"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import { ResidencyFull, ShuttingDown, type SinkError, SinkUnavailable } from "../Errors.ts"
+import * as Metrics from "../Metrics.ts"
+import type * as Sector from "../Sector.ts"
+
+type Slot =
+  | { readonly _tag: "Activating"; readonly done: Deferred.Deferred<void, SinkUnavailable> }
+  | {
+    readonly _tag: "Resident"
+    readonly sector: Sector.Sector
+    readonly scope: Scope.Closeable
+    /** Callers using the sector right now. */
+    refs: number
+    /** When the last caller let go (ms). */
+    lastUsed: number
+    /** Whether an idle timer is armed. */
+    timer: boolean
+  }
+  | {
+    readonly _tag: "Passivating"
+    readonly sector: Sector.Sector
+    readonly scope: Scope.Closeable
+    readonly closed: Deferred.Deferred<void>
+  }
+
+type Resident = Extract<Slot, { readonly _tag: "Resident" }>
+
+/** How residency is run. */
+export interface Options {
+  readonly maxActive: number
+  readonly passivateAfter: Duration.Duration
+  readonly shutdownTimeout: Duration.Duration
+  /** `Retry-After` hint of `ResidencyFull` and of a failed activation. */
+  readonly retryAfterMillis: number
+  /** Builds a sector in the scope given (closing it drains the sector). */
+  readonly activate: (sectorId: number) => Effect.Effect<Sector.Sector, SinkError, Scope.Scope>
+}
+
+/** What a shutdown found: every sector that was resident, with its drain report. */
+export interface Drained {
+  readonly reports: ReadonlyArray<Sector.DrainReport>
+}
+
+/** Why a sector could not be had. */
+export type AcquireError = SinkUnavailable | ShuttingDown | ResidencyFull
+
+const refusedFull = Metric.withAttributes(Metrics.refused, { reason: "ResidencyFull" })
+
+/** The residency of one host; lives as long as the current scope. */
+export const make = Effect.fnUntraced(function*(options: Options) {
+  const clock = yield* Clock.Clock
+  const context = yield* Effect.context<never>()
+  const outer = yield* Effect.scope
+  // background work (activations, passivations, idle timers) lives in a scope closed after `shutdown`
+  const background = yield* Scope.fork(outer, "parallel")
+  const slots = new Map<number, Slot>()
+  const ttl = Duration.toMillis(options.passivateAfter)
+  let accepting = true
+  const now = () => clock.currentTimeMillisUnsafe()
+  const spawn = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<void> =>
+    Effect.asVoid(Effect.forkIn(effect, background, { startImmediately: true }))
+
+  const unavailable = () =>
+    new SinkUnavailable({ retryAfterMillis: options.retryAfterMillis, reason: "the database is unavailable" })
+
+  /** Moves a slot to the most recently used end. */
+  const touch = (sectorId: number, slot: Slot) => {
+    slots.delete(sectorId)
+    slots.set(sectorId, slot)
+  }
+
+  /** Begins passivating a resident sector: new requests wait for its end, then activate it anew. */
+  const passivate = (sectorId: number, slot: Resident): Effect.Effect<Deferred.Deferred<void>> => {
+    const closed = Deferred.makeUnsafe<void>()
+    slots.set(sectorId, { _tag: "Passivating", sector: slot.sector, scope: slot.scope, closed })
+    return Effect.as(spawn(Effect.gen(function*() {
+      yield* slot.sector.drain
+      yield* Scope.close(slot.scope, Exit.void)
+    }).pipe(
+      Effect.ensuring(Effect.sync(() => {
+        const current = slots.get(sectorId)
+        if (current?._tag === "Passivating" && current.closed === closed) slots.delete(sectorId)
+        Deferred.doneUnsafe(closed, Exit.void)
+      }))
+    )), closed)
+  }
+
+  /** Whether a resident sector may be passivated now: no caller, nothing unflushed (or fenced: it holds nothing). */
+  const idle = (slot: Resident) => slot.refs === 0 && (slot.sector.unflushed() === 0 || slot.sector.phase() === "fenced")
+
+  /** Arms the idle timer of a slot nobody uses (one sleeping fiber; it wakes when the sector is due). */
+  const armTimer = (sectorId: number, slot: Resident): Effect.Effect<void> => {
+    if (slot.timer || !Number.isFinite(ttl)) return Effect.void
+    slot.timer = true
+    return spawn(Effect.gen(function*() {
+      while (slots.get(sectorId) === slot && slot.refs === 0) {
+        const wait = slot.lastUsed + ttl - now()
+        if (wait > 0) {
+          yield* Effect.sleep(wait)
+          continue
+        }
+        if (!idle(slot)) {
+          // still flushing (the database may be away): stay resident, look again a whole period later
+          slot.lastUsed = now()
+          continue
+        }
+        Metrics.passivations.updateUnsafe(1, context)
+        yield* passivate(sectorId, slot)
+        return
+      }
+    }).pipe(Effect.ensuring(Effect.sync(() => void (slot.timer = false)))))
+  }
+
+  /** The least recently used resident sector that can go. */
+  const victim = (): [number, Resident] | undefined => {
+    for (const [sectorId, slot] of slots) {
+      if (slot._tag === "Resident" && idle(slot)) return [sectorId, slot]
+    }
+    return undefined
+  }
+
+  /** Starts activating a sector that has no slot, making room first if the cap is reached. */
+  const begin = (sectorId: number): Effect.Effect<void, ResidencyFull> => {
+    if (slots.size >= options.maxActive) {
+      const found = victim()
+      if (found === undefined) {
+        refusedFull.updateUnsafe(1, context)
+        return Effect.fail(
+          new ResidencyFull({ sectorId, maxActiveSectors: options.maxActive, retryAfterMillis: options.retryAfterMillis })
+        )
+      }
+      Metrics.evictions.updateUnsafe(1, context)
+      return Effect.flatMap(passivate(found[0], found[1]), Deferred.await)
+    }
+    const done = Deferred.makeUnsafe<void, SinkUnavailable>()
+    slots.set(sectorId, { _tag: "Activating", done })
+    return spawn(Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const built = yield* Effect.exit(Scope.provide(scope)(options.activate(sectorId)))
+      if (Exit.isSuccess(built)) {
+        slots.set(sectorId, { _tag: "Resident", sector: built.value, scope, refs: 0, lastUsed: now(), timer: false })
+        Deferred.doneUnsafe(done, Exit.void)
+        return
+      }
+      slots.delete(sectorId)
+      yield* Scope.close(scope, built)
+      yield* Effect.logWarning(`sector ${sectorId}: cannot activate`, built.cause)
+      Deferred.doneUnsafe(done, Exit.fail(unavailable()))
+    }).pipe(
+      Effect.onInterrupt(() =>
+        Effect.sync(() => {
+          if (slots.get(sectorId)?._tag === "Activating") slots.delete(sectorId)
+          Deferred.doneUnsafe(done, Exit.fail(unavailable()))
+        })
+      )
+    ))
+  }
+
+  /** Takes a reference to a sector, activating it if it has no slot. Pair with `release`. */
+  const acquire = (sectorId: number): Effect.Effect<Sector.Sector, AcquireError> =>
+    Effect.suspend((): Effect.Effect<Sector.Sector, AcquireError> => {
+      if (!accepting) return Effect.fail(new ShuttingDown({ sectorId }))
+      const slot = slots.get(sectorId)
+      if (slot === undefined) return Effect.andThen(begin(sectorId), acquire(sectorId))
+      switch (slot._tag) {
+        case "Resident":
+          return Effect.succeed(hold(sectorId, slot))
+        case "Activating":
+          return Effect.andThen(Deferred.await(slot.done), acquire(sectorId))
+        case "Passivating":
+          return Effect.andThen(Deferred.await(slot.closed), acquire(sectorId))
+        default:
+          return absurd(slot)
+      }
+    })
+
+  /** Takes a reference to a resident sector. */
+  const hold = (sectorId: number, slot: Resident) => {
+    slot.refs++
+    touch(sectorId, slot)
+    return slot.sector
+  }
+
+  /** Lets go of a reference; a sector nobody uses arms its idle timer, a fenced one is passivated at once. */
+  const release = (sectorId: number, sector: Sector.Sector): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const slot = slots.get(sectorId)
+      if (slot?._tag !== "Resident" || slot.sector !== sector) return Effect.void
+      slot.refs--
+      slot.lastUsed = now()
+      if (slot.refs > 0) return Effect.void
+      return sector.phase() === "fenced" ? Effect.asVoid(passivate(sectorId, slot)) : armTimer(sectorId, slot)
+    })
+
+  /** Runs `f` with the sector, activating it if needed. */
+  const use = <A, E>(sectorId: number, f: (sector: Sector.Sector) => Effect.Effect<A, E>) =>
+    Effect.acquireUseRelease(acquire(sectorId), f, (sector) => release(sectorId, sector))
+
+  /**
+   * Runs `f` with the sector if it is resident (waiting out an activation or passivation in progress), or `f` with
+   * `None` if it is not. Never activates.
+   */
+  const peek = <A, E>(
+    sectorId: number,
+    f: (sector: Option.Option<Sector.Sector>) => Effect.Effect<A, E>
+  ): Effect.Effect<A, E | ShuttingDown> =>
+    Effect.suspend((): Effect.Effect<A, E | ShuttingDown> => {
+      if (!accepting) return Effect.fail(new ShuttingDown({ sectorId }))
+      const slot = slots.get(sectorId)
+      if (slot === undefined) return f(Option.none())
+      switch (slot._tag) {
+        case "Resident": {
+          const sector = hold(sectorId, slot)
+          return Effect.ensuring(f(Option.some(sector)), release(sectorId, sector))
+        }
+        case "Activating":
+          return Effect.andThen(Effect.exit(Deferred.await(slot.done)), peek(sectorId, f))
+        case "Passivating":
+          return Effect.andThen(Deferred.await(slot.closed), peek(sectorId, f))
+        default:
+          return absurd(slot)
+      }
+    })
+
+  /** The sectors living here (resident or passivating), least recently used first. */
+  const sectors = (): Array<Sector.Sector> => {
+    const found: Array<Sector.Sector> = []
+    for (const slot of slots.values()) if (slot._tag !== "Activating") found.push(slot.sector)
+    return found
+  }
+
+  const shutdownOnce = Effect.gen(function*() {
+    accepting = false
+    for (const slot of [...slots.values()]) {
+      if (slot._tag === "Activating") yield* Effect.exit(Deferred.await(slot.done))
+    }
+    const held = [...slots.entries()].filter((entry): entry is [number, Exclude<Slot, { _tag: "Activating" }>] =>
+      entry[1]._tag !== "Activating"
+    )
+    yield* Effect.forEach(held, ([, slot]) => slot.sector.drain, { concurrency: "unbounded", discard: true }).pipe(
+      Effect.timeoutOption(options.shutdownTimeout)
+    )
+    const reports = yield* Effect.forEach(held, ([, slot]) => slot.sector.stop, { concurrency: "unbounded" })
+    yield* Effect.forEach(held, ([, slot]) => Scope.close(slot.scope, Exit.void), { discard: true })
+    for (const [sectorId, slot] of held) {
+      slots.delete(sectorId)
+      if (slot._tag === "Passivating") Deferred.doneUnsafe(slot.closed, Exit.void)
+    }
+    return { reports } satisfies Drained
+  })
+  const shutdown = yield* Effect.cached(shutdownOnce)
+
+  return {
+    use,
+    peek,
+    sectors,
+    shutdown,
+    /** Whether new requests are taken (false once shutdown began). */
+    accepting: () => accepting,
+    /** Slots in use (activating, resident or passivating): never more than `maxActive`. */
+    size: () => slots.size,
+    maxActive: options.maxActive
+  }
+})
+
+/** A host's residency. */
+export type Residency = Effect.Success<ReturnType<typeof make>>

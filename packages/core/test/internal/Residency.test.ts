@@ -1,0 +1,74 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Duration, Effect, Exit, Fiber, Option } from "effect"
+import { TestClock } from "effect/testing"
+import type { Sector } from "../../src/index.ts"
+import * as Residency from "../../src/internal/residency.ts"
+
+/** A stand-in sector whose drain waits for `gate`: a passivation that takes as long as the test wants. */
+const fakeSector = (sectorId: number, gate: Deferred.Deferred<void>): Sector.Sector => {
+  const report = { sectorId, flushed: 0, unflushed: 0 }
+  return {
+    sectorId,
+    submit: () => Effect.die("unused"),
+    get: () => Effect.succeed(Option.none()),
+    stats: Effect.die("unused"),
+    flush: Effect.succeed(0),
+    drain: Effect.as(Deferred.await(gate), report),
+    stop: Effect.succeed(report),
+    phase: () => "running",
+    unflushed: () => 0
+  }
+}
+
+describe("Residency", () => {
+  it.effect("never holds two instances of a sector: a request during passivation waits for the old one's end", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const instances: Array<Sector.Sector> = []
+      const residency = yield* Residency.make({
+        maxActive: 10,
+        passivateAfter: Duration.seconds(1),
+        shutdownTimeout: Duration.seconds(1),
+        retryAfterMillis: 1000,
+        activate: (sectorId) => Effect.sync(() => {
+          const sector = fakeSector(sectorId, gate)
+          instances.push(sector)
+          return sector
+        })
+      })
+      const first = yield* residency.use(1, Effect.succeed)
+      yield* TestClock.adjust(Duration.seconds(1))
+      // passivation began and is stuck in the drain: a new request must wait, not activate a second instance
+      const second = yield* Effect.forkChild(residency.use(1, Effect.succeed))
+      yield* Effect.yieldNow
+      assert.strictEqual(instances.length, 1)
+      assert.isUndefined(second.pollUnsafe())
+      yield* Deferred.succeed(gate, undefined)
+      const next = yield* Fiber.join(second)
+      assert.strictEqual(instances.length, 2)
+      assert.notStrictEqual(next, first)
+      assert.strictEqual(residency.size(), 1)
+    }).pipe(Effect.scoped))
+
+  it.effect("a request for a sector being activated shares that activation", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      let activations = 0
+      const residency = yield* Residency.make({
+        maxActive: 10,
+        passivateAfter: Duration.infinity,
+        shutdownTimeout: Duration.seconds(1),
+        retryAfterMillis: 1000,
+        activate: (sectorId) =>
+          Effect.andThen(Deferred.await(gate), Effect.sync(() => (activations++, fakeSector(sectorId, gate))))
+      })
+      const a = yield* Effect.forkChild(residency.use(1, Effect.succeed))
+      const b = yield* Effect.forkChild(residency.use(1, Effect.succeed))
+      yield* Effect.yieldNow
+      yield* Deferred.succeed(gate, undefined)
+      const [x, y] = [yield* Fiber.join(a), yield* Fiber.join(b)]
+      assert.strictEqual(x, y)
+      assert.strictEqual(activations, 1)
+      assert.deepStrictEqual(yield* Effect.exit(residency.shutdown), Exit.succeed({ reports: [{ sectorId: 1, flushed: 0, unflushed: 0 }] }))
+    }).pipe(Effect.scoped))
+})
