@@ -26,6 +26,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { absurd } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -172,6 +173,9 @@ const columnsOf = (batches: ReadonlyArray<Batch.Batch>, include: (sectorId: numb
             columns.authority.worker.push(entry.worker)
           }
           break
+        default:
+          // a new kind of entry must be given its columns here
+          absurd(entry)
       }
     }
   }
