@@ -10,34 +10,31 @@
  * with deletes take the multi-statement transaction, because a delete and an upsert of the same row may not share
  * one statement.
  *
- * **Group commit**: batches of different sectors that are waiting at the same moment share one transaction (it
- * stops taking batches at `maxGroupRows` rows); `writers` such transactions run at once. Each sector is still answered on its own: a
- * fenced sector fails alone, a replayed one succeeds as a no-op. If a group fails for anything but a transient error
- * (its data, most often), every batch of it is retried in a transaction of its own, so that the failure reaches only
- * the sector at fault (whose runtime then bisects to the poison op).
+ * **Group commit** (`GroupCommit`, keyed by sector, sized in entries): batches of different sectors that are waiting
+ * at the same moment share one transaction (it stops taking batches at `maxGroupRows` rows); `writers` such
+ * transactions run at once. Each sector is still answered on its own: a fenced sector fails alone, a replayed one
+ * succeeds as a no-op. If a group fails for anything but a transient error (its data, most often), every batch of it
+ * is retried in a transaction of its own, so that the failure reaches only the sector at fault (whose runtime then
+ * bisects to the poison op).
  *
  * Errors are classified by SQLSTATE (`SqlState`); a connection lost inside a transaction (which the driver reports
  * as a defect) is turned back into a transient failure.
  */
 import { PgClient, PgTypes } from "@effect/sql-pg"
 import { type Batch, Errors, SectorSink } from "@sectors/core"
-import * as Cause from "effect/Cause"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { absurd } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import type * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import type * as Migrator from "effect/sql/Migrator"
-import * as Semaphore from "effect/Semaphore"
 import * as SqlClient from "effect/sql/SqlClient"
 import type * as Statement from "effect/sql/Statement"
 import * as SqlError from "effect/sql/SqlError"
+import * as GroupCommit from "./GroupCommit.ts"
 import * as Migrations from "./Migrations.ts"
 import * as SqlState from "./SqlState.ts"
 
@@ -322,81 +319,24 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
       message: `sector ${batch.sectorId}: claimed by another owner since epoch ${batch.epoch}`
     })
 
-  interface Waiting {
-    readonly batch: Batch.Batch
-    readonly deferred: Deferred.Deferred<void, Errors.SinkError>
-  }
+  /** A group's commit for `GroupCommit`: each batch answered by its outcome, a fenced one with its own error. */
+  const commitBatches = (batches: ReadonlyArray<Batch.Batch>) =>
+    Effect.map(commit(batches), (outcomes) =>
+      batches.map((batch) => outcomes.get(batch.sectorId) === "fenced" ? Exit.fail(fenced(batch)) : Exit.void))
 
-  const answer = (item: Waiting, outcome: Outcome | undefined) =>
-    Deferred.doneUnsafe(item.deferred, outcome === "fenced" ? Exit.fail(fenced(item.batch)) : Exit.void)
-
-  /** Commits a group; after a non-transient error, each batch alone, so the error reaches only its own sector. */
-  const commitGroup = Effect.fnUntraced(function*(group: ReadonlyArray<Waiting>) {
-    const exit = yield* Effect.exit(commit(group.map((item) => item.batch)))
-    if (Exit.isSuccess(exit)) {
-      for (const item of group) answer(item, exit.value.get(item.batch.sectorId))
-      return
-    }
-    const error = Cause.findErrorOption(exit.cause)
-    if (group.length > 1 && Option.isSome(error) && error.value.reason !== "Transient") {
-      fallbacks.updateUnsafe(1, context)
-      yield* Effect.forEach(group, (item) =>
-        Effect.exit(commit([item.batch])).pipe(
-          Effect.map((single) =>
-            Exit.isSuccess(single)
-              ? answer(item, single.value.get(item.batch.sectorId))
-              : Deferred.doneUnsafe(item.deferred, single as Exit.Exit<never, Errors.SinkError>)
-          )
-        ), { discard: true })
-      return
-    }
-    for (const item of group) Deferred.doneUnsafe(item.deferred, exit as Exit.Exit<never, Errors.SinkError>)
+  const groups = yield* GroupCommit.make({
+    commit: commitBatches,
+    rows: (batch: Batch.Batch) => batch.entries.length,
+    key: (batch: Batch.Batch) => batch.sectorId,
+    fallback: (error: Errors.SinkError) => error.reason !== "Transient",
+    onFallback: () => fallbacks.updateUnsafe(1, context),
+    writers,
+    maxGroupRows,
+    maxGroupItems: maxGroupBatches,
+    groupWindow
   })
 
-  const queue = yield* Queue.unbounded<Waiting>()
-  // one writer at a time gathers a group, so that batches due at the same moment end up in one transaction
-  // instead of being split between idle writers
-  const gathering = yield* Semaphore.make(1)
-  let carry: Array<Waiting> = []
-  const gather = Effect.gen(function*() {
-    const group: Array<Waiting> = []
-    const sectors = new Set<number>()
-    let rows = 0
-    const add = (item: Waiting) => {
-      group.push(item)
-      sectors.add(item.batch.sectorId)
-      rows += item.batch.entries.length
-    }
-    const open = () => rows < maxGroupRows && group.length < maxGroupBatches
-    const pending = carry
-    carry = []
-    for (const item of pending) {
-      // held over from an earlier group: taken first, within the same bounds
-      if (sectors.has(item.batch.sectorId) || (group.length > 0 && !open())) carry.push(item)
-      else add(item)
-    }
-    if (group.length === 0) add(yield* Queue.take(queue))
-    // let the fibers that are ready now (sectors flushing at the same deadline) queue their batches first
-    yield* Effect.yieldNow
-    if (Duration.toMillis(groupWindow) > 0) yield* Effect.sleep(groupWindow)
-    while (open()) {
-      const next = Queue.takeUnsafe(queue)
-      if (next === undefined || Exit.isFailure(next)) break
-      // one statement may not touch a key twice: a second batch of a sector waits for the next group
-      if (sectors.has(next.value.batch.sectorId)) carry.push(next.value)
-      else add(next.value)
-    }
-    return group
-  })
-  const writer = Effect.forever(Effect.flatMap(gathering.withPermits(1)(gather), commitGroup))
-  for (let i = 0; i < writers; i++) yield* Effect.forkScoped(writer)
-
-  const persist = (batch: Batch.Batch): Effect.Effect<void, Errors.SinkError> =>
-    Effect.suspend(() => {
-      const deferred = Deferred.makeUnsafe<void, Errors.SinkError>()
-      Queue.offerUnsafe(queue, { batch, deferred })
-      return Deferred.await(deferred)
-    })
+  const persist = groups.submit
 
   /** Runs the batch's statements and rolls them back: fails exactly as `persist` would, changes nothing. */
   const verify = (batch: Batch.Batch): Effect.Effect<void, Errors.SinkError> =>
