@@ -9,7 +9,7 @@
  * (its data, most often), every batch of it is retried in a transaction of its own, so that the failure reaches only
  * the sector at fault (whose runtime then bisects to the poison op).
  */
-import { PgClient } from "@effect/sql-pg"
+import type { PgClient } from "@effect/sql-pg"
 import { type Batch, type Errors, SectorSink } from "@sectors/core"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -18,10 +18,10 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import type * as Redacted from "effect/Redacted"
 import type * as Migrator from "effect/sql/Migrator"
-import * as SqlClient from "effect/sql/SqlClient"
+import type * as SqlClient from "effect/sql/SqlClient"
 import type * as SqlError from "effect/sql/SqlError"
+import * as Client from "./Client.ts"
 import * as GroupCommit from "./GroupCommit.ts"
-import * as Migrations from "./Migrations.ts"
 import * as Statements from "./Statements.ts"
 
 /** Tuning of the sink. Every field is optional. */
@@ -104,56 +104,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 export const layerNoDeps = (options?: Options): Layer.Layer<SectorSink.SectorSink, never, SqlClient.SqlClient> =>
   Layer.effect(SectorSink.SectorSink, make(options))
 
-/** Pool and timeouts of the client `layerClient` builds. */
-export interface ClientOptions {
-  /** Pool size. Defaults to `10`. */
-  readonly maxConnections?: number | undefined
-  /** `statement_timeout` of every session. Defaults to 30 seconds. */
-  readonly statementTimeout?: Duration.Input | undefined
-  /** Connect timeout. Defaults to 5 seconds. */
-  readonly connectTimeout?: Duration.Input | undefined
-  /** `application_name`. Defaults to `sectors`. */
-  readonly applicationName?: string | undefined
-}
-
-/**
- * A pooled client on `url`, probed (`SELECT 1`, so a wrong URL fails start-up instead of the first write) and
- * migrated. Provides `SqlClient` and `PgClient`. Its sessions plan with hash and merge joins off (see below).
- */
-export const layerClient = (
-  url: Redacted.Redacted<string>,
-  options: ClientOptions = {}
-): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, SqlError.SqlError | Migrator.MigrationError> =>
-  Layer.effectDiscard(
-    Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      yield* sql`SELECT 1`
-      yield* Migrations.run
-    })
-  ).pipe(
-    Layer.provideMerge(PgClient.layer({
-      url,
-      maxConnections: options.maxConnections ?? 10,
-      connectTimeout: options.connectTimeout ?? Duration.seconds(5),
-      applicationName: options.applicationName ?? "sectors",
-      startupParameters: {
-        statement_timeout: String(Duration.toMillis(Duration.fromInputUnsafe(options.statementTimeout ?? "30 seconds"))),
-        idle_in_transaction_session_timeout: "60000",
-        // every statement of the sink probes the primary key once per input row; on a young table with stale
-        // statistics the planner chose a hash join over a full scan instead (measured: 3 ms per delete at 15 000
-        // rows, a fifth of the database time). Nested loops over the index are right at any size.
-        enable_hashjoin: "off",
-        enable_mergejoin: "off"
-      }
-    }))
-  )
-
-/** The sink on its own client: `layerClient(url, client)` then `layerNoDeps(options)`. */
+/** The sink on its own client: `Client.layer(url, client)` then `layerNoDeps(options)`. */
 export const layer = (
   url: Redacted.Redacted<string>,
-  options: Options & { readonly client?: ClientOptions | undefined } = {}
+  options: Options & { readonly client?: Client.Options | undefined } = {}
 ): Layer.Layer<
   SectorSink.SectorSink | SqlClient.SqlClient | PgClient.PgClient,
   SqlError.SqlError | Migrator.MigrationError
 > =>
-  layerNoDeps(options).pipe(Layer.provideMerge(layerClient(url, options.client)))
+  layerNoDeps(options).pipe(Layer.provideMerge(Client.layer(url, options.client)))
