@@ -12,7 +12,7 @@
  */
 import { Batch, BatchPolicy, type Op, SectorHost, SectorsConfig } from "@sectors/core"
 import { PgEmbedded } from "@sectors/pg-embedded"
-import { SinkPg, Stats } from "@sectors/sink-pg"
+import { Client, SinkPg, Stats } from "@sectors/sink-pg"
 import { Duration, Effect, Layer, Logger, type Redacted } from "effect"
 import * as Simulator from "sector-host/Simulator"
 import * as Recorder from "./Recorder.ts"
@@ -96,7 +96,7 @@ const idealCollapseOf = (
 export const run = (serverUrl: Redacted.Redacted<string>, plan: Plan) =>
   Effect.gen(function*() {
     const url = yield* PgEmbedded.freshDatabase(serverUrl, "bench")
-    const client = SinkPg.layerClient(url, { maxConnections: 10, applicationName: "bench" })
+    const client = Client.layer(url, { maxConnections: 10, applicationName: "bench" })
     const sink = Recorder.layer(SinkPg.layerNoDeps(plan.profile === "immediate" ? immediateSink : {}))
     const config = SectorsConfig.layer({ profile: plan.profile, passivateAfter: Duration.infinity })
     const app = SectorHost.layer.pipe(Layer.provideMerge(sink), Layer.provideMerge(client), Layer.provide(config))

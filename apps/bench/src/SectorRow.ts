@@ -1,16 +1,18 @@
 /**
  * What the sector-row write costs — the field report's "timestamp update", 8 % of database time there. Here the
  * sector row (watermark, fence and replay guard in one `UPDATE`) is written inside the batch's own statement, so
- * `pg_stat_statements` cannot separate it. The server can: each round runs the sink's group statement under
+ * `pg_stat_statements` cannot separate it. The server can: each round runs the sink's group statement
+ * (`Statements.upsertGroup`, the one the sink sends for a group that only upserts) under
  * `EXPLAIN (ANALYZE, FORMAT JSON)` — 50 sectors (of 10 000 in the table) with 1, 5, 25 and 100 rows per sector
  * batch, on rows that exist already (the steady state: upserts update) — inside a transaction that is rolled back,
  * and reads the time of the sector-row `UPDATE` node against the statement's execution time. Medians of the rounds.
  */
 import { PgClient } from "@effect/sql-pg"
+import type { Batch } from "@sectors/core"
 import { PgEmbedded } from "@sectors/pg-embedded"
-import { Migrations } from "@sectors/sink-pg"
-import { Effect, Logger, Redacted } from "effect"
-import postgres from "postgres"
+import { Migrations, Statements } from "@sectors/sink-pg"
+import { Effect, Logger, type Redacted } from "effect"
+import { SqlClient } from "effect/sql"
 import * as Summary from "./Summary.ts"
 
 /** The share at one batch size. */
@@ -48,55 +50,51 @@ const findNode = (node: PlanNode, test: (node: PlanNode) => boolean): PlanNode |
 export const run = (serverUrl: Redacted.Redacted<string>, rounds: number) =>
   Effect.gen(function*() {
     const url = yield* PgEmbedded.freshDatabase(serverUrl, "bench_sector_row")
-    yield* Migrations.run.pipe(Effect.provide(PgClient.layer({ url, maxConnections: 1 })))
-    return yield* Effect.promise(async () => {
-      const sql = postgres(Redacted.value(url), { max: 1, onnotice: () => {} })
+    return yield* Effect.gen(function*() {
+      yield* Migrations.run
+      const sql = yield* SqlClient.SqlClient
       const sectors = Array.from({ length: SECTORS }, (_, i) => i)
       // a host's worth of sectors in the table; each statement writes 50 of them
-      await sql`INSERT INTO sectors (sector_id, epoch) SELECT g, 1 FROM generate_series(0, 9999) g`
-      await sql`INSERT INTO entity_components (sector_id, entity_id, component, data, seq)
-        SELECT s, e, 'position', '{}'::jsonb, 0 FROM generate_series(0, ${SECTORS - 1}) s, generate_series(0, 99) e`
+      yield* sql`INSERT INTO sectors (sector_id, epoch) SELECT g, 1 FROM generate_series(0, 9999) g`
+      yield* sql`INSERT INTO entity_components (sector_id, entity_id, component, data, seq)
+        SELECT s, e, 'position', '{}'::jsonb, 0 FROM generate_series(0, ${SECTORS - 1}::int) s, generate_series(0, 99) e`
       let seq = 0
-      const columns = (rows: number) => {
-        const s: Array<number> = [], e: Array<number> = [], d: Array<string> = [], q: Array<number> = []
-        for (const sector of sectors) {
-          for (let i = 0; i < rows; i++) {
-            s.push(sector), e.push(i), d.push(JSON.stringify({ x: seq, y: i })), q.push(++seq)
-          }
-        }
-        return { s, e, d, q, to: sectors.map(() => seq) }
+      /** One batch per sector of `rows` upserts each, every seq above the last round's. */
+      const batches = (rows: number): ReadonlyArray<Batch.Batch> => {
+        const fromSeq = seq + 1
+        const entries = sectors.map(() =>
+          Array.from({ length: rows }, (_, i): Batch.Entry => {
+            seq++
+            return { _tag: "Upsert", entity: i, component: "position", data: { x: seq, y: i }, seq }
+          })
+        )
+        return sectors.map((sector, i) => ({
+          sectorId: sector,
+          epoch: 1,
+          fromSeq,
+          toSeq: seq,
+          ops: rows,
+          entries: entries[i]!,
+          trigger: "manual"
+        }))
       }
       /** Runs the group statement under EXPLAIN ANALYZE in a rolled-back transaction: [sector rows, total] ms. */
-      const measure = (rows: number) => {
-        const c = columns(rows)
-        return sql.begin(async (tx) => {
-          const [row] = await tx`EXPLAIN (ANALYZE, FORMAT JSON) WITH s AS (
-              UPDATE sectors AS s SET persisted_seq = v.to_seq, persisted_at = now()
-              FROM unnest(${sectors}::bigint[], ${sectors.map(() => 1)}::bigint[], ${c.to}::bigint[]) AS v(sector_id, epoch, to_seq)
-              WHERE s.sector_id = ANY(${sectors}::bigint[]) AND s.sector_id = v.sector_id AND s.epoch = v.epoch
-                AND s.persisted_seq < v.to_seq
-              RETURNING s.sector_id
-            ), components AS (
-              INSERT INTO entity_components AS t (sector_id, entity_id, component, data, seq)
-              SELECT u.* FROM unnest(${c.s}::bigint[], ${c.e}::bigint[], ${c.s.map(() => "position")}::text[],
-                                     ${c.d}::text[]::jsonb[], ${c.q}::bigint[]) AS u(sector_id, entity_id, component, data, seq)
-              WHERE u.sector_id IN (SELECT sector_id FROM s)
-              ON CONFLICT (sector_id, entity_id, component)
-              DO UPDATE SET data = EXCLUDED.data, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq
-            ) SELECT sector_id FROM s`
+      const measure = (rows: number) =>
+        sql.withTransaction(Effect.gen(function*() {
+          const [row] = yield* sql`EXPLAIN (ANALYZE, FORMAT JSON) ${Statements.upsertGroup(sql, batches(rows))}`
           const plan = (Object.values(row!)[0] as Array<{ Plan: PlanNode; "Execution Time": number }>)[0]!
           const update = findNode(plan.Plan, (node) => node["Node Type"] === "ModifyTable" && node.Operation === "Update")
-          throw new Elapsed([update?.["Actual Total Time"] ?? Number.NaN, plan["Execution Time"]])
-        }).then(() => [Number.NaN, Number.NaN] as const, (error: unknown) =>
-          error instanceof Elapsed ? error.millis : Promise.reject(error))
-      }
+          return yield* Effect.fail(new Elapsed([update?.["Actual Total Time"] ?? Number.NaN, plan["Execution Time"]]))
+        })).pipe(
+          Effect.catch((error) => error instanceof Elapsed ? Effect.succeed(error.millis) : Effect.fail(error))
+        )
       const points: Array<Point> = []
       for (const rows of [1, 5, 25, 100]) {
         const sector: Array<number> = []
         const total: Array<number> = []
-        for (let i = 0; i < 5; i++) await measure(rows) // warm-up
+        for (let i = 0; i < 5; i++) yield* measure(rows) // warm-up
         for (let i = 0; i < rounds; i++) {
-          const [a, b] = await measure(rows)
+          const [a, b] = yield* measure(rows)
           sector.push(a)
           total.push(b)
         }
@@ -104,9 +102,8 @@ export const run = (serverUrl: Redacted.Redacted<string>, rounds: number) =>
         const sectorMillis = Summary.summarize(sector).p50
         points.push({ rowsPerSectorBatch: rows, withMillis, withoutMillis: withMillis - sectorMillis, share: sectorMillis / withMillis })
       }
-      await sql.end()
       return points
-    })
+    }).pipe(Effect.provide(PgClient.layer({ url, maxConnections: 1 })))
   }).pipe(Effect.scoped, Effect.provide(Logger.layer([])))
 
 /** The share for a given mean rows per sector batch, interpolated between the measured points. */

@@ -1,3 +1,7 @@
+/**
+ * A whole `SectorHost` on the PostgreSQL sink under load while its connections are terminated again and again:
+ * every accepted op ends up durable, exactly as the reference fold.
+ */
 import { assert, describe, it } from "@effect/vitest"
 import { SectorHost, SectorsConfig, SectorSink, SectorState } from "@sectors/core"
 import { Arbitraries } from "@sectors/core/testing"

@@ -1,3 +1,7 @@
+/**
+ * The PostgreSQL sink against a real server: random op streams equal the reference fold, group commit, isolation of
+ * a data error, fencing, error classes, connections lost mid-statement; and migrations run from two hosts at once.
+ */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { type Op, SectorSink, SectorState } from "@sectors/core"

@@ -1,3 +1,4 @@
+/** SQLSTATE classification: by code, and of the errors a real server and driver report. */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { TestDatabase } from "@sectors/pg-embedded/testing"

@@ -1,3 +1,4 @@
+/** `Stats` snapshots and their difference, measured around real sink writes. */
 import { assert, layer } from "@effect/vitest"
 import { SectorSink } from "@sectors/core"
 import { SinkConformance } from "@sectors/core/testing"

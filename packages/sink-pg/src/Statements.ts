@@ -1,0 +1,314 @@
+/**
+ * The SQL of the PostgreSQL sink, on one `SqlClient`: committing a group of batches, verifying a batch, loading
+ * (claiming) a sector, writing and reading dead letters. Knows nothing of groups forming or of metrics (`SinkPg`
+ * composes those).
+ *
+ * Every statement is a single `UNNEST` of array parameters (one stable prepared plan for every batch size, no
+ * 65 535-parameter limit). The sector row comes first — `UPDATE sectors SET persisted_seq = $to … WHERE epoch =
+ * $epoch AND persisted_seq < $to`, which fences a stale owner and skips a replay in the same step — then guarded
+ * deletes for tombstones and removes, then `INSERT … ON CONFLICT DO UPDATE … WHERE t.seq < EXCLUDED.seq` upserts. No
+ * statement reads before it writes. The common case, a group that only upserts, is one statement (`upsertGroup`: the
+ * sector update and both upserts as data-modifying CTEs), so one round trip and no BEGIN/COMMIT. Groups with
+ * deletes take a transaction of separate statements, because a delete and an upsert of the same row may not share
+ * one statement.
+ *
+ * Errors are classified by SQLSTATE (`SqlState`); a connection lost inside a transaction (which the driver reports
+ * as a defect) is turned back into a transient failure.
+ */
+import { type Batch, Errors, type SectorSink, type SectorState } from "@sectors/core"
+import * as Effect from "effect/Effect"
+import * as SqlClient from "effect/sql/SqlClient"
+import * as SqlError from "effect/sql/SqlError"
+import type * as Statement from "effect/sql/Statement"
+import { type Columns, columnsOf, float8s, int8s, jsonbs, texts, writesOnly } from "./internal/columns.ts"
+import * as SqlState from "./SqlState.ts"
+
+/** A sector's row as the load and read statements return it. */
+interface SectorRow {
+  readonly epoch: bigint
+  readonly persisted_seq: bigint
+  readonly persisted_at: number | null
+}
+
+/** What a commit did with a sector's batch: wrote it, found it already durable, or found the sector claimed since. */
+export type Outcome = "applied" | "replay" | "fenced"
+
+/** The statements on one client; every failure is a `SinkError` whose reason says what to do with the batch. */
+export interface Statements {
+  /** Commits `batches` (of distinct sectors) in one transaction, or one statement; each sector's outcome. */
+  readonly commit: (batches: ReadonlyArray<Batch.Batch>) => Effect.Effect<ReadonlyMap<number, Outcome>, Errors.SinkError>
+  /** Runs the batch's statements and rolls them back: fails exactly as committing it would, changes nothing. */
+  readonly verify: (batch: Batch.Batch) => Effect.Effect<void, Errors.SinkError>
+  /** Claims the sector (its epoch goes up by one) and reads its rows. */
+  readonly load: (sectorId: number) => Effect.Effect<SectorSink.LoadedSector, Errors.SinkError>
+  /**
+   * Reads the sector without a claim: no write, no row created (epoch 0 for a sector never claimed). The sector row
+   * is read before the data rows, so the rows are at least as new as the watermark returned.
+   */
+  readonly read: (sectorId: number) => Effect.Effect<SectorSink.LoadedSector, Errors.SinkError>
+  /** Stores dead letters. */
+  readonly deadLetter: (letters: ReadonlyArray<SectorSink.DeadLetter>) => Effect.Effect<void, Errors.SinkError>
+  /** A sector's dead letters, oldest first. */
+  readonly deadLetters: (sectorId: number) => Effect.Effect<ReadonlyArray<SectorSink.DeadLetter>, Errors.SinkError>
+}
+
+const reasons = {
+  transient: "Transient",
+  rejected: "Rejected",
+  fatal: "Fatal"
+} as const satisfies Record<SqlState.Class, Errors.SinkErrorReason>
+
+/** Maps a driver error to what the runtime should do with the batch. */
+export const toSinkError = (error: SqlError.SqlError, what: string): Errors.SinkError => {
+  const code = SqlState.codeOf(error)
+  return new Errors.SinkError({
+    reason: reasons[SqlState.classifyError(error)],
+    message: `${what}: ${SqlState.messageOf(error)}${code === undefined ? "" : ` (${code})`}`,
+    ...(code === undefined ? {} : { code }),
+    cause: error
+  })
+}
+
+/** The error of a batch whose sector another owner claimed since the batch's epoch. */
+export const fenced = (batch: Batch.Batch): Errors.SinkError =>
+  new Errors.SinkError({
+    reason: "Fenced",
+    message: `sector ${batch.sectorId}: claimed by another owner since epoch ${batch.epoch}`
+  })
+
+/** A connection that dies inside `withTransaction` surfaces as a defect; make it a failure again. */
+const recoverConnectionLoss = <A, E, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError.SqlError, R> =>
+  Effect.catchDefect(
+    effect,
+    (defect): Effect.Effect<never, SqlError.SqlError> =>
+      SqlError.isSqlError(defect) ? Effect.fail(defect) : Effect.die(defect)
+  )
+
+/** Carries `verify` out of the transaction it rolls back. */
+class Rollback {
+  readonly _tag = "Rollback"
+}
+
+/**
+ * The sector rows of a group: fence (epoch), replay guard (persisted_seq < to) and watermark in one `UPDATE`,
+ * returning the sectors it applies to. `= ANY` lets it find the rows through the primary key: a join alone makes
+ * the planner scan every sector.
+ */
+const sectorRows = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>) => {
+  const ids = int8s(batches.map((b) => b.sectorId))
+  return sql`UPDATE sectors AS s SET persisted_seq = v.to_seq, persisted_at = now()
+    FROM unnest(${ids}::bigint[], ${int8s(batches.map((b) => b.epoch))}::bigint[],
+                ${int8s(batches.map((b) => b.toSeq))}::bigint[]) AS v(sector_id, epoch, to_seq)
+    WHERE s.sector_id = ANY(${ids}::bigint[]) AND s.sector_id = v.sector_id AND s.epoch = v.epoch
+      AND s.persisted_seq < v.to_seq
+    RETURNING s.sector_id`
+}
+
+/**
+ * The upserts of a group's components and authority, each one statement over its column arrays; a row changes
+ * only for a higher seq. `where` filters the unnested rows (`u`): nothing in a transaction that already left out
+ * the sectors not applied, `onlyApplied` inside `upsertGroup`'s single statement.
+ */
+const upsertComponents = (sql: SqlClient.SqlClient, c: Columns["components"], where: Statement.Fragment) =>
+  sql`INSERT INTO entity_components AS t (sector_id, entity_id, component, data, seq)
+    SELECT u.* FROM unnest(${int8s(c.sector)}::bigint[], ${int8s(c.entity)}::bigint[], ${texts(c.component)}::text[],
+                           ${jsonbs(c.data)}::jsonb[], ${int8s(c.seq)}::bigint[])
+      AS u(sector_id, entity_id, component, data, seq)
+    ${where}
+    ON CONFLICT (sector_id, entity_id, component)
+    DO UPDATE SET data = EXCLUDED.data, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq`
+
+const upsertAuthority = (sql: SqlClient.SqlClient, a: Columns["authority"], where: Statement.Fragment) =>
+  sql`INSERT INTO entity_authority AS t (sector_id, entity_id, component, worker, seq)
+    SELECT u.* FROM unnest(${int8s(a.sector)}::bigint[], ${int8s(a.entity)}::bigint[], ${texts(a.component)}::text[],
+                           ${texts(a.worker)}::text[], ${int8s(a.seq)}::bigint[])
+      AS u(sector_id, entity_id, component, worker, seq)
+    ${where}
+    ON CONFLICT (sector_id, entity_id, component)
+    DO UPDATE SET worker = EXCLUDED.worker, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq`
+
+/** `upsertGroup` on columns already built. */
+const upsertGroupOf = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>, columns: Columns) => {
+  // only the rows of sectors the sector-row CTE `s` updated
+  const onlyApplied = sql`WHERE u.sector_id IN (SELECT sector_id FROM s)`
+  return sql<{ readonly sector_id: bigint }>`
+    WITH s AS (${sectorRows(sql, batches)}),
+      components AS (${upsertComponents(sql, columns.components, onlyApplied)}),
+      authority AS (${upsertAuthority(sql, columns.authority, onlyApplied)})
+    SELECT sector_id FROM s`
+}
+
+/**
+ * The single statement that commits a group of batches (of distinct sectors) that only write — no tombstone,
+ * removal or cleared authority, whose entries it would skip: the sector rows (fence, replay guard, watermark) and
+ * both upserts as data-modifying CTEs; the rows of sectors the first CTE did not update are filtered out. Returns
+ * the sectors it applied. The sink runs it for such groups; benchmarks `EXPLAIN` it.
+ */
+export const upsertGroup = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>) =>
+  upsertGroupOf(sql, batches, columnsOf(batches, () => true))
+
+/** The statements on the `SqlClient` in context. */
+export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effect.map(SqlClient.SqlClient, (sql) => {
+  /** Each sector's outcome: the ones the sector statement updated are applied; the others replays or fenced. */
+  const classify = Effect.fnUntraced(function*(
+    batches: ReadonlyArray<Batch.Batch>,
+    applied: ReadonlyArray<{ readonly sector_id: bigint }>
+  ) {
+    const outcomes = new Map<number, Outcome>()
+    for (const row of applied) outcomes.set(Number(row.sector_id), "applied")
+    const others = batches.filter((b) => !outcomes.has(b.sectorId))
+    if (others.length > 0) {
+      // the rare path: tell a replay (already durable) from a fenced owner
+      const rows = yield* sql<{ sector_id: bigint; epoch: bigint }>`
+        SELECT sector_id, epoch FROM sectors WHERE sector_id = ANY(${int8s(others.map((b) => b.sectorId))}::bigint[])`
+      const epochs = new Map(rows.map((row) => [Number(row.sector_id), Number(row.epoch)]))
+      for (const b of others) outcomes.set(b.sectorId, epochs.get(b.sectorId) === b.epoch ? "replay" : "fenced")
+    }
+    return outcomes
+  })
+
+  /** The statements of a group, in the current transaction; returns each sector's outcome. */
+  const writeGroup = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns) {
+    const applied = yield* sql<{ sector_id: bigint }>`${sectorRows(sql, batches)}`
+    const outcomes = yield* classify(batches, applied)
+
+    // the columns of every batch, unless one is a replay or fenced (rare): then of the applied ones only
+    const { authority, cleared, components, removed, tombstones } = applied.length === batches.length
+      ? all
+      : columnsOf(batches, (sectorId) => outcomes.get(sectorId) === "applied")
+    if (tombstones.sector.length > 0) {
+      const sectors = int8s(tombstones.sector), entities = int8s(tombstones.entity), seqs = int8s(tombstones.seq)
+      for (const table of ["entity_components", "entity_authority"]) {
+        yield* sql`DELETE FROM ${sql(table)} AS t
+          USING unnest(${sectors}::bigint[], ${entities}::bigint[], ${seqs}::bigint[]) AS d(sector_id, entity_id, seq)
+          WHERE t.sector_id = d.sector_id AND t.entity_id = d.entity_id AND t.seq < d.seq`
+      }
+    }
+    for (const [table, keys] of [["entity_components", removed], ["entity_authority", cleared]] as const) {
+      if (keys.sector.length === 0) continue
+      yield* sql`DELETE FROM ${sql(table)} AS t
+        USING unnest(${int8s(keys.sector)}::bigint[], ${int8s(keys.entity)}::bigint[],
+                     ${texts(keys.component)}::text[], ${int8s(keys.seq)}::bigint[])
+          AS r(sector_id, entity_id, component, seq)
+        WHERE t.sector_id = r.sector_id AND t.entity_id = r.entity_id AND t.component = r.component AND t.seq < r.seq`
+    }
+    if (components.sector.length > 0) yield* upsertComponents(sql, components, sql.literal(""))
+    if (authority.sector.length > 0) yield* upsertAuthority(sql, authority, sql.literal(""))
+    return outcomes
+  })
+
+  /** The common case in one statement, so in one round trip and without BEGIN/COMMIT. */
+  const writeUpserts = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns) {
+    return yield* classify(batches, yield* upsertGroupOf(sql, batches, all))
+  })
+
+  /**
+   * One transaction for `batches` (of distinct sectors): their entries split into columns once; when nothing is
+   * deleted or removed (only writes), `upsertGroup`'s single statement does it all.
+   */
+  const commit = (batches: ReadonlyArray<Batch.Batch>): Effect.Effect<ReadonlyMap<number, Outcome>, Errors.SinkError> =>
+    Effect.suspend(() => {
+      const all = columnsOf(batches, () => true)
+      return recoverConnectionLoss(
+        writesOnly(all) ? writeUpserts(batches, all) : sql.withTransaction(writeGroup(batches, all))
+      )
+    }).pipe(Effect.mapError((error) => toSinkError(error, "persist")))
+
+  const verify = (batch: Batch.Batch): Effect.Effect<void, Errors.SinkError> =>
+    recoverConnectionLoss(
+      sql.withTransaction(
+        Effect.flatMap(
+          writeGroup([batch], columnsOf([batch], () => true)),
+          (outcomes): Effect.Effect<never, Errors.SinkError | Rollback> =>
+            outcomes.get(batch.sectorId) === "fenced" ? Effect.fail(fenced(batch)) : Effect.fail(new Rollback())
+        )
+      )
+    ).pipe(
+      Effect.catch((error) =>
+        error instanceof Rollback
+          ? Effect.void
+          : Effect.fail(SqlError.isSqlError(error) ? toSinkError(error, "verify") : error)
+      )
+    )
+
+  /** The durable rows of a sector. */
+  const rowsOf = (sectorId: number) =>
+    Effect.all({
+      components: sql<{ entity_id: bigint; component: string; data: Record<string, never>; seq: bigint }>`
+        SELECT entity_id, component, data, seq FROM entity_components WHERE sector_id = ${BigInt(sectorId)}`,
+      authority: sql<{ entity_id: bigint; component: string; worker: string; seq: bigint }>`
+        SELECT entity_id, component, worker, seq FROM entity_authority WHERE sector_id = ${BigInt(sectorId)}`
+    }).pipe(Effect.map(({ authority, components }): SectorState.Rows => ({
+      components: components.map((c) => ({
+        entity: Number(c.entity_id),
+        component: c.component,
+        data: c.data,
+        seq: Number(c.seq)
+      })),
+      authority: authority.map((a) => ({
+        entity: Number(a.entity_id),
+        component: a.component,
+        worker: a.worker,
+        seq: Number(a.seq)
+      }))
+    })))
+
+  const loaded = (sectorId: number, row: SectorRow | undefined, rows: SectorState.Rows): SectorSink.LoadedSector => ({
+    sectorId,
+    epoch: row === undefined ? 0 : Number(row.epoch),
+    persistedSeq: row === undefined ? 0 : Number(row.persisted_seq),
+    persistedAt: row?.persisted_at == null ? undefined : Math.round(row.persisted_at),
+    rows
+  })
+
+  const load = (sectorId: number) =>
+    Effect.gen(function*() {
+      const claimed = yield* sql<SectorRow>`
+        INSERT INTO sectors (sector_id, epoch) VALUES (${BigInt(sectorId)}, 1)
+        ON CONFLICT (sector_id) DO UPDATE SET epoch = sectors.epoch + 1
+        RETURNING epoch, persisted_seq, (extract(epoch FROM persisted_at) * 1000)::float8 AS persisted_at`
+      return loaded(sectorId, claimed[0], yield* rowsOf(sectorId))
+    }).pipe(Effect.mapError((error) => toSinkError(error, `load sector ${sectorId}`)))
+
+  const read = (sectorId: number) =>
+    Effect.gen(function*() {
+      const found = yield* sql<SectorRow>`
+        SELECT epoch, persisted_seq, (extract(epoch FROM persisted_at) * 1000)::float8 AS persisted_at
+        FROM sectors WHERE sector_id = ${BigInt(sectorId)}`
+      const rows = found[0] === undefined ? { components: [], authority: [] } : yield* rowsOf(sectorId)
+      return loaded(sectorId, found[0], rows)
+    }).pipe(Effect.mapError((error) => toSinkError(error, `read sector ${sectorId}`)))
+
+  const deadLetter = (letters: ReadonlyArray<SectorSink.DeadLetter>) =>
+    letters.length === 0 ? Effect.void : sql`
+      INSERT INTO dead_letters (sector_id, seq, entry, error, code, at)
+      SELECT sector_id, seq, entry, error, code, to_timestamp(at / 1000.0)
+      FROM unnest(${int8s(letters.map((l) => l.sectorId))}::bigint[], ${int8s(letters.map((l) => l.seq))}::bigint[],
+                  ${jsonbs(letters.map((l) => l.entry))}::jsonb[], ${texts(letters.map((l) => l.error))}::text[],
+                  ${texts(letters.map((l) => l.code ?? ""))}::text[], ${float8s(letters.map((l) => l.at))}::float8[])
+        AS l(sector_id, seq, entry, error, code, at)`.pipe(
+      Effect.asVoid,
+      Effect.mapError((error) => toSinkError(error, "dead letter"))
+    )
+
+  const deadLetters = (sectorId: number) =>
+    sql<{ seq: bigint; entry: SectorSink.DeadLetter["entry"]; error: string; code: string; at: number }>`
+      SELECT seq, entry, error, code, (extract(epoch FROM at) * 1000)::float8 AS at
+      FROM dead_letters WHERE sector_id = ${BigInt(sectorId)} ORDER BY id`.pipe(
+      Effect.map((rows) =>
+        rows.map((row): SectorSink.DeadLetter => ({
+          sectorId,
+          seq: Number(row.seq),
+          entry: row.entry,
+          error: row.error,
+          code: row.code === "" ? undefined : row.code,
+          at: Math.round(row.at)
+        }))
+      ),
+      Effect.mapError((error) => toSinkError(error, "read dead letters"))
+    )
+
+  return { commit, verify, load, read, deadLetter, deadLetters }
+})
