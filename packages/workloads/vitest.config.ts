@@ -1,0 +1,3 @@
+import { base } from "../../vitest.shared.ts"
+
+export default base
