@@ -5,12 +5,11 @@
  */
 import { type Op } from "@sectors/core"
 import { PgEmbedded } from "@sectors/pg-embedded"
-import { Effect, Redacted } from "effect"
+import { OpSource, Summary, Workload } from "@sectors/workloads"
+import { Effect, Random, Redacted } from "effect"
 import { spawn } from "node:child_process"
 import * as net from "node:net"
 import { fileURLToPath } from "node:url"
-import * as Simulator from "sector-host/Simulator"
-import * as Summary from "./Summary.ts"
 
 const entry = fileURLToPath(new URL("../../sector-host/src/main.ts", import.meta.url))
 
@@ -39,6 +38,7 @@ export const run = (serverUrl: Redacted.Redacted<string>, options: { readonly ra
       ),
       (child) => Effect.sync(() => void (child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")))
     )
+    const source = yield* OpSource.make(Workload.fieldReport.sustained).pipe(Random.withSeed(3))
     return yield* Effect.promise(async () => {
       let output = ""
       child.stdout.on("data", (c: Buffer) => (output += c.toString()))
@@ -48,9 +48,8 @@ export const run = (serverUrl: Redacted.Redacted<string>, options: { readonly ra
       if (!output.includes("listening on")) throw new Error(`sector-host did not start:\n${output}`)
       const base = `http://127.0.0.1:${port}`
       // activate every sector first (a load per sector), as the in-process runs do, then measure the steady state
-      const sectors = Simulator.workloads.sustained.sectors
+      const sectors = Workload.fieldReport.sustained.sectors
       await Promise.all(Array.from({ length: sectors }, (_, i) => fetch(`${base}/sectors/${i}`).then((r) => r.arrayBuffer())))
-      const source = Simulator.opSource(Simulator.workloads.sustained, 3)
       const latencies: Array<number> = []
       let accepted = 0
       let requests = 0

@@ -9,9 +9,9 @@
 import { PgClient } from "@effect/sql-pg"
 import { PgEmbedded } from "@sectors/pg-embedded"
 import { Migrations } from "@sectors/sink-pg"
+import { Summary } from "@sectors/workloads"
 import { Effect, Logger, Redacted } from "effect"
 import postgres from "postgres"
-import * as Summary from "./Summary.ts"
 
 /** The share at one batch size. */
 export interface Point {

@@ -1,3 +1,0 @@
-import { base } from "../../vitest.shared.ts"
-
-export default base
