@@ -6,6 +6,7 @@
  * prints the Markdown report. `--render <results.json> [--out <report.md>]` renders a saved run again (charts in a
  * directory named after the report, lower-cased: `docs/BENCHMARKS.md` → `docs/benchmarks/`).
  */
+import { NodeServices } from "@effect/platform-node"
 import { PgEmbedded } from "@sectors/pg-embedded"
 import { Workload } from "@sectors/workloads"
 import { Effect, Logger } from "effect"
@@ -173,6 +174,7 @@ if (renderFrom !== undefined) {
 
 Effect.runPromise(program.pipe(
   Effect.provide(PgEmbedded.layer({ settings: { max_connections: "300", shared_buffers: "256MB" } })),
+  Effect.provide(NodeServices.layer),
   Effect.provide(Logger.layer([]))
 )).catch((error) => {
   console.error(`bench: ${String(error)}`)
