@@ -4,12 +4,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { type Op, SectorState } from "@sectors/core"
 import { Arbitraries } from "@sectors/core/testing"
+import { Port } from "@sectors/pg-embedded"
 import { TestDatabase } from "@sectors/pg-embedded/testing"
 import { Effect, Fiber, Redacted } from "effect"
 import * as fc from "fast-check"
 import * as http from "node:http"
 import postgres from "postgres"
-import { call, freePort, type Host, scoped as start } from "../support/HostProcess.ts"
+import { call, type Host, scoped as start } from "../support/HostProcess.ts"
 import { metric } from "../support/Observe.ts"
 
 /** A fresh database; the env to start a host on it. */
@@ -218,7 +219,7 @@ describe("sector-host end to end", () => {
   it.live("takes flags over the environment (--port, --profile)", () =>
     Effect.gen(function*() {
       const { env } = yield* fixture
-      const [envPort, port] = [yield* Effect.promise(freePort), yield* Effect.promise(freePort)]
+      const [envPort, port] = [yield* Port.free, yield* Port.free]
       const host = yield* start({ ...env, PORT: String(envPort) }, ["--port", String(port), "--profile", "aggressive"])
       assert.strictEqual(host.baseUrl, `http://127.0.0.1:${port}`)
       assert.include(host.output(), "profile: aggressive")
@@ -253,7 +254,7 @@ describe("sector-host end to end", () => {
       assert.isTrue(received.has("/v1/traces"), [...received].join(","))
       assert.isTrue(received.has("/v1/metrics"), [...received].join(","))
 
-      const closedPort = yield* Effect.promise(freePort)
+      const closedPort = yield* Port.free
       const fixture2 = yield* fixture
       const lonely = yield* start({ ...fixture2.env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${closedPort}`, OTEL_BSP_SCHEDULE_DELAY: "100" })
       const op = { type: "set", entity: 1, component: "a", data: {} } as const

@@ -1,10 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
+import { Port } from "@sectors/pg-embedded"
 import { TestDatabase } from "@sectors/pg-embedded/testing"
 import { Effect, Redacted } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { call, freePort, runToExit, scopedExactly } from "../support/HostProcess.ts"
+import { call, runToExit, scopedExactly } from "../support/HostProcess.ts"
 
 const isAlive = (pid: number) => {
   try {
@@ -30,7 +31,7 @@ describe("sector-host process", () => {
   it.live("serves /healthz and /readyz on an external DATABASE_URL and exits 0 on SIGTERM", () =>
     Effect.gen(function*() {
       const url = yield* TestDatabase.fresh(TestDatabase.serverUrl())
-      const port = yield* Effect.promise(freePort)
+      const port = yield* Port.free
       const host = yield* scopedExactly({ DATABASE_URL: Redacted.value(url), PORT: String(port) })
       assert.strictEqual(host.baseUrl, `http://127.0.0.1:${port}`)
       assert.notInclude(host.output(), new URL(Redacted.value(url)).password, "no password in the logs")
@@ -48,7 +49,7 @@ describe("sector-host process", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir("sector-host-e2e-")
       const dataDir = path.join(dir, "pg")
-      const port = yield* Effect.promise(freePort)
+      const port = yield* Port.free
       const host = yield* scopedExactly({ DATA_DIR: dataDir, PORT: String(port) })
       assert.include(host.output(), `embedded PostgreSQL`)
       assert.include(host.output(), dataDir)
@@ -76,7 +77,7 @@ describe("sector-host process", () => {
 
   it.live("exits non-zero with one readable line when the database cannot be reached", () =>
     Effect.gen(function*() {
-      const port = yield* Effect.promise(freePort)
+      const port = yield* Port.free
       const { code, output } = yield* Effect.promise(() =>
         runToExit({ DATABASE_URL: `postgres://u:p@127.0.0.1:${port}/db`, PORT: String(port), LOG_FORMAT: "json" })
       )
@@ -93,7 +94,7 @@ describe("sector-host process", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir("sector-host-orphan-")
       const dataDir = path.join(dir, "pg")
-      const env = { DATA_DIR: dataDir, PORT: String(yield* Effect.promise(freePort)) }
+      const env = { DATA_DIR: dataDir, PORT: String(yield* Port.free) }
       const first = yield* scopedExactly(env)
       const posted = yield* Effect.promise(() =>
         call(first.baseUrl, "POST", "/sectors/9/ops?ack=durable", { ops: [{ type: "set", entity: 1, component: "a", data: { v: 1 } }] })

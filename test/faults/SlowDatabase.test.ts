@@ -12,6 +12,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { TestDatabase } from "@sectors/pg-embedded/testing"
+import { Summary } from "@sectors/workloads"
 import { Effect, Redacted } from "effect"
 import { scoped } from "../support/HostProcess.ts"
 import * as Load from "../support/Load.ts"
@@ -83,12 +84,6 @@ const timeSubmissions = Effect.acquireRelease(
   }),
   ({ original }) => Effect.sync(() => void (globalThis.fetch = original))
 )
-
-const percentile = (values: ReadonlyArray<number>, p: number) => {
-  if (values.length === 0) return Number.NaN
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
-}
 
 const countBy = (requests: ReadonlyArray<Timed>) => {
   const statuses: Record<number, number> = {}
@@ -179,8 +174,8 @@ describe("slow database (injected latency via a loopback TCP proxy the suite run
             failures: delta("sectors_persist_failures_total"),
             requests: requests.length,
             durable: requests.filter((r) => r.durable).length,
-            p99Accepted: percentile(requests.filter((r) => !r.durable).map((r) => r.ms), 99),
-            p99Durable: percentile(requests.filter((r) => r.durable).map((r) => r.ms), 99),
+            p99Accepted: Summary.percentile(requests.filter((r) => !r.durable).map((r) => r.ms), 99),
+            p99Durable: Summary.percentile(requests.filter((r) => r.durable).map((r) => r.ms), 99),
             maxMs: Math.max(...requests.map((r) => r.ms)),
             statuses: countBy(requests)
           }

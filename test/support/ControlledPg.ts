@@ -2,11 +2,10 @@
  * A PostgreSQL server the test controls: started from the embedded binaries on a fixed port and data directory so
  * it can be stopped (an outage) and started again at the same address, with the data kept.
  */
-import { PgEmbedded } from "@sectors/pg-embedded"
+import { PgEmbedded, Port } from "@sectors/pg-embedded"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { freePort } from "./HostProcess.ts"
 
 export interface ControlledPg {
   /** URL of its `postgres` database. */
@@ -21,7 +20,7 @@ export interface ControlledPg {
 export const start = async (): Promise<ControlledPg> => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "sectors-controlled-"))
   await fs.chmod(dir, 0o755)
-  const options = { dataDir: path.join(dir, "pg"), port: await freePort(), settings: { fsync: "off", max_connections: "200" } }
+  const options = { dataDir: path.join(dir, "pg"), port: await Port.freeAsync(), settings: { fsync: "off", max_connections: "200" } }
   let server: PgEmbedded.AsyncServer | undefined = await PgEmbedded.startAsync(options)
   let url = server.url
   return {

@@ -3,9 +3,9 @@
  * end-to-end tests: start it with an environment, wait for its "listening" log line, talk to it over HTTP on
  * 127.0.0.1, signal it and collect its exit code and output.
  */
+import { Port } from "@sectors/pg-embedded"
 import { Effect } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import * as net from "node:net"
 import { fileURLToPath } from "node:url"
 
 /** The repository root, where `npm start` runs. */
@@ -23,17 +23,6 @@ export interface Host {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
   readonly signal: (signal: NodeJS.Signals) => void
 }
-
-/** A free TCP port on 127.0.0.1. */
-export const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port
-      server.close(() => resolve(port))
-    })
-  })
 
 /** Spawns the host with exactly `env` (plus PATH/HOME), collecting everything it writes to stdout and stderr. */
 const spawnHost = (env: Record<string, string>, args: ReadonlyArray<string>) => {
@@ -136,7 +125,7 @@ export const scopedExactly = (env: Record<string, string>, args: ReadonlyArray<s
   Effect.acquireRelease(Effect.promise(() => startHost(env, 60_000, args)), kill)
 
 /** `env` with a free port and JSON logs unless it names them. */
-const withDefaults = async (env: Record<string, string>) => ({ PORT: String(await freePort()), LOG_FORMAT: "json", ...env })
+const withDefaults = async (env: Record<string, string>) => ({ PORT: String(await Port.freeAsync()), LOG_FORMAT: "json", ...env })
 
 /** The host as a scoped resource: started with `env` on a free port, killed when the scope closes if still running. */
 export const scoped = (env: Record<string, string>, args: ReadonlyArray<string> = []) =>

@@ -7,8 +7,8 @@
  * bisection steps (each halves the bracket's ratio in log scale: 2× → 1.41× → 1.19×).
  */
 import type { BatchPolicy } from "@sectors/core"
+import type { Workload } from "@sectors/workloads"
 import { Effect, type Redacted } from "effect"
-import type * as Simulator from "sector-host/Simulator"
 import * as Run from "./Run.ts"
 
 /** One step of the search. */
@@ -46,7 +46,7 @@ export const search = (
   serverUrl: Redacted.Redacted<string>,
   options: {
     readonly profile: BatchPolicy.ProfileName
-    readonly workload: Simulator.Workload
+    readonly workload: Workload.Workload
     readonly rates: ReadonlyArray<number>
     readonly seconds: number
     /** Bisection steps once a rate failed. */

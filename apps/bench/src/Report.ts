@@ -292,7 +292,7 @@ export const render = async (
   md.push(`Machine: ${results.machine}. Database: ${results.database}.`, "")
   md.push(
     "Every figure below was measured in this one run, side by side on the same PostgreSQL server, each scenario on a",
-    "fresh database of its own. Workloads are in-process (`sector-host/Simulator` driving a `SectorHost` on the",
+    "fresh database of its own. Workloads are in-process (`@sectors/workloads` driving a `SectorHost` on the",
     "PostgreSQL sink) over 50 sectors × 500 entities with hot keys (10 entities per sector take 60 % of the writes,",
     "mostly position and velocity); `immediate` is the old tight loop: a batch the moment an op is pending (what queued while one was written goes in the next), one transaction per batch (group",
     `commit off), ${Run.immediateSink.writers} writers. op→durable latency is sampled with a durable ack on one submission in 20.`,

@@ -13,15 +13,14 @@
 import { Batch, BatchPolicy, type Op, SectorHost, SectorsConfig } from "@sectors/core"
 import { PgEmbedded } from "@sectors/pg-embedded"
 import { Client, SinkPg, Stats } from "@sectors/sink-pg"
+import { Driver, Summary, type Workload } from "@sectors/workloads"
 import { Duration, Effect, Layer, Logger, type Redacted } from "effect"
-import * as Simulator from "sector-host/Simulator"
 import * as Recorder from "./Recorder.ts"
-import * as Summary from "./Summary.ts"
 
 /** What to run. */
 export interface Plan {
   readonly label: string
-  readonly workload: Simulator.Workload
+  readonly workload: Workload.Workload
   readonly profile: BatchPolicy.ProfileName
   readonly seconds: number
 }
@@ -34,7 +33,7 @@ export interface Result {
   readonly label: string
   readonly profile: BatchPolicy.ProfileName
   readonly seconds: number
-  readonly perSecond: ReadonlyArray<Simulator.Second>
+  readonly perSecond: ReadonlyArray<Driver.Second>
   readonly offered: number
   readonly accepted: number
   readonly refused: number
@@ -113,12 +112,13 @@ export const run = (serverUrl: Redacted.Redacted<string>, plan: Plan) =>
       const before = yield* Stats.snapshot
       recorder.reset()
       const log: Array<{ sectorId: number; ops: ReadonlyArray<Op.Op>; at: number }> = []
-      const seconds: Array<Simulator.Second> = []
+      const seconds: Array<Driver.Second> = []
       let rssPeak = process.memoryUsage.rss()
       const cpuBefore = process.cpuUsage()
       const wallBefore = performance.now()
-      yield* Simulator.drive(plan.workload, {
+      yield* Driver.drive(plan.workload, {
         duration: Duration.seconds(plan.seconds),
+        commits: SinkPg.transactions,
         onSubmit: (sectorId, ops, at) => void log.push({ sectorId, ops, at }),
         onSecond: (second) =>
           Effect.sync(() => {

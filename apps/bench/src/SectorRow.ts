@@ -11,9 +11,9 @@ import { PgClient } from "@effect/sql-pg"
 import type { Batch } from "@sectors/core"
 import { PgEmbedded } from "@sectors/pg-embedded"
 import { Migrations, Statements } from "@sectors/sink-pg"
+import { Summary } from "@sectors/workloads"
 import { Effect, Logger, type Redacted } from "effect"
 import { SqlClient } from "effect/sql"
-import * as Summary from "./Summary.ts"
 
 /** The share at one batch size. */
 export interface Point {

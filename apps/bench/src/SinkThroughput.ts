@@ -10,10 +10,10 @@ import { PgClient } from "@effect/sql-pg"
 import { Batch, type Op } from "@sectors/core"
 import { PgEmbedded } from "@sectors/pg-embedded"
 import { Migrations, SinkPg } from "@sectors/sink-pg"
+import { Summary } from "@sectors/workloads"
 import { Effect, Layer, Redacted } from "effect"
 import postgres from "postgres"
 import * as Limit from "./Limit.ts"
-import * as Summary from "./Summary.ts"
 
 /** The three writers compared. */
 export type Method = "sink-pg" | "raw-unnest" | "naive-per-op"

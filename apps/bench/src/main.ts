@@ -6,13 +6,14 @@
  * prints the Markdown report. `--render <results.json> [--out <report.md>]` renders a saved run again (charts in a
  * directory named after the report, lower-cased: `docs/BENCHMARKS.md` → `docs/benchmarks/`).
  */
+import { NodeServices } from "@effect/platform-node"
 import { PgEmbedded } from "@sectors/pg-embedded"
+import { Workload } from "@sectors/workloads"
 import { Effect, Logger } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as Simulator from "sector-host/Simulator"
 import * as Capacity from "./Capacity.ts"
 import * as HttpVariant from "./HttpVariant.ts"
 import * as Idle from "./Idle.ts"
@@ -46,18 +47,18 @@ const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${Math.
 
 /** Shorter cycles in quick mode: the same shapes, compressed in time. */
 const scale = full ? 1 : 0.25
-const workloads: Record<Simulator.Scenario, Simulator.Workload> = {
-  sustained: Simulator.workloads.sustained,
-  bursty: { ...Simulator.workloads.bursty, rate: (t) => Simulator.workloads.bursty.rate(t / scale) },
-  sporadic: Simulator.workloads.sporadic,
+const workloads: Record<Workload.Scenario, Workload.Workload> = {
+  sustained: Workload.fieldReport.sustained,
+  bursty: { ...Workload.fieldReport.bursty, rate: (t) => Workload.fieldReport.bursty.rate(t / scale) },
+  sporadic: Workload.fieldReport.sporadic,
   ramp: {
-    ...Simulator.workloads.ramp,
+    ...Workload.fieldReport.ramp,
     // quick: reach the same top rate within the run
     rate: (t) => Math.min(5_000, 10 + (full ? 100 * Math.floor(t / 30) : 500 * Math.floor(t)))
   }
 }
 
-const matrix: ReadonlyArray<{ scenario: Simulator.Scenario; profiles: ReadonlyArray<"immediate" | "conservative" | "balanced" | "aggressive">; seconds: number }> = full
+const matrix: ReadonlyArray<{ scenario: Workload.Scenario; profiles: ReadonlyArray<"immediate" | "conservative" | "balanced" | "aggressive">; seconds: number }> = full
   ? [
     { scenario: "sustained", profiles: ["immediate", "conservative", "balanced", "aggressive"], seconds: 30 },
     { scenario: "bursty", profiles: ["immediate", "conservative", "balanced", "aggressive"], seconds: 60 },
@@ -93,7 +94,7 @@ const program = Effect.gen(function*() {
       yield* log(`capacity search, ${profile}`)
       capacity.push(yield* Capacity.search(url, {
         profile,
-        workload: Simulator.workloads.sustained,
+        workload: Workload.fieldReport.sustained,
         rates: [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000],
         seconds: full ? 10 : 4,
         refine: 2
@@ -173,6 +174,7 @@ if (renderFrom !== undefined) {
 
 Effect.runPromise(program.pipe(
   Effect.provide(PgEmbedded.layer({ settings: { max_connections: "300", shared_buffers: "256MB" } })),
+  Effect.provide(NodeServices.layer),
   Effect.provide(Logger.layer([]))
 )).catch((error) => {
   console.error(`bench: ${String(error)}`)

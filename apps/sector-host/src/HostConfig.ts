@@ -14,7 +14,7 @@ import type * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import { SectorsConfig } from "@sectors/core"
-import * as Simulator from "./Simulator.ts"
+import { Workload } from "@sectors/workloads"
 
 /** How log lines are written. `auto` is JSON lines when stderr is not a terminal, human-readable when it is. */
 export type LogFormat = "json" | "pretty" | "auto"
@@ -43,7 +43,7 @@ export class HostConfig extends Context.Service<HostConfig, {
   /** How long `ack=durable` and `POST /flush` wait before answering 504 (ops stay accepted). Defaults to 30 seconds. */
   readonly durableTimeout: Duration.Duration
   /** Drive the host in-process with a field-report workload. Defaults to none. */
-  readonly simulate: Option.Option<Simulator.Scenario>
+  readonly simulate: Option.Option<Workload.Scenario>
 }>()("sector-host/HostConfig") {}
 
 /** The values every field defaults to. */
@@ -75,7 +75,7 @@ export const config: Config.Config<HostConfig["Service"]> = Config.all({
   maxOpsPerRequest: SectorsConfig.positiveInt("maxOpsPerRequest").pipe(Config.withDefault(defaults.maxOpsPerRequest)),
   maxDataBytes: SectorsConfig.positiveInt("maxDataBytes").pipe(Config.withDefault(defaults.maxDataBytes)),
   durableTimeout: SectorsConfig.duration("durableTimeout", defaults.durableTimeout),
-  simulate: Config.option(Config.Literals(Simulator.scenarios, "simulate"))
+  simulate: Config.option(Config.Literals(Workload.scenarios, "simulate"))
 })
 
 /** Every key `config` reads (camelCase; `PORT`-style in the environment, `--port` on the command line). */

@@ -10,10 +10,10 @@ import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import { createRequire } from "node:module"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
+import { freeAsync as freePort } from "../Port.ts"
 
 /** Why starting a cluster failed; mirrored by `PgEmbeddedError.reason`. */
 export type FailureReason = "PortInUse" | "DataDirectory" | "Permission" | "Binaries" | "Initdb" | "Startup" | "Timeout"
@@ -118,19 +118,6 @@ const account = async (): Promise<Account> => {
     }
   }
 }
-
-/** Asks the OS for a free TCP port on 127.0.0.1. */
-export const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer()
-    server.unref()
-    server.once("error", reject)
-    server.listen(0, HOST, () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 
 const exists = (file: string) => fs.access(file).then(() => true, () => false)
 

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as fc from "fast-check"
-import * as Summary from "../src/Summary.ts"
+import { Summary } from "../src/index.ts"
 
 describe("Summary", () => {
   it("uses nearest-rank percentiles", () => {
@@ -27,5 +27,24 @@ describe("Summary", () => {
         assert.isBelow(samples.filter((x) => x < value).length / samples.length, p / 100)
       }
     }))
+  })
+
+  it("takes the percentile of samples in any order, by the same definition as summarize", () => {
+    assert.strictEqual(Summary.percentile([3, 1, 2], 50), 2)
+    assert.strictEqual(Summary.percentile([5], 99), 5)
+    assert.strictEqual(Summary.percentile([1, 2, 3, 4], 25), 1)
+    assert.strictEqual(Summary.percentile([1, 2, 3, 4], 26), 2)
+    assert.isTrue(Number.isNaN(Summary.percentile([], 99)))
+    fc.assert(fc.property(fc.array(fc.double({ noNaN: true }), { minLength: 1, maxLength: 200 }), (samples) => {
+      const s = Summary.summarize(samples)
+      assert.deepStrictEqual([50, 95, 99].map((p) => Summary.percentile(samples, p)), [s.p50, s.p95, s.p99])
+    }))
+  })
+
+  it("leaves the samples it is given as they were", () => {
+    const samples = [3, 1, 2]
+    Summary.summarize(samples)
+    Summary.percentile(samples, 50)
+    assert.deepStrictEqual(samples, [3, 1, 2])
   })
 })
