@@ -1,5 +1,5 @@
 /**
- * The HTTP API of the host (shared/DESIGN.md, "HTTP API of sector-host"). Handlers are thin: read and validate the
+ * The HTTP API of the host (the README's "The HTTP API"). Handlers are thin: read and validate the
  * whole request, call `SectorHost`, render the answer. Nothing is applied unless all of a request is valid.
  *
  * A submission is checked in this order: the body against `maxBodyBytes` (the declared `Content-Length` before

@@ -10,7 +10,7 @@
  *   (deadlines are aligned to a grid of `maxWait` so that sectors flush together and share group commits);
  * - `Flush(trigger)`: take a batch now, for the given reason.
  *
- * The profiles are the field report's (../../shared/reference/persistence-batching-analysis.txt); none needs an
+ * The profiles are those of the field report this project answers (docs/ARCHITECTURE.md, "Why"); none needs an
  * idle delay.
  */
 import * as Duration from "effect/Duration"

@@ -6,6 +6,14 @@
  * `decodeOps` validates a whole submission from untrusted input and reports every bad op with its index and field
  * (`InvalidOp`), so a caller can apply all of it or none of it. Each accepted op later gets a per-sector,
  * gap-free `seq` (see `Sector`).
+ *
+ * **Adding an op kind** touches, besides the Schema here and `types`: `Batch.ts` (the `Entry` it collapses to,
+ * `Pending.add`, `Pending.discard`, `entryToOp` — the one op ↔ entry mapping), `SectorState.ts` (`apply` and
+ * `applyEntries`, the reference model), `testing/Arbitraries.ts` (generated ops for the properties),
+ * `testing/SinkConformance.ts` (what every sink must do with it), sink-pg's `internal/columns.ts` and `Statements.ts`
+ * (its columns and statements; `Migrations.ts` if it needs a table), the workloads' `OpSource.ts`, the host's README
+ * (the API's op list) and `test/support/Verify.ts` (reading the tables back). Every `switch` over op and entry kinds
+ * ends in `absurd`, so the compiler lists the places that do not handle a new kind yet.
  */
 import * as Effect from "effect/Effect"
 import * as Predicate from "effect/Predicate"
