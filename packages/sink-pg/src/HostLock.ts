@@ -23,11 +23,12 @@
  * columns `pg_stat_activity` shows for every session). PostgreSQL keeps 63 bytes of it, printable ASCII only: the
  * identity is cut to that here, so what a refused host reads is exactly what the holder set.
  *
- * **Life.** The lock is held on a dedicated connection (not the pool's, whose connections come and go), for which
- * the server is asked for TCP keepalives, so that the session of a machine that vanished without closing its socket
- * ends within about 25 s; a process that dies (even by SIGKILL) has its socket closed by the kernel, and PostgreSQL
- * ends its session, and frees the lock, at once. At start a holder that lets go within `wait` — a crashed
- * predecessor whose session is just ending — is waited for. The session `LISTEN`s on a channel (nothing is ever
+ * **Life.** The lock is held on a dedicated connection (not the pool's, whose connections come and go), idle by
+ * design (a server-wide `idle_session_timeout` is turned off for it), for which the server is asked for TCP
+ * keepalives, so that the session of a machine that vanished without closing its socket ends within about 25 s; a
+ * process that dies (even by SIGKILL) has its socket closed by the kernel, and PostgreSQL ends its session, and
+ * frees the lock, at once. At start a holder that lets go within `wait` — a crashed predecessor whose session is
+ * just ending — is waited for. The session `LISTEN`s on a channel (nothing is ever
  * sent on it): the driver then reports the session's end the moment it happens, without polling. When the session
  * ends while the host runs (the server restarted, an administrator terminated it) the lock is taken again, every
  * `retakeInterval` until it is; if another holder took it in between, `lost` completes with who. Closing the scope
@@ -161,9 +162,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     startupParameters: {
       tcp_keepalives_idle: "10",
       tcp_keepalives_interval: "5",
-      tcp_keepalives_count: "3",
-      // the session is idle by design: a server-wide idle timeout must not end it
-      idle_session_timeout: "0"
+      tcp_keepalives_count: "3"
     }
   }
 
@@ -209,6 +208,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       (scope) =>
         Effect.gen(function*() {
           const connection = yield* Scope.provide(PgConnection.make(config), scope)
+          // the session is idle by design: a server-wide idle_session_timeout must not end it (set only where the
+          // server has the setting, PostgreSQL 14 and later)
+          yield* connection.query(
+            "SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'",
+            [],
+            false
+          )
           yield* takeOn(connection, previous)
           // runs before the connection closes (Terminate): the lock is free once the scope is closed
           yield* Scope.addFinalizer(
@@ -242,13 +248,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     Effect.gen(function*() {
       while (true) {
         yield* Effect.sleep(retakeInterval)
-        const outcome = yield* attempt(previous).pipe(
-          Effect.map(Option.some<Held | HostLockHeld>),
-          Effect.catchTag("HostLockHeld", (held) => Effect.succeedSome(held)),
-          // the database cannot be reached: try again
-          Effect.catchTag("SqlError", () => Effect.succeedNone)
-        )
-        if (Option.isSome(outcome)) return outcome.value
+        const exit = yield* Effect.exit(attempt(previous))
+        if (Exit.isSuccess(exit)) return exit.value
+        const error = Cause.findErrorOption(exit.cause)
+        if (Option.isSome(error) && error.value instanceof HostLockHeld) return error.value
+        // anything else (the database cannot be reached, the connection broke): try again
       }
     })
 

@@ -2,12 +2,13 @@
  * `HostLock` against a real PostgreSQL, with several lock sessions in one process: an exclusive holder refuses every
  * other and is named by the refusal; closing its scope frees the lock; shared holders coexist, and shared and
  * exclusive refuse each other both ways; a holder that lets go within `wait` is waited for; a lock whose session is
- * terminated is taken again, or reported `lost` if another session took it in between.
+ * terminated is taken again, or reported `lost` if another session took it in between; a server-wide
+ * `idle_session_timeout` does not end the (idle) lock session.
  */
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
 import { PgEmbedded } from "@sectors/pg-embedded"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Redacted, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { HostLock } from "../src/index.ts"
 import { database } from "./support.ts"
@@ -150,6 +151,22 @@ describe("HostLock", () => {
       assert.deepStrictEqual((yield* holders).map((h) => h.application_name), ["host-b"])
       yield* Scope.close(scope, Exit.void)
       yield* Scope.close(other, Exit.void)
+    }).pipe(Effect.provide(admin)))
+
+  it.live("keeps its session through a server-wide idle_session_timeout", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const { url } = yield* PgEmbedded.DatabaseUrl
+      const name = new URL(Redacted.value(url)).pathname.slice(1)
+      yield* sql`ALTER DATABASE ${sql(name)} SET idle_session_timeout = '300ms'`
+      const scope = yield* Scope.make()
+      const lock = yield* take(scope, "host-a").pipe(
+        Effect.ensuring(Effect.ignore(sql`ALTER DATABASE ${sql(name)} RESET idle_session_timeout`))
+      )
+      const pid = yield* lock.session
+      yield* Effect.sleep(1_000)
+      assert.deepStrictEqual(yield* lock.session, pid, "the lock session was ended and replaced")
+      yield* Scope.close(scope, Exit.void)
     }).pipe(Effect.provide(admin)))
 
   it.effect("keeps an identity to what PostgreSQL stores as an application_name", () =>
