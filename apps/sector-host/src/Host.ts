@@ -4,14 +4,20 @@
  * down in order: readiness turns 503 and new ops get 503 `ShuttingDown` at once (`Lifecycle`), every sector drains
  * and flushes within `SHUTDOWN_TIMEOUT` while the HTTP server keeps answering (so `ack=durable` requests get their
  * answer), one log line reports it, and only then the scope closes the HTTP server (in-flight requests finish), the
- * pool, and the embedded PostgreSQL.
+ * pool, the host lock, and the embedded PostgreSQL.
+ *
+ * A standalone host is the only one on its database: before anything else touches the database it takes the host
+ * lock (`HostLock`, exclusive) and does not start if another host holds it (`Startup` says who). It holds the lock
+ * until after the final flush. Should the lock be lost to another host while this one runs (its connection was cut
+ * and the other took it meanwhile), the host shuts down as on a signal and exits non-zero (`DatabaseLost`).
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import { SectorHost, SectorsConfig } from "@sectors/core"
 import { PgEmbedded } from "@sectors/pg-embedded"
-import { SinkPg } from "@sectors/sink-pg"
-import { Context, Effect, Fiber, Layer, Option } from "effect"
+import { HostLock, SinkPg } from "@sectors/sink-pg"
+import { Context, Data, Effect, Fiber, Layer, Option } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
+import * as os from "node:os"
 import { HostConfig } from "./HostConfig.ts"
 import * as Http from "./Http.ts"
 import * as Lifecycle from "./Lifecycle.ts"
@@ -22,11 +28,24 @@ const databaseUrl = Layer.unwrap(HostConfig.useSync((config) =>
   PgEmbedded.layerFrom(config.databaseUrl, { dataDir: config.dataDir })
 ))
 
-/** The sector host on the PostgreSQL sink (probed and migrated at start). */
+/** The lock holder's identity, as a refused host reads it: `sector-host pid=4242 http=127.0.0.1:8080 host=box`. */
+const identity = (config: HostConfig["Service"]) =>
+  `sector-host pid=${process.pid} http=${config.host.includes(":") ? `[${config.host}]` : config.host}:${config.port} ` +
+  `host=${os.hostname()}`
+
+/** The database to this host alone: taken before the sink touches it, released once the sink and HTTP have closed. */
+const hostLock = Layer.unwrap(Effect.gen(function*() {
+  const config = yield* HostConfig
+  const { url } = yield* PgEmbedded.DatabaseUrl
+  return HostLock.layer({ url, identity: identity(config), mode: "exclusive" })
+}))
+
+/** The sector host on the PostgreSQL sink (probed and migrated at start), on a database this host holds. */
 const sectors = SectorHost.layer.pipe(
   Layer.provideMerge(Layer.unwrap(PgEmbedded.DatabaseUrl.useSync(({ url }) =>
     SinkPg.layer(url, { client: { applicationName: "sector-host" } })
   ))),
+  Layer.provideMerge(hostLock),
   Layer.provideMerge(databaseUrl)
 )
 
@@ -41,6 +60,9 @@ export const app = HttpRouter.serve(Http.routes, { disableListenLog: true, disab
   Layer.provideMerge(sectors)
 )
 
+/** The host lock was lost to another host while this one ran: it shut down in order, and exits non-zero. */
+export class DatabaseLost extends Data.TaggedError("DatabaseLost")<{ readonly held: HostLock.HostLockHeld }> {}
+
 /**
  * Runs the host until it is told to stop and returns the shutdown report. Needs `HostConfig`, `SectorsConfig`,
  * `Lifecycle` and logging.
@@ -53,6 +75,7 @@ export const program = Effect.gen(function*() {
   const host = Context.get(context, SectorHost.SectorHost)
   const address = yield* HttpServer.addressFormattedWith(Effect.succeed).pipe(Effect.provideContext(context))
   const database = Context.get(context, PgEmbedded.DatabaseUrl)
+  const lock = Context.get(context, HostLock.HostLock)
 
   yield* lifecycle.onForcedExit(() => {
     const { ops, sectors } = host.unflushed()
@@ -60,6 +83,13 @@ export const program = Effect.gen(function*() {
       ? "nothing was left unflushed"
       : `${ops} accepted ops were not flushed (sectors ${sectors.slice(0, 20).join(", ")}${sectors.length > 20 ? ", …" : ""})`
   })
+  let lostTo: HostLock.HostLockHeld | undefined
+  yield* Effect.forkScoped(Effect.gen(function*() {
+    const held = yield* lock.lost
+    yield* Effect.logError(`sector-host lost the database to another host (${held.message}): shutting down`)
+    lostTo = held
+    yield* lifecycle.requestShutdown
+  }))
   yield* lifecycle.markReady
   yield* Effect.logInfo(
     `sector-host listening on ${address}, database: ${database.description}, profile: ${sectorsConfig.profile}`
@@ -71,5 +101,7 @@ export const program = Effect.gen(function*() {
   yield* lifecycle.awaitShutdown
   yield* Effect.logInfo("sector-host shutting down: intake stopped, flushing")
   if (Option.isSome(simulation)) yield* Fiber.interrupt(simulation.value)
-  return yield* host.shutdown
+  const report = yield* host.shutdown
+  if (lostTo !== undefined) return yield* new DatabaseLost({ held: lostTo })
+  return report
 }).pipe(Effect.scoped)

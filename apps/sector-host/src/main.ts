@@ -1,7 +1,8 @@
 /**
  * Entry point of sector-host: the command line and the environment become one configuration, then logging,
- * signal handling and the host program. Exit code 0 after a clean shutdown, 1 when it could not start or when
- * accepted ops were left unflushed, 2 for bad flags.
+ * signal handling and the host program. Exit code 0 after a clean shutdown, 1 when it could not start (another host
+ * holds the database, among others), when accepted ops were left unflushed or when it lost the database to another
+ * host, 2 for bad flags.
  */
 import { SectorsConfig } from "@sectors/core"
 import { ConfigProvider, Effect, Layer, Result } from "effect"
@@ -30,7 +31,11 @@ if (Result.isFailure(parsed)) {
     Layer.provideMerge(configs),
     Layer.provide(ConfigProvider.layer(provider))
   )
-  const reportFailure = (error: unknown) => Effect.logError(`sector-host could not start: ${Startup.describe(error)}`)
+  const reportFailure = (error: unknown) =>
+    // a host that lost its database has said so when it happened, and then shut down in order
+    error instanceof Host.DatabaseLost
+      ? Effect.void
+      : Effect.logError(`sector-host could not start: ${Startup.describe(error)}`)
 
   Lifecycle.runMain(
     Host.program.pipe(

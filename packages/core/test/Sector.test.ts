@@ -248,5 +248,11 @@ describe("Sector backpressure and failures", () => {
       const error = yield* Effect.flip(host.flush(1))
       assert.strictEqual(error._tag, "SectorFenced")
       assert.deepStrictEqual(store.rows(1).components.map((r) => r.data), [{ x: 1 }])
+      // the fenced instance's memory (x: 2) is never served; the next write reloads under a claim of its own
+      const read = yield* host.get(1, 1)
+      assert.deepStrictEqual(Option.map(read, (v) => v.components["a"]), Option.some({ x: 1 }))
+      const again = yield* host.submit(1, [set(1, "a", 3)])
+      assert.strictEqual(again.firstSeq, 2)
+      assert.strictEqual(store.sector(1)?.epoch, 3)
     }).pipe(Effect.provide(hostLayer())))
 })

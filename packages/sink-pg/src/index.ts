@@ -4,6 +4,7 @@
  */
 export * as Client from "./Client.ts"
 export * as GroupCommit from "./GroupCommit.ts"
+export * as HostLock from "./HostLock.ts"
 export * as Migrations from "./Migrations.ts"
 export * as SinkPg from "./SinkPg.ts"
 export * as SqlState from "./SqlState.ts"

@@ -14,6 +14,8 @@
  *   `passivateAfter`, or evicted for room); one that still holds ops stays resident and keeps retrying, however
  *   long the database is away. Its drain has no deadline: there is nothing left to flush but what a caller gave it
  *   in the instant before, and that must not be dropped.
+ * - **A fenced instance is dropped.** Once another owner claimed the sector, the next request loads it anew (a claim
+ *   of its own) and reads go to the sink: nobody is served the stale copy.
  * - **Shutdown sees every sector.** `shutdown` stops new requests first (`ShuttingDown`), waits for activations in
  *   progress, then drains every resident and passivating sector within `shutdownTimeout` and reports each one.
  *
@@ -194,7 +196,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       if (slot === undefined) return Effect.andThen(begin(sectorId), acquire(sectorId))
       switch (slot._tag) {
         case "Resident":
-          return Effect.succeed(hold(sectorId, slot))
+          // fenced by another owner: drop this instance and load the sector anew (a claim of its own)
+          return isFenced(slot)
+            ? Effect.flatMap(passivate(sectorId, slot), (closed) => Effect.andThen(Deferred.await(closed), acquire(sectorId)))
+            : Effect.succeed(hold(sectorId, slot))
         case "Activating":
           return Effect.andThen(Deferred.await(slot.done), acquire(sectorId))
         case "Passivating":
@@ -203,6 +208,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           return absurd(slot)
       }
     })
+
+  /** A resident instance another owner fenced, that no caller holds any more. */
+  const isFenced = (slot: Resident) => slot.refs === 0 && slot.sector.phase() === "fenced"
 
   /** Takes a reference to a resident sector. */
   const hold = (sectorId: number, slot: Resident) => {
@@ -240,6 +248,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       if (slot === undefined) return f(Option.none())
       switch (slot._tag) {
         case "Resident": {
+          // a fenced instance's memory is stale: read what the owner made durable
+          if (slot.sector.phase() === "fenced") return f(Option.none())
           const sector = hold(sectorId, slot)
           return Effect.ensuring(f(Option.some(sector)), release(sectorId, sector))
         }
