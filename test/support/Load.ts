@@ -74,6 +74,13 @@ export class History {
     return ops.slice(0, persistedSeq)
   }
 
+  /** Ops acknowledged so far (202, 200 or 504), over all sectors. */
+  acceptedOps(): number {
+    let ops = 0
+    for (const sector of this.sectors.values()) for (const acked of sector.acked) ops += acked.ops.length
+    return ops
+  }
+
   count(status: number) {
     this.statuses.set(status, (this.statuses.get(status) ?? 0) + 1)
   }
@@ -88,6 +95,10 @@ export interface Options {
   /** Every n-th request asks `ack=durable`. Defaults to never. */
   readonly durableEvery?: number | undefined
   readonly seed?: number | undefined
+  /** Entities per sector the ops draw from. Defaults to 40. */
+  readonly entities?: number | undefined
+  /** Of them, how many get most of the writes. Defaults to 6. */
+  readonly hot?: number | undefined
   /** Longest wait honoured from a Retry-After (ms). Defaults to 500. */
   readonly maxRetryWaitMs?: number | undefined
 }
@@ -97,17 +108,23 @@ export interface Running {
   readonly stop: () => Promise<void>
 }
 
-/** Deterministic op streams, one per sector. */
+/** Deterministic op streams, one per sector (and key space). */
 const streams = new Map<string, Array<Op.Op>>()
-const opsFor = (seed: number, sector: number, from: number, count: number): ReadonlyArray<Op.Op> => {
-  const key = `${seed}:${sector}`
+const opsFor = (
+  seed: number,
+  sector: number,
+  from: number,
+  count: number,
+  space: { readonly entities: number; readonly hot: number }
+): ReadonlyArray<Op.Op> => {
+  const key = `${seed}:${sector}:${space.entities}:${space.hot}`
   let stream = streams.get(key)
   if (stream === undefined) {
     stream = []
     streams.set(key, stream)
   }
   while (stream.length < from + count) {
-    stream.push(...fc.sample(Arbitraries.ops({ entities: 40, hot: 6 }, { min: 500, max: 500 }), { numRuns: 1, seed: seed * 1000 + sector + stream.length })[0]!)
+    stream.push(...fc.sample(Arbitraries.ops(space, { min: 500, max: 500 }), { numRuns: 1, seed: seed * 1000 + sector + stream.length })[0]!)
   }
   return stream.slice(from, from + count)
 }
@@ -123,7 +140,7 @@ export const start = (baseUrl: string, history: History, options: Options): Runn
     let ops: ReadonlyArray<Op.Op> | undefined
     while (running) {
       if (state.uncertain !== undefined) return // resolved by the test, against the database
-      ops ??= opsFor(seed, sector, sent, options.opsPerRequest)
+      ops ??= opsFor(seed, sector, sent, options.opsPerRequest, { entities: options.entities ?? 40, hot: options.hot ?? 6 })
       const durable = options.durableEvery !== undefined && ++requests % options.durableEvery === 0
       const started = Date.now()
       let response: Response

@@ -16,8 +16,8 @@
  * refuses before they reach a route (an unknown method, a malformed request line or header) get problem+json too,
  * from the server `makeServer` builds.
  */
-import { Batch, Op, type Resilience, SectorHost } from "@sectors/core"
-import { ByteSize, Cause, Clock, Effect, Layer, Option, Predicate, Result } from "effect"
+import { Batch, Op, type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
+import { ByteSize, Cause, Effect, Layer, Option, Predicate, Result } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import * as http from "node:http"
@@ -196,6 +196,7 @@ const endpoints = Effect.gen(function*() {
   const host = yield* SectorHost.SectorHost
   const lifecycle = yield* Lifecycle
   const config = yield* HostConfig
+  const sectorsConfig = yield* SectorsConfig.SectorsConfig
 
   /** `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`. */
   const submit = Effect.fn("Http.submit")(function*(request: HttpServerRequest.HttpServerRequest) {
@@ -226,7 +227,9 @@ const endpoints = Effect.gen(function*() {
     const accepted = yield* host.submit(
       sector.success,
       ops.success,
-      durable ? { ack: "durable", durableTimeout: config.durableTimeout } : { ack: "accepted" }
+      durable
+        ? { ack: "durable", durableTimeout: config.durableTimeout, mailboxWait: sectorsConfig.mailboxWait }
+        : { ack: "accepted", mailboxWait: sectorsConfig.mailboxWait }
     )
     const result = {
       sector: sector.success,
@@ -304,30 +307,33 @@ const endpoints = Effect.gen(function*() {
     return json({ status: "ok" })
   })
 
-  /** `GET /readyz`: 200 only when started, not shutting down, and the circuit is not open. */
+  /**
+   * `GET /readyz`: 200 while the host takes writes — also while it rides out a database outage within its buffer
+   * budget; 503 while starting, shutting down, or with the budget (nearly) spent. The body says why either way.
+   */
   const readyz = Effect.fn("Http.readyz")(function*() {
     const phase = yield* lifecycle.phase
-    const circuit = host.circuit()
-    const now = yield* Clock.currentTimeMillis
-    const reason = phase !== "ready"
-      ? phase
-      : !host.accepting()
-      ? "draining"
-      : circuit._tag === "Open" && circuit.until > now
-      ? "circuit-open"
-      : undefined
-    if (reason === undefined) return json({ status: "ready", phase, circuit: circuitJson(circuit) })
+    const sink = host.sinkHealth()
+    const buffer = host.buffer()
+    const reason = phase !== "ready" ? phase : !host.accepting() ? "draining" : buffer.full ? "buffer-full" : undefined
+    const state = {
+      phase,
+      database: { reachable: sink.up, downSince: iso(sink.downSince) },
+      buffer: { bytes: buffer.bufferedBytes, budget: buffer.budgetBytes },
+      circuit: circuitJson(host.circuit())
+    }
+    if (reason === undefined) return json({ status: "ready", ...state })
     return Problem.toResponse(
       new Problem.Problem({
         status: 503,
         type: "urn:sectors:problem:not-ready",
         title: "Not ready",
-        detail: reason === "circuit-open"
-          ? "the database is failing: the circuit is open"
+        detail: reason === "buffer-full"
+          ? "the buffer budget is spent: the database has not taken what was accepted yet"
           : reason === "starting"
           ? "still starting"
           : "shutting down",
-        extensions: { reason, phase, circuit: circuitJson(circuit) }
+        extensions: { reason, ...state }
       })
     )
   })
@@ -419,5 +425,9 @@ export const makeServer = (): http.Server => {
 }
 
 /** Every route of the API, with problem+json for whatever they do not answer. Needs the host, lifecycle, config. */
-export const routes: Layer.Layer<never, never, HttpRouter.HttpRouter | SectorHost.SectorHost | Lifecycle | HostConfig> =
+export const routes: Layer.Layer<
+  never,
+  never,
+  HttpRouter.HttpRouter | SectorHost.SectorHost | Lifecycle | HostConfig | SectorsConfig.SectorsConfig
+> =
   Layer.mergeAll(HttpRouter.addAll(endpoints), problems)

@@ -53,6 +53,8 @@ export type KnownError =
   | Errors.DurableTimeout
   | Errors.SectorFenced
   | Errors.ResidencyFull
+  | Errors.BacklogFull
+  | Errors.BufferFull
   | HttpServerError.HttpServerError
 
 const urn = (name: string) => `urn:sectors:problem:${name}`
@@ -159,6 +161,24 @@ export const fromError = (error: KnownError | Problem): Problem => {
       return unavailable("Shutting down", "shutting-down", `${error.message}; nothing was applied`, 1000)
     case "SectorFenced":
       return unavailable("Sector moved", "sector-fenced", `${error.message}; nothing was applied`, 1000)
+    case "BacklogFull":
+      return new Problem({
+        status: 429,
+        type: urn("backlog-full"),
+        title: "Sector backlog full",
+        detail: `${error.message}; nothing was applied, retry later`,
+        extensions: { sector: error.sectorId, maxPendingKeys: error.maxPendingKeys },
+        headers: retryAfter(error.retryAfterMillis)
+      })
+    case "BufferFull":
+      return new Problem({
+        status: 429,
+        type: urn("buffer-full"),
+        title: "Buffer full",
+        detail: `${error.message}; nothing was applied, retry later`,
+        extensions: { sector: error.sectorId, bufferedBytes: error.bufferedBytes, budgetBytes: error.budgetBytes },
+        headers: retryAfter(error.retryAfterMillis)
+      })
     case "ResidencyFull":
       return new Problem({
         status: 503,

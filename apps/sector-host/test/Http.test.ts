@@ -190,32 +190,32 @@ describe("POST /sectors/{sector}/ops", () => {
       assert.strictEqual((yield* get("/sectors/1")).body.persistedSeq, 3)
     }).pipe(Effect.provide(serve())))
 
-  it.effect("answers 429 with Retry-After when the sector's mailbox is full, and applies nothing", () =>
+  it.effect("answers 429 backlog-full with Retry-After, within MAILBOX_WAIT, when the sector holds maxPendingKeys", () =>
     Effect.gen(function*() {
       const faults = yield* FaultSink.Faults
       yield* post("/sectors/1/ops?ack=durable", { ops: [set(1)] })
-      yield* faults.slow("1 hour")
-      // one batch in flight, one key pending (maxPendingKeys), one submission in the mailbox (capacity 1)
+      yield* faults.slow("10 seconds")
+      // one batch in flight, then one key pending: maxPendingKeys
       assert.strictEqual((yield* post("/sectors/1/ops", { ops: [set(2)] })).status, 202)
       yield* eventually(Effect.map(stats(1), (s) => s.inFlightOps === 1))
       assert.strictEqual((yield* post("/sectors/1/ops", { ops: [set(3)] })).status, 202)
-      const waiting = yield* Effect.forkChild(post("/sectors/1/ops", { ops: [set(4)] }))
-      yield* eventually(Effect.map(stats(1), (s) => s.mailboxDepth === 1))
 
-      const refused = yield* post("/sectors/1/ops", { ops: [set(5)] })
+      const waiting = yield* Effect.forkChild(post("/sectors/1/ops", { ops: [set(4)] }))
+      yield* advanceUntil(isDone(waiting), "10 millis")
+      const refused = yield* Fiber.join(waiting)
       assertProblem(refused, 429)
+      assert.strictEqual(refused.body.type, "urn:sectors:problem:backlog-full")
       assert.strictEqual(refused.headers["retry-after"], "3") // mailboxRetryAfter 2.5 s, rounded up
+      assert.strictEqual((yield* stats(1)).lastSeq, 3)
 
       yield* faults.reset
-      yield* advanceUntil(isDone(waiting), "1 hour")
-      assert.deepStrictEqual((yield* Fiber.join(waiting)).body, { sector: 1, accepted: 1, firstSeq: 4, lastSeq: 4 })
-      assert.strictEqual((yield* stats(1)).lastSeq, 4)
-      yield* advanceUntil(Effect.map(stats(1), (s) => s.persistedSeq === 4), "1 second")
+      yield* advanceUntil(Effect.map(stats(1), (s) => s.persistedSeq === 3), "1 second")
+      assert.deepStrictEqual((yield* post("/sectors/1/ops", { ops: [set(4)] })).body, { sector: 1, accepted: 1, firstSeq: 4, lastSeq: 4 })
     }).pipe(Effect.provide(serve({
-      sectors: { mailboxCapacity: 1, mailboxRetryAfter: Duration.millis(2500), policy: policy({ maxPendingKeys: 1 }) }
+      sectors: { mailboxRetryAfter: Duration.millis(2500), mailboxWait: Duration.millis(100), policy: policy({ maxPendingKeys: 1 }) }
     }))))
 
-  it.effect("answers 503 with Retry-After while the circuit is open, and readiness turns 503 until it closes", () =>
+  it.effect("keeps accepting while the circuit is open; /readyz stays 200 and says the database is down; durable waits are bounded", () =>
     Effect.gen(function*() {
       const faults = yield* FaultSink.Faults
       const host = yield* SectorHost.SectorHost
@@ -228,25 +228,49 @@ describe("POST /sectors/{sector}/ops", () => {
       assert.strictEqual((yield* post("/sectors/1/ops", { ops: [set(2)] })).status, 202)
       yield* advanceUntil(Effect.sync(() => host.circuit()._tag === "Open"), "10 millis")
 
-      const refused = yield* post("/sectors/1/ops", { ops: [set(3)] })
-      assertProblem(refused, 503)
-      const retryAfter = Number(refused.headers["retry-after"])
-      assert.isTrue(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, refused.headers["retry-after"])
-      const flush = yield* post("/sectors/1/flush")
-      assertProblem(flush, 503)
-      assert.isDefined(flush.headers["retry-after"])
+      assert.strictEqual((yield* post("/sectors/1/ops", { ops: [set(3)] })).status, 202)
+      const ready = yield* get("/readyz")
+      assert.strictEqual(ready.status, 200)
+      assert.strictEqual(ready.body.database.reachable, false)
+      assert.isString(ready.body.database.downSince)
+      assert.strictEqual(ready.body.circuit.state, "Open")
+      assert.isAbove(ready.body.buffer.bytes, 0)
+      const flush = yield* Effect.forkChild(post("/sectors/1/flush"))
+      yield* advanceUntil(isDone(flush), "100 millis")
+      assertProblem(yield* Fiber.join(flush), 504)
+      assert.strictEqual((yield* stats(1)).lastSeq, 3)
+
+      // the database is back: what was buffered is persisted and the circuit closes
+      yield* faults.reset
+      yield* advanceUntil(Effect.map(stats(1), (s) => s.persistedSeq === 3), "1 second")
+      const after = yield* get("/readyz")
+      assert.deepStrictEqual([after.status, after.body.database.reachable, after.body.buffer.bytes], [200, true, 0])
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("answers 429 buffer-full at once when the host's budget is spent, and /readyz turns 503 buffer-full", () =>
+    Effect.gen(function*() {
+      const faults = yield* FaultSink.Faults
+      const lifecycle = yield* Lifecycle.Lifecycle
+      yield* lifecycle.markReady
+      yield* post("/sectors/1/ops?ack=durable", { ops: [set(1)] })
+      yield* faults.outage("1 hour")
+      let refused: Reply | undefined
+      for (let i = 2; i < 200 && refused === undefined; i++) {
+        const answer = yield* post("/sectors/1/ops", { ops: [set(i)] })
+        if (answer.status !== 202) refused = answer
+      }
+      assert.isDefined(refused)
+      assertProblem(refused!, 429)
+      assert.strictEqual(refused!.body.type, "urn:sectors:problem:buffer-full")
+      assert.strictEqual(refused!.body.budgetBytes, 4096)
+      assert.isDefined(refused!.headers["retry-after"])
       const ready = yield* get("/readyz")
       assertProblem(ready, 503)
-      assert.strictEqual(ready.body.reason, "circuit-open")
-      assert.strictEqual((yield* get("/sectors/1")).body.circuit.state, "Open")
-      assert.strictEqual((yield* stats(1)).lastSeq, 2)
-
-      // the database is back: the probe persists what was buffered and the circuit closes
+      assert.strictEqual(ready.body.reason, "buffer-full")
+      assert.strictEqual(ready.body.buffer.budget, 4096)
       yield* faults.reset
-      yield* advanceUntil(Effect.map(stats(1), (s) => s.persistedSeq === 2), "1 second")
-      assert.strictEqual((yield* get("/readyz")).status, 200)
-      assert.strictEqual((yield* post("/sectors/1/ops", { ops: [set(3)] })).status, 202)
-    }).pipe(Effect.provide(serve())))
+      yield* advanceUntil(Effect.map(get("/readyz"), (r) => r.status === 200), "1 second")
+    }).pipe(Effect.provide(serve({ sectors: { maxBufferedBytes: 4096 } }))))
 
   it.effect("answers 503 with Retry-After once the host is shutting down", () =>
     Effect.gen(function*() {
@@ -685,7 +709,13 @@ describe("health and readiness", () => {
       yield* lifecycle.markReady
       const ready = yield* get("/readyz")
       assert.strictEqual(ready.status, 200)
-      assert.deepStrictEqual(ready.body, { status: "ready", phase: "ready", circuit: { state: "Closed" } })
+      assert.deepStrictEqual(ready.body, {
+        status: "ready",
+        phase: "ready",
+        database: { reachable: true, downSince: null },
+        buffer: { bytes: 0, budget: 256 * 1024 * 1024 },
+        circuit: { state: "Closed" }
+      })
       yield* lifecycle.requestShutdown
       const draining = yield* get("/readyz")
       assertProblem(draining, 503)

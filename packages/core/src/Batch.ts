@@ -46,19 +46,53 @@ export interface Batch {
 }
 
 type ComponentCell =
-  | { readonly removed: false; readonly data: Op.Data; readonly seq: number }
-  | { readonly removed: true; readonly seq: number }
+  | { readonly removed: false; readonly data: Op.Data; readonly seq: number; readonly bytes: number }
+  | { readonly removed: true; readonly seq: number; readonly bytes: number }
 
 interface AuthorityCell {
   readonly worker: string | null
   readonly seq: number
+  readonly bytes: number
 }
 
 interface PendingEntity {
   tombstone: number | undefined
+  /** What the entity's cells hold, by `cellBytes`. */
+  bytes: number
   readonly components: Map<string, ComponentCell>
   readonly authority: Map<string, AuthorityCell>
 }
+
+/**
+ * The memory a held entity and a tombstone cost beside their cells (an estimate: a pending entity is an object and
+ * two `Map`s, about half a KiB in V8 once they hold something).
+ */
+const entityBytes = 512
+const tombstoneBytes = 32
+
+/**
+ * The memory one op's cell holds while it is pending, as an estimate of the heap it keeps alive: a fixed cost per
+ * cell and its map entry, its strings, and for `set` its data (three times the length of its JSON: parsed objects
+ * are bigger than their text). A sector's `bytes` is the sum over the cells it holds (and `entityBytes` per entity),
+ * which is what a buffer budget counts. Calibrated against RSS with distinct keys (`test/faults/Outage.test.ts`).
+ */
+export const cellBytes = (op: Op.Op): number => {
+  switch (op.type) {
+    case "set":
+      return 96 + 2 * op.component.length + 3 * JSON.stringify(op.data).length
+    case "remove":
+      return 96 + 2 * op.component.length
+    case "delete":
+      return tombstoneBytes
+    case "authority":
+      return 96 + 2 * (op.component.length + (op.worker?.length ?? 0))
+    default:
+      return absurd(op)
+  }
+}
+
+/** The most that folding `op` in can add to a buffer's `bytes` (its cell, and a new entity's). */
+export const opBytes = (op: Op.Op, cell = cellBytes(op)): number => entityBytes + cell
 
 const keysOf = (found: PendingEntity) =>
   found.components.size + found.authority.size + (found.tombstone === undefined ? 0 : 1)
@@ -67,6 +101,7 @@ const keysOf = (found: PendingEntity) =>
 const bury = (found: PendingEntity, seq: number) => {
   found.components.clear()
   found.authority.clear()
+  found.bytes = tombstoneBytes
   found.tombstone = seq
 }
 
@@ -76,13 +111,17 @@ const bury = (found: PendingEntity, seq: number) => {
  * fact have committed).
  */
 const putComponent = (found: PendingEntity, name: string, cell: ComponentCell) => {
-  if (cell.removed && found.tombstone !== undefined && !found.components.has(name)) return
+  const old = found.components.get(name)
+  if (cell.removed && found.tombstone !== undefined && old === undefined) return
+  found.bytes += cell.bytes - (old?.bytes ?? 0)
   found.components.set(name, cell)
 }
 
 /** Keeps an authority cell, replacing the older one; clearing after a tombstone is a no-op as in `putComponent`. */
 const putAuthority = (found: PendingEntity, name: string, cell: AuthorityCell) => {
-  if (cell.worker === null && found.tombstone !== undefined && !found.authority.has(name)) return
+  const old = found.authority.get(name)
+  if (cell.worker === null && found.tombstone !== undefined && old === undefined) return
+  found.bytes += cell.bytes - (old?.bytes ?? 0)
   found.authority.set(name, cell)
 }
 
@@ -92,6 +131,8 @@ export class Pending {
   ops = 0
   /** Distinct keys held: components, authority entries and tombstones. */
   keys = 0
+  /** The memory the held cells cost, by `cellBytes` (an estimate; what a buffer budget counts). */
+  bytes = 0
   /** First and last seq covered (0 when empty). */
   fromSeq = 0
   toSeq = 0
@@ -102,14 +143,15 @@ export class Pending {
   private entity(id: number): PendingEntity {
     let found = this.entities.get(id)
     if (found === undefined) {
-      found = { tombstone: undefined, components: new Map(), authority: new Map() }
+      found = { tombstone: undefined, bytes: 0, components: new Map(), authority: new Map() }
       this.entities.set(id, found)
+      this.bytes += entityBytes
     }
     return found
   }
 
-  /** Folds one op in. Seqs must increase by one from op to op. */
-  add(op: Op.Op, seq: number, now: number): void {
+  /** Folds one op in. Seqs must increase by one from op to op. `bytes` is the op's `cellBytes`, if known. */
+  add(op: Op.Op, seq: number, now: number, bytes = cellBytes(op)): void {
     if (this.ops === 0) {
       this.fromSeq = seq
       this.firstAt = now
@@ -118,23 +160,25 @@ export class Pending {
     this.toSeq = seq
     const found = this.entity(op.entity)
     const before = keysOf(found)
+    const bytesBefore = found.bytes
     switch (op.type) {
       case "set":
-        putComponent(found, op.component, { removed: false, data: op.data, seq })
+        putComponent(found, op.component, { removed: false, data: op.data, seq, bytes })
         break
       case "remove":
-        putComponent(found, op.component, { removed: true, seq })
+        putComponent(found, op.component, { removed: true, seq, bytes })
         break
       case "delete":
         bury(found, seq)
         break
       case "authority":
-        putAuthority(found, op.component, { worker: op.worker, seq })
+        putAuthority(found, op.component, { worker: op.worker, seq, bytes })
         break
       default:
         return absurd(op)
     }
     this.keys += keysOf(found) - before
+    this.bytes += found.bytes - bytesBefore
   }
 
   /**
@@ -150,11 +194,13 @@ export class Pending {
     for (const [id, next] of newer.entities) {
       const found = this.entity(id)
       const before = keysOf(found)
+      const bytesBefore = found.bytes
       // the newer delete supersedes everything older on the entity
       if (next.tombstone !== undefined) bury(found, next.tombstone)
       for (const [name, cell] of next.components) putComponent(found, name, cell)
       for (const [name, cell] of next.authority) putAuthority(found, name, cell)
       this.keys += keysOf(found) - before
+      this.bytes += found.bytes - bytesBefore
     }
     this.ops += newer.ops
     this.toSeq = newer.toSeq
@@ -170,22 +216,40 @@ export class Pending {
     const found = this.entities.get(entry.entity)
     if (found === undefined) return
     const before = keysOf(found)
+    const bytesBefore = found.bytes
     switch (entry._tag) {
       case "Delete":
-        if (found.tombstone === entry.seq) found.tombstone = undefined
+        if (found.tombstone === entry.seq) {
+          found.tombstone = undefined
+          found.bytes -= tombstoneBytes
+        }
         break
       case "Upsert":
-      case "Remove":
-        if (found.components.get(entry.component)?.seq === entry.seq) found.components.delete(entry.component)
+      case "Remove": {
+        const cell = found.components.get(entry.component)
+        if (cell?.seq === entry.seq) {
+          found.components.delete(entry.component)
+          found.bytes -= cell.bytes
+        }
         break
-      case "Authority":
-        if (found.authority.get(entry.component)?.seq === entry.seq) found.authority.delete(entry.component)
+      }
+      case "Authority": {
+        const cell = found.authority.get(entry.component)
+        if (cell?.seq === entry.seq) {
+          found.authority.delete(entry.component)
+          found.bytes -= cell.bytes
+        }
         break
+      }
       default:
         return absurd(entry)
     }
     this.keys += keysOf(found) - before
-    if (keysOf(found) === 0) this.entities.delete(entry.entity)
+    this.bytes += found.bytes - bytesBefore
+    if (keysOf(found) === 0) {
+      this.entities.delete(entry.entity)
+      this.bytes -= entityBytes + found.bytes
+    }
   }
 
   /** The collapsed writes. */

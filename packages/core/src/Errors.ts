@@ -62,6 +62,36 @@ export class SinkUnavailable extends Schema.TaggedError<SinkUnavailable>()("Sink
 }
 
 /**
+ * The host's buffer budget (`maxBufferedBytes`) cannot take this submission: the sectors already hold that much
+ * accepted data not yet durable (the database is slow or away). Nothing was applied; retry after `retryAfterMillis`.
+ */
+export class BufferFull extends Schema.TaggedError<BufferFull>()("BufferFull", {
+  sectorId: Schema.Number,
+  bufferedBytes: Schema.Number,
+  budgetBytes: Schema.Number,
+  retryAfterMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `the buffer budget is spent (${this.bufferedBytes} of ${this.budgetBytes} bytes held until the database ` +
+      `takes them)`
+  }
+}
+
+/**
+ * The sector holds `maxPendingKeys` distinct keys not yet durable (the database is slow or away). Nothing was
+ * applied; retry after `retryAfterMillis`.
+ */
+export class BacklogFull extends Schema.TaggedError<BacklogFull>()("BacklogFull", {
+  sectorId: Schema.Number,
+  maxPendingKeys: Schema.Number,
+  retryAfterMillis: Schema.Number
+}) {
+  override get message(): string {
+    return `sector ${this.sectorId} holds ${this.maxPendingKeys} keys not yet durable`
+  }
+}
+
+/**
  * The host holds `maxActiveSectors` sectors and every one of them still has ops to persist (the database is slow
  * or down), so no new sector can be activated now. Nothing was applied; retry after `retryAfterMillis`.
  */

@@ -11,6 +11,21 @@ import * as Metric from "effect/Metric"
 const sizes = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
 const seconds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
+/** Bytes of accepted, not yet durable data held by all sectors (`Batch.cellBytes` estimates). */
+export const bufferedBytes = Metric.gauge("sectors_buffered_bytes", {
+  description: "Bytes of accepted but not yet durable data held in memory, over all sectors (estimate)"
+})
+
+/** The host's buffer budget (`maxBufferedBytes`). */
+export const bufferBudgetBytes = Metric.gauge("sectors_buffer_budget_bytes", {
+  description: "Most bytes of accepted but not yet durable data the host holds (MAX_BUFFERED_BYTES)"
+})
+
+/** 1 while the sink's last persist succeeded (or none failed yet), 0 while persists fail. */
+export const sinkUp = Metric.gauge("sectors_sink_up", {
+  description: "1 while the database answers persists, 0 while they fail"
+})
+
 /** Sectors passivated to make room for another (the residency cap was reached). */
 export const evictions = Metric.counter("sectors_evictions_total", {
   description: "Sectors passivated to make room under the residency cap (MAX_ACTIVE_SECTORS)",

@@ -6,8 +6,10 @@
  * `circuitOpenMax`, and a single probe is let through half-open. A `Rejected` or `Fenced` answer means the
  * database is up, so it counts as a success for the circuit.
  *
- * While the circuit is open, `admit` refuses new submissions at once with `SinkUnavailable` (and a retry-after);
- * what sectors already hold stays buffered, and a sector's persist waits out the open time. While the probe runs
+ * The circuit governs persist attempts only, never admission: while it is open, sectors keep accepting (bounded by
+ * the host's buffer budget and each sector's `maxPendingKeys`) and a sector's persist waits out the open time.
+ * `health` says whether the sink answers: down from the first failed persist attempt, up again at the first
+ * success (also the `sectors_sink_up` gauge). While the probe runs
  * (half-open), the other sectors' persists wait for it to settle — the circuit closing or opening again — rather
  * than polling: with every sector retrying each `retryBase`, a 30 s outage cost thousands of refused attempts.
  * One `Resilience` is shared by all sectors of a host.
@@ -35,13 +37,20 @@ export type CircuitStatus =
   | { readonly _tag: "HalfOpen" }
   | { readonly _tag: "Open"; readonly until: number; readonly consecutiveOpenings: number }
 
+/** Whether the sink answers persists. */
+export interface SinkHealth {
+  readonly up: boolean
+  /** When persists began to fail (ms since the epoch); undefined while up. */
+  readonly downSince: number | undefined
+}
+
 export class Resilience extends Context.Service<Resilience, {
   /** Runs a persist with retries inside the circuit breaker. An open circuit fails with `SinkUnavailable`. */
   readonly guard: <A>(persist: Effect.Effect<A, SinkError>) => Effect.Effect<A, SinkError | SinkUnavailable>
   /** Runs a sink call with retries but outside the circuit (loads, trial runs, dead letters). */
   readonly retrying: <A>(call: Effect.Effect<A, SinkError>) => Effect.Effect<A, SinkError>
-  /** `SinkUnavailable` while the circuit is open, undefined otherwise. Synchronous: called per submission. */
-  readonly admit: () => SinkUnavailable | undefined
+  /** Whether the sink answers persists, and since when it has not (ms). Synchronous. */
+  readonly health: () => SinkHealth
   /** The circuit now. */
   readonly status: () => CircuitStatus
 }>()("@sectors/core/Resilience") {}
@@ -108,12 +117,27 @@ export const make = Effect.gen(function*() {
   const retrying = <A>(call: Effect.Effect<A, SinkError>): Effect.Effect<A, SinkError> =>
     Effect.retry(call, { schedule, while: (error) => error.isRetryable })
 
+  let health: SinkHealth = { up: true, downSince: undefined }
+  Metrics.sinkUp.updateUnsafe(1, context)
+  const markUp = () => {
+    if (health.up) return
+    health = { up: true, downSince: undefined }
+    Metrics.sinkUp.updateUnsafe(1, context)
+  }
+  const markDown = () => {
+    if (!health.up) return
+    health = { up: false, downSince: clock.currentTimeMillisUnsafe() }
+    Metrics.sinkUp.updateUnsafe(0, context)
+  }
+
   const outcomeOf = <A>(exit: Exit.Exit<A, SinkError>): CircuitBreaker.Outcome => {
-    if (Exit.isSuccess(exit)) return CircuitBreaker.success
-    const error = Cause.findErrorOption(exit.cause)
-    return Option.isSome(error) && (error.value.reason === "Rejected" || error.value.reason === "Fenced")
-      ? CircuitBreaker.success
-      : CircuitBreaker.failure()
+    const error = Exit.isSuccess(exit) ? Option.none() : Cause.findErrorOption(exit.cause)
+    if (Exit.isSuccess(exit) || (Option.isSome(error) && (error.value.reason === "Rejected" || error.value.reason === "Fenced"))) {
+      markUp()
+      return CircuitBreaker.success
+    }
+    markDown()
+    return CircuitBreaker.failure()
   }
 
   /**
@@ -131,13 +155,7 @@ export const make = Effect.gen(function*() {
         error.reason._tag === "CircuitHalfOpen" ? awaitProbe : Effect.fail(toUnavailable(error, config.retryBase)))
     )
 
-  const admit = (): SinkUnavailable | undefined => {
-    if (status._tag !== "Open") return undefined
-    const left = status.until - clock.currentTimeMillisUnsafe()
-    return left > 0 ? new SinkUnavailable({ retryAfterMillis: left, reason: "circuit open" }) : undefined
-  }
-
-  return Resilience.of({ guard, retrying, admit, status: () => status })
+  return Resilience.of({ guard, retrying, health: () => health, status: () => status })
 })
 
 /** The shared `Resilience`, configured by `SectorsConfig`. */

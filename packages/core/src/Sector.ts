@@ -41,9 +41,11 @@ import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { absurd } from "effect/Function"
-import { type Batch, collapseRatio, type Pending, withEntries } from "./Batch.ts"
+import { type Batch, cellBytes, collapseRatio, opBytes, withEntries } from "./Batch.ts"
 import * as BatchPolicy from "./BatchPolicy.ts"
 import {
+  BacklogFull,
+  BufferFull,
   DurableTimeout,
   InvalidOp,
   MailboxFull,
@@ -59,6 +61,7 @@ import { type DeadLetter, SectorSink } from "./SectorSink.ts"
 import { SectorsConfig } from "./SectorsConfig.ts"
 import * as SectorState from "./SectorState.ts"
 import { Backlog } from "./internal/backlog.ts"
+import type { Budget } from "./internal/budget.ts"
 import * as Isolation from "./internal/isolation.ts"
 import { Watermark } from "./internal/watermark.ts"
 
@@ -133,7 +136,14 @@ export interface DrainReport {
 }
 
 /** Why a submission failed. */
-export type SubmitError = InvalidOp | MailboxFull | SinkUnavailable | ShuttingDown | DurableTimeout | SectorFenced
+export type SubmitError =
+  | InvalidOp
+  | MailboxFull
+  | BacklogFull
+  | BufferFull
+  | ShuttingDown
+  | DurableTimeout
+  | SectorFenced
 
 /** A running sector. */
 export interface Sector {
@@ -166,7 +176,17 @@ export interface Sector {
 
 interface Envelope {
   readonly ops: ReadonlyArray<Op.Op>
+  /** The ops' `Batch.cellBytes`, measured once at submission. */
+  readonly cells: ReadonlyArray<number>
+  /** Bytes reserved in the budget for it until the sector folds it in. */
+  readonly reserved: number
   readonly deferred: Deferred.Deferred<readonly [number, number], ShuttingDown | SectorFenced>
+}
+
+/** Options of `make`. */
+export interface MakeOptions {
+  /** The host-wide buffer budget this sector's held bytes count against; none: unbounded. */
+  readonly budget?: Budget | undefined
 }
 
 /** The supervisor's signal that the sector's fibers must be started again. */
@@ -186,6 +206,8 @@ const failureCounters = {
 
 const refusedCounters = {
   MailboxFull: Metric.withAttributes(Metrics.refused, { reason: "MailboxFull" }),
+  BacklogFull: Metric.withAttributes(Metrics.refused, { reason: "BacklogFull" }),
+  BufferFull: Metric.withAttributes(Metrics.refused, { reason: "BufferFull" }),
   SinkUnavailable: Metric.withAttributes(Metrics.refused, { reason: "SinkUnavailable" }),
   ShuttingDown: Metric.withAttributes(Metrics.refused, { reason: "ShuttingDown" })
 }
@@ -197,7 +219,8 @@ const emptySubmission = new InvalidOp({ issues: [{ field: "ops", message: "must 
  * closes (bounded by `shutdownTimeout`).
  */
 export const make = Effect.fnUntraced(function*(
-  sectorId: number
+  sectorId: number,
+  options: MakeOptions = {}
 ): Effect.fn.Return<Sector, SinkError, Scope.Scope | SectorSink | SectorsConfig | Resilience> {
   const config = yield* SectorsConfig
   const sink = yield* SectorSink
@@ -206,6 +229,8 @@ export const make = Effect.fnUntraced(function*(
   const context = yield* Effect.context<never>()
   const policy = config.policy
   const now = () => clock.currentTimeMillisUnsafe()
+  const budget = options.budget
+  const retryAfterMillis = Duration.toMillis(config.mailboxRetryAfter)
 
   const loaded = yield* resilience.retrying(sink.load(sectorId))
 
@@ -218,7 +243,8 @@ export const make = Effect.fnUntraced(function*(
     nextSeq: Math.max(loaded.persistedSeq, SectorState.maxSeq(state)) + 1,
     maxBatch: policy.maxBatch,
     maxPendingKeys: policy.maxPendingKeys,
-    onKeys: (delta) => Metrics.pendingKeys.modifyUnsafe(delta, context)
+    onKeys: (delta) => Metrics.pendingKeys.modifyUnsafe(delta, context),
+    onBytes: budget === undefined ? undefined : (delta) => budget.add(delta)
   })
   let flushTarget = 0
   let flusherIdle = false
@@ -239,15 +265,21 @@ export const make = Effect.fnUntraced(function*(
       : undefined
 
   // ---- intake ----
-  const accept = (envelope: Envelope) => {
+  /** An envelope leaves the mailbox: its reservation goes back (folded in, the backlog counts what it holds). */
+  const leave = (envelope: Envelope) => {
     Metrics.mailboxDepth.modifyUnsafe(-1, context)
+    budget?.add(-envelope.reserved)
+  }
+
+  const accept = (envelope: Envelope) => {
+    leave(envelope)
     if (phase === "fenced") {
       Deferred.doneUnsafe(envelope.deferred, Exit.fail(new SectorFenced({ sectorId })))
       return
     }
     let firstSeq: number
     try {
-      firstSeq = backlog.accept(envelope.ops, now(), (op, seq) => SectorState.apply(state, op, seq))
+      firstSeq = backlog.accept(envelope.ops, now(), (op, seq) => SectorState.apply(state, op, seq), envelope.cells)
     } catch (defect) {
       Deferred.doneUnsafe(envelope.deferred, Exit.die(defect))
       throw defect
@@ -261,15 +293,11 @@ export const make = Effect.fnUntraced(function*(
 
   const intake = Effect.gen(function*() {
     while (true) {
-      if (backlog.full) {
-        yield* backlog.awaitSpace()
-        continue
-      }
       const taken = yield* Effect.exit(Queue.take(mailbox))
       if (Exit.isFailure(taken)) break
       accept(taken.value)
-      // take what else is waiting without suspending, while there is room
-      while (!backlog.full) {
+      // take what else is waiting without suspending
+      while (true) {
         const next = Queue.takeUnsafe(mailbox)
         if (next === undefined || Exit.isFailure(next)) break
         accept(next.value)
@@ -294,7 +322,7 @@ export const make = Effect.fnUntraced(function*(
   })
 
   /** A rejected batch: dead-letter every poison entry once, drop it from the buffer, then persist the rest. */
-  const deadLetterPoison = Effect.fnUntraced(function*(batch: Batch, segment: Pending, rejection: SinkError) {
+  const deadLetterPoison = Effect.fnUntraced(function*(batch: Batch, rejection: SinkError) {
     const { poison, rest } = yield* Isolation.isolate(
       `batch ${batch.fromSeq}..${batch.toSeq}`,
       batch.entries,
@@ -318,7 +346,7 @@ export const make = Effect.fnUntraced(function*(
     )
     yield* resilience.retrying(sink.deadLetter(letters))
     // recorded: the entries never go out again, even if the persist below fails and the segment is retried
-    for (const { entry } of poison) segment.discard(entry)
+    for (const { entry } of poison) backlog.discard(entry)
     counters.deadLetters += letters.length
     Metrics.deadLetters.updateUnsafe(letters.length, context)
     reloadAfterCommit = true
@@ -326,10 +354,10 @@ export const make = Effect.fnUntraced(function*(
     return letters.length
   })
 
-  const persist = (batch: Batch, segment: Pending) =>
+  const persist = (batch: Batch) =>
     resilience.guard(sink.persist(batch)).pipe(
       Effect.as(0),
-      Effect.catchIf(Isolation.isRejected, (error) => deadLetterPoison(batch, segment, error)),
+      Effect.catchIf(Isolation.isRejected, (error) => deadLetterPoison(batch, error)),
       Effect.withSpan("Sector.persist", {
         attributes: {
           "sector.id": sectorId,
@@ -356,7 +384,7 @@ export const make = Effect.fnUntraced(function*(
     const startedAt = now()
     triggerCounters[trigger].updateUnsafe(1, context)
     Metrics.accumulationSeconds.updateUnsafe((startedAt - segment.firstAt) / 1000, context)
-    const outcome = yield* Effect.exit(persist(batch, segment))
+    const outcome = yield* Effect.exit(persist(batch))
     if (Exit.isSuccess(outcome)) {
       backlog.commit()
       const persistedAt = now()
@@ -480,7 +508,6 @@ export const make = Effect.fnUntraced(function*(
     drainStartedAt = counters.persisted
     Queue.endUnsafe(mailbox)
     wake.openUnsafe()
-    backlog.release()
   }
 
   /** Stops the sector at once: once, however many callers (the host's shutdown, passivation) race to it. */
@@ -489,7 +516,7 @@ export const make = Effect.fnUntraced(function*(
     yield* Fiber.interrupt(supervisor)
     const refused = yield* Queue.clear(mailbox).pipe(Effect.orElseSucceed(() => [] as Array<Envelope>))
     for (const envelope of refused) {
-      Metrics.mailboxDepth.modifyUnsafe(-1, context)
+      leave(envelope)
       Deferred.doneUnsafe(envelope.deferred, Exit.fail(new ShuttingDown({ sectorId })))
     }
     const left = backlog.unflushed
@@ -497,7 +524,7 @@ export const make = Effect.fnUntraced(function*(
       phase = "stopped"
       watermark.failAll(new ShuttingDown({ sectorId }))
     }
-    Metrics.pendingKeys.modifyUnsafe(-backlog.keys, context)
+    backlog.detach()
     Metrics.activeSectors.modifyUnsafe(-1, context)
     return { sectorId, flushed: counters.persisted - drainStartedAt, unflushed: left }
   }))
@@ -520,7 +547,7 @@ export const make = Effect.fnUntraced(function*(
     )
   )
 
-  const refuse = <E extends MailboxFull | SinkUnavailable | ShuttingDown>(error: E) => {
+  const refuse = <E extends MailboxFull | BacklogFull | BufferFull | ShuttingDown>(error: E) => {
     refusedCounters[error._tag].updateUnsafe(1, context)
     return Effect.fail(error)
   }
@@ -530,9 +557,35 @@ export const make = Effect.fnUntraced(function*(
       if (phase === "fenced") return Effect.fail(new SectorFenced({ sectorId }))
       if (phase !== "running") return refuse(new ShuttingDown({ sectorId }))
       if (ops.length === 0) return Effect.fail(emptySubmission)
-      const unavailable = resilience.admit()
-      if (unavailable !== undefined) return refuse(unavailable)
-      const envelope: Envelope = { ops, deferred: Deferred.makeUnsafe() }
+      if (!backlog.full) return enqueue(ops, options)
+      // at maxPendingKeys: wait (bounded) for the flusher to take a batch, or refuse
+      return backlog.awaitSpace().pipe(
+        Effect.timeoutOption(options?.mailboxWait ?? config.mailboxWait),
+        Effect.flatMap((): Effect.Effect<Accepted, SubmitError> => {
+          if (phase === "fenced") return Effect.fail(new SectorFenced({ sectorId }))
+          if (phase !== "running") return refuse(new ShuttingDown({ sectorId }))
+          return backlog.full
+            ? refuse(new BacklogFull({ sectorId, maxPendingKeys: policy.maxPendingKeys, retryAfterMillis }))
+            : enqueue(ops, options)
+        })
+      )
+    })
+
+  /** Reserves the submission's bytes and puts it into the mailbox (waiting up to `mailboxWait` for room). */
+  const enqueue = (ops: ReadonlyArray<Op.Op>, options: SubmitOptions | undefined): Effect.Effect<Accepted, SubmitError> =>
+    Effect.suspend((): Effect.Effect<Accepted, SubmitError> => {
+      const cells = ops.map(cellBytes)
+      let reserved = 0
+      if (budget !== undefined) {
+        for (let i = 0; i < ops.length; i++) reserved += opBytes(ops[i]!, cells[i])
+        if (!budget.tryReserve(reserved)) {
+          return refuse(
+            new BufferFull({ sectorId, bufferedBytes: budget.used, budgetBytes: budget.max, retryAfterMillis })
+          )
+        }
+      }
+      const giveBack = () => budget?.add(-reserved)
+      const envelope: Envelope = { ops, cells, reserved, deferred: Deferred.makeUnsafe() }
       const accepted = Deferred.await(envelope.deferred).pipe(
         Effect.flatMap(([firstSeq, lastSeq]): Effect.Effect<Accepted, SubmitError> => {
           const result = { sectorId, accepted: ops.length, firstSeq, lastSeq }
@@ -553,17 +606,19 @@ export const make = Effect.fnUntraced(function*(
         Metrics.mailboxDepth.modifyUnsafe(1, context)
         return accepted
       }
-      const full = new MailboxFull({
-        sectorId,
-        capacity: config.mailboxCapacity,
-        retryAfterMillis: Duration.toMillis(config.mailboxRetryAfter)
-      })
-      if (options?.mailboxWait === undefined) return refuse(full)
+      const full = new MailboxFull({ sectorId, capacity: config.mailboxCapacity, retryAfterMillis })
+      if (options?.mailboxWait === undefined) {
+        giveBack()
+        return refuse(full)
+      }
       return Queue.offer(mailbox, envelope).pipe(
         Effect.timeoutOption(options.mailboxWait),
+        Effect.onInterrupt(() => Effect.sync(giveBack)),
         Effect.flatMap((offered): Effect.Effect<Accepted, SubmitError> => {
-          if (Option.isNone(offered)) return refuse(full)
-          if (!offered.value) return refuse(new ShuttingDown({ sectorId }))
+          if (Option.isNone(offered) || !offered.value) {
+            giveBack()
+            return refuse(Option.isNone(offered) ? full : new ShuttingDown({ sectorId }))
+          }
           Metrics.mailboxDepth.modifyUnsafe(1, context)
           return accepted
         })
@@ -574,8 +629,6 @@ export const make = Effect.fnUntraced(function*(
     if (phase === "fenced") return Effect.fail(new SectorFenced({ sectorId }))
     const target = backlog.nextSeq - 1
     if (target <= watermark.seq) return Effect.succeed(watermark.seq)
-    const unavailable = resilience.admit()
-    if (unavailable !== undefined) return Effect.fail(unavailable)
     if (phase === "running" && target > flushTarget) {
       flushTarget = target
       wake.openUnsafe()

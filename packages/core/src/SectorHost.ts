@@ -19,6 +19,7 @@ import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import type { ResidencyFull, SectorFenced, ShuttingDown, SinkError } from "./Errors.ts"
 import { SinkUnavailable } from "./Errors.ts"
+import { Budget } from "./internal/budget.ts"
 import * as Residency from "./internal/residency.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Op from "./Op.ts"
@@ -55,6 +56,14 @@ export interface SectorSummary {
 /** Failing to reach a sector: it could not be activated (or read), there is no room, or the host is stopping. */
 export type ActivationError = SinkUnavailable | ShuttingDown | SectorFenced | ResidencyFull
 
+/** Accepted, not yet durable data held, against the budget. */
+export interface BufferStatus {
+  readonly bufferedBytes: number
+  readonly budgetBytes: number
+  /** The budget is spent: 95 % or more of it held, or submissions refused (`BufferFull`) until 10 % is freed. */
+  readonly full: boolean
+}
+
 /** How many sectors live here, against the cap. */
 export interface ResidencyStatus {
   /** Sectors activating, resident or passivating. */
@@ -68,7 +77,7 @@ export class SectorHost extends Context.Service<SectorHost, {
     sectorId: number,
     ops: ReadonlyArray<Op.Op>,
     options?: Sector.SubmitOptions
-  ) => Effect.Effect<Sector.Accepted, Sector.SubmitError | ResidencyFull>
+  ) => Effect.Effect<Sector.Accepted, Sector.SubmitError | ResidencyFull | SinkUnavailable>
   /**
    * Reads an entity: from memory if the sector is resident (read-your-writes), otherwise from the sink without
    * claiming or activating it.
@@ -85,6 +94,8 @@ export class SectorHost extends Context.Service<SectorHost, {
   readonly list: Effect.Effect<ReadonlyArray<SectorSummary>>
   /** How many sectors live here, against the cap. */
   readonly residency: () => ResidencyStatus
+  /** Bytes of accepted, not yet durable data held, against the budget (`maxBufferedBytes`). */
+  readonly buffer: () => BufferStatus
   /** Entries of a sector the sink rejected for their data, with their errors (oldest first). */
   readonly deadLetters: (sectorId: number) => Effect.Effect<ReadonlyArray<DeadLetter>, SinkUnavailable>
   /** Stops intake, drains and flushes every sector within `shutdownTimeout`, and reports. Idempotent. */
@@ -93,6 +104,8 @@ export class SectorHost extends Context.Service<SectorHost, {
   readonly accepting: () => boolean
   /** The circuit breaker around the sink. */
   readonly circuit: () => Resilience.CircuitStatus
+  /** Whether the sink answers persists, and since when it has not. */
+  readonly sinkHealth: () => Resilience.SinkHealth
   /** Accepted ops not yet durable, and the sectors holding them (synchronous, for a last report). */
   readonly unflushed: () => { readonly ops: number; readonly sectors: ReadonlyArray<number> }
 }>()("@sectors/core/SectorHost") {}
@@ -125,13 +138,14 @@ export const make = Effect.gen(function*() {
   const clock = yield* Clock.Clock
   const services = yield* Effect.context<SectorSink | SectorsConfig | Resilience.Resilience>()
   const retryAfterMillis = Duration.toMillis(config.retryBase)
+  const budget = new Budget(config.maxBufferedBytes, yield* Effect.context<never>())
 
   const residency = yield* Residency.make({
     maxActive: config.maxActiveSectors,
     passivateAfter: config.passivateAfter,
     shutdownTimeout: config.shutdownTimeout,
     retryAfterMillis: Math.max(retryAfterMillis, Duration.toMillis(config.mailboxRetryAfter)),
-    activate: (sectorId) => Effect.provideContext(Sector.make(sectorId), services)
+    activate: (sectorId) => Effect.provideContext(Sector.make(sectorId, { budget }), services)
   })
 
   const unavailable = (error: SinkError) =>
@@ -201,6 +215,7 @@ export const make = Effect.gen(function*() {
         })))
     ),
     residency: () => ({ active: residency.size(), maxActiveSectors: residency.maxActive }),
+    buffer: () => ({ bufferedBytes: budget.used, budgetBytes: budget.max, full: budget.full }),
     deadLetters: (sectorId) =>
       resilience.retrying(sink.deadLetters(sectorId)).pipe(
         Effect.mapError((error) => new SinkUnavailable({ retryAfterMillis, reason: error.message }))
@@ -208,6 +223,7 @@ export const make = Effect.gen(function*() {
     shutdown,
     accepting: residency.accepting,
     circuit: resilience.status,
+    sinkHealth: resilience.health,
     unflushed: () => {
       let ops = 0
       const held: Array<number> = []

@@ -4,6 +4,7 @@
  * constant-case environment variables (`BATCH_PROFILE`, `MIN_BATCH`, `MAX_WAIT`, …). `config` reads the same keys
  * from whatever `ConfigProvider` is current, so an app can layer CLI flags over the environment.
  */
+import * as ByteSize from "effect/ByteSize"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
@@ -22,8 +23,16 @@ export class SectorsConfig extends Context.Service<SectorsConfig, {
   readonly policy: BatchPolicy.BatchPolicy
   /** Submissions a sector's mailbox holds before `MailboxFull`. Defaults to `1024`. */
   readonly mailboxCapacity: number
-  /** `retryAfter` hint given with `MailboxFull`. Defaults to 1 second. */
+  /** `retryAfter` hint given with `MailboxFull`, `BacklogFull` and `BufferFull`. Defaults to 1 second. */
   readonly mailboxRetryAfter: Duration.Duration
+  /** How long a submission waits for room in a full mailbox before `MailboxFull`. Defaults to 100 ms. */
+  readonly mailboxWait: Duration.Duration
+  /**
+   * Bytes of accepted, not yet durable data all sectors together may hold (`Batch.cellBytes` estimates); a
+   * submission that would pass it is refused at once with `BufferFull`. This, not the circuit breaker, governs
+   * admission while the database is away. Defaults to 256 MiB.
+   */
+  readonly maxBufferedBytes: number
   /** Upper bound for draining and flushing everything when the host stops. Defaults to 10 seconds. */
   readonly shutdownTimeout: Duration.Duration
   /** First delay between retries of a failed batch (exponential, jittered). Defaults to 20 ms. */
@@ -58,6 +67,8 @@ export const defaults: SectorsConfig["Service"] = {
   policy: BatchPolicy.defaultPolicy,
   mailboxCapacity: 1024,
   mailboxRetryAfter: Duration.seconds(1),
+  mailboxWait: Duration.millis(100),
+  maxBufferedBytes: 256 * 1024 * 1024,
   shutdownTimeout: Duration.seconds(10),
   retryBase: Duration.millis(20),
   retryMaxDelay: Duration.seconds(1),
@@ -92,6 +103,29 @@ export const DurationFromConfig = Schema.String.check(
 /** A duration setting read with `DurationFromConfig`, falling back to `fallback`. */
 export const duration = (name: string, fallback: Duration.Duration): Config.Config<Duration.Duration> =>
   Config.schema(DurationFromConfig, name).pipe(Config.withDefault(fallback))
+
+/** A byte count as effect's `ByteSize` reads it (`256MiB`, `512 MB`, `1.5GiB`), or plain digits (bytes). */
+const byteSizeOf = (text: string): Option.Option<bigint> =>
+  /^\s*\d+\s*$/.test(text) ? Option.some(BigInt(text.trim())) : ByteSize.fromString(text)
+
+/** A byte count as written in configuration: `268435456`, `256MiB`, `512 MB`, `1GiB`; at least 1 KiB. */
+export const BytesFromConfig = Schema.String.check(
+  Schema.makeFilter((text) => {
+    const size = byteSizeOf(text)
+    if (Option.isNone(size)) {
+      return `expected a byte count such as "268435456", "256MiB" or "512 MB", got ${JSON.stringify(text)}`
+    }
+    return size.value >= 1024n && size.value <= BigInt(Number.MAX_SAFE_INTEGER) ? undefined : "must be at least 1 KiB"
+  })
+).pipe(
+  Schema.decodeTo(
+    Schema.Number,
+    SchemaTransformation.transform({
+      decode: (text: string) => Number(Option.getOrThrow(byteSizeOf(text))),
+      encode: (bytes: number) => String(bytes)
+    })
+  )
+)
 
 /** A whole-number setting of at least 1. */
 export const positiveInt = (name: string): Config.Config<number> =>
@@ -135,6 +169,8 @@ export const keys: ReadonlyArray<string> = [
   "maxPendingKeys",
   "mailboxCapacity",
   "mailboxRetryAfter",
+  "mailboxWait",
+  "maxBufferedBytes",
   "shutdownTimeout",
   "retryBase",
   "retryMaxDelay",
@@ -153,6 +189,8 @@ export const config: Config.Config<SectorsConfig["Service"]> = Config.all({
   policy,
   mailboxCapacity: positiveInt("mailboxCapacity").pipe(Config.withDefault(defaults.mailboxCapacity)),
   mailboxRetryAfter: duration("mailboxRetryAfter", defaults.mailboxRetryAfter),
+  mailboxWait: duration("mailboxWait", defaults.mailboxWait),
+  maxBufferedBytes: Config.schema(BytesFromConfig, "maxBufferedBytes").pipe(Config.withDefault(defaults.maxBufferedBytes)),
   shutdownTimeout: duration("shutdownTimeout", defaults.shutdownTimeout),
   retryBase: duration("retryBase", defaults.retryBase),
   retryMaxDelay: duration("retryMaxDelay", defaults.retryMaxDelay),

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Fiber, Layer } from "effect"
+import { Clock, Deferred, Duration, Effect, Fiber, Layer } from "effect"
 import { Errors, Resilience, SectorsConfig } from "../src/index.ts"
 import { advance } from "./support.ts"
 
@@ -53,23 +53,25 @@ describe("Resilience", () => {
         assert.strictEqual(attempts(), 1)
       }
       assert.strictEqual(resilience.status()._tag, "Closed")
-      assert.isUndefined(resilience.admit())
+      assert.deepStrictEqual(resilience.health(), { up: true, downSince: undefined })
     }).pipe(Effect.provide(layer)))
 
-  it.effect("opens after consecutive failed persists, refuses admission, lets one probe through and closes", () =>
+  it.effect("opens after consecutive failed persists, lets one probe through and closes; health follows the sink", () =>
     Effect.gen(function*() {
       const resilience = yield* Resilience.Resilience
+      const failingSince = yield* Clock.currentTimeMillis
       yield* openCircuit(resilience)
       assert.strictEqual(resilience.status()._tag, "Open")
-      const refused = resilience.admit()
-      assert.isDefined(refused)
-      assert.isAbove(refused!.retryAfterMillis, 500)
+      const health = resilience.health()
+      assert.isFalse(health.up)
+      assert.isTrue(health.downSince !== undefined && health.downSince >= failingSince, JSON.stringify(health))
       const rejected = yield* Effect.flip(resilience.guard(Effect.succeed(1)))
       assert.strictEqual(rejected._tag, "SinkUnavailable")
+      assert.isAbove(rejected._tag === "SinkUnavailable" ? rejected.retryAfterMillis : 0, 500)
       yield* advance(1_000, 10)
-      assert.isUndefined(resilience.admit())
       assert.strictEqual(yield* resilience.guard(Effect.succeed(7)), 7)
       assert.strictEqual(resilience.status()._tag, "Closed")
+      assert.deepStrictEqual(resilience.health(), { up: true, downSince: undefined })
     }).pipe(Effect.provide(layer)))
 
   it.effect("while the half-open probe runs, other persists wait for it to settle instead of polling", () =>

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Option } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Option } from "effect"
 import { SectorHost, SectorSink, SectorState } from "../src/index.ts"
 import { CountingClock, FaultSink, MemorySink } from "../src/testing.ts"
 import { advance, hostLayer, policy, set } from "./support.ts"
@@ -104,27 +104,36 @@ describe("Sector batching", () => {
 })
 
 describe("Sector backpressure and failures", () => {
-  it.effect("stops draining at maxPendingKeys, then the full mailbox refuses with MailboxFull", () =>
+  it.effect("at maxPendingKeys a submission waits at most mailboxWait for room, then BacklogFull: never left hanging", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
-      const faults = yield* FaultSink.Faults
-      yield* faults.slow(1000) // the first batch stays in flight
-      yield* host.submit(1, [set(1)])
+      yield* host.submit(1, [set(1), set(2), set(3)]) // 3 pending keys, nothing due yet: the sector is full
+      const refused = yield* Effect.forkChild(Effect.flip(host.submit(1, [set(4)])))
+      yield* advance(99)
+      assert.isUndefined(refused.pollUnsafe())
+      yield* advance(1)
+      assert.isDefined(refused.pollUnsafe(), "the submission was left waiting past mailboxWait")
+      assert.strictEqual((yield* Fiber.join(refused))._tag, "BacklogFull")
+      assert.deepStrictEqual([(yield* host.stats(1)).pendingKeys, (yield* host.stats(1)).mailboxDepth], [3, 0])
+      // a submission waiting for room gets it when a batch is taken
+      const waiting = yield* Effect.forkChild(host.submit(1, [set(4)]))
+      yield* advance(10)
+      yield* host.flush(1)
+      assert.strictEqual((yield* Fiber.join(waiting)).firstSeq, 4)
+    }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 100, maxBatch: 100, maxWait: 600_000, maxPendingKeys: 3 }) }))))
+
+  it.effect("refuses with MailboxFull when the mailbox is full, after waiting at most mailboxWait for room", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      yield* host.submit(1, [set(0)]) // activated
+      const fibers = yield* Effect.forEach([1, 2, 3], (i) => Effect.forkChild(Effect.exit(host.submit(1, [set(i)]))))
+      const waited = yield* Effect.forkChild(Effect.exit(host.submit(1, [set(4)], { mailboxWait: 50 })))
       yield* Effect.yieldNow
-      yield* host.submit(1, [set(2), set(3), set(4)]) // 3 pending keys: intake stops
-      const waiting = yield* Effect.forkChild(host.submit(1, [set(5)]))
-      yield* Effect.forkChild(host.submit(1, [set(6)]))
-      yield* Effect.yieldNow
-      const error = yield* Effect.flip(host.submit(1, [set(7)]))
-      assert.strictEqual(error._tag, "MailboxFull")
-      const stats = yield* host.stats(1)
-      assert.strictEqual(stats.pendingKeys, 3)
-      assert.strictEqual(stats.mailboxDepth, 2)
-      yield* faults.slow(0)
-      yield* advance(1100)
-      assert.strictEqual((yield* Fiber.join(waiting)).firstSeq, 5)
-      assert.strictEqual((yield* host.flush(1)), 6)
-    }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 1, maxPendingKeys: 3 }), mailboxCapacity: 2 }))))
+      const exits = yield* Effect.forEach([...fibers, waited], Fiber.join)
+      const refused = exits.filter((exit) => exit._tag === "Failure")
+      assert.isAtLeast(refused.length, 1)
+      for (const exit of refused) assert.strictEqual(Exit.isFailure(exit) && Cause.findErrorOption(exit.cause).pipe(Option.map((e) => e._tag), Option.getOrUndefined), "MailboxFull")
+    }).pipe(Effect.provide(hostLayer({ mailboxCapacity: 1 }))))
 
   it.effect("retries transient failures and loses nothing", () =>
     Effect.gen(function*() {
@@ -138,7 +147,7 @@ describe("Sector backpressure and failures", () => {
       assert.strictEqual(store.rows(1).components.length, 2)
     }).pipe(Effect.provide(hostLayer())))
 
-  it.effect("opens the circuit on an outage: new submissions fail fast, the buffer is kept and persisted after", () =>
+  it.effect("keeps accepting while the database is down: the circuit paces persists, never admission", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
       const faults = yield* FaultSink.Faults
@@ -148,17 +157,42 @@ describe("Sector backpressure and failures", () => {
       yield* host.submit(1, [set(2)])
       yield* advance(1500, 10)
       assert.strictEqual(host.circuit()._tag, "Open")
-      const refused = yield* Effect.flip(host.submit(1, [set(3)]))
-      assert.strictEqual(refused._tag, "SinkUnavailable")
-      if (refused._tag === "SinkUnavailable") assert.isAbove(refused.retryAfterMillis, 0)
+      assert.strictEqual((yield* host.submit(1, [set(3)])).firstSeq, 3)
       const during = yield* host.stats(1)
-      assert.strictEqual(during.pendingOps + during.inFlightOps, 2)
+      assert.strictEqual(during.pendingOps + during.inFlightOps, 3)
       yield* advance(10_000, 50)
       assert.strictEqual(host.circuit()._tag, "Closed")
-      assert.strictEqual(store.sector(1)?.persistedSeq, 2)
-      yield* host.submit(1, [set(3)])
-      assert.strictEqual((yield* host.flush(1)), 3)
+      assert.strictEqual(store.sector(1)?.persistedSeq, 3)
+      assert.strictEqual(host.buffer().bufferedBytes, 0)
     }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("refuses with BufferFull at once when the host's budget cannot take a submission, and frees it on commit", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      const store = yield* MemorySink.MemorySink
+      for (let sector = 1; sector <= 4; sector++) yield* host.submit(sector, [set(0)])
+      yield* host.flush(4)
+      yield* faults.outage(5_000)
+      const accepted = new Map<number, number>()
+      let refused = 0
+      for (let i = 0; i < 400; i++) {
+        const sector = 1 + (i % 4)
+        const exit = yield* Effect.exit(host.submit(sector, [set(i, "c", i)]))
+        if (Exit.isSuccess(exit)) accepted.set(sector, exit.value.lastSeq)
+        else {
+          assert.strictEqual(Cause.findErrorOption(exit.cause).pipe(Option.map((e) => e._tag), Option.getOrUndefined), "BufferFull")
+          refused++
+        }
+        assert.isAtMost(host.buffer().bufferedBytes, 16 * 1024)
+      }
+      assert.isAbove(refused, 0)
+      assert.isTrue(host.buffer().full)
+      yield* advance(12_000, 50)
+      for (const [sector, lastSeq] of accepted) assert.strictEqual(store.sector(sector)?.persistedSeq, lastSeq)
+      assert.strictEqual(host.buffer().bufferedBytes, 0)
+      assert.strictEqual((yield* host.submit(1, [set(1)])).accepted, 1)
+    }).pipe(Effect.provide(hostLayer({ maxBufferedBytes: 16 * 1024 }))))
 
   it.effect("re-sends a batch whose commit was acknowledged lost together with newer ops, without resurrecting rows", () =>
     Effect.gen(function*() {

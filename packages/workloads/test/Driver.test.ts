@@ -39,6 +39,8 @@ const hostWith = (submit: SectorHost.SectorHost["Service"]["submit"]) =>
     flush: () => Effect.die("unused"),
     list: Effect.die("unused"),
     residency: () => ({ active: 0, maxActiveSectors: 1 }),
+    buffer: () => ({ bufferedBytes: 0, budgetBytes: 1, full: false }),
+    sinkHealth: () => ({ up: true, downSince: undefined }),
     deadLetters: () => Effect.die("unused"),
     shutdown: Effect.die("unused"),
     accepting: () => true,

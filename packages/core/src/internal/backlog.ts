@@ -5,10 +5,12 @@
  * The intake `accept`s submissions into the newest segment (opening a new one at `maxBatch`); the flusher `take`s
  * the oldest as its next batch and, depending on the outcome, `commit`s it or `requeue`s it under the newer ops
  * (merged with the next segment when both fit in one batch — a failed batch and what arrived meanwhile go out
- * together). A backlog holding `maxPendingKeys` distinct keys is `full`: the intake waits on `awaitSpace` until a
- * `take` (or `release`) makes room, so the mailbox fills and producers see backpressure instead of an unbounded heap.
+ * together). A backlog holding `maxPendingKeys` distinct keys is `full`: a new submission waits (`awaitSpace`, a
+ * bounded wait) until a `take` makes room, or is refused; what is already in the mailbox is still taken, so the
+ * bound is `maxPendingKeys` plus one mailbox.
  *
- * It counts ops and keys as it goes and reports every change of the key count to `onKeys` (the pending-keys gauge).
+ * It counts ops, keys and bytes (`Batch.cellBytes`, in flight included) as it goes and reports every change of the
+ * key count to `onKeys` (the pending-keys gauge) and of the byte count to `onBytes` (the host's buffer budget).
  * Not thread-safe by design: a sector changes it only from its own fibers, without yielding in between.
  */
 import type * as Effect from "effect/Effect"
@@ -24,24 +26,29 @@ export class Backlog {
   ops = 0
   /** Distinct keys waiting in segments (not counting the one in flight). */
   keys = 0
+  /** What every held segment costs, in flight included (`Batch.Pending.bytes`). */
+  bytes = 0
   /** The segment being persisted, if any. */
   inFlight: Pending | undefined = undefined
   private readonly segments: Array<Pending> = []
   private readonly space = Latch.makeUnsafe(true)
   private readonly maxBatch: number
   private readonly maxPendingKeys: number
-  private readonly onKeys: (delta: number) => void
+  private onKeys: (delta: number) => void
+  private onBytes: (delta: number) => void
 
   constructor(options: {
     readonly nextSeq: number
     readonly maxBatch: number
     readonly maxPendingKeys: number
     readonly onKeys?: ((delta: number) => void) | undefined
+    readonly onBytes?: ((delta: number) => void) | undefined
   }) {
     this.nextSeq = options.nextSeq
     this.maxBatch = options.maxBatch
     this.maxPendingKeys = options.maxPendingKeys
     this.onKeys = options.onKeys ?? (() => {})
+    this.onBytes = options.onBytes ?? (() => {})
   }
 
   /** The oldest waiting segment: the next batch. */
@@ -49,7 +56,7 @@ export class Backlog {
     return this.segments[0]
   }
 
-  /** Whether the backlog holds `maxPendingKeys` keys or more (the intake must wait for space). */
+  /** Whether the backlog holds `maxPendingKeys` keys or more (new submissions are refused). */
   get full(): boolean {
     return this.keys >= this.maxPendingKeys
   }
@@ -66,32 +73,43 @@ export class Backlog {
 
   /**
    * Folds a submission in, giving its ops the next seqs, and calling `each` for every op first (the caller applies
-   * it to its state there; if `each` throws, the ops before it stay folded with their seqs). Returns the first seq.
+   * it to its state there; if `each` throws, the ops before it stay folded with their seqs). `cells` are the ops'
+   * `Batch.cellBytes` when the caller measured them already. Returns the first seq.
    */
-  accept(ops: ReadonlyArray<Op.Op>, at: number, each: (op: Op.Op, seq: number) => void): number {
+  accept(
+    ops: ReadonlyArray<Op.Op>,
+    at: number,
+    each: (op: Op.Op, seq: number) => void,
+    cells?: ReadonlyArray<number>
+  ): number {
     const firstSeq = this.nextSeq
     let segment = this.segments[this.segments.length - 1]
-    const before = this.keys
+    const keysBefore = this.keys
+    const bytesBefore = this.bytes
     try {
-      for (const op of ops) {
+      for (let i = 0; i < ops.length; i++) {
+        const op = ops[i]!
         if (segment === undefined || segment.ops >= this.maxBatch) {
           segment = new Pending()
           this.segments.push(segment)
         }
         each(op, this.nextSeq)
         const keys = segment.keys
-        segment.add(op, this.nextSeq, at)
+        const bytes = segment.bytes
+        segment.add(op, this.nextSeq, at, cells?.[i])
         this.keys += segment.keys - keys
+        this.bytes += segment.bytes - bytes
         this.ops++
         this.nextSeq++
       }
     } finally {
-      this.reportKeys(this.keys - before)
+      this.reportKeys(this.keys - keysBefore)
+      this.reportBytes(this.bytes - bytesBefore)
     }
     return firstSeq
   }
 
-  /** Waits until a `take` or `release` makes room (at once if the backlog is not full). */
+  /** Waits until a `take` (or `detach`) makes room; at once if the backlog is not full. Bound it with a timeout. */
   awaitSpace(): Effect.Effect<void> {
     if (this.full) this.space.closeUnsafe()
     return this.space.await
@@ -110,7 +128,21 @@ export class Backlog {
 
   /** The segment in flight is durable. */
   commit(): void {
+    const done = this.inFlight
+    if (done === undefined) return
     this.inFlight = undefined
+    this.bytes -= done.bytes
+    this.reportBytes(-done.bytes)
+  }
+
+  /** Drops a dead-lettered entry from the segment in flight, so that it never goes out again. */
+  discard(entry: Entry): void {
+    const segment = this.inFlight
+    if (segment === undefined) return
+    const bytes = segment.bytes
+    segment.discard(entry)
+    this.bytes += segment.bytes - bytes
+    this.reportBytes(segment.bytes - bytes)
   }
 
   /** Puts the segment in flight back under the newer ops (merged with the next one when `merge` and both fit). */
@@ -121,7 +153,10 @@ export class Backlog {
     const next = this.segments[0]
     if (merge && next !== undefined && failed.ops + next.ops <= this.maxBatch) {
       const before = next.keys
+      const bytes = failed.bytes + next.bytes
       failed.merge(next)
+      this.bytes += failed.bytes - bytes
+      this.reportBytes(failed.bytes - bytes)
       this.segments[0] = failed
       this.ops += failed.ops - next.ops
       this.keys += failed.keys - before
@@ -138,21 +173,30 @@ export class Backlog {
   dropThrough(seq: number): void {
     while (this.segments.length > 0 && this.segments[0]!.toSeq <= seq) {
       this.take()
-      this.inFlight = undefined
+      this.commit()
     }
   }
 
   /** Drops everything, in flight included, and returns how many ops that was (the sector was fenced). */
   clear(): number {
     const lost = this.unflushed
-    this.inFlight = undefined
-    while (this.segments.length > 0) this.take()
-    this.inFlight = undefined
+    this.commit()
+    while (this.segments.length > 0) {
+      this.take()
+      this.commit()
+    }
     return lost
   }
 
-  /** Wakes an intake waiting for space (it is draining: it must notice the mailbox ended). */
-  release(): void {
+  /**
+   * Stops reporting (the sector stopped): the gauge and the budget give back what is still held, which stays here
+   * for the sector's last report.
+   */
+  detach(): void {
+    this.reportKeys(-this.keys)
+    this.reportBytes(-this.bytes)
+    this.onKeys = () => {}
+    this.onBytes = () => {}
     this.space.openUnsafe()
   }
 
@@ -163,5 +207,9 @@ export class Backlog {
 
   private reportKeys(delta: number): void {
     if (delta !== 0) this.onKeys(delta)
+  }
+
+  private reportBytes(delta: number): void {
+    if (delta !== 0) this.onBytes(delta)
   }
 }

@@ -1,5 +1,4 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
 import * as fc from "fast-check"
 import { type Op, SectorState } from "../../src/index.ts"
 import { Backlog } from "../../src/internal/backlog.ts"
@@ -7,8 +6,15 @@ import { Arbitraries } from "../../src/testing.ts"
 
 const make = (maxBatch = 4, maxPendingKeys = 1000) => {
   let gauge = 0
-  const backlog = new Backlog({ nextSeq: 1, maxBatch, maxPendingKeys, onKeys: (delta) => (gauge += delta) })
-  return { backlog, gauge: () => gauge }
+  let bytes = 0
+  const backlog = new Backlog({
+    nextSeq: 1,
+    maxBatch,
+    maxPendingKeys,
+    onKeys: (delta) => (gauge += delta),
+    onBytes: (delta) => (bytes += delta)
+  })
+  return { backlog, gauge: () => gauge, bytes: () => bytes }
 }
 
 const recount = (backlog: Backlog) => {
@@ -43,9 +49,9 @@ describe("Backlog", () => {
     assert.deepStrictEqual(backlog.waiting().map((s) => [s.fromSeq, s.toSeq]), [[1, 3], [4, 4]])
   })
 
-  it("keeps its op and key counts, and the gauge it reports to, equal to what its segments hold", () =>
+  it("keeps its op, key and byte counts, and what it reports, equal to what its segments hold", () =>
     fc.assert(fc.property(fc.array(step, { maxLength: 40 }), (steps) => {
-      const { backlog, gauge } = make()
+      const { backlog, bytes, gauge } = make()
       for (const s of steps) {
         if (s._tag === "accept") backlog.accept(s.ops, 0, () => {})
         else if (backlog.first !== undefined) {
@@ -55,6 +61,9 @@ describe("Backlog", () => {
         }
         assert.deepStrictEqual({ ops: backlog.ops, keys: backlog.keys }, recount(backlog))
         assert.strictEqual(gauge(), backlog.keys)
+        const held = backlog.waiting().reduce((n, segment) => n + segment.bytes, backlog.inFlight?.bytes ?? 0)
+        assert.strictEqual(backlog.bytes, held)
+        assert.strictEqual(bytes(), held)
         for (const segment of backlog.waiting()) assert.isAtMost(segment.ops, 4)
       }
     })))
@@ -84,27 +93,25 @@ describe("Backlog", () => {
     })))
 
   it("drops segments a reload found durable, and everything when cleared", () => {
-    const { backlog, gauge } = make(2)
+    const { backlog, bytes, gauge } = make(2)
     backlog.accept([{ type: "delete", entity: 1 }, { type: "delete", entity: 2 }, { type: "delete", entity: 3 }], 0, () => {})
     backlog.dropThrough(2)
     assert.deepStrictEqual(backlog.waiting().map((s) => [s.fromSeq, s.toSeq]), [[3, 3]])
     backlog.take()
     assert.strictEqual(backlog.clear(), 1)
     assert.deepStrictEqual([backlog.unflushed, backlog.keys, gauge()], [0, 0, 0])
+    assert.deepStrictEqual([backlog.bytes, bytes()], [0, 0])
   })
 
-  it.effect("holds the intake while full and lets it go when a batch is taken", () =>
-    Effect.gen(function*() {
-      const { backlog } = make(10, 2)
-      backlog.accept([{ type: "delete", entity: 1 }, { type: "delete", entity: 2 }], 0, () => {})
-      assert.isTrue(backlog.full)
-      const waiting = yield* Effect.forkChild(backlog.awaitSpace())
-      yield* Effect.yieldNow
-      assert.isUndefined(waiting.pollUnsafe())
-      backlog.take()
-      yield* Fiber.join(waiting)
-      assert.isFalse(backlog.full)
-    }))
+  it("is full at maxPendingKeys keys", () => {
+    const { backlog } = make(10, 2)
+    backlog.accept([{ type: "delete", entity: 1 }], 0, () => {})
+    assert.isFalse(backlog.full)
+    backlog.accept([{ type: "delete", entity: 2 }], 0, () => {})
+    assert.isTrue(backlog.full)
+    backlog.take()
+    assert.isFalse(backlog.full)
+  })
 
   it("discarding a dead-lettered entry from a segment means it is never sent again", () => {
     const { backlog } = make()
