@@ -139,6 +139,23 @@ export const timedOut = (detail: string, extensions?: Readonly<Record<string, un
 const unavailable = (title: string, name: string, detail: string, retryAfterMillis: number): Problem =>
   new Problem({ status: 503, type: urn(name), title, detail, headers: retryAfter(retryAfterMillis) })
 
+/** A submission refused for a bound (nothing applied): its sector and the bound, with `Retry-After`. */
+const refused = (
+  status: number,
+  name: string,
+  title: string,
+  error: { readonly message: string; readonly sectorId: number; readonly retryAfterMillis: number },
+  extensions: Readonly<Record<string, unknown>>
+): Problem =>
+  new Problem({
+    status,
+    type: urn(name),
+    title,
+    detail: `${error.message}; nothing was applied, retry later`,
+    extensions: { sector: error.sectorId, ...extensions },
+    headers: retryAfter(error.retryAfterMillis)
+  })
+
 /** The problem an error of the core or of the server stands for. */
 export const fromError = (error: KnownError | Problem): Problem => {
   switch (error._tag) {
@@ -147,14 +164,7 @@ export const fromError = (error: KnownError | Problem): Problem => {
     case "InvalidOp":
       return invalid(error.issues)
     case "MailboxFull":
-      return new Problem({
-        status: 429,
-        type: urn("mailbox-full"),
-        title: "Mailbox full",
-        detail: `${error.message}; nothing was applied, retry later`,
-        extensions: { sector: error.sectorId },
-        headers: retryAfter(error.retryAfterMillis)
-      })
+      return refused(429, "mailbox-full", "Mailbox full", error, {})
     case "SinkUnavailable":
       return unavailable("Persistence unavailable", "sink-unavailable", error.message, error.retryAfterMillis)
     case "ShuttingDown":
@@ -162,32 +172,14 @@ export const fromError = (error: KnownError | Problem): Problem => {
     case "SectorFenced":
       return unavailable("Sector moved", "sector-fenced", `${error.message}; nothing was applied`, 1000)
     case "BacklogFull":
-      return new Problem({
-        status: 429,
-        type: urn("backlog-full"),
-        title: "Sector backlog full",
-        detail: `${error.message}; nothing was applied, retry later`,
-        extensions: { sector: error.sectorId, maxPendingKeys: error.maxPendingKeys },
-        headers: retryAfter(error.retryAfterMillis)
-      })
+      return refused(429, "backlog-full", "Sector backlog full", error, { maxPendingKeys: error.maxPendingKeys })
     case "BufferFull":
-      return new Problem({
-        status: 429,
-        type: urn("buffer-full"),
-        title: "Buffer full",
-        detail: `${error.message}; nothing was applied, retry later`,
-        extensions: { sector: error.sectorId, bufferedBytes: error.bufferedBytes, budgetBytes: error.budgetBytes },
-        headers: retryAfter(error.retryAfterMillis)
+      return refused(429, "buffer-full", "Buffer full", error, {
+        bufferedBytes: error.bufferedBytes,
+        budgetBytes: error.budgetBytes
       })
     case "ResidencyFull":
-      return new Problem({
-        status: 503,
-        type: urn("residency-full"),
-        title: "Too many active sectors",
-        detail: `${error.message}; nothing was applied, retry later`,
-        extensions: { sector: error.sectorId, maxActiveSectors: error.maxActiveSectors },
-        headers: retryAfter(error.retryAfterMillis)
-      })
+      return refused(503, "residency-full", "Too many active sectors", error, { maxActiveSectors: error.maxActiveSectors })
     case "DurableTimeout":
       return timedOut(`${error.message}; the ops stay accepted and will be persisted`, {
         sector: error.sectorId,

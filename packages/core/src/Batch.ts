@@ -125,6 +125,19 @@ const putAuthority = (found: PendingEntity, name: string, cell: AuthorityCell) =
   found.authority.set(name, cell)
 }
 
+/** Drops a cell if it is still the one written at `seq` (a newer op may have replaced it). */
+const dropCell = (
+  found: PendingEntity,
+  cells: Map<string, { readonly seq: number; readonly bytes: number }>,
+  name: string,
+  seq: number
+) => {
+  const cell = cells.get(name)
+  if (cell?.seq !== seq) return
+  cells.delete(name)
+  found.bytes -= cell.bytes
+}
+
 /** A mutable buffer of collapsed ops for one contiguous seq range. */
 export class Pending {
   /** Ops folded in. */
@@ -225,22 +238,12 @@ export class Pending {
         }
         break
       case "Upsert":
-      case "Remove": {
-        const cell = found.components.get(entry.component)
-        if (cell?.seq === entry.seq) {
-          found.components.delete(entry.component)
-          found.bytes -= cell.bytes
-        }
+      case "Remove":
+        dropCell(found, found.components, entry.component, entry.seq)
         break
-      }
-      case "Authority": {
-        const cell = found.authority.get(entry.component)
-        if (cell?.seq === entry.seq) {
-          found.authority.delete(entry.component)
-          found.bytes -= cell.bytes
-        }
+      case "Authority":
+        dropCell(found, found.authority, entry.component, entry.seq)
         break
-      }
       default:
         return absurd(entry)
     }

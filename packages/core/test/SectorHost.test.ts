@@ -78,18 +78,6 @@ describe("SectorHost", () => {
       assert.isAtMost(report.durationMs, 2_100)
     }).pipe(Effect.provide(hostLayer({ shutdownTimeout: Duration.seconds(2) }))))
 
-  it.effect("cannot activate a sector while the sink is down: SinkUnavailable after the retry deadline", () =>
-    Effect.gen(function*() {
-      const host = yield* SectorHost.SectorHost
-      const faults = yield* FaultSink.Faults
-      yield* faults.outage(Duration.hours(1))
-      const attempt = yield* Effect.forkChild(Effect.flip(host.submit(1, [set(1)])))
-      yield* advance(1_000, 10)
-      const error = yield* Fiber.join(attempt)
-      assert.strictEqual(error._tag, "SinkUnavailable")
-      yield* faults.reset
-    }).pipe(Effect.provide(hostLayer())))
-
   it.effect("drains the mailbox on shutdown: submissions already queued are accepted and flushed", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
