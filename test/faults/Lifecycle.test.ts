@@ -140,4 +140,23 @@ describe("sector lifecycle end to end", () => {
       host.signal("SIGTERM")
       assert.strictEqual((yield* Effect.promise(() => host.exited)).code, 0, host.output().slice(-2_000))
     }), { timeout: outageMs + 90_000 })
+
+  it.live("SIGTERM while the database is down: flushes until SHUTDOWN_TIMEOUT, then exits 1 saying what was not flushed", () =>
+    Effect.gen(function*() {
+      const pg = yield* controlledPg
+      const host = yield* scoped({ DATABASE_URL: pg.url(), SHUTDOWN_TIMEOUT: "2 seconds" })
+      assert.strictEqual((yield* Effect.promise(() => call(host.baseUrl, "POST", "/sectors/3/ops?ack=durable", { ops: [{ type: "delete", entity: 1 }] }))).status, 200)
+      yield* Effect.promise(pg.stop)
+      // accepted while the database is away (the host rides it out), then told to stop
+      const accepted = yield* Effect.promise(() =>
+        call(host.baseUrl, "POST", "/sectors/3/ops", { ops: [{ type: "set", entity: 1, component: "c", data: { x: 1 } }] })
+      )
+      assert.strictEqual(accepted.status, 202)
+      const signalledAt = Date.now()
+      host.signal("SIGTERM")
+      const exit = yield* Effect.promise(() => host.exited)
+      assert.strictEqual(exit.code, 1, host.output().slice(-2_000))
+      assert.isBelow(Date.now() - signalledAt, 10_000)
+      assert.include(host.output(), "1 unflushed")
+    }), { timeout: 60_000 })
 })

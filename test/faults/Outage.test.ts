@@ -11,7 +11,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as ControlledPg from "../support/ControlledPg.ts"
-import { scoped } from "../support/HostProcess.ts"
+import { Summary } from "@sectors/workloads"
+import { call, scoped } from "../support/HostProcess.ts"
 import * as Load from "../support/Load.ts"
 import { mb, metric, rss, scrape, watchReadiness, watchRss } from "../support/Observe.ts"
 import { pick, soak } from "../support/Soak.ts"
@@ -39,6 +40,11 @@ const heavy: Pace = { name: "heavy", pauseMs: 2, opsPerRequest: 50 }
 /** Every op on a key of its own: nothing collapses, so what is held grows with every op. */
 const distinct: Pace = { name: "heavy, distinct keys", pauseMs: 2, opsPerRequest: 50, entities: 1_000_000, hot: 1_000_000 }
 
+/** One op for the probe sector. */
+const probeOps = (i: number) => ({ ops: [{ type: "set", entity: i % 10, component: "probe", data: { i } }] })
+
+const sorted = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)
+
 /**
  * Runs `pace` against a host, stops the database for `outageMs`, starts it again, waits for the backlog to drain,
  * then checks the database against every acknowledged op.
@@ -59,6 +65,9 @@ const outage = (outageMs: number, pace: Pace, env: Record<string, string> = {}) 
       hot: pace.hot
     })
 
+    // a probe sector outside the load, resident before the outage: its durable acks time op→durable during catch-up
+    const probeSector = 900
+    assert.strictEqual((yield* Effect.promise(() => call(host.baseUrl, "POST", `/sectors/${probeSector}/ops`, probeOps(0)))).status, 202)
     yield* Effect.sleep(2_000)
     const before = memory.peak()
     assert.isAbove(metric(yield* Effect.promise(() => scrape(host.baseUrl)), "sectors_ops_persisted_total"), 0)
@@ -78,6 +87,16 @@ const outage = (outageMs: number, pace: Pace, env: Record<string, string> = {}) 
     outageMemory.stop()
     yield* Effect.promise(pg.start)
     const upAt = Date.now()
+    let probing = true
+    const probeMillis: Array<number> = []
+    const probe = (async () => {
+      for (let i = 1; probing; i++) {
+        const started = Date.now()
+        const answer = await call(host.baseUrl, "POST", `/sectors/${probeSector}/ops?ack=durable`, probeOps(i))
+        if (answer.status === 200) probeMillis.push(Date.now() - started)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    })()
 
     // catch-up: until what the outage piled up is durable (the gauge back under a tenth of its peak, or what a
     // steady load holds)
@@ -88,6 +107,8 @@ const outage = (outageMs: number, pace: Pace, env: Record<string, string> = {}) 
       if (metric(yield* Effect.promise(() => scrape(host.baseUrl)), "sectors_buffered_bytes") < settled) caughtUpAt = Date.now()
     }
     yield* Effect.sleep(1_000) // load continues after recovery
+    probing = false
+    yield* Effect.promise(() => probe)
     yield* Effect.promise(load.stop)
     yield* Effect.promise(readiness.stop)
     memory.stop()
@@ -110,7 +131,9 @@ const outage = (outageMs: number, pace: Pace, env: Record<string, string> = {}) 
     const line = `[failover] ${outageMs / 1000} s outage, ${pace.name} load: ${acceptedDuring} ops accepted during it; ` +
       `refused ${refused} requests (${JSON.stringify(Object.fromEntries(history.statuses))}); ` +
       `lost ${problems.length === 0 ? 0 : "?"}; peak buffered ${mb(peakBuffered)}; RSS ${mb(atDown)} at the stop → ` +
-      `peak ${mb(outageMemory.peak())} during the outage (${mb(before)} → ${mb(memory.peak())} over the run); catch-up ${caughtUpAt === undefined ? "never" : `${caughtUpAt - upAt} ms`}; /readyz during ` +
+      `peak ${mb(outageMemory.peak())} during the outage (${mb(before)} → ${mb(memory.peak())} over the run); catch-up ${caughtUpAt === undefined ? "never" : `${caughtUpAt - upAt} ms`}, ` +
+      `op→durable during it p50 / p99 ${Summary.percentile(sorted(probeMillis), 50)} / ` +
+      `${Summary.percentile(sorted(probeMillis), 99)} ms (${probeMillis.length} probes); /readyz during ` +
       `the outage ${during.filter((r) => r.status === 200).length} × 200, ${during.filter((r) => r.status !== 200).length} × other`
     console.log(line)
     return {
