@@ -21,8 +21,8 @@
  * `drain` (scope close, passivation, host shutdown) stops intake (`ShuttingDown`), lets the intake take what is
  * already in the mailbox, flushes everything back-to-back and reports `{ flushed, unflushed }`.
  *
- * Why this module is longer than ~450 lines: about 130 of them are the sector's public types (`Sector`,
- * `SectorStats`, `Accepted`, …), and the rest is one concept — the four parts above share one sector's state, which
+ * Why this module is longer than ~450 lines: about 170 of them are the sector's public types (`Sector`,
+ * `SectorStats`, `Accepted`, …) and their documentation, and the rest is one concept — the four parts above share one sector's state, which
  * they change without yielding in between, so they are written as one closure over it. Everything that stands on its
  * own (the backlog, the watermark, poison isolation, the trigger) lives in its own module with its own tests.
  */

@@ -152,7 +152,7 @@ export const upsertGroup = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Bat
 /** The statements on the `SqlClient` in context. */
 export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effect.map(SqlClient.SqlClient, (sql) => {
   /** Each sector's outcome: the ones the sector statement updated are applied; the others replays or fenced. */
-  const classify = Effect.fnUntraced(function*(
+  const outcomesOf = Effect.fnUntraced(function*(
     batches: ReadonlyArray<Batch.Batch>,
     applied: ReadonlyArray<{ readonly sector_id: bigint }>
   ) {
@@ -172,7 +172,7 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
   /** The statements of a group, in the current transaction; returns each sector's outcome. */
   const writeGroup = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns) {
     const applied = yield* sql<{ sector_id: bigint }>`${sectorRows(sql, batches)}`
-    const outcomes = yield* classify(batches, applied)
+    const outcomes = yield* outcomesOf(batches, applied)
 
     // the columns of every batch, unless one is a replay or fenced (rare): then of the applied ones only
     const { authority, cleared, components, removed, tombstones } = applied.length === batches.length
@@ -201,7 +201,7 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
 
   /** The common case in one statement, so in one round trip and without BEGIN/COMMIT. */
   const writeUpserts = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns) {
-    return yield* classify(batches, yield* upsertGroupOf(sql, batches, all))
+    return yield* outcomesOf(batches, yield* upsertGroupOf(sql, batches, all))
   })
 
   /**
