@@ -15,11 +15,15 @@
  * 404, and a defect 500 — logged, since the host serves with the request logger off. Requests Node's HTTP parser
  * refuses before they reach a route (an unknown method, a malformed request line or header) get problem+json too,
  * from the server `makeServer` builds.
+ *
+ * With `AUTH_TOKEN` set, one middleware (`authentication`) asks every request but `/healthz` and `/readyz` for a bearer
+ * token before any route sees it: 401 otherwise, the same answer whatever was wrong.
  */
 import { Batch, Op, type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
-import { ByteSize, Cause, Effect, Layer, Option, Predicate, Result } from "effect"
+import { ByteSize, Cause, Effect, Layer, Option, Predicate, Redacted, Result } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
+import * as crypto from "node:crypto"
 import * as http from "node:http"
 import type * as net from "node:net"
 import { HostConfig } from "./HostConfig.ts"
@@ -381,6 +385,43 @@ const otherMethods = (table: ReadonlyArray<Endpoint>) => {
   })
 }
 
+/** The paths that answer without a token: an orchestrator's probes carry none. */
+const openPaths: ReadonlySet<string> = new Set(["/healthz", "/readyz"])
+
+const digest = (text: string) => crypto.createHash("sha256").update(text, "utf8").digest()
+
+/**
+ * Whether an `Authorization` header carries one of `tokens` as `Bearer <token>`. Each token is compared by its
+ * SHA-256 digest with `timingSafeEqual` (equal lengths whatever was sent) and every token is compared, so the time
+ * taken says nothing about how much of a token was right, nor which one matched.
+ */
+export const bearerMatches = (header: string | undefined, tokens: ReadonlyArray<Buffer>): boolean => {
+  const match = header === undefined ? null : /^Bearer +([^\s]+) *$/i.exec(header)
+  if (match === null) return false
+  const offered = digest(match[1]!)
+  let found = false
+  for (const token of tokens) found = crypto.timingSafeEqual(offered, token) || found
+  return found
+}
+
+/**
+ * Authentication, once for every route (before routing, so an unknown path answers 401 too and reveals nothing):
+ * with `authToken` set, every request but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` naming one
+ * of the tokens, or gets the one 401 problem with `WWW-Authenticate: Bearer`. The tokens are kept only as digests.
+ */
+const authentication = HttpRouter.middleware(
+  Effect.gen(function*() {
+    const config = yield* HostConfig
+    const tokens = config.authToken.map((token) => digest(Redacted.value(token)))
+    return (httpApp) =>
+      tokens.length === 0 ? httpApp : Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+        openPaths.has(request.url.split("?", 1)[0]!) || bearerMatches(request.headers.authorization, tokens)
+          ? httpApp
+          : Effect.succeed(Problem.toResponse(Problem.unauthorized)))
+  }),
+  { global: true }
+)
+
 /**
  * The last word on every request: what no handler answered — an unknown route, a request that could not be read, a
  * defect — becomes a problem+json response; defects and unexpected failures are logged.
@@ -430,4 +471,4 @@ export const routes: Layer.Layer<
   never,
   HttpRouter.HttpRouter | SectorHost.SectorHost | Lifecycle | HostConfig | SectorsConfig.SectorsConfig
 > =
-  Layer.mergeAll(HttpRouter.addAll(endpoints), problems)
+  Layer.mergeAll(HttpRouter.addAll(endpoints), problems, authentication)

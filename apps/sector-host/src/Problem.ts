@@ -5,6 +5,7 @@
  * | failure                                            | status | extra                                   |
  * |----------------------------------------------------|--------|-----------------------------------------|
  * | `InvalidOp`, a malformed request, malformed JSON   | 400    | `errors: [{index?, field, message}]`    |
+ * | no or a wrong bearer token (when `AUTH_TOKEN` is set) | 401  | `WWW-Authenticate: Bearer`              |
  * | no such entity, unknown route                      | 404    |                                         |
  * | known path, wrong method                           | 405    | `Allow`                                 |
  * | request not received in time (Node's parser)       | 408    |                                         |
@@ -109,6 +110,18 @@ export const fromParserError = (code: string | undefined): Problem => {
       return invalid([{ field: "request", message: `is not valid HTTP/1.1 (${code ?? "parse error"})` }])
   }
 }
+
+/**
+ * 401: the route needs `Authorization: Bearer <token>` and the request has none, another scheme, or a token the host
+ * does not know. One answer for all of them, so a client learns nothing about which tokens exist.
+ */
+export const unauthorized: Problem = new Problem({
+  status: 401,
+  type: urn("unauthorized"),
+  title: "Unauthorized",
+  detail: "this route needs an Authorization: Bearer <token> header with a token the host accepts",
+  headers: { "www-authenticate": "Bearer" }
+})
 
 /** 404 with a reason. */
 export const notFound = (detail: string): Problem =>

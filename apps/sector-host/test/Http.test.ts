@@ -7,7 +7,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { BatchPolicy, SectorHost, type SectorsConfig } from "@sectors/core"
 import { FaultSink, MemorySink, TestHost } from "@sectors/core/testing"
-import { Duration, Effect, Fiber, Layer, Stream } from "effect"
+import { Duration, Effect, Fiber, Layer, Redacted, Stream } from "effect"
 import { HttpClient, HttpClientRequest, HttpRouter } from "effect/http"
 import { TestClock } from "effect/testing"
 import type { Server } from "node:http"
@@ -752,5 +752,74 @@ describe("GET /metrics", () => {
       assert.strictEqual((yield* post("/sectors/1/ops", { ops: [set(1), set(2), set(3)] })).status, 202)
       const after = yield* scrape
       assert.strictEqual(after.get("sectors_ops_received_total"), before + 3)
+    }).pipe(Effect.provide(serve())))
+})
+
+describe("authentication (AUTH_TOKEN)", () => {
+  const tokens = ["first-token", "second.token~2", "third+token/3=="]
+  const secured = serve({ host: { authToken: tokens.map((token) => Redacted.make(token)) } })
+  const getWith = (path: string, authorization: string) =>
+    send(HttpClientRequest.get(path).pipe(HttpClientRequest.setHeader("authorization", authorization)))
+
+  const assertUnauthorized = (reply: Reply) => {
+    assertProblem(reply, 401)
+    assert.strictEqual(reply.headers["www-authenticate"], "Bearer")
+    assert.strictEqual(reply.body.type, "urn:sectors:problem:unauthorized")
+    for (const token of tokens) assert.notInclude(reply.text, token)
+  }
+
+  it.effect.each([
+    ["another scheme", "Basic Zmlyc3QtdG9rZW46"],
+    ["a wrong token", "Bearer wrong-token"],
+    ["a token's prefix", "Bearer first-tok"],
+    ["a token with more after it", "Bearer first-token-and-more"],
+    ["no token after the scheme", "Bearer "],
+    ["two tokens", "Bearer first-token second.token~2"],
+    ["the scheme glued to the token", "Bearerfirst-token"],
+    ["a token of 8 KiB", `Bearer ${"x".repeat(8192)}`],
+    ["a value of 12 KiB without a scheme", "y".repeat(12_288)]
+  ] as const)("answers 401 with WWW-Authenticate: Bearer for %s", ([, authorization]) =>
+    Effect.gen(function*() {
+      assertUnauthorized(yield* getWith("/sectors", authorization))
+      assertUnauthorized(yield* getWith("/metrics", authorization))
+    }).pipe(Effect.provide(secured)))
+
+  it.effect("answers 401 without an Authorization header on every route but /healthz and /readyz, unknown ones too", () =>
+    Effect.gen(function*() {
+      assertUnauthorized(yield* get("/sectors"))
+      assertUnauthorized(yield* get("/sectors/1"))
+      assertUnauthorized(yield* get("/sectors/1/entities/1"))
+      assertUnauthorized(yield* get("/sectors/1/dead-letters"))
+      assertUnauthorized(yield* get("/metrics"))
+      assertUnauthorized(yield* get("/no/such/route"))
+      assertUnauthorized(yield* post("/sectors/1/ops", { ops: [set(1)] }))
+      assertUnauthorized(yield* post("/sectors/1/flush"))
+      assert.strictEqual((yield* stats(1)).lastSeq, 0, "nothing was applied")
+      assert.strictEqual((yield* get("/healthz")).status, 200)
+      assert.strictEqual((yield* get("/healthz?probe=1")).status, 200)
+      assertProblem(yield* get("/readyz"), 503) // starting: answered, not refused
+    }).pipe(Effect.provide(secured)))
+
+  it.effect("serves a request with any of the rotated tokens as without authentication", () =>
+    Effect.gen(function*() {
+      for (const [index, token] of tokens.entries()) {
+        const posted = yield* send(
+          HttpClientRequest.post("/sectors/4/ops").pipe(
+            HttpClientRequest.bodyJsonUnsafe({ ops: [set(index + 1)] }),
+            HttpClientRequest.setHeader("authorization", `Bearer ${token}`)
+          )
+        )
+        assert.strictEqual(posted.status, 202, posted.text)
+        assert.strictEqual(posted.body.lastSeq, index + 1)
+        assert.strictEqual((yield* getWith("/sectors/4", `bearer ${token}`)).status, 200, "the scheme is case-insensitive")
+        assert.strictEqual((yield* getWith("/metrics", `Bearer ${token}`)).status, 200)
+      }
+      assertProblem(yield* getWith("/no/such/route", `Bearer ${tokens[0]}`), 404)
+    }).pipe(Effect.provide(secured)))
+
+  it.effect("asks nothing when no token is configured", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* get("/sectors")).status, 200)
+      assert.strictEqual((yield* getWith("/sectors", "Bearer anything")).status, 200)
     }).pipe(Effect.provide(serve())))
 })
