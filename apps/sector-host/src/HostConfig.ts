@@ -57,6 +57,11 @@ export class HostConfig extends Context.Service<HostConfig, {
   readonly authTokenFile: Option.Option<string>
   /** Serve on a non-loopback `host` without a token, on purpose (a warning at start). Defaults to `false`. */
   readonly allowUnauthenticated: boolean
+  /**
+   * Origins (`https://app.example:8443`, comma-separated) whose browser pages may call the API: their preflights are
+   * answered and their answers carry `Access-Control-Allow-Origin`. Defaults to none: no CORS headers at all.
+   */
+  readonly corsOrigins: ReadonlyArray<string>
 }>()("sector-host/HostConfig") {}
 
 /** The values every field defaults to. */
@@ -75,7 +80,8 @@ export const defaults: HostConfig["Service"] = {
   simulate: Option.none(),
   authToken: [],
   authTokenFile: Option.none(),
-  allowUnauthenticated: false
+  allowUnauthenticated: false,
+  corsOrigins: []
 }
 
 /** One bearer token as RFC 6750 allows it on the wire (token68). */
@@ -110,6 +116,28 @@ const TokenFile = Schema.String.check(Schema.makeFilter((path) => {
   return issue === undefined ? true : `${JSON.stringify(path)}: ${issue}`
 }))
 
+const splitOrigins = (text: string): Array<string> => text.split(",").map((origin) => origin.trim()).filter((o) => o !== "")
+
+/** Whether `text` is an origin as a browser sends it: scheme, host and port if not the default, nothing more. */
+const isOrigin = (text: string): boolean => {
+  try {
+    const url = new URL(text)
+    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === text
+  } catch {
+    return false
+  }
+}
+
+const OriginList = Schema.String.check(Schema.makeFilter((text) => {
+  const origins = splitOrigins(text)
+  const bad = origins.find((origin) => !isOrigin(origin))
+  return origins.length === 0
+    ? "expected one or more origins separated by commas, got none"
+    : bad === undefined
+    ? true
+    : `${JSON.stringify(bad)} is not an origin (like "https://app.example" or "http://localhost:3000": no path, no trailing slash)`
+}))
+
 const asRedacted = (text: string) => splitTokens(text).map((token) => Redacted.make(token))
 
 /** Reads every field, falling back to `defaults`. Keys are camelCase; providers map them (`PORT`, `--port`). */
@@ -128,7 +156,8 @@ export const config: Config.Config<HostConfig["Service"]> = Config.all({
   simulate: Config.option(Config.Literals(Workload.scenarios, "simulate")),
   authToken: Config.option(Config.schema(TokenList, "authToken")),
   authTokenFile: Config.option(Config.schema(TokenFile, "authTokenFile")),
-  allowUnauthenticated: Config.Boolean("allowUnauthenticated").pipe(Config.withDefault(defaults.allowUnauthenticated))
+  allowUnauthenticated: Config.Boolean("allowUnauthenticated").pipe(Config.withDefault(defaults.allowUnauthenticated)),
+  corsOrigins: Config.schema(OriginList, "corsOrigins").pipe(Config.map(splitOrigins), Config.withDefault(defaults.corsOrigins))
 }).pipe(Config.map(({ authToken, ...rest }) => ({
   ...rest,
   authToken: [

@@ -16,17 +16,18 @@
  * refuses before they reach a route (an unknown method, a malformed request line or header) get problem+json too,
  * from the server `makeServer` builds.
  *
- * With `AUTH_TOKEN` set, one middleware (`authentication`) asks every request but `/healthz` and `/readyz` for a bearer
- * token before any route sees it: 401 otherwise, the same answer whatever was wrong.
+ * Before any route sees a request, `Guard` (installed once, around the router) answers CORS preflights, refuses a
+ * foreign `Host` on a loopback bind (421), a missing or wrong bearer token when `AUTH_TOKEN` is set (401) and a POST
+ * body that is not JSON (415).
  */
 import { Batch, Op, type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
-import { ByteSize, Cause, Effect, Layer, Option, Predicate, Redacted, Result } from "effect"
+import { ByteSize, Cause, Effect, Layer, Option, Predicate, Result } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
-import * as crypto from "node:crypto"
 import * as http from "node:http"
 import type * as net from "node:net"
 import { HostConfig } from "./HostConfig.ts"
+import * as Guard from "./Guard.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
 
@@ -385,59 +386,29 @@ const otherMethods = (table: ReadonlyArray<Endpoint>) => {
   })
 }
 
-/** The paths that answer without a token: an orchestrator's probes carry none. */
-const openPaths: ReadonlySet<string> = new Set(["/healthz", "/readyz"])
-
-const digest = (text: string) => crypto.createHash("sha256").update(text, "utf8").digest()
-
-/**
- * Whether an `Authorization` header carries one of `tokens` as `Bearer <token>`. Each token is compared by its
- * SHA-256 digest with `timingSafeEqual` (equal lengths whatever was sent) and every token is compared, so the time
- * taken says nothing about how much of a token was right, nor which one matched.
- */
-export const bearerMatches = (header: string | undefined, tokens: ReadonlyArray<Buffer>): boolean => {
-  const match = header === undefined ? null : /^Bearer +([^\s]+) *$/i.exec(header)
-  if (match === null) return false
-  const offered = digest(match[1]!)
-  let found = false
-  for (const token of tokens) found = crypto.timingSafeEqual(offered, token) || found
-  return found
-}
-
-/**
- * Authentication, once for every route (before routing, so an unknown path answers 401 too and reveals nothing):
- * with `authToken` set, every request but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` naming one
- * of the tokens, or gets the one 401 problem with `WWW-Authenticate: Bearer`. The tokens are kept only as digests.
- */
-const authentication = HttpRouter.middleware(
-  Effect.gen(function*() {
-    const config = yield* HostConfig
-    const tokens = config.authToken.map((token) => digest(Redacted.value(token)))
-    return (httpApp) =>
-      tokens.length === 0 ? httpApp : Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-        openPaths.has(request.url.split("?", 1)[0]!) || bearerMatches(request.headers.authorization, tokens)
-          ? httpApp
-          : Effect.succeed(Problem.toResponse(Problem.unauthorized)))
-  }),
-  { global: true }
-)
-
 /**
  * The last word on every request: what no handler answered — an unknown route, a request that could not be read, a
  * defect — becomes a problem+json response; defects and unexpected failures are logged.
  */
-const problems = HttpRouter.middleware(
-  (httpApp) =>
-    Effect.catchCauseIf(httpApp, (cause) => !Cause.hasInterruptsOnly(cause), (cause) => {
-      const error = Cause.findErrorOption(cause)
-      if (!Cause.hasDies(cause) && Option.isSome(error) && HttpServerError.isHttpServerError(error.value)) {
-        const problem = Problem.fromError(error.value)
-        if (problem.status < 500) return Effect.succeed(Problem.toResponse(problem))
-      }
-      return Effect.logError("HTTP request failed unexpectedly", cause).pipe(
-        Effect.as(Problem.toResponse(Problem.internal))
-      )
-    }),
+const answerProblems = <E, R>(httpApp: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+  Effect.catchCauseIf(httpApp, (cause) => !Cause.hasInterruptsOnly(cause), (cause) => {
+    const error = Cause.findErrorOption(cause)
+    if (!Cause.hasDies(cause) && Option.isSome(error) && HttpServerError.isHttpServerError(error.value)) {
+      const problem = Problem.fromError(error.value)
+      if (problem.status < 500) return Effect.succeed(Problem.toResponse(problem))
+    }
+    return Effect.logError("HTTP request failed unexpectedly", cause).pipe(
+      Effect.as(Problem.toResponse(Problem.internal))
+    )
+  })
+
+/** `Guard` around the router, problems inside it: every answer, a problem too, passes the guard's CORS step. */
+const edge = HttpRouter.middleware(
+  Effect.map(HostConfig.useSync((config) => config), (config) => {
+    const guard = Guard.make(config)
+    return (httpApp) =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => guard(answerProblems(httpApp), request))
+  }),
   { global: true }
 )
 
@@ -471,4 +442,4 @@ export const routes: Layer.Layer<
   never,
   HttpRouter.HttpRouter | SectorHost.SectorHost | Lifecycle | HostConfig | SectorsConfig.SectorsConfig
 > =
-  Layer.mergeAll(HttpRouter.addAll(endpoints), problems, authentication)
+  Layer.mergeAll(HttpRouter.addAll(endpoints), edge)

@@ -7,6 +7,8 @@
  * | `InvalidOp`, a malformed request, malformed JSON   | 400    | `errors: [{index?, field, message}]`    |
  * | no or a wrong bearer token (when `AUTH_TOKEN` is set) | 401  | `WWW-Authenticate: Bearer`              |
  * | no such entity, unknown route                      | 404    |                                         |
+ * | a POST body not declared `application/json`       | 415    |                                         |
+ * | on a loopback bind, a `Host` naming another host   | 421    |                                         |
  * | known path, wrong method                           | 405    | `Allow`                                 |
  * | request not received in time (Node's parser)       | 408    |                                         |
  * | body, nesting, op count or one op's `data` too big | 413    | `errors` naming the field (and op)      |
@@ -121,6 +123,28 @@ export const unauthorized: Problem = new Problem({
   title: "Unauthorized",
   detail: "this route needs an Authorization: Bearer <token> header with a token the host accepts",
   headers: { "www-authenticate": "Bearer" }
+})
+
+/** 415: a POST whose body is not declared `application/json`; nothing was read or applied. */
+export const unsupportedMediaType = (contentType: string | undefined): Problem =>
+  new Problem({
+    status: 415,
+    type: urn("unsupported-media-type"),
+    title: "Unsupported Media Type",
+    detail: `a POST body must be sent as Content-Type: application/json, got ${
+      contentType === undefined ? "none" : JSON.stringify(contentType.slice(0, 100))
+    }; nothing was applied`
+  })
+
+/**
+ * 421: the host serves on loopback and the `Host` header names another host — what a browser sends after DNS
+ * rebinding. The request is not served.
+ */
+export const misdirected: Problem = new Problem({
+  status: 421,
+  type: urn("misdirected-request"),
+  title: "Misdirected Request",
+  detail: "this host serves loopback only: the Host header must name localhost or a loopback address"
 })
 
 /** 404 with a reason. */

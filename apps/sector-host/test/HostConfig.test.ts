@@ -108,3 +108,21 @@ describe("HostConfig tokens", () => {
       assert.strictEqual((yield* Effect.flip(fromEnv({ ALLOW_UNAUTHENTICATED: "maybe" })))._tag, "ConfigError")
     }))
 })
+
+describe("HostConfig CORS origins", () => {
+  it.effect("reads CORS_ORIGINS as comma-separated origins, none by default", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual((yield* fromEnv({})).corsOrigins, [])
+      const config = yield* fromEnv({ CORS_ORIGINS: "https://app.example, http://localhost:3000" })
+      assert.deepStrictEqual(config.corsOrigins, ["https://app.example", "http://localhost:3000"])
+    }))
+
+  it.effect.each(["https://app.example/", "https://app.example/path", "app.example", "*", "ftp://app.example", ","])(
+    "refuses CORS_ORIGINS=%j naming CORS_ORIGINS",
+    (value) =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(fromEnv({ CORS_ORIGINS: value }))
+        assert.include(Startup.describe(error), "CORS_ORIGINS")
+      })
+  )
+})

@@ -8,9 +8,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { BatchPolicy, SectorHost, type SectorsConfig } from "@sectors/core"
 import { FaultSink, MemorySink, TestHost } from "@sectors/core/testing"
 import { Duration, Effect, Fiber, Layer, Redacted, Stream } from "effect"
-import { HttpClient, HttpClientRequest, HttpRouter } from "effect/http"
+import { HttpClient, HttpClientRequest, HttpRouter, HttpServer } from "effect/http"
 import { TestClock } from "effect/testing"
-import type { Server } from "node:http"
+import { request as httpRequest, type Server } from "node:http"
 import { connect } from "node:net"
 import * as HostConfig from "../src/HostConfig.ts"
 import * as Http from "../src/Http.ts"
@@ -822,4 +822,130 @@ describe("authentication (AUTH_TOKEN)", () => {
       assert.strictEqual((yield* get("/sectors")).status, 200)
       assert.strictEqual((yield* getWith("/sectors", "Bearer anything")).status, 200)
     }).pipe(Effect.provide(serve())))
+})
+
+/**
+ * A request by node:http, exactly as given: fetch does not let a client choose `Host`, and adds a content type to a
+ * text body that has none.
+ */
+const exchange = (method: string, path: string, headers: Record<string, string>, body?: string) =>
+  Effect.gen(function*() {
+    const server = yield* HttpServer.HttpServer
+    const address = server.address as { readonly port: number }
+    return yield* Effect.callback<Reply>((resume) => {
+      const request = httpRequest({ host: "127.0.0.1", port: address.port, method, path, headers }, (response) => {
+        let text = ""
+        response.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")))
+        response.on("end", () =>
+          resume(Effect.succeed({
+            status: response.statusCode ?? 0,
+            headers: { "content-type": response.headers["content-type"] },
+            text,
+            body: JSON.parse(text)
+          }))
+        )
+      })
+      request.end(body)
+    })
+  })
+
+const getWithHost = (path: string, host: string) => exchange("GET", path, { host })
+
+const postWith = (path: string, contentType: string | undefined, body: string) =>
+  exchange("POST", path, contentType === undefined ? {} : { "content-type": contentType }, body)
+
+describe("requests a browser could send on another site's behalf", () => {
+  const ops = JSON.stringify({ ops: [set(1)] })
+
+  it.effect.each([
+    ["text/plain", "text/plain;charset=UTF-8"],
+    ["a form", "application/x-www-form-urlencoded"],
+    ["multipart", "multipart/form-data; boundary=x"],
+    ["XML", "application/xml"],
+    ["JSON's prefix", "application/jsonp"],
+    ["no content type", undefined]
+  ] as const)("answers a POST body sent as %s with 415, and applies nothing", ([, contentType]) =>
+    Effect.gen(function*() {
+      const reply = yield* postWith("/sectors/7/ops", contentType, ops)
+      assertProblem(reply, 415)
+      assert.strictEqual(reply.body.type, "urn:sectors:problem:unsupported-media-type")
+      assertProblem(yield* postWith("/sectors/7/flush", contentType, "{}"), 415)
+      assert.strictEqual((yield* stats(7)).lastSeq, 0)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("refuses a non-JSON body before reading it: 415 even when it is over maxBodyBytes", () =>
+    Effect.gen(function*() {
+      assertProblem(yield* postWith("/sectors/7/ops", "text/plain", "x".repeat(limits.maxBodyBytes * 2)), 415)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("accepts application/json with a charset, in any case, and a POST without a body or type", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* postWith("/sectors/7/ops", "application/json; charset=utf-8", ops)).status, 202)
+      assert.strictEqual((yield* postWith("/sectors/7/ops", "Application/JSON", ops)).status, 202)
+      assert.strictEqual((yield* post("/sectors/7/flush")).status, 200)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("answers 421 on a loopback bind to a Host header naming another host, with or without a port", () =>
+    Effect.gen(function*() {
+      for (const host of ["evil.example", "evil.example:8080", "127.0.0.1.nip.io", "10.0.0.1:80", "[::2]:80", "localhost.evil"]) {
+        const reply = yield* getWithHost("/sectors", host)
+        assert.strictEqual(reply.status, 421, host)
+        assert.strictEqual(reply.body.type, "urn:sectors:problem:misdirected-request")
+      }
+      for (const host of ["127.0.0.1", "127.0.0.1:8080", "localhost", "localhost:8080", "[::1]:8080", "[::1]"]) {
+        assert.strictEqual((yield* getWithHost("/sectors", host)).status, 200, host)
+      }
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("serves any Host header when bound beyond loopback (a token protects it then)", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* getWithHost("/sectors", "sectors.internal:8080")).status, 200)
+    }).pipe(Effect.provide(serve({ host: { host: "0.0.0.0" } }))))
+
+  it.effect("sends no CORS headers when CORS_ORIGINS is unset, not even to a preflight", () =>
+    Effect.gen(function*() {
+      const simple = yield* send(HttpClientRequest.get("/sectors").pipe(HttpClientRequest.setHeader("origin", "https://app.example")))
+      assert.strictEqual(simple.status, 200)
+      const preflight = yield* send(HttpClientRequest.options("/sectors/1/ops").pipe(HttpClientRequest.setHeaders({
+        origin: "https://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type"
+      })))
+      for (const reply of [simple, preflight]) {
+        assert.deepStrictEqual(Object.keys(reply.headers).filter((name) => name.startsWith("access-control-")), [])
+      }
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("answers preflights and allows the origins CORS_ORIGINS lists, only those, also with a token required", () =>
+    Effect.gen(function*() {
+      const preflight = (origin: string) =>
+        send(HttpClientRequest.options("/sectors/1/ops").pipe(HttpClientRequest.setHeaders({
+          origin,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "authorization, content-type"
+        })))
+      const listed = yield* preflight("https://app.example")
+      assert.strictEqual(listed.status, 204)
+      assert.strictEqual(listed.headers["access-control-allow-origin"], "https://app.example")
+      assert.include(listed.headers["access-control-allow-methods"] ?? "", "POST")
+      assert.include(listed.headers["access-control-allow-headers"] ?? "", "authorization")
+      const other = yield* preflight("https://evil.example")
+      assert.isUndefined(other.headers["access-control-allow-origin"])
+
+      const withOrigin = (origin: string, authorization?: string) =>
+        send(HttpClientRequest.get("/sectors").pipe(
+          HttpClientRequest.setHeaders({ origin, ...(authorization === undefined ? {} : { authorization }) })
+        ))
+      const allowed = yield* withOrigin("https://app.example", "Bearer cors-token")
+      assert.strictEqual(allowed.status, 200)
+      assert.strictEqual(allowed.headers["access-control-allow-origin"], "https://app.example")
+      const refused = yield* withOrigin("https://app.example")
+      assertProblem(refused, 401)
+      assert.strictEqual(refused.headers["access-control-allow-origin"], "https://app.example", "the page may read why")
+      const stranger = yield* withOrigin("https://evil.example", "Bearer cors-token")
+      assert.strictEqual(stranger.status, 200)
+      assert.isUndefined(stranger.headers["access-control-allow-origin"])
+    }).pipe(Effect.provide(serve({
+      host: { corsOrigins: ["https://app.example"], authToken: [Redacted.make("cors-token")] }
+    }))))
 })
