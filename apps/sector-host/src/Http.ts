@@ -59,7 +59,7 @@ const json = (body: unknown, status = 200) => HttpServerResponse.jsonUnsafe(body
 const iso = (millis: number | undefined) => (millis === undefined ? null : new Date(millis).toISOString())
 
 /** Answers a handler's failure with its problem response. */
-const orProblem = Effect.catch((error: Problem.KnownError | Problem.Problem) => Effect.succeed(Problem.respond(error)))
+const orProblem = Effect.catch((error: Problem.KnownError | Problem.Problem) => Problem.answer(error))
 
 // ---- request parts ----
 
@@ -397,8 +397,9 @@ const answerProblems = <E, R>(httpApp: Effect.Effect<HttpServerResponse.HttpServ
       const problem = Problem.fromError(error.value)
       if (problem.status < 500) return Effect.succeed(Problem.toResponse(problem))
     }
-    return Effect.logError("HTTP request failed unexpectedly", cause).pipe(
-      Effect.as(Problem.toResponse(Problem.internal))
+    return Effect.map(
+      Problem.incident(Problem.internal, "Error", "HTTP request failed unexpectedly", cause),
+      Problem.toResponse
     )
   })
 

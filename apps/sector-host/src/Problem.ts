@@ -14,16 +14,21 @@
  * | body, nesting, op count or one op's `data` too big | 413    | `errors` naming the field (and op)      |
  * | headers too large (Node's parser)                  | 431    |                                         |
  * | `MailboxFull`                                      | 429    | `Retry-After`                           |
- * | `SinkUnavailable`, `ShuttingDown`, `SectorFenced`  | 503    | `Retry-After`                           |
+ * | `SinkUnavailable`, `ShuttingDown`, `SectorFenced`  | 503    | `Retry-After` (`instance`: the first)   |
  * | `DurableTimeout` (the ops are still accepted)      | 504    | `firstSeq`, `lastSeq`, `persistedSeq`   |
  * | a flush not done within `durableTimeout`           | 504    |                                         |
- * | anything unexpected (a defect)                     | 500    |                                         |
+ * | anything unexpected (a defect)                     | 500    | `instance`                              |
  *
  * `Retry-After` is whole seconds, rounded up, at least 1. Problem `type`s are URNs (`urn:sectors:problem:…`): stable
  * names a client can switch on, not documents to fetch; the purely HTTP ones (404, 405, 500) use `about:blank`.
+ *
+ * A `detail` says what the client needs, never the cause's own words (a driver's address and errno, PostgreSQL's
+ * roles, relations, SQL): where the cause matters to the operator (`SinkUnavailable`, a defect) it is logged under a
+ * fresh `urn:uuid:…` that the problem carries as `instance` (`incident`).
  */
 import type { Errors } from "@sectors/core"
-import { Data } from "effect"
+import { Data, Effect } from "effect"
+import { randomUUID } from "node:crypto"
 import { absurd } from "effect/Function"
 import { HttpServerError, HttpServerResponse, ProblemDetails } from "effect/http"
 
@@ -45,6 +50,8 @@ export class Problem extends Data.TaggedError("Problem")<{
   readonly extensions?: Readonly<Record<string, unknown>> | undefined
   /** Response headers (`Retry-After`, `Allow`). */
   readonly headers?: Readonly<Record<string, string>> | undefined
+  /** The incident's id (`urn:uuid:…`) when the cause was logged rather than told: the log line carries it too. */
+  readonly instance?: string | undefined
 }> {}
 
 /** The errors of `@sectors/core` a handler can meet, and the server's own. */
@@ -203,7 +210,13 @@ export const fromError = (error: KnownError | Problem): Problem => {
     case "MailboxFull":
       return refused(429, "mailbox-full", "Mailbox full", error, {})
     case "SinkUnavailable":
-      return unavailable("Persistence unavailable", "sink-unavailable", error.message, error.retryAfterMillis)
+      // its reason is the driver's or the database's own words (addresses, errnos, roles, relations): logged, not told
+      return unavailable(
+        "Persistence unavailable",
+        "sink-unavailable",
+        "the database is unavailable; retry later",
+        error.retryAfterMillis
+      )
     case "ShuttingDown":
       return unavailable("Shutting down", "shutting-down", `${error.message}; nothing was applied`, 1000)
     case "SectorFenced":
@@ -246,15 +259,55 @@ const fromServerError = (error: HttpServerError.HttpServerError): Problem => {
   }
 }
 
-/** The problem details body of a problem: its extensions, `type`, `title`, `status`, `detail`, and `errors`. */
+/** The problem details body of a problem: its extensions, `type`, `title`, `status`, `detail`, `instance`, `errors`. */
 export const body = (problem: Problem): ProblemDetails.ProblemDetails => ({
   ...problem.extensions,
   type: problem.type,
   title: problem.title,
   status: problem.status,
   detail: problem.detail,
+  ...(problem.instance === undefined ? {} : { instance: problem.instance }),
   ...(problem.errors === undefined ? {} : { errors: problem.errors })
 })
+
+/**
+ * A problem whose cause is for the operator, not the client: the cause goes to the log (at `level`, with `message`)
+ * under a fresh id, `urn:uuid:…`, and the problem carries the same id as `instance` — so a client can quote it and an
+ * operator find the line, while the answer names no address, errno, role, relation or SQL.
+ */
+export const incident = (
+  problem: Problem,
+  level: "Warn" | "Error",
+  message: string,
+  cause: unknown
+): Effect.Effect<Problem> =>
+  Effect.gen(function*() {
+    const instance = `urn:uuid:${randomUUID()}`
+    const log = level === "Error" ? Effect.logError : Effect.logWarning
+    yield* log(`${message} (incident ${instance})`, cause).pipe(Effect.annotateLogs("instance", instance))
+    return new Problem({
+      status: problem.status,
+      type: problem.type,
+      title: problem.title,
+      detail: problem.detail,
+      errors: problem.errors,
+      extensions: problem.extensions,
+      headers: problem.headers,
+      instance
+    })
+  })
+
+/**
+ * The response for an error of the core, of the server, or a `Problem`; an error whose words are internal
+ * (`SinkUnavailable`) is logged as an `incident`.
+ */
+export const answer = (error: KnownError | Problem): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
+  error._tag === "SinkUnavailable"
+    ? Effect.map(
+      incident(fromError(error), "Warn", `persistence unavailable: ${error.reason}`, error),
+      toResponse
+    )
+    : Effect.succeed(respond(error))
 
 /** Renders a problem as its `application/problem+json` response. */
 export const toResponse = (problem: Problem): HttpServerResponse.HttpServerResponse => {

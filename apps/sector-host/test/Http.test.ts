@@ -7,7 +7,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { BatchPolicy, SectorHost, type SectorsConfig } from "@sectors/core"
 import { FaultSink, MemorySink, TestHost } from "@sectors/core/testing"
-import { Duration, Effect, Fiber, Layer, Redacted, Stream } from "effect"
+import { Duration, Effect, Fiber, Layer, Logger, Redacted, Stream } from "effect"
 import { HttpClient, HttpClientRequest, HttpRouter, HttpServer } from "effect/http"
 import { TestClock } from "effect/testing"
 import { request as httpRequest, type Server } from "node:http"
@@ -948,4 +948,42 @@ describe("requests a browser could send on another site's behalf", () => {
     }).pipe(Effect.provide(serve({
       host: { corsOrigins: ["https://app.example"], authToken: [Redacted.make("cors-token")] }
     }))))
+})
+
+describe("no internals in answers", () => {
+  /** Every log line, as its level and its messages joined. */
+  const captured: Array<{ readonly level: string; readonly text: string }> = []
+  const capture = Logger.layer([
+    Logger.make(({ logLevel, message }) => {
+      const parts = Array.isArray(message) ? message : [message]
+      captured.push({
+        level: logLevel,
+        text: parts.map((part) => (part instanceof Error ? `${part.message}` : String(part))).join(" ")
+      })
+    })
+  ])
+
+  it.effect("answers a read the database cannot serve with a detail that names no cause, and logs the cause under the instance id", () =>
+    Effect.gen(function*() {
+      const faults = yield* FaultSink.Faults
+      yield* faults.outage("1 hour")
+      const reading = yield* Effect.forkChild(get("/sectors/5/dead-letters"))
+      yield* advanceUntil(isDone(reading), "10 millis")
+      const reply = yield* Fiber.join(reading)
+      assertProblem(reply, 503)
+      assert.strictEqual(reply.body.type, "urn:sectors:problem:sink-unavailable")
+      assert.strictEqual(reply.body.detail, "the database is unavailable; retry later")
+      assert.notMatch(reply.text, /injected|outage|ECONN|\d+\.\d+\.\d+\.\d+|SELECT|relation|role/i)
+      assert.match(reply.body.instance, /^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/)
+      const lines = captured.filter((line) => line.text.includes(reply.body.instance))
+      assert.strictEqual(lines.length, 1, JSON.stringify(captured))
+      assert.include(lines[0]!.text, "injected outage", "the cause is in the log")
+      assert.strictEqual(lines[0]!.level, "Warn")
+
+      const again = yield* Effect.forkChild(get("/sectors/6/dead-letters"))
+      yield* advanceUntil(isDone(again), "10 millis")
+      const second = yield* Fiber.join(again)
+      assertProblem(second, 503)
+      assert.notStrictEqual(second.body.instance, reply.body.instance, "another incident, another id")
+    }).pipe(Effect.provide(serve().pipe(Layer.provide(capture)))))
 })
