@@ -2,7 +2,9 @@
  * Bad input: thousands of generated malformed requests against the real host process — wrong methods, unknown
  * routes, bad ids, bad `ack`, bodies that are not UTF-8 or not JSON, truncated JSON, JSON of the wrong shape, ops
  * with every kind of wrong field mixed with valid ones, too many ops, too much data, too big a body, too deep a
- * nesting, POST bodies not declared as JSON (415), requests Node's HTTP parser refuses — sent 16 at a time.
+ * nesting, POST bodies not declared as JSON (415), requests Node's HTTP parser refuses — sent 16 at a time. A second
+ * run starts the host with `AUTH_TOKEN` and sends otherwise valid requests with every kind of wrong `Authorization`
+ * (missing, another scheme, a wrong or nearly right token, malformed, oversized): 401, or 431 past the header limit.
  *
  * What must hold: every answer is the 4xx the API defines for it, as `application/problem+json` with `type`,
  * `title`, `status` (the HTTP status) and `detail`, and `errors` for 400 and 413; not one 5xx, no request left
@@ -486,6 +488,65 @@ const raw: fc.Arbitrary<Raw> = fc.constantFrom<Raw>(
   }
 )
 
+/** The token of the host the authentication run starts; the requests below never carry it. */
+const token = "bad-input-token-5b1e"
+
+/**
+ * Authorization headers that must not let a request through: none, another scheme, a wrong token, one that only
+ * starts or ends like the token, a malformed value, one large enough to be expensive (still under Node's 16 KiB
+ * header limit: 401), or larger (the parser's 431).
+ */
+const badAuthorization: fc.Arbitrary<{ readonly defect: string; readonly header?: string; readonly status: number }> = fc
+  .oneof(
+    fc.constant({ defect: "missing", status: 401 }),
+    fc.constantFrom("Basic", "Digest", "Token", "Bearer:", "Bearer\t", "bearer-").map((scheme) => ({
+      defect: "wrong scheme",
+      header: `${scheme} ${token}`,
+      status: 401
+    })),
+    fc.stringMatching(/^[A-Za-z0-9._~+/-]{1,40}$/).filter((t) => t !== token).map((t) => ({
+      defect: "wrong token",
+      header: `Bearer ${t}`,
+      status: 401
+    })),
+    fc.constantFrom(token.slice(0, -1), `${token}x`, token.toUpperCase(), `x${token}`).map((t) => ({
+      defect: "near token",
+      header: `Bearer ${t}`,
+      status: 401
+    })),
+    fc.constantFrom("Bearer", "Bearer ", `Bearer ${token} ${token}`, `${token}`, "Bearer \u00e9\u00e9", ", ,", "=").map((
+      header
+    ) => ({ defect: "malformed", header, status: 401 })),
+    fc.integer({ min: 4_096, max: 15_000 }).map((n) => ({ defect: "oversized", header: `Bearer ${"a".repeat(n)}`, status: 401 })),
+    fc.integer({ min: 17_000, max: 40_000 }).map((n) => ({
+      defect: "over the header limit",
+      header: `Bearer ${"a".repeat(n)}`,
+      status: 431
+    }))
+  )
+
+/** Requests to every route but the probes, each one valid but for its Authorization header. */
+const unauthenticated: fc.Arbitrary<Malformed> = fc.record({
+  route: fc.constantFrom(...routes.filter((route) => !["/healthz", "/readyz"].includes(route.path("0", "0")))),
+  sector: validSectorId,
+  entity: validEntityId,
+  ops: validOps,
+  auth: badAuthorization
+}).map(({ auth, entity, ops, route, sector }) => {
+  const method = route.methods[0]!
+  return {
+    kind: `auth: ${auth.defect}`,
+    method,
+    path: route.path(sector, entity) + (method === "POST" && route.path("0", "0").endsWith("/ops") ? "?ack=durable" : ""),
+    headers: {
+      ...(auth.header === undefined ? {} : { authorization: auth.header }),
+      ...(method === "POST" ? { "content-type": "application/json" } : {})
+    },
+    body: method === "POST" ? JSON.stringify({ ops }) : undefined,
+    expect: [auth.status]
+  }
+})
+
 const malformed: fc.Arbitrary<Request> = fc.oneof(
   { weight: 60, arbitrary: submission },
   { weight: 10, arbitrary: wrongMethod },
@@ -835,6 +896,42 @@ describe("bad input", () => {
             assert.deepStrictEqual(durable, { persistedSeq: 0, rows: { components: [], authority: [] } }, `sector ${sector}`)
           }
         }
+      }),
+    { timeout: pick(120_000, 900_000) }
+  )
+
+  it.live(
+    "with AUTH_TOKEN set, every request without the right bearer token gets 401 (431 past the header limit), nothing applied",
+    () =>
+      Effect.gen(function*() {
+        const url = Redacted.value(yield* TestDatabase.fresh(TestDatabase.serverUrl()))
+        const host = yield* scoped({ DATABASE_URL: url, AUTH_TOKEN: token, PASSIVATE_AFTER: "Infinity" })
+        const port = Number(new URL(host.baseUrl).port)
+        const all = fc.sample(unauthenticated, { numRuns: pick(1_500, 10_000), seed })
+        const defects = new Set(all.map((request) => request.kind))
+        assert.deepStrictEqual(
+          ["missing", "wrong scheme", "wrong token", "near token", "malformed", "oversized", "over the header limit"]
+            .filter((defect) => !defects.has(`auth: ${defect}`)),
+          []
+        )
+        const tally: Tally = { statuses: new Map(), failures: [], slowestMs: 0 }
+        yield* sendAll(host, port, all, tally)
+        console.log(
+          `bad input, authentication: ${all.length} requests, statuses ` +
+            JSON.stringify(Object.fromEntries([...tally.statuses].sort(([a], [b]) => a - b)))
+        )
+        assert.isTrue(tally.failures.length === 0, report(tally.failures))
+        assert.deepStrictEqual([...tally.statuses.keys()].sort(), [401, 431])
+        assert.notInclude(host.output(), token, "the token is never logged")
+        // nothing was applied: the host, asked with the token, has no sector and has received no op
+        const listed = yield* Effect.promise(() =>
+          fetch(`${host.baseUrl}/sectors`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json())
+        )
+        assert.deepStrictEqual((listed as { sectors: Array<unknown> }).sectors, [])
+        const metrics = yield* Effect.promise(() =>
+          fetch(`${host.baseUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.text())
+        )
+        assert.notMatch(metrics, /^sectors_ops_received_total(\{[^}]*\})? [1-9]/m)
       }),
     { timeout: pick(120_000, 900_000) }
   )
