@@ -2,7 +2,9 @@
  * Bad input: thousands of generated malformed requests against the real host process — wrong methods, unknown
  * routes, bad ids, bad `ack`, bodies that are not UTF-8 or not JSON, truncated JSON, JSON of the wrong shape, ops
  * with every kind of wrong field mixed with valid ones, too many ops, too much data, too big a body, too deep a
- * nesting, requests Node's HTTP parser refuses — sent 16 at a time.
+ * nesting, POST bodies not declared as JSON (415), requests Node's HTTP parser refuses — sent 16 at a time. A second
+ * run starts the host with `AUTH_TOKEN` and sends otherwise valid requests with every kind of wrong `Authorization`
+ * (missing, another scheme, a wrong or nearly right token, malformed, oversized): 401, or 431 past the header limit.
  *
  * What must hold: every answer is the 4xx the API defines for it, as `application/problem+json` with `type`,
  * `title`, `status` (the HTTP status) and `detail`, and `errors` for 400 and 413; not one 5xx, no request left
@@ -423,11 +425,26 @@ const ackQuery = fc.oneof(
   }
 )
 
-/** Content types do not matter to the API (it reads every body as JSON): any of them, or none. */
-const contentType = fc.constantFrom<Record<string, string>>(
-  {}, { "content-type": "application/json" }, { "content-type": "text/plain" }, { "content-type": "application/xml" },
-  { "content-type": "application/x-www-form-urlencoded" }, { "content-type": "multipart/form-data; boundary=x" },
-  { "content-type": "application/json; charset=latin1" }, { "content-type": "garbage/\u00e9" }
+/**
+ * Content types: mostly JSON (with a charset or none, which the API reads), so the body's defects are what is judged;
+ * sometimes one a browser sends cross-site without a preflight, or none, which earns 415 before the body is read.
+ */
+const contentType = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.constantFrom<Record<string, string>>(
+      { "content-type": "application/json" }, { "content-type": "application/json; charset=utf-8" },
+      { "content-type": "Application/JSON;charset=latin1" }
+    )
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom<Record<string, string>>(
+      {}, { "content-type": "text/plain" }, { "content-type": "application/xml" },
+      { "content-type": "application/x-www-form-urlencoded" }, { "content-type": "multipart/form-data; boundary=x" },
+      { "content-type": "garbage/\u00e9" }, { "content-type": "application/jsonx" }
+    )
+  }
 )
 
 /** Submissions with at least one defect in the sector, the ack or the body: 413 if the body is over a limit, else 400. */
@@ -451,25 +468,84 @@ const submission: fc.Arbitrary<Malformed> = fc.record({
 /** HTTP that Node's parser refuses: problem+json all the same. */
 const raw: fc.Arbitrary<Raw> = fc.constantFrom<Raw>(
   { kind: "raw: not HTTP", raw: "GARBAGE\r\n\r\n", expect: [400] },
-  { kind: "raw: bad header", raw: "GET /sectors HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n", expect: [400] },
-  { kind: "raw: NUL in header", raw: "GET /sectors HTTP/1.1\r\nHost: a\r\nX-A: a\u0000b\r\n\r\n", expect: [400] },
+  { kind: "raw: bad header", raw: "GET /sectors HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n", expect: [400] },
+  { kind: "raw: NUL in header", raw: "GET /sectors HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\u0000b\r\n\r\n", expect: [400] },
   {
     kind: "raw: length and chunked",
-    raw: "POST /sectors/1/ops HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+    raw: "POST /sectors/1/ops HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
     expect: [400]
   },
   {
     kind: "raw: bad chunk",
-    raw: "POST /sectors/1/ops HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    raw: "POST /sectors/1/ops HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     expect: [400]
   },
-  { kind: "raw: bad length", raw: "POST /sectors/1/ops HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", expect: [400] },
+  { kind: "raw: bad length", raw: "POST /sectors/1/ops HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n", expect: [400] },
   {
     kind: "raw: headers too large",
-    raw: `GET /sectors HTTP/1.1\r\nHost: a\r\nX-A: ${"a".repeat(20_000)}\r\n\r\n`,
+    raw: `GET /sectors HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: ${"a".repeat(20_000)}\r\n\r\n`,
     expect: [431]
   }
 )
+
+/** The token of the host the authentication run starts; the requests below never carry it. */
+const token = "bad-input-token-5b1e"
+
+/**
+ * Authorization headers that must not let a request through: none, another scheme, a wrong token, one that only
+ * starts or ends like the token, a malformed value, one large enough to be expensive (still under Node's 16 KiB
+ * header limit: 401), or larger (the parser's 431).
+ */
+const badAuthorization: fc.Arbitrary<{ readonly defect: string; readonly header?: string; readonly status: number }> = fc
+  .oneof(
+    fc.constant({ defect: "missing", status: 401 }),
+    fc.constantFrom("Basic", "Digest", "Token", "Bearer:", "Bearer\t", "bearer-").map((scheme) => ({
+      defect: "wrong scheme",
+      header: `${scheme} ${token}`,
+      status: 401
+    })),
+    fc.stringMatching(/^[A-Za-z0-9._~+/-]{1,40}$/).filter((t) => t !== token).map((t) => ({
+      defect: "wrong token",
+      header: `Bearer ${t}`,
+      status: 401
+    })),
+    fc.constantFrom(token.slice(0, -1), `${token}x`, token.toUpperCase(), `x${token}`).map((t) => ({
+      defect: "near token",
+      header: `Bearer ${t}`,
+      status: 401
+    })),
+    fc.constantFrom("Bearer", "Bearer ", `Bearer ${token} ${token}`, `${token}`, "Bearer \u00e9\u00e9", ", ,", "=").map((
+      header
+    ) => ({ defect: "malformed", header, status: 401 })),
+    fc.integer({ min: 4_096, max: 15_000 }).map((n) => ({ defect: "oversized", header: `Bearer ${"a".repeat(n)}`, status: 401 })),
+    fc.integer({ min: 17_000, max: 40_000 }).map((n) => ({
+      defect: "over the header limit",
+      header: `Bearer ${"a".repeat(n)}`,
+      status: 431
+    }))
+  )
+
+/** Requests to every route but the probes, each one valid but for its Authorization header. */
+const unauthenticated: fc.Arbitrary<Malformed> = fc.record({
+  route: fc.constantFrom(...routes.filter((route) => !["/healthz", "/readyz"].includes(route.path("0", "0")))),
+  sector: validSectorId,
+  entity: validEntityId,
+  ops: validOps,
+  auth: badAuthorization
+}).map(({ auth, entity, ops, route, sector }) => {
+  const method = route.methods[0]!
+  return {
+    kind: `auth: ${auth.defect}`,
+    method,
+    path: route.path(sector, entity) + (method === "POST" && route.path("0", "0").endsWith("/ops") ? "?ack=durable" : ""),
+    headers: {
+      ...(auth.header === undefined ? {} : { authorization: auth.header }),
+      ...(method === "POST" ? { "content-type": "application/json" } : {})
+    },
+    body: method === "POST" ? JSON.stringify({ ops }) : undefined,
+    expect: [auth.status]
+  }
+})
 
 const malformed: fc.Arbitrary<Request> = fc.oneof(
   { weight: 60, arbitrary: submission },
@@ -556,10 +632,28 @@ const sendRaw = (port: number, raw: string): Promise<Answer> =>
     socket.end(raw)
   })
 
+/**
+ * Whether the API refuses `request` for its content type (415, before routing and before reading the body): a POST
+ * with a type that is not JSON, or with a body and no type — as fetch sends it, which gives a string body without a
+ * type `text/plain;charset=UTF-8` and an empty byte body no body at all.
+ */
+const refusedAsNotJson = (request: Malformed): boolean => {
+  if (request.method !== "POST") return false
+  const declared = Object.entries(request.headers).find(([name]) => name.toLowerCase() === "content-type")?.[1]
+  const type = declared ?? (typeof request.body === "string" ? "text/plain;charset=UTF-8" : undefined)
+  if (type !== undefined) return !/^\s*application\/json\s*(?:;|$)/i.test(type)
+  return request.body !== undefined && !(request.body instanceof Uint8Array && request.body.length === 0)
+}
+
+/** The statuses the API defines for `request`. */
+const expected = (request: Request): ReadonlyArray<number> =>
+  !("raw" in request) && refusedAsNotJson(request) ? [415] : request.expect
+
 /** What is wrong with `answer` to `request` (undefined when it is the problem the API defines). */
 const judge = (request: Request, answer: Answer): string | undefined => {
   const wrong = (what: string) => `${describeRequest(request)}: ${what}; got ${answer.status} ${preview(answer.text)}`
-  if (!request.expect.includes(answer.status)) return wrong(`expected ${request.expect.join(" or ")}`)
+  const expect = expected(request)
+  if (!expect.includes(answer.status)) return wrong(`expected ${expect.join(" or ")}`)
   if (answer.contentType?.split(";")[0] !== "application/problem+json") return wrong(`content-type ${answer.contentType}`)
   if (answer.status === 405 && (answer.allow === null || answer.allow === "")) return wrong("405 without Allow")
   if (!("raw" in request) && request.method === "HEAD") return undefined // no body, by HTTP
@@ -802,6 +896,42 @@ describe("bad input", () => {
             assert.deepStrictEqual(durable, { persistedSeq: 0, rows: { components: [], authority: [] } }, `sector ${sector}`)
           }
         }
+      }),
+    { timeout: pick(120_000, 900_000) }
+  )
+
+  it.live(
+    "with AUTH_TOKEN set, every request without the right bearer token gets 401 (431 past the header limit), nothing applied",
+    () =>
+      Effect.gen(function*() {
+        const url = Redacted.value(yield* TestDatabase.fresh(TestDatabase.serverUrl()))
+        const host = yield* scoped({ DATABASE_URL: url, AUTH_TOKEN: token, PASSIVATE_AFTER: "Infinity" })
+        const port = Number(new URL(host.baseUrl).port)
+        const all = fc.sample(unauthenticated, { numRuns: pick(1_500, 10_000), seed })
+        const defects = new Set(all.map((request) => request.kind))
+        assert.deepStrictEqual(
+          ["missing", "wrong scheme", "wrong token", "near token", "malformed", "oversized", "over the header limit"]
+            .filter((defect) => !defects.has(`auth: ${defect}`)),
+          []
+        )
+        const tally: Tally = { statuses: new Map(), failures: [], slowestMs: 0 }
+        yield* sendAll(host, port, all, tally)
+        console.log(
+          `bad input, authentication: ${all.length} requests, statuses ` +
+            JSON.stringify(Object.fromEntries([...tally.statuses].sort(([a], [b]) => a - b)))
+        )
+        assert.isTrue(tally.failures.length === 0, report(tally.failures))
+        assert.deepStrictEqual([...tally.statuses.keys()].sort(), [401, 431])
+        assert.notInclude(host.output(), token, "the token is never logged")
+        // nothing was applied: the host, asked with the token, has no sector and has received no op
+        const listed = yield* Effect.promise(() =>
+          fetch(`${host.baseUrl}/sectors`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.json())
+        )
+        assert.deepStrictEqual((listed as { sectors: Array<unknown> }).sectors, [])
+        const metrics = yield* Effect.promise(() =>
+          fetch(`${host.baseUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.text())
+        )
+        assert.notMatch(metrics, /^sectors_ops_received_total(\{[^}]*\})? [1-9]/m)
       }),
     { timeout: pick(120_000, 900_000) }
   )

@@ -10,6 +10,7 @@
  * lock (`HostLock`, exclusive) and does not start if another host holds it (`Startup` says who). It holds the lock
  * until after the final flush. Should the lock be lost to another host while this one runs (its connection was cut
  * and the other took it meanwhile), the host shuts down as on a signal and exits non-zero (`DatabaseLost`).
+ * Before all of it, `Exposure` refuses to serve beyond loopback without a token.
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import { SectorHost, SectorsConfig } from "@sectors/core"
@@ -19,6 +20,7 @@ import { Context, Data, Effect, Fiber, Layer, Option } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import * as os from "node:os"
 import { HostConfig } from "./HostConfig.ts"
+import * as Exposure from "./Exposure.ts"
 import * as Http from "./Http.ts"
 import * as Lifecycle from "./Lifecycle.ts"
 import * as Simulator from "./Simulator.ts"
@@ -71,6 +73,7 @@ export const program = Effect.gen(function*() {
   const lifecycle = yield* Lifecycle.Lifecycle
   const config = yield* HostConfig
   const sectorsConfig = yield* SectorsConfig.SectorsConfig
+  yield* Exposure.check(config)
   const context = yield* Layer.build(app)
   const host = Context.get(context, SectorHost.SectorHost)
   const address = yield* HttpServer.addressFormattedWith(Effect.succeed).pipe(Effect.provideContext(context))

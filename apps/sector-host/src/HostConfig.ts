@@ -2,7 +2,8 @@
  * The host's configuration as one documented service, shaped like effect's `ShardingConfig`: every field has a
  * default in `defaults`, `layer(partial)` is for tests, `config` is the descriptor — `main.ts` reads it through
  * `CommandLine` (flags over constant-case environment variables), `layerFromEnv` from the environment alone
- * (`PORT`, `HOST`, `DATABASE_URL`, …). Nothing else in the app reads the environment.
+ * (`PORT`, `HOST`, `DATABASE_URL`, …). Nothing else in the app reads the environment. Secrets (`DATABASE_URL`,
+ * `AUTH_TOKEN`) are `Redacted`: they never show in a log line or an error, and a bad one is described without its value.
  */
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -12,7 +13,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import * as fs from "node:fs"
 import { SectorsConfig } from "@sectors/core"
 import { Workload } from "@sectors/workloads"
 
@@ -44,6 +47,21 @@ export class HostConfig extends Context.Service<HostConfig, {
   readonly durableTimeout: Duration.Duration
   /** Drive the host in-process with a field-report workload. Defaults to none. */
   readonly simulate: Option.Option<Workload.Scenario>
+  /**
+   * Bearer tokens every route but `/healthz` and `/readyz` requires: `AUTH_TOKEN` holds one or several separated by
+   * commas (several so a token can be rotated), each token68 (letters, digits, `-._~+/`, trailing `=`). Defaults to
+   * none: no authentication.
+   */
+  readonly authToken: ReadonlyArray<Redacted.Redacted<string>>
+  /** A file holding more tokens, separated by commas or line breaks; read once at start. Defaults to none. */
+  readonly authTokenFile: Option.Option<string>
+  /** Serve on a non-loopback `host` without a token, on purpose (a warning at start). Defaults to `false`. */
+  readonly allowUnauthenticated: boolean
+  /**
+   * Origins (`https://app.example:8443`, comma-separated) whose browser pages may call the API: their preflights are
+   * answered and their answers carry `Access-Control-Allow-Origin`. Defaults to none: no CORS headers at all.
+   */
+  readonly corsOrigins: ReadonlyArray<string>
 }>()("sector-host/HostConfig") {}
 
 /** The values every field defaults to. */
@@ -59,8 +77,68 @@ export const defaults: HostConfig["Service"] = {
   maxOpsPerRequest: 1000,
   maxDataBytes: 65_536,
   durableTimeout: Duration.seconds(30),
-  simulate: Option.none()
+  simulate: Option.none(),
+  authToken: [],
+  authTokenFile: Option.none(),
+  allowUnauthenticated: false,
+  corsOrigins: []
 }
+
+/** One bearer token as RFC 6750 allows it on the wire (token68). */
+const token68 = /^[A-Za-z0-9\-._~+/]+=*$/
+
+/** The tokens of a list separated by commas (and line breaks, in a file), blanks around them ignored. */
+const splitTokens = (text: string): Array<string> => text.split(/[,\r\n]+/).map((token) => token.trim()).filter((token) => token !== "")
+
+/** Why `text` is not a list of tokens, without repeating any of it (it is a secret), or `undefined` if it is one. */
+const tokenListIssue = (text: string): string | undefined => {
+  const tokens = splitTokens(text)
+  if (tokens.length === 0) return "expected one or more tokens separated by commas, got none"
+  const bad = tokens.findIndex((token) => !token68.test(token))
+  return bad === -1
+    ? undefined
+    : `token ${bad + 1} has a character a bearer token cannot carry (allowed: letters, digits, -._~+/ and trailing =)`
+}
+
+const TokenList = Schema.String.check(Schema.makeFilter((text) => tokenListIssue(text) ?? true))
+
+const readTokenFile = (path: string): string => fs.readFileSync(path, "utf8")
+
+/** A readable file holding a list of tokens; its contents are checked at start, never echoed. */
+const TokenFile = Schema.String.check(Schema.makeFilter((path) => {
+  let text: string
+  try {
+    text = readTokenFile(path)
+  } catch (error) {
+    return `cannot read ${JSON.stringify(path)}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`
+  }
+  const issue = tokenListIssue(text)
+  return issue === undefined ? true : `${JSON.stringify(path)}: ${issue}`
+}))
+
+const splitOrigins = (text: string): Array<string> => text.split(",").map((origin) => origin.trim()).filter((o) => o !== "")
+
+/** Whether `text` is an origin as a browser sends it: scheme, host and port if not the default, nothing more. */
+const isOrigin = (text: string): boolean => {
+  try {
+    const url = new URL(text)
+    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === text
+  } catch {
+    return false
+  }
+}
+
+const OriginList = Schema.String.check(Schema.makeFilter((text) => {
+  const origins = splitOrigins(text)
+  const bad = origins.find((origin) => !isOrigin(origin))
+  return origins.length === 0
+    ? "expected one or more origins separated by commas, got none"
+    : bad === undefined
+    ? true
+    : `${JSON.stringify(bad)} is not an origin (like "https://app.example" or "http://localhost:3000": no path, no trailing slash)`
+}))
+
+const asRedacted = (text: string) => splitTokens(text).map((token) => Redacted.make(token))
 
 /** Reads every field, falling back to `defaults`. Keys are camelCase; providers map them (`PORT`, `--port`). */
 export const config: Config.Config<HostConfig["Service"]> = Config.all({
@@ -75,8 +153,18 @@ export const config: Config.Config<HostConfig["Service"]> = Config.all({
   maxOpsPerRequest: SectorsConfig.positiveInt("maxOpsPerRequest").pipe(Config.withDefault(defaults.maxOpsPerRequest)),
   maxDataBytes: SectorsConfig.positiveInt("maxDataBytes").pipe(Config.withDefault(defaults.maxDataBytes)),
   durableTimeout: SectorsConfig.duration("durableTimeout", defaults.durableTimeout),
-  simulate: Config.option(Config.Literals(Workload.scenarios, "simulate"))
-})
+  simulate: Config.option(Config.Literals(Workload.scenarios, "simulate")),
+  authToken: Config.option(Config.schema(TokenList, "authToken")),
+  authTokenFile: Config.option(Config.schema(TokenFile, "authTokenFile")),
+  allowUnauthenticated: Config.Boolean("allowUnauthenticated").pipe(Config.withDefault(defaults.allowUnauthenticated)),
+  corsOrigins: Config.schema(OriginList, "corsOrigins").pipe(Config.map(splitOrigins), Config.withDefault(defaults.corsOrigins))
+}).pipe(Config.map(({ authToken, ...rest }) => ({
+  ...rest,
+  authToken: [
+    ...Option.match(authToken, { onNone: () => [], onSome: asRedacted }),
+    ...Option.match(rest.authTokenFile, { onNone: () => [], onSome: (path) => asRedacted(readTokenFile(path)) })
+  ]
+})))
 
 /** Every key `config` reads (camelCase; `PORT`-style in the environment, `--port` on the command line). */
 export const keys: ReadonlyArray<string> = Object.keys(defaults)

@@ -15,6 +15,10 @@
  * 404, and a defect 500 — logged, since the host serves with the request logger off. Requests Node's HTTP parser
  * refuses before they reach a route (an unknown method, a malformed request line or header) get problem+json too,
  * from the server `makeServer` builds.
+ *
+ * Before any route sees a request, `Guard` (installed once, around the router) answers CORS preflights, refuses a
+ * foreign `Host` on a loopback bind (421), a missing or wrong bearer token when `AUTH_TOKEN` is set (401) and a POST
+ * body that is not JSON (415).
  */
 import { Batch, Op, type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
 import { ByteSize, Cause, Effect, Layer, Option, Predicate, Result } from "effect"
@@ -23,6 +27,7 @@ import { PrometheusMetrics } from "effect/observability"
 import * as http from "node:http"
 import type * as net from "node:net"
 import { HostConfig } from "./HostConfig.ts"
+import * as Guard from "./Guard.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
 
@@ -54,7 +59,7 @@ const json = (body: unknown, status = 200) => HttpServerResponse.jsonUnsafe(body
 const iso = (millis: number | undefined) => (millis === undefined ? null : new Date(millis).toISOString())
 
 /** Answers a handler's failure with its problem response. */
-const orProblem = Effect.catch((error: Problem.KnownError | Problem.Problem) => Effect.succeed(Problem.respond(error)))
+const orProblem = Effect.catch((error: Problem.KnownError | Problem.Problem) => Problem.answer(error))
 
 // ---- request parts ----
 
@@ -385,18 +390,26 @@ const otherMethods = (table: ReadonlyArray<Endpoint>) => {
  * The last word on every request: what no handler answered — an unknown route, a request that could not be read, a
  * defect — becomes a problem+json response; defects and unexpected failures are logged.
  */
-const problems = HttpRouter.middleware(
-  (httpApp) =>
-    Effect.catchCauseIf(httpApp, (cause) => !Cause.hasInterruptsOnly(cause), (cause) => {
-      const error = Cause.findErrorOption(cause)
-      if (!Cause.hasDies(cause) && Option.isSome(error) && HttpServerError.isHttpServerError(error.value)) {
-        const problem = Problem.fromError(error.value)
-        if (problem.status < 500) return Effect.succeed(Problem.toResponse(problem))
-      }
-      return Effect.logError("HTTP request failed unexpectedly", cause).pipe(
-        Effect.as(Problem.toResponse(Problem.internal))
-      )
-    }),
+const answerProblems = <E, R>(httpApp: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+  Effect.catchCauseIf(httpApp, (cause) => !Cause.hasInterruptsOnly(cause), (cause) => {
+    const error = Cause.findErrorOption(cause)
+    if (!Cause.hasDies(cause) && Option.isSome(error) && HttpServerError.isHttpServerError(error.value)) {
+      const problem = Problem.fromError(error.value)
+      if (problem.status < 500) return Effect.succeed(Problem.toResponse(problem))
+    }
+    return Effect.map(
+      Problem.incident(Problem.internal, "Error", "HTTP request failed unexpectedly", cause),
+      Problem.toResponse
+    )
+  })
+
+/** `Guard` around the router, problems inside it: every answer, a problem too, passes the guard's CORS step. */
+const edge = HttpRouter.middleware(
+  Effect.map(HostConfig.useSync((config) => config), (config) => {
+    const guard = Guard.make(config)
+    return (httpApp) =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => guard(answerProblems(httpApp), request))
+  }),
   { global: true }
 )
 
@@ -430,4 +443,4 @@ export const routes: Layer.Layer<
   never,
   HttpRouter.HttpRouter | SectorHost.SectorHost | Lifecycle | HostConfig | SectorsConfig.SectorsConfig
 > =
-  Layer.mergeAll(HttpRouter.addAll(endpoints), problems)
+  Layer.mergeAll(HttpRouter.addAll(endpoints), edge)

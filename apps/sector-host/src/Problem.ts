@@ -5,22 +5,30 @@
  * | failure                                            | status | extra                                   |
  * |----------------------------------------------------|--------|-----------------------------------------|
  * | `InvalidOp`, a malformed request, malformed JSON   | 400    | `errors: [{index?, field, message}]`    |
+ * | no or a wrong bearer token (when `AUTH_TOKEN` is set) | 401  | `WWW-Authenticate: Bearer`              |
  * | no such entity, unknown route                      | 404    |                                         |
+ * | a POST body not declared `application/json`       | 415    |                                         |
+ * | on a loopback bind, a `Host` naming another host   | 421    |                                         |
  * | known path, wrong method                           | 405    | `Allow`                                 |
  * | request not received in time (Node's parser)       | 408    |                                         |
  * | body, nesting, op count or one op's `data` too big | 413    | `errors` naming the field (and op)      |
  * | headers too large (Node's parser)                  | 431    |                                         |
  * | `MailboxFull`                                      | 429    | `Retry-After`                           |
- * | `SinkUnavailable`, `ShuttingDown`, `SectorFenced`  | 503    | `Retry-After`                           |
+ * | `SinkUnavailable`, `ShuttingDown`, `SectorFenced`  | 503    | `Retry-After` (`instance`: the first)   |
  * | `DurableTimeout` (the ops are still accepted)      | 504    | `firstSeq`, `lastSeq`, `persistedSeq`   |
  * | a flush not done within `durableTimeout`           | 504    |                                         |
- * | anything unexpected (a defect)                     | 500    |                                         |
+ * | anything unexpected (a defect)                     | 500    | `instance`                              |
  *
  * `Retry-After` is whole seconds, rounded up, at least 1. Problem `type`s are URNs (`urn:sectors:problem:…`): stable
  * names a client can switch on, not documents to fetch; the purely HTTP ones (404, 405, 500) use `about:blank`.
+ *
+ * A `detail` says what the client needs, never the cause's own words (a driver's address and errno, PostgreSQL's
+ * roles, relations, SQL): where the cause matters to the operator (`SinkUnavailable`, a defect) it is logged under a
+ * fresh `urn:uuid:…` that the problem carries as `instance` (`incident`).
  */
 import type { Errors } from "@sectors/core"
-import { Data } from "effect"
+import { Data, Effect } from "effect"
+import { randomUUID } from "node:crypto"
 import { absurd } from "effect/Function"
 import { HttpServerError, HttpServerResponse, ProblemDetails } from "effect/http"
 
@@ -42,6 +50,8 @@ export class Problem extends Data.TaggedError("Problem")<{
   readonly extensions?: Readonly<Record<string, unknown>> | undefined
   /** Response headers (`Retry-After`, `Allow`). */
   readonly headers?: Readonly<Record<string, string>> | undefined
+  /** The incident's id (`urn:uuid:…`) when the cause was logged rather than told: the log line carries it too. */
+  readonly instance?: string | undefined
 }> {}
 
 /** The errors of `@sectors/core` a handler can meet, and the server's own. */
@@ -110,6 +120,40 @@ export const fromParserError = (code: string | undefined): Problem => {
   }
 }
 
+/**
+ * 401: the route needs `Authorization: Bearer <token>` and the request has none, another scheme, or a token the host
+ * does not know. One answer for all of them, so a client learns nothing about which tokens exist.
+ */
+export const unauthorized: Problem = new Problem({
+  status: 401,
+  type: urn("unauthorized"),
+  title: "Unauthorized",
+  detail: "this route needs an Authorization: Bearer <token> header with a token the host accepts",
+  headers: { "www-authenticate": "Bearer" }
+})
+
+/** 415: a POST whose body is not declared `application/json`; nothing was read or applied. */
+export const unsupportedMediaType = (contentType: string | undefined): Problem =>
+  new Problem({
+    status: 415,
+    type: urn("unsupported-media-type"),
+    title: "Unsupported Media Type",
+    detail: `a POST body must be sent as Content-Type: application/json, got ${
+      contentType === undefined ? "none" : JSON.stringify(contentType.slice(0, 100))
+    }; nothing was applied`
+  })
+
+/**
+ * 421: the host serves on loopback and the `Host` header names another host — what a browser sends after DNS
+ * rebinding. The request is not served.
+ */
+export const misdirected: Problem = new Problem({
+  status: 421,
+  type: urn("misdirected-request"),
+  title: "Misdirected Request",
+  detail: "this host serves loopback only: the Host header must name localhost or a loopback address"
+})
+
 /** 404 with a reason. */
 export const notFound = (detail: string): Problem =>
   new Problem({ status: 404, type: ProblemDetails.blankType, title: "Not Found", detail })
@@ -166,7 +210,13 @@ export const fromError = (error: KnownError | Problem): Problem => {
     case "MailboxFull":
       return refused(429, "mailbox-full", "Mailbox full", error, {})
     case "SinkUnavailable":
-      return unavailable("Persistence unavailable", "sink-unavailable", error.message, error.retryAfterMillis)
+      // its reason is the driver's or the database's own words (addresses, errnos, roles, relations): logged, not told
+      return unavailable(
+        "Persistence unavailable",
+        "sink-unavailable",
+        "the database is unavailable; retry later",
+        error.retryAfterMillis
+      )
     case "ShuttingDown":
       return unavailable("Shutting down", "shutting-down", `${error.message}; nothing was applied`, 1000)
     case "SectorFenced":
@@ -209,15 +259,55 @@ const fromServerError = (error: HttpServerError.HttpServerError): Problem => {
   }
 }
 
-/** The problem details body of a problem: its extensions, `type`, `title`, `status`, `detail`, and `errors`. */
+/** The problem details body of a problem: its extensions, `type`, `title`, `status`, `detail`, `instance`, `errors`. */
 export const body = (problem: Problem): ProblemDetails.ProblemDetails => ({
   ...problem.extensions,
   type: problem.type,
   title: problem.title,
   status: problem.status,
   detail: problem.detail,
+  ...(problem.instance === undefined ? {} : { instance: problem.instance }),
   ...(problem.errors === undefined ? {} : { errors: problem.errors })
 })
+
+/**
+ * A problem whose cause is for the operator, not the client: the cause goes to the log (at `level`, with `message`)
+ * under a fresh id, `urn:uuid:…`, and the problem carries the same id as `instance` — so a client can quote it and an
+ * operator find the line, while the answer names no address, errno, role, relation or SQL.
+ */
+export const incident = (
+  problem: Problem,
+  level: "Warn" | "Error",
+  message: string,
+  cause: unknown
+): Effect.Effect<Problem> =>
+  Effect.gen(function*() {
+    const instance = `urn:uuid:${randomUUID()}`
+    const log = level === "Error" ? Effect.logError : Effect.logWarning
+    yield* log(`${message} (incident ${instance})`, cause).pipe(Effect.annotateLogs("instance", instance))
+    return new Problem({
+      status: problem.status,
+      type: problem.type,
+      title: problem.title,
+      detail: problem.detail,
+      errors: problem.errors,
+      extensions: problem.extensions,
+      headers: problem.headers,
+      instance
+    })
+  })
+
+/**
+ * The response for an error of the core, of the server, or a `Problem`; an error whose words are internal
+ * (`SinkUnavailable`) is logged as an `incident`.
+ */
+export const answer = (error: KnownError | Problem): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
+  error._tag === "SinkUnavailable"
+    ? Effect.map(
+      incident(fromError(error), "Warn", `persistence unavailable: ${error.reason}`, error),
+      toResponse
+    )
+    : Effect.succeed(respond(error))
 
 /** Renders a problem as its `application/problem+json` response. */
 export const toResponse = (problem: Problem): HttpServerResponse.HttpServerResponse => {

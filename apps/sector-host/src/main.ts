@@ -2,7 +2,7 @@
  * Entry point of sector-host: the command line and the environment become one configuration, then logging,
  * signal handling and the host program. Exit code 0 after a clean shutdown, 1 when it could not start (another host
  * holds the database, among others), when accepted ops were left unflushed or when it lost the database to another
- * host, 2 for bad flags.
+ * host, 2 for bad flags and for a non-loopback `HOST` without a token (`Exposure`).
  */
 import { SectorsConfig } from "@sectors/core"
 import { ConfigProvider, Effect, Layer, Result } from "effect"

@@ -1,6 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Option, Redacted } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import * as HostConfig from "../src/HostConfig.ts"
+import * as Startup from "../src/Startup.ts"
 
 const fromEnv = (env: Record<string, string>) =>
   HostConfig.config.pipe(
@@ -60,4 +64,65 @@ describe("HostConfig durations", () => {
       const error = yield* Effect.flip(fromEnv({ SHUTDOWN_TIMEOUT: "soon" }))
       assert.strictEqual(error._tag, "ConfigError")
     }))
+})
+
+describe("HostConfig tokens", () => {
+  it.effect("reads AUTH_TOKEN as one or several comma-separated tokens, kept redacted", () =>
+    Effect.gen(function*() {
+      const one = yield* fromEnv({ AUTH_TOKEN: "s3cret-token" })
+      assert.deepStrictEqual(one.authToken.map(Redacted.value), ["s3cret-token"])
+      assert.notInclude(String(one.authToken[0]), "s3cret")
+      const several = yield* fromEnv({ AUTH_TOKEN: " old-token , new-token " })
+      assert.deepStrictEqual(several.authToken.map(Redacted.value), ["old-token", "new-token"])
+    }))
+
+  it.effect("adds the tokens of AUTH_TOKEN_FILE, one a line or comma-separated", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sector-host-token-"))
+      const file = path.join(dir, "tokens")
+      fs.writeFileSync(file, "from-file-1\nfrom-file-2,from-file-3\n")
+      const config = yield* fromEnv({ AUTH_TOKEN: "from-env", AUTH_TOKEN_FILE: file })
+      fs.rmSync(dir, { recursive: true })
+      assert.deepStrictEqual(config.authToken.map(Redacted.value), ["from-env", "from-file-1", "from-file-2", "from-file-3"])
+    }))
+
+  it.effect.each([
+    ["AUTH_TOKEN", "good-token,has secret-space", "token 2 has a character a bearer token cannot carry"],
+    ["AUTH_TOKEN", " , ", "expected one or more tokens"],
+    ["AUTH_TOKEN_FILE", "/nonexistent/tokens", "cannot read \"/nonexistent/tokens\": ENOENT"]
+  ] as const)("refuses %s=%j saying why, and repeats no token", ([name, value, why]) =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(fromEnv({ [name]: value }))
+      assert.strictEqual(error._tag, "ConfigError")
+      const line = Startup.describe(error)
+      assert.include(line, name)
+      assert.include(line, why)
+      assert.notInclude(line, "secret")
+      assert.notInclude(line, "good-token")
+    }))
+
+  it.effect("reads ALLOW_UNAUTHENTICATED as a boolean", () =>
+    Effect.gen(function*() {
+      assert.isFalse((yield* fromEnv({})).allowUnauthenticated)
+      assert.isTrue((yield* fromEnv({ ALLOW_UNAUTHENTICATED: "true" })).allowUnauthenticated)
+      assert.strictEqual((yield* Effect.flip(fromEnv({ ALLOW_UNAUTHENTICATED: "maybe" })))._tag, "ConfigError")
+    }))
+})
+
+describe("HostConfig CORS origins", () => {
+  it.effect("reads CORS_ORIGINS as comma-separated origins, none by default", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual((yield* fromEnv({})).corsOrigins, [])
+      const config = yield* fromEnv({ CORS_ORIGINS: "https://app.example, http://localhost:3000" })
+      assert.deepStrictEqual(config.corsOrigins, ["https://app.example", "http://localhost:3000"])
+    }))
+
+  it.effect.each(["https://app.example/", "https://app.example/path", "app.example", "*", "ftp://app.example", ","])(
+    "refuses CORS_ORIGINS=%j naming CORS_ORIGINS",
+    (value) =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(fromEnv({ CORS_ORIGINS: value }))
+        assert.include(Startup.describe(error), "CORS_ORIGINS")
+      })
+  )
 })

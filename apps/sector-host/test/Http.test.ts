@@ -7,10 +7,10 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { BatchPolicy, SectorHost, type SectorsConfig } from "@sectors/core"
 import { FaultSink, MemorySink, TestHost } from "@sectors/core/testing"
-import { Duration, Effect, Fiber, Layer, Stream } from "effect"
-import { HttpClient, HttpClientRequest, HttpRouter } from "effect/http"
+import { Duration, Effect, Fiber, Layer, Logger, Redacted, Stream } from "effect"
+import { HttpClient, HttpClientRequest, HttpRouter, HttpServer } from "effect/http"
 import { TestClock } from "effect/testing"
-import type { Server } from "node:http"
+import { request as httpRequest, type Server } from "node:http"
 import { connect } from "node:net"
 import * as HostConfig from "../src/HostConfig.ts"
 import * as Http from "../src/Http.ts"
@@ -753,4 +753,237 @@ describe("GET /metrics", () => {
       const after = yield* scrape
       assert.strictEqual(after.get("sectors_ops_received_total"), before + 3)
     }).pipe(Effect.provide(serve())))
+})
+
+describe("authentication (AUTH_TOKEN)", () => {
+  const tokens = ["first-token", "second.token~2", "third+token/3=="]
+  const secured = serve({ host: { authToken: tokens.map((token) => Redacted.make(token)) } })
+  const getWith = (path: string, authorization: string) =>
+    send(HttpClientRequest.get(path).pipe(HttpClientRequest.setHeader("authorization", authorization)))
+
+  const assertUnauthorized = (reply: Reply) => {
+    assertProblem(reply, 401)
+    assert.strictEqual(reply.headers["www-authenticate"], "Bearer")
+    assert.strictEqual(reply.body.type, "urn:sectors:problem:unauthorized")
+    for (const token of tokens) assert.notInclude(reply.text, token)
+  }
+
+  it.effect.each([
+    ["another scheme", "Basic Zmlyc3QtdG9rZW46"],
+    ["a wrong token", "Bearer wrong-token"],
+    ["a token's prefix", "Bearer first-tok"],
+    ["a token with more after it", "Bearer first-token-and-more"],
+    ["no token after the scheme", "Bearer "],
+    ["two tokens", "Bearer first-token second.token~2"],
+    ["the scheme glued to the token", "Bearerfirst-token"],
+    ["a token of 8 KiB", `Bearer ${"x".repeat(8192)}`],
+    ["a value of 12 KiB without a scheme", "y".repeat(12_288)]
+  ] as const)("answers 401 with WWW-Authenticate: Bearer for %s", ([, authorization]) =>
+    Effect.gen(function*() {
+      assertUnauthorized(yield* getWith("/sectors", authorization))
+      assertUnauthorized(yield* getWith("/metrics", authorization))
+    }).pipe(Effect.provide(secured)))
+
+  it.effect("answers 401 without an Authorization header on every route but /healthz and /readyz, unknown ones too", () =>
+    Effect.gen(function*() {
+      assertUnauthorized(yield* get("/sectors"))
+      assertUnauthorized(yield* get("/sectors/1"))
+      assertUnauthorized(yield* get("/sectors/1/entities/1"))
+      assertUnauthorized(yield* get("/sectors/1/dead-letters"))
+      assertUnauthorized(yield* get("/metrics"))
+      assertUnauthorized(yield* get("/no/such/route"))
+      assertUnauthorized(yield* post("/sectors/1/ops", { ops: [set(1)] }))
+      assertUnauthorized(yield* post("/sectors/1/flush"))
+      assert.strictEqual((yield* stats(1)).lastSeq, 0, "nothing was applied")
+      assert.strictEqual((yield* get("/healthz")).status, 200)
+      assert.strictEqual((yield* get("/healthz?probe=1")).status, 200)
+      assertProblem(yield* get("/readyz"), 503) // starting: answered, not refused
+    }).pipe(Effect.provide(secured)))
+
+  it.effect("serves a request with any of the rotated tokens as without authentication", () =>
+    Effect.gen(function*() {
+      for (const [index, token] of tokens.entries()) {
+        const posted = yield* send(
+          HttpClientRequest.post("/sectors/4/ops").pipe(
+            HttpClientRequest.bodyJsonUnsafe({ ops: [set(index + 1)] }),
+            HttpClientRequest.setHeader("authorization", `Bearer ${token}`)
+          )
+        )
+        assert.strictEqual(posted.status, 202, posted.text)
+        assert.strictEqual(posted.body.lastSeq, index + 1)
+        assert.strictEqual((yield* getWith("/sectors/4", `bearer ${token}`)).status, 200, "the scheme is case-insensitive")
+        assert.strictEqual((yield* getWith("/metrics", `Bearer ${token}`)).status, 200)
+      }
+      assertProblem(yield* getWith("/no/such/route", `Bearer ${tokens[0]}`), 404)
+    }).pipe(Effect.provide(secured)))
+
+  it.effect("asks nothing when no token is configured", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* get("/sectors")).status, 200)
+      assert.strictEqual((yield* getWith("/sectors", "Bearer anything")).status, 200)
+    }).pipe(Effect.provide(serve())))
+})
+
+/**
+ * A request by node:http, exactly as given: fetch does not let a client choose `Host`, and adds a content type to a
+ * text body that has none.
+ */
+const exchange = (method: string, path: string, headers: Record<string, string>, body?: string) =>
+  Effect.gen(function*() {
+    const server = yield* HttpServer.HttpServer
+    const address = server.address as { readonly port: number }
+    return yield* Effect.callback<Reply>((resume) => {
+      const request = httpRequest({ host: "127.0.0.1", port: address.port, method, path, headers }, (response) => {
+        let text = ""
+        response.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")))
+        response.on("end", () =>
+          resume(Effect.succeed({
+            status: response.statusCode ?? 0,
+            headers: { "content-type": response.headers["content-type"] },
+            text,
+            body: JSON.parse(text)
+          }))
+        )
+      })
+      request.end(body)
+    })
+  })
+
+const getWithHost = (path: string, host: string) => exchange("GET", path, { host })
+
+const postWith = (path: string, contentType: string | undefined, body: string) =>
+  exchange("POST", path, contentType === undefined ? {} : { "content-type": contentType }, body)
+
+describe("requests a browser could send on another site's behalf", () => {
+  const ops = JSON.stringify({ ops: [set(1)] })
+
+  it.effect.each([
+    ["text/plain", "text/plain;charset=UTF-8"],
+    ["a form", "application/x-www-form-urlencoded"],
+    ["multipart", "multipart/form-data; boundary=x"],
+    ["XML", "application/xml"],
+    ["JSON's prefix", "application/jsonp"],
+    ["no content type", undefined]
+  ] as const)("answers a POST body sent as %s with 415, and applies nothing", ([, contentType]) =>
+    Effect.gen(function*() {
+      const reply = yield* postWith("/sectors/7/ops", contentType, ops)
+      assertProblem(reply, 415)
+      assert.strictEqual(reply.body.type, "urn:sectors:problem:unsupported-media-type")
+      assertProblem(yield* postWith("/sectors/7/flush", contentType, "{}"), 415)
+      assert.strictEqual((yield* stats(7)).lastSeq, 0)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("refuses a non-JSON body before reading it: 415 even when it is over maxBodyBytes", () =>
+    Effect.gen(function*() {
+      assertProblem(yield* postWith("/sectors/7/ops", "text/plain", "x".repeat(limits.maxBodyBytes * 2)), 415)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("accepts application/json with a charset, in any case, and a POST without a body or type", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* postWith("/sectors/7/ops", "application/json; charset=utf-8", ops)).status, 202)
+      assert.strictEqual((yield* postWith("/sectors/7/ops", "Application/JSON", ops)).status, 202)
+      assert.strictEqual((yield* post("/sectors/7/flush")).status, 200)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("answers 421 on a loopback bind to a Host header naming another host, with or without a port", () =>
+    Effect.gen(function*() {
+      for (const host of ["evil.example", "evil.example:8080", "127.0.0.1.nip.io", "10.0.0.1:80", "[::2]:80", "localhost.evil"]) {
+        const reply = yield* getWithHost("/sectors", host)
+        assert.strictEqual(reply.status, 421, host)
+        assert.strictEqual(reply.body.type, "urn:sectors:problem:misdirected-request")
+      }
+      for (const host of ["127.0.0.1", "127.0.0.1:8080", "localhost", "localhost:8080", "[::1]:8080", "[::1]"]) {
+        assert.strictEqual((yield* getWithHost("/sectors", host)).status, 200, host)
+      }
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("serves any Host header when bound beyond loopback (a token protects it then)", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* getWithHost("/sectors", "sectors.internal:8080")).status, 200)
+    }).pipe(Effect.provide(serve({ host: { host: "0.0.0.0" } }))))
+
+  it.effect("sends no CORS headers when CORS_ORIGINS is unset, not even to a preflight", () =>
+    Effect.gen(function*() {
+      const simple = yield* send(HttpClientRequest.get("/sectors").pipe(HttpClientRequest.setHeader("origin", "https://app.example")))
+      assert.strictEqual(simple.status, 200)
+      const preflight = yield* send(HttpClientRequest.options("/sectors/1/ops").pipe(HttpClientRequest.setHeaders({
+        origin: "https://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type"
+      })))
+      for (const reply of [simple, preflight]) {
+        assert.deepStrictEqual(Object.keys(reply.headers).filter((name) => name.startsWith("access-control-")), [])
+      }
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("answers preflights and allows the origins CORS_ORIGINS lists, only those, also with a token required", () =>
+    Effect.gen(function*() {
+      const preflight = (origin: string) =>
+        send(HttpClientRequest.options("/sectors/1/ops").pipe(HttpClientRequest.setHeaders({
+          origin,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "authorization, content-type"
+        })))
+      const listed = yield* preflight("https://app.example")
+      assert.strictEqual(listed.status, 204)
+      assert.strictEqual(listed.headers["access-control-allow-origin"], "https://app.example")
+      assert.include(listed.headers["access-control-allow-methods"] ?? "", "POST")
+      assert.include(listed.headers["access-control-allow-headers"] ?? "", "authorization")
+      const other = yield* preflight("https://evil.example")
+      assert.isUndefined(other.headers["access-control-allow-origin"])
+
+      const withOrigin = (origin: string, authorization?: string) =>
+        send(HttpClientRequest.get("/sectors").pipe(
+          HttpClientRequest.setHeaders({ origin, ...(authorization === undefined ? {} : { authorization }) })
+        ))
+      const allowed = yield* withOrigin("https://app.example", "Bearer cors-token")
+      assert.strictEqual(allowed.status, 200)
+      assert.strictEqual(allowed.headers["access-control-allow-origin"], "https://app.example")
+      const refused = yield* withOrigin("https://app.example")
+      assertProblem(refused, 401)
+      assert.strictEqual(refused.headers["access-control-allow-origin"], "https://app.example", "the page may read why")
+      const stranger = yield* withOrigin("https://evil.example", "Bearer cors-token")
+      assert.strictEqual(stranger.status, 200)
+      assert.isUndefined(stranger.headers["access-control-allow-origin"])
+    }).pipe(Effect.provide(serve({
+      host: { corsOrigins: ["https://app.example"], authToken: [Redacted.make("cors-token")] }
+    }))))
+})
+
+describe("no internals in answers", () => {
+  /** Every log line, as its level and its messages joined. */
+  const captured: Array<{ readonly level: string; readonly text: string }> = []
+  const capture = Logger.layer([
+    Logger.make(({ logLevel, message }) => {
+      const parts = Array.isArray(message) ? message : [message]
+      captured.push({
+        level: logLevel,
+        text: parts.map((part) => (part instanceof Error ? `${part.message}` : String(part))).join(" ")
+      })
+    })
+  ])
+
+  it.effect("answers a read the database cannot serve with a detail that names no cause, and logs the cause under the instance id", () =>
+    Effect.gen(function*() {
+      const faults = yield* FaultSink.Faults
+      yield* faults.outage("1 hour")
+      const reading = yield* Effect.forkChild(get("/sectors/5/dead-letters"))
+      yield* advanceUntil(isDone(reading), "10 millis")
+      const reply = yield* Fiber.join(reading)
+      assertProblem(reply, 503)
+      assert.strictEqual(reply.body.type, "urn:sectors:problem:sink-unavailable")
+      assert.strictEqual(reply.body.detail, "the database is unavailable; retry later")
+      assert.notMatch(reply.text, /injected|outage|ECONN|\d+\.\d+\.\d+\.\d+|SELECT|relation|role/i)
+      assert.match(reply.body.instance, /^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/)
+      const lines = captured.filter((line) => line.text.includes(reply.body.instance))
+      assert.strictEqual(lines.length, 1, JSON.stringify(captured))
+      assert.include(lines[0]!.text, "injected outage", "the cause is in the log")
+      assert.strictEqual(lines[0]!.level, "Warn")
+
+      const again = yield* Effect.forkChild(get("/sectors/6/dead-letters"))
+      yield* advanceUntil(isDone(again), "10 millis")
+      const second = yield* Fiber.join(again)
+      assertProblem(second, 503)
+      assert.notStrictEqual(second.body.instance, reply.body.instance, "another incident, another id")
+    }).pipe(Effect.provide(serve().pipe(Layer.provide(capture)))))
 })

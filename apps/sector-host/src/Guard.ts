@@ -1,0 +1,103 @@
+/**
+ * What every request passes before any route sees it, in one place (`Http` installs it once, around the router):
+ *
+ * 1. a CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) from an origin `corsOrigins` lists
+ *    is answered here, before authentication, since browsers send preflights without credentials;
+ * 2. on a loopback bind, a `Host` header naming anything but a loopback name or address gets 421: a page on
+ *    `evil.example` whose name was rebound to 127.0.0.1 reaches the port, but names its own host;
+ * 3. with `authToken` set, every path but `/healthz` and `/readyz` needs `Authorization: Bearer <token>` (401
+ *    otherwise, one answer whatever was wrong), compared as SHA-256 digests in constant time;
+ * 4. a POST that carries a body or a content type must say `application/json` (a `charset` parameter is fine): 415
+ *    otherwise, before the body is read — a cross-site form or `text/plain` fetch needs no preflight, a JSON one does;
+ * 5. answers to an origin `corsOrigins` lists carry `Access-Control-Allow-Origin` for it; nothing else carries CORS
+ *    headers.
+ */
+import { Effect, Redacted } from "effect"
+import type { HttpServerRequest } from "effect/http"
+import { HttpServerResponse } from "effect/http"
+import * as crypto from "node:crypto"
+import * as Exposure from "./Exposure.ts"
+import type { HostConfig } from "./HostConfig.ts"
+import * as Problem from "./Problem.ts"
+
+/** The paths that answer without a token: an orchestrator's probes carry none. */
+const openPaths: ReadonlySet<string> = new Set(["/healthz", "/readyz"])
+
+const digest = (text: string) => crypto.createHash("sha256").update(text, "utf8").digest()
+
+/**
+ * Whether an `Authorization` header carries one of `tokens` (SHA-256 digests) as `Bearer <token>`. Every token is
+ * compared with `timingSafeEqual` over equal-length digests, so the time taken says nothing about how much of a
+ * token was right, nor which one matched.
+ */
+export const bearerMatches = (header: string | undefined, tokens: ReadonlyArray<Buffer>): boolean => {
+  const match = header === undefined ? null : /^Bearer +(\S+) *$/i.exec(header)
+  if (match === null) return false
+  const offered = digest(match[1]!)
+  let found = false
+  for (const token of tokens) found = crypto.timingSafeEqual(offered, token) || found
+  return found
+}
+
+/** The host name of a `Host` header without its port (`[::1]:8080` → `::1`), or `undefined` if it is not one. */
+export const hostName = (header: string): string | undefined => {
+  const match = /^\[([0-9A-Fa-f:.]+)\](?::\d*)?$/.exec(header) ?? /^([^:[\]]*)(?::\d*)?$/.exec(header)
+  return match === null ? undefined : match[1]
+}
+
+/** Whether a content type is JSON: `application/json`, with parameters or without. */
+export const isJson = (contentType: string): boolean => /^\s*application\/json\s*(?:;|$)/i.test(contentType)
+
+/** The methods and headers a preflight may ask for. */
+const preflightHeaders = {
+  "access-control-allow-methods": "GET, HEAD, POST",
+  "access-control-allow-headers": "authorization, content-type",
+  "access-control-max-age": "600"
+}
+
+/** The checks for `config`, as a wrapper around the router's app. */
+export const make = (config: HostConfig["Service"]) => {
+  const tokens = config.authToken.map((token) => digest(Redacted.value(token)))
+  const origins: ReadonlySet<string> = new Set(config.corsOrigins)
+  const loopbackBind = Exposure.isLoopback(config.host)
+
+  const refusal = (request: HttpServerRequest.HttpServerRequest): Problem.Problem | undefined => {
+    const headers = request.headers
+    if (loopbackBind && headers.host !== undefined) {
+      const name = hostName(headers.host)
+      if (name === undefined || !Exposure.isLoopback(name)) return Problem.misdirected
+    }
+    if (tokens.length > 0 && !openPaths.has(request.url.split("?", 1)[0]!)) {
+      if (!bearerMatches(headers.authorization, tokens)) return Problem.unauthorized
+    }
+    if (request.method === "POST") {
+      const type = headers["content-type"]
+      const hasBody = (headers["content-length"] !== undefined && headers["content-length"] !== "0") ||
+        headers["transfer-encoding"] !== undefined
+      if ((type !== undefined || hasBody) && (type === undefined || !isJson(type))) {
+        return Problem.unsupportedMediaType(type)
+      }
+    }
+    return undefined
+  }
+
+  return <E, R>(
+    httpApp: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
+    request: HttpServerRequest.HttpServerRequest
+  ): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R> => {
+    const origin = request.headers.origin
+    const allowed = origin !== undefined && origins.has(origin)
+    if (allowed && request.method === "OPTIONS" && request.headers["access-control-request-method"] !== undefined) {
+      return Effect.succeed(HttpServerResponse.empty({
+        status: 204,
+        headers: { ...preflightHeaders, "access-control-allow-origin": origin, vary: "Origin" }
+      }))
+    }
+    const problem = refusal(request)
+    const answer = problem === undefined ? httpApp : Effect.succeed(Problem.toResponse(problem))
+    return allowed
+      ? Effect.map(answer, (response) =>
+        HttpServerResponse.setHeaders(response, { "access-control-allow-origin": origin, vary: "Origin" }))
+      : answer
+  }
+}
