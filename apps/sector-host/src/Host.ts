@@ -51,9 +51,9 @@ const sectors = SectorHost.layer.pipe(
   Layer.provideMerge(databaseUrl)
 )
 
-/** The HTTP server on the configured address (its parser's refusals answered as problems too). */
+/** The HTTP server on the configured address, with the configured limits (its parser's refusals answered as problems too). */
 const server = Layer.unwrap(HostConfig.useSync((config) =>
-  NodeHttpServer.layer(Http.makeServer, { host: config.host, port: config.port })
+  NodeHttpServer.layer(() => Http.makeServer(config), { host: config.host, port: config.port })
 ))
 
 /** Everything the running host is made of. */

@@ -45,6 +45,19 @@ export class HostConfig extends Context.Service<HostConfig, {
   readonly maxDataBytes: number
   /** How long `ack=durable` and `POST /flush` wait before answering 504 (ops stay accepted). Defaults to 30 seconds. */
   readonly durableTimeout: Duration.Duration
+  /**
+   * Most `ack=durable` submissions and `POST /flush` requests waiting at once; one more gets 503 `too-many-waiters`
+   * with `Retry-After` at once, and nothing of it is applied. Defaults to `10000`.
+   */
+  readonly maxDurableWaiters: number
+  /** How long a client may take to send a request's headers before the server answers 408. Defaults to 60 seconds. */
+  readonly headersTimeout: Duration.Duration
+  /** How long a client may take to send a whole request (headers and body). Defaults to 5 minutes. */
+  readonly requestTimeout: Duration.Duration
+  /** How long an idle keep-alive connection stays open after an answer. Defaults to 5 seconds. */
+  readonly keepAliveTimeout: Duration.Duration
+  /** Most connections open at once; more are closed as they arrive. Defaults to `10000`. */
+  readonly maxConnections: number
   /** Drive the host in-process with a field-report workload. Defaults to none. */
   readonly simulate: Option.Option<Workload.Scenario>
   /**
@@ -77,6 +90,11 @@ export const defaults: HostConfig["Service"] = {
   maxOpsPerRequest: 1000,
   maxDataBytes: 65_536,
   durableTimeout: Duration.seconds(30),
+  maxDurableWaiters: 10_000,
+  headersTimeout: Duration.seconds(60),
+  requestTimeout: Duration.minutes(5),
+  keepAliveTimeout: Duration.seconds(5),
+  maxConnections: 10_000,
   simulate: Option.none(),
   authToken: [],
   authTokenFile: Option.none(),
@@ -153,6 +171,11 @@ export const config: Config.Config<HostConfig["Service"]> = Config.all({
   maxOpsPerRequest: SectorsConfig.positiveInt("maxOpsPerRequest").pipe(Config.withDefault(defaults.maxOpsPerRequest)),
   maxDataBytes: SectorsConfig.positiveInt("maxDataBytes").pipe(Config.withDefault(defaults.maxDataBytes)),
   durableTimeout: SectorsConfig.duration("durableTimeout", defaults.durableTimeout),
+  maxDurableWaiters: SectorsConfig.positiveInt("maxDurableWaiters").pipe(Config.withDefault(defaults.maxDurableWaiters)),
+  headersTimeout: SectorsConfig.duration("headersTimeout", defaults.headersTimeout),
+  requestTimeout: SectorsConfig.duration("requestTimeout", defaults.requestTimeout),
+  keepAliveTimeout: SectorsConfig.duration("keepAliveTimeout", defaults.keepAliveTimeout),
+  maxConnections: SectorsConfig.positiveInt("maxConnections").pipe(Config.withDefault(defaults.maxConnections)),
   simulate: Config.option(Config.Literals(Workload.scenarios, "simulate")),
   authToken: Config.option(Config.schema(TokenList, "authToken")),
   authTokenFile: Config.option(Config.schema(TokenFile, "authTokenFile")),

@@ -19,9 +19,13 @@
  * Before any route sees a request, `Guard` (installed once, around the router) answers CORS preflights, refuses a
  * foreign `Host` on a loopback bind (421), a missing or wrong bearer token when `AUTH_TOKEN` is set (401) and a POST
  * body that is not JSON (415).
+ *
+ * Waiting for durability is bounded: at most `maxDurableWaiters` `ack=durable` submissions and flushes wait at once;
+ * one more gets 503 `too-many-waiters` before it is submitted, so nothing of it is applied. The server's own limits
+ * (header, request and keep-alive timeouts, the connection cap) are set from `HostConfig` by `makeServer`.
  */
 import { Batch, Op, type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
-import { ByteSize, Cause, Effect, Layer, Option, Predicate, Result } from "effect"
+import { ByteSize, Cause, Duration, Effect, Layer, Option, Predicate, Result } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import * as http from "node:http"
@@ -203,6 +207,19 @@ const endpoints = Effect.gen(function*() {
   const config = yield* HostConfig
   const sectorsConfig = yield* SectorsConfig.SectorsConfig
 
+  /**
+   * Requests waiting for durability now. `waiting` takes a place before anything is submitted (503
+   * `too-many-waiters` at once if all `maxDurableWaiters` are taken, so nothing is applied) and gives it back however
+   * the wait ends.
+   */
+  let waiters = 0
+  const waiting = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | Problem.Problem, R> =>
+    Effect.suspend((): Effect.Effect<A, E | Problem.Problem, R> => {
+      if (waiters >= config.maxDurableWaiters) return Effect.fail(Problem.tooManyWaiters(config.maxDurableWaiters))
+      waiters++
+      return Effect.ensuring(effect, Effect.sync(() => waiters--))
+    })
+
   /** `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`. */
   const submit = Effect.fn("Http.submit")(function*(request: HttpServerRequest.HttpServerRequest) {
     const params = yield* HttpRouter.params
@@ -229,13 +246,13 @@ const endpoints = Effect.gen(function*() {
     }
 
     const durable = ack.success === "durable"
-    const accepted = yield* host.submit(
-      sector.success,
-      ops.success,
-      durable
-        ? { ack: "durable", durableTimeout: config.durableTimeout, mailboxWait: sectorsConfig.mailboxWait }
-        : { ack: "accepted", mailboxWait: sectorsConfig.mailboxWait }
-    )
+    const accepted = yield* (durable
+      ? waiting(host.submit(sector.success, ops.success, {
+        ack: "durable",
+        durableTimeout: config.durableTimeout,
+        mailboxWait: sectorsConfig.mailboxWait
+      }))
+      : host.submit(sector.success, ops.success, { ack: "accepted", mailboxWait: sectorsConfig.mailboxWait }))
     const result = {
       sector: sector.success,
       accepted: accepted.accepted,
@@ -279,10 +296,13 @@ const endpoints = Effect.gen(function*() {
     })
   }, orProblem)
 
-  /** `POST /sectors/{sector}/flush`: answers once everything accepted so far is durable (at most `durableTimeout`). */
+  /**
+   * `POST /sectors/{sector}/flush`: answers once everything accepted so far is durable (at most `durableTimeout`); a
+   * durable waiter like `ack=durable`, so bounded by `maxDurableWaiters` too.
+   */
   const flush = Effect.fn("Http.flush")(function*() {
     const { sector } = yield* pathIds("sector")
-    const persistedSeq = yield* host.flush(sector).pipe(Effect.timeoutOption(config.durableTimeout))
+    const persistedSeq = yield* waiting(host.flush(sector).pipe(Effect.timeoutOption(config.durableTimeout)))
     if (Option.isNone(persistedSeq)) {
       return yield* Problem.timedOut(`sector ${sector}: not everything accepted became durable within the wait`, {
         sector
@@ -413,13 +433,35 @@ const edge = HttpRouter.middleware(
   { global: true }
 )
 
+/** A configured timeout in Node's terms: milliseconds, 0 for none (`Infinity`). */
+const timeoutMillis = (duration: Duration.Duration): number => {
+  const millis = Duration.toMillis(duration)
+  return Number.isFinite(millis) ? Math.max(0, Math.round(millis)) : 0
+}
+
+/** The limits `makeServer` sets on the server: from `HostConfig`, never Node's implicit defaults. */
+export type ServerLimits = Pick<
+  HostConfig["Service"],
+  "headersTimeout" | "requestTimeout" | "keepAliveTimeout" | "maxConnections"
+>
+
 /**
- * The host's Node HTTP server. Requests its parser refuses before any route sees them — an unknown method, a
- * malformed request line, header or chunk — are answered with problem+json (and the connection closed) rather than
- * Node's bare `400 Bad Request`, with the statuses Node would have used.
+ * The host's Node HTTP server, with its limits set explicitly from the configuration: `headersTimeout` and
+ * `requestTimeout` (a client slower than them gets 408 and is disconnected; the headers' limit never exceeds the whole
+ * request's), `keepAliveTimeout` for idle connections, `maxConnections` (connections past it are closed as they
+ * arrive). Requests its parser refuses before any route sees them — an unknown method, a malformed request line,
+ * header or chunk — are answered with problem+json (and the connection closed) rather than Node's bare
+ * `400 Bad Request`, with the statuses Node would have used.
  */
-export const makeServer = (): http.Server => {
-  const server = http.createServer()
+export const makeServer = (limits: ServerLimits): http.Server => {
+  const requestTimeout = timeoutMillis(limits.requestTimeout)
+  const headersTimeout = timeoutMillis(limits.headersTimeout)
+  const server = http.createServer({
+    requestTimeout,
+    headersTimeout: requestTimeout === 0 ? headersTimeout : Math.min(headersTimeout, requestTimeout),
+  })
+  server.keepAliveTimeout = timeoutMillis(limits.keepAliveTimeout)
+  server.maxConnections = limits.maxConnections
   server.on("clientError", (error: NodeJS.ErrnoException, socket: net.Socket) => {
     const answering = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage
     if (error.code === "ECONNRESET" || !socket.writable || answering?.headersSent === true) {

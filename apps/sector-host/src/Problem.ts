@@ -183,6 +183,20 @@ export const timedOut = (detail: string, extensions?: Readonly<Record<string, un
 const unavailable = (title: string, name: string, detail: string, retryAfterMillis: number): Problem =>
   new Problem({ status: 503, type: urn(name), title, detail, headers: retryAfter(retryAfterMillis) })
 
+/**
+ * 503: `maxDurableWaiters` requests already wait for durability (`ack=durable`, `POST /flush`); this one was refused
+ * at once and nothing of it was applied.
+ */
+export const tooManyWaiters = (maxDurableWaiters: number): Problem =>
+  new Problem({
+    status: 503,
+    type: urn("too-many-waiters"),
+    title: "Too many durable waiters",
+    detail: `${maxDurableWaiters} requests already wait for durability; nothing was applied, retry later`,
+    extensions: { maxDurableWaiters },
+    headers: retryAfter(1000)
+  })
+
 /** A submission refused for a bound (nothing applied): its sector and the bound, with `Retry-After`. */
 const refused = (
   status: number,

@@ -66,6 +66,55 @@ describe("HostConfig durations", () => {
     }))
 })
 
+describe("HostConfig server limits", () => {
+  it.effect("defaults the timeouts, the connection cap and the durable waiters to documented values", () =>
+    Effect.gen(function*() {
+      const config = yield* fromEnv({})
+      assert.deepStrictEqual(
+        [
+          Duration.toMillis(config.headersTimeout),
+          Duration.toMillis(config.requestTimeout),
+          Duration.toMillis(config.keepAliveTimeout),
+          config.maxConnections,
+          config.maxDurableWaiters
+        ],
+        [60_000, 300_000, 5000, 10_000, 10_000]
+      )
+    }))
+
+  it.effect("reads HEADERS_TIMEOUT, REQUEST_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS and MAX_DURABLE_WAITERS", () =>
+    Effect.gen(function*() {
+      const config = yield* fromEnv({
+        HEADERS_TIMEOUT: "10 seconds",
+        REQUEST_TIMEOUT: "30 seconds",
+        KEEP_ALIVE_TIMEOUT: "500",
+        MAX_CONNECTIONS: "2000",
+        MAX_DURABLE_WAITERS: "64"
+      })
+      assert.deepStrictEqual(
+        [
+          Duration.toMillis(config.headersTimeout),
+          Duration.toMillis(config.requestTimeout),
+          Duration.toMillis(config.keepAliveTimeout),
+          config.maxConnections,
+          config.maxDurableWaiters
+        ],
+        [10_000, 30_000, 500, 2000, 64]
+      )
+    }))
+
+  it.effect.each([
+    ["MAX_CONNECTIONS", "0"],
+    ["MAX_DURABLE_WAITERS", "-1"],
+    ["MAX_DURABLE_WAITERS", "many"],
+    ["HEADERS_TIMEOUT", "soon"]
+  ] as const)("refuses %s=%s with one line naming it", ([name, value]) =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(fromEnv({ [name]: value }))
+      assert.include(Startup.describe(error), name)
+    }))
+})
+
 describe("HostConfig tokens", () => {
   it.effect("reads AUTH_TOKEN as one or several comma-separated tokens, kept redacted", () =>
     Effect.gen(function*() {

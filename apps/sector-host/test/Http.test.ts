@@ -283,6 +283,100 @@ describe("POST /sectors/{sector}/ops", () => {
     }).pipe(Effect.provide(serve())))
 })
 
+describe("durable waiters (MAX_DURABLE_WAITERS)", () => {
+  it.effect("refuses one more ack=durable submission or flush at once with 503 too-many-waiters, applying nothing", () =>
+    Effect.gen(function*() {
+      const faults = yield* FaultSink.Faults
+      yield* post("/sectors/7/ops?ack=durable", { ops: [set(1)] })
+      yield* faults.slow("10 seconds")
+      const first = yield* Effect.forkChild(post("/sectors/7/ops?ack=durable", { ops: [set(2)] }))
+      const second = yield* Effect.forkChild(post("/sectors/7/ops?ack=durable", { ops: [set(3)] }))
+      yield* eventually(Effect.map(stats(7), (s) => s.lastSeq === 3))
+
+      // the TestClock stands still: these answers come at once, not after any wait
+      const third = yield* post("/sectors/7/ops?ack=durable", { ops: [set(4)] })
+      assertProblem(third, 503)
+      assert.strictEqual(third.body.type, "urn:sectors:problem:too-many-waiters")
+      assert.strictEqual(third.body.maxDurableWaiters, 2)
+      assert.strictEqual(third.headers["retry-after"], "1")
+      const flush = yield* post("/sectors/7/flush")
+      assertProblem(flush, 503)
+      assert.strictEqual(flush.body.type, "urn:sectors:problem:too-many-waiters")
+      yield* assertUnchanged(3)
+      // an ack=accepted submission does not wait, so it is not bounded
+      assert.strictEqual((yield* post("/sectors/7/ops", { ops: [set(5)] })).status, 202)
+
+      // the waits end (the slow batch lands): their places are free again
+      yield* faults.reset
+      yield* advanceUntil(Effect.map(Effect.all([isDone(first), isDone(second)]), ([a, b]) => a && b), "1 second")
+      assert.deepStrictEqual([(yield* Fiber.join(first)).status, (yield* Fiber.join(second)).status], [200, 200])
+      const after = yield* post("/sectors/7/ops?ack=durable", { ops: [set(6)] })
+      assert.strictEqual(after.status, 200, after.text)
+      assert.strictEqual(after.body.lastSeq, 5)
+    }).pipe(Effect.provide(serve({ host: { maxDurableWaiters: 2, durableTimeout: Duration.minutes(1) } }))))
+})
+
+describe("the server's limits", () => {
+  it.effect("sets the configured timeouts and connection cap on the Node server, not Node's implicit defaults", () =>
+    Effect.sync(() => {
+      const server = Http.makeServer({
+        ...HostConfig.defaults,
+        headersTimeout: Duration.seconds(7),
+        requestTimeout: Duration.seconds(11),
+        keepAliveTimeout: Duration.millis(1500),
+        maxConnections: 321
+      })
+      assert.deepStrictEqual(
+        [server.headersTimeout, server.requestTimeout, server.keepAliveTimeout, server.maxConnections],
+        [7000, 11_000, 1500, 321]
+      )
+    }))
+
+  it.effect("never lets the headers' limit exceed the whole request's, and reads Infinity as no limit", () =>
+    Effect.sync(() => {
+      const clamped = Http.makeServer({
+        ...HostConfig.defaults,
+        headersTimeout: Duration.seconds(30),
+        requestTimeout: Duration.seconds(10)
+      })
+      assert.deepStrictEqual([clamped.headersTimeout, clamped.requestTimeout], [10_000, 10_000])
+      const unlimited = Http.makeServer({ ...HostConfig.defaults, requestTimeout: Duration.infinity })
+      assert.deepStrictEqual([unlimited.headersTimeout, unlimited.requestTimeout], [60_000, 0])
+    }))
+
+  it.live("closes a connection past maxConnections while the ones within it are served", () =>
+    Effect.gen(function*() {
+      const server = Http.makeServer({ ...HostConfig.defaults, maxConnections: 1 })
+      server.on("request", (_request, response) => response.end("ok"))
+      yield* Effect.acquireRelease(
+        Effect.callback<void>((resume) => {
+          server.listen(0, "127.0.0.1", () => resume(Effect.void))
+        }),
+        () => Effect.sync(() => server.closeAllConnections()).pipe(Effect.andThen(Effect.sync(() => server.close())))
+      )
+      const port = (server.address() as { port: number }).port
+      const held = connect(port, "127.0.0.1")
+      yield* Effect.callback<void>((resume) => {
+        held.on("connect", () => resume(Effect.void))
+      })
+      yield* eventually(Effect.promise(() =>
+        new Promise<boolean>((resolve) => server.getConnections((_, count) => resolve(count === 1)))
+      ))
+      const refused = yield* Effect.promise(() =>
+        new Promise<string>((resolve) => {
+          const request = httpRequest({ host: "127.0.0.1", port, path: "/", agent: false }, (response) => {
+            response.resume()
+            resolve(`answered ${response.statusCode}`)
+          })
+          request.on("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message))
+          request.end()
+        })
+      )
+      assert.include(["ECONNRESET", "EPIPE", "socket hang up"], refused)
+      held.destroy()
+    }).pipe(Effect.scoped))
+})
+
 /** A body of `bytes` bytes that is otherwise a valid submission. */
 const padded = (bytes: number) => {
   const head = `{"ops":[{"type":"set","entity":1,"component":"c","data":{"pad":"`
@@ -468,11 +562,11 @@ describe("limits at their edge", () => {
     }).pipe(Effect.provide(serve())))
 })
 
-/** Sends `raw` bytes to a fresh `Http.makeServer()` on loopback and returns what came back before it closed. */
+/** Sends `raw` bytes to a fresh `Http.makeServer` (default limits) on loopback; returns what came back before it closed. */
 const rawExchange = (raw: string) =>
   Effect.acquireUseRelease(
     Effect.callback<Server>((resume) => {
-      const server = Http.makeServer()
+      const server = Http.makeServer(HostConfig.defaults)
       server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
     }),
     (server) =>
