@@ -1,6 +1,7 @@
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Layer, Option, Redacted, Scope } from "effect"
+import { execFile } from "node:child_process"
 import * as fs from "node:fs/promises"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -70,6 +71,29 @@ describe("PgEmbedded.start", () => {
       }))
       assert.strictEqual(again, "kept")
     }))
+
+  it.live("leaves alone a live process that is not PostgreSQL named by a stale postmaster.pid, and starts", () =>
+    Effect.gen(function*() {
+      const dir = path.join(yield* tempDir, "cluster")
+      yield* Effect.scoped(PgEmbedded.start({ dataDir: dir }))
+      // an orphaned `sleep` (re-parented to init, as an orphaned server would be) now holds the pid the file names
+      const pid = yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          new Promise<number>((resolve, reject) =>
+            execFile("sh", ["-c", "sleep 120 >/dev/null 2>&1 & echo $!"], (error, stdout) =>
+              error ? reject(error) : resolve(Number(stdout.trim())))
+          )
+        ),
+        (pid) => Effect.sync(() => isAlive(pid) && process.kill(pid, "SIGKILL"))
+      )
+      assert.isTrue(isAlive(pid))
+      yield* Effect.promise(() => fs.writeFile(path.join(dir, "postmaster.pid"), `${pid}\n${dir}\n`))
+      const note = yield* Effect.scoped(
+        Effect.flatMap(PgEmbedded.start({ dataDir: dir }), (server) => roundTrip(server.url, "after a stale pid file"))
+      )
+      assert.strictEqual(note, "after a stale pid file")
+      assert.isTrue(isAlive(pid), "the process the stale pid file named is not PostgreSQL and survives")
+    }).pipe(Effect.scoped))
 
   it.live("refuses a non-empty directory that is not a cluster, with one clear error", () =>
     Effect.gen(function*() {

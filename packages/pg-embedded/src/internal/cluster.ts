@@ -145,8 +145,22 @@ const waitForExit = async (pid: number, timeoutMs: number) => {
 }
 
 /**
- * A `postmaster.pid` left by a server whose owner died (SIGKILL of the host): if that server still runs and has
- * been re-parented to init, it is ours and orphaned, so stop it; a server with a live parent is someone else's.
+ * Whether a process is PostgreSQL, by its command name (`/proc/<pid>/comm`, which PostgreSQL's process titles leave
+ * alone) or, where that cannot be read, its command line. `undefined` where neither can be read (not Linux).
+ */
+const isPostgres = async (pid: number): Promise<boolean | undefined> => {
+  const comm = await fs.readFile(`/proc/${pid}/comm`, "utf8").catch(() => undefined)
+  if (comm !== undefined) return comm.trim() === "postgres"
+  const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => undefined)
+  return cmdline === undefined ? undefined : /(^|\/)postgres(\0|:|\s|$)/.test(cmdline)
+}
+
+/**
+ * A `postmaster.pid` left by a server whose owner died (SIGKILL of the host). The pid it names is stopped only if it
+ * is a PostgreSQL server: one re-parented to init is ours and orphaned, so stop it; one with a live parent is someone
+ * else's; one that cannot be told (no /proc) is taken for someone else's too. A pid that now names another process
+ * (the server is gone and the pid reused) is left alone, and the stale file removed so PostgreSQL does not take that
+ * process for a running server.
  */
 const reclaimOrphan = async (dataDir: string) => {
   const pidFile = path.join(dataDir, "postmaster.pid")
@@ -154,6 +168,10 @@ const reclaimOrphan = async (dataDir: string) => {
   if (content === undefined) return
   const pid = Number(content.split("\n")[0])
   if (!Number.isSafeInteger(pid) || pid <= 0 || !isAlive(pid)) return
+  if ((await isPostgres(pid)) === false) {
+    await fs.rm(pidFile, { force: true })
+    return
+  }
   const parent = await parentOf(pid)
   if (parent !== 1) {
     throw new ClusterFailure(
