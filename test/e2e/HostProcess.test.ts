@@ -45,6 +45,36 @@ describe("sector-host process", () => {
       assert.deepStrictEqual(exit, { code: 0, signal: null }, host.output())
     }), { timeout: 90_000 })
 
+  it.live("warns at start that --database-url on the command line shows in ps, without logging the URL", () =>
+    Effect.gen(function*() {
+      const url = yield* TestDatabase.fresh(TestDatabase.serverUrl())
+      const port = yield* Port.free
+      const host = yield* scopedExactly({ PORT: String(port), LOG_FORMAT: "json" }, ["--database-url", Redacted.value(url)])
+      const warnings = host.output().split("\n").filter((line) => line.includes("shows in `ps`"))
+      assert.strictEqual(warnings.length, 1, host.output())
+      const entry = JSON.parse(warnings[0]!) as { level: string; message: string }
+      assert.strictEqual(entry.level, "WARN")
+      assert.include(entry.message, "DATABASE_URL_FILE")
+      assert.notInclude(host.output(), new URL(Redacted.value(url)).password)
+      assert.strictEqual((yield* Effect.promise(() => fetch(`${host.baseUrl}/readyz`))).status, 200)
+      host.signal("SIGTERM")
+      assert.strictEqual((yield* Effect.promise(() => host.exited)).code, 0, host.output())
+    }), { timeout: 90_000 })
+
+  it.live("reads the database URL from DATABASE_URL_FILE, with no warning", () =>
+    Effect.gen(function*() {
+      const url = yield* TestDatabase.fresh(TestDatabase.serverUrl())
+      const port = yield* Port.free
+      const file = path.join(yield* tempDir("sector-host-url-"), "database-url")
+      yield* Effect.promise(() => fs.writeFile(file, `${Redacted.value(url)}\n`))
+      const host = yield* scopedExactly({ PORT: String(port), LOG_FORMAT: "json", DATABASE_URL_FILE: file })
+      assert.notInclude(host.output(), "shows in `ps`")
+      assert.notInclude(host.output(), new URL(Redacted.value(url)).password)
+      assert.strictEqual((yield* Effect.promise(() => fetch(`${host.baseUrl}/readyz`))).status, 200)
+      host.signal("SIGTERM")
+      assert.strictEqual((yield* Effect.promise(() => host.exited)).code, 0, host.output())
+    }).pipe(Effect.scoped), { timeout: 90_000 })
+
   it.live("starts an embedded PostgreSQL in DATA_DIR when DATABASE_URL is unset, and stops it on SIGINT", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("sector-host-e2e-")

@@ -2,7 +2,8 @@
  * Command-line flags as configuration: every setting the host reads from the environment (`MAX_WAIT`) can be given
  * as a flag of the same name in kebab case (`--max-wait 40` or `--max-wait=40`), and a flag wins over the
  * environment. Flags and variables feed one `ConfigProvider`, so `HostConfig` and `SectorsConfig` validate both the
- * same way and report the same names. `--profile` is short for `--batch-profile`; `--help` lists everything.
+ * same way and report the same names. `--profile` is short for `--batch-profile`; `--help` lists everything. A secret
+ * given as a flag (`--database-url`, `--auth-token`) works but is warned about at start: it shows in `ps`.
  */
 import { SectorsConfig } from "@sectors/core"
 import { ConfigProvider, Result, String as Str } from "effect"
@@ -42,6 +43,18 @@ export const parse = (argv: ReadonlyArray<string>): Result.Result<Parsed, string
   }
   return Result.succeed({ _tag: "Run", settings })
 }
+
+/** Settings that are secrets: given as flags, they show in `ps` to every user of the machine. */
+const secrets: ReadonlyArray<readonly [variable: string, flag: string, instead: string]> = [
+  ["DATABASE_URL", "--database-url", "DATABASE_URL or DATABASE_URL_FILE"],
+  ["AUTH_TOKEN", "--auth-token", "AUTH_TOKEN or AUTH_TOKEN_FILE"]
+]
+
+/** One warning per secret given on the command line (never its value), saying what to use instead. */
+export const secretWarnings = (settings: Readonly<Record<string, string>>): ReadonlyArray<string> =>
+  secrets.filter(([variable]) => variable in settings).map(([, flag, instead]) =>
+    `${flag} on the command line shows in \`ps\` to every user of this machine: prefer the environment, ${instead}`
+  )
 
 /** The provider for both configurations: flags over `env`, constant-case names. */
 export const provider = (

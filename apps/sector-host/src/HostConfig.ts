@@ -3,7 +3,7 @@
  * default in `defaults`, `layer(partial)` is for tests, `config` is the descriptor — `main.ts` reads it through
  * `CommandLine` (flags over constant-case environment variables), `layerFromEnv` from the environment alone
  * (`PORT`, `HOST`, `DATABASE_URL`, …). Nothing else in the app reads the environment. Secrets (`DATABASE_URL`,
- * `AUTH_TOKEN`) are `Redacted`: they never show in a log line or an error, and a bad one is described without its value.
+ * `AUTH_TOKEN`, and what `DATABASE_URL_FILE` and `AUTH_TOKEN_FILE` hold) are `Redacted`: they never show in a log line or an error, and a bad one is described without its value.
  */
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -27,8 +27,16 @@ export class HostConfig extends Context.Service<HostConfig, {
   readonly port: number
   /** Address the HTTP API binds to. Defaults to `127.0.0.1`. */
   readonly host: string
-  /** External PostgreSQL. Defaults to none: an embedded server is started in `dataDir`. */
+  /**
+   * External PostgreSQL: `DATABASE_URL`, else the contents of `databaseUrlFile`. Defaults to none: an embedded server
+   * is started in `dataDir`.
+   */
   readonly databaseUrl: Option.Option<Redacted.Redacted<string>>
+  /**
+   * A file holding the URL of the external PostgreSQL (blanks around it ignored), read once at start, used when
+   * `DATABASE_URL` is unset: a secret in a file shows neither in `ps` nor in the environment. Defaults to none.
+   */
+  readonly databaseUrlFile: Option.Option<string>
   /** Data directory of the embedded PostgreSQL, relative to the working directory. Defaults to `.sectors/pg`. */
   readonly dataDir: string
   /** Minimum level of log lines. Defaults to `Info`. */
@@ -82,6 +90,7 @@ export const defaults: HostConfig["Service"] = {
   port: 8080,
   host: "127.0.0.1",
   databaseUrl: Option.none(),
+  databaseUrlFile: Option.none(),
   dataDir: ".sectors/pg",
   logLevel: "Info",
   logFormat: "auto",
@@ -134,6 +143,17 @@ const TokenFile = Schema.String.check(Schema.makeFilter((path) => {
   return issue === undefined ? true : `${JSON.stringify(path)}: ${issue}`
 }))
 
+/** A readable file holding a database URL; checked at start, its contents never echoed. */
+const UrlFile = Schema.String.check(Schema.makeFilter((path) => {
+  let text: string
+  try {
+    text = fs.readFileSync(path, "utf8")
+  } catch (error) {
+    return `cannot read ${JSON.stringify(path)}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`
+  }
+  return text.trim() === "" ? `${JSON.stringify(path)} is empty: expected a database URL` : true
+}))
+
 const splitOrigins = (text: string): Array<string> => text.split(",").map((origin) => origin.trim()).filter((o) => o !== "")
 
 /** Whether `text` is an origin as a browser sends it: scheme, host and port if not the default, nothing more. */
@@ -163,6 +183,7 @@ export const config: Config.Config<HostConfig["Service"]> = Config.all({
   port: Config.Port("port").pipe(Config.withDefault(defaults.port)),
   host: Config.String("host").pipe(Config.withDefault(defaults.host)),
   databaseUrl: Config.option(Config.Redacted("databaseUrl")),
+  databaseUrlFile: Config.option(Config.schema(UrlFile, "databaseUrlFile")),
   dataDir: Config.NonEmptyString("dataDir").pipe(Config.withDefault(defaults.dataDir)),
   logLevel: Config.LogLevel("logLevel").pipe(Config.withDefault(defaults.logLevel)),
   logFormat: Config.Literals(["json", "pretty", "auto"], "logFormat").pipe(Config.withDefault(defaults.logFormat)),
@@ -183,6 +204,10 @@ export const config: Config.Config<HostConfig["Service"]> = Config.all({
   corsOrigins: Config.schema(OriginList, "corsOrigins").pipe(Config.map(splitOrigins), Config.withDefault(defaults.corsOrigins))
 }).pipe(Config.map(({ authToken, ...rest }) => ({
   ...rest,
+  databaseUrl: Option.orElse(
+    rest.databaseUrl,
+    () => Option.map(rest.databaseUrlFile, (path) => Redacted.make(fs.readFileSync(path, "utf8").trim()))
+  ),
   authToken: [
     ...Option.match(authToken, { onNone: () => [], onSome: asRedacted }),
     ...Option.match(rest.authTokenFile, { onNone: () => [], onSome: (path) => asRedacted(readTokenFile(path)) })

@@ -37,8 +37,13 @@ if (Result.isFailure(parsed)) {
       ? Effect.void
       : Effect.logError(`sector-host could not start: ${Startup.describe(error)}`)
 
+  const warnings = Effect.forEach(CommandLine.secretWarnings(parsed.success.settings), (line) => Effect.logWarning(line), {
+    discard: true
+  })
+
   Lifecycle.runMain(
-    Host.program.pipe(
+    warnings.pipe(
+      Effect.andThen(Host.program),
       Effect.tapError(reportFailure),
       Effect.flatMap((report) => report.unflushed > 0 ? Effect.fail(new Lifecycle.Unflushed({ report })) : Effect.void),
       Effect.provide(Main),

@@ -66,6 +66,45 @@ describe("HostConfig durations", () => {
     }))
 })
 
+describe("HostConfig DATABASE_URL_FILE", () => {
+  const urlFile = (text: string) =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "host-config-"))
+        const file = path.join(dir, "database-url")
+        fs.writeFileSync(file, text)
+        return file
+      }),
+      (file) => Effect.sync(() => fs.rmSync(path.dirname(file), { recursive: true, force: true }))
+    )
+
+  it.effect("reads the database URL from the file, trimmed and redacted, when DATABASE_URL is unset", () =>
+    Effect.gen(function*() {
+      const file = yield* urlFile("postgres://u:s3cret@127.0.0.1:5432/db\n")
+      const config = yield* fromEnv({ DATABASE_URL_FILE: file })
+      assert.isTrue(Option.isSome(config.databaseUrl))
+      assert.strictEqual(Redacted.value(Option.getOrThrow(config.databaseUrl)), "postgres://u:s3cret@127.0.0.1:5432/db")
+      assert.notInclude(String(Option.getOrThrow(config.databaseUrl)), "s3cret")
+    }).pipe(Effect.scoped))
+
+  it.effect("lets DATABASE_URL win over the file", () =>
+    Effect.gen(function*() {
+      const file = yield* urlFile("postgres://from-file@127.0.0.1/db")
+      const config = yield* fromEnv({ DATABASE_URL: "postgres://from-env@127.0.0.1/db", DATABASE_URL_FILE: file })
+      assert.strictEqual(Redacted.value(Option.getOrThrow(config.databaseUrl)), "postgres://from-env@127.0.0.1/db")
+    }).pipe(Effect.scoped))
+
+  it.effect("refuses a file that cannot be read or is empty, with one line naming the setting and not the contents", () =>
+    Effect.gen(function*() {
+      const missing = yield* Effect.flip(fromEnv({ DATABASE_URL_FILE: "/nonexistent/database-url" }))
+      assert.include(Startup.describe(missing), "DATABASE_URL_FILE")
+      assert.include(Startup.describe(missing), "ENOENT")
+      const empty = yield* Effect.flip(fromEnv({ DATABASE_URL_FILE: yield* urlFile("  \n") }))
+      assert.include(Startup.describe(empty), "DATABASE_URL_FILE")
+      assert.include(Startup.describe(empty), "is empty")
+    }).pipe(Effect.scoped))
+})
+
 describe("HostConfig server limits", () => {
   it.effect("defaults the timeouts, the connection cap and the durable waiters to documented values", () =>
     Effect.gen(function*() {
