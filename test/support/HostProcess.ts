@@ -53,7 +53,7 @@ export const startHost = async (
   const baseUrl = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`host did not start within ${timeoutMs} ms:\n${output()}`)), timeoutMs)
     const check = () => {
-      const match = /listening on (http:\/\/[0-9.]+:\d+)/.exec(output())
+      const match = /listening on (https?:\/\/[0-9.]+:\d+)/.exec(output())
       if (match) {
         clearTimeout(timer)
         resolve(match[1]!)

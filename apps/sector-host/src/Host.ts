@@ -10,7 +10,7 @@
  * lock (`HostLock`, exclusive) and does not start if another host holds it (`Startup` says who). It holds the lock
  * until after the final flush. Should the lock be lost to another host while this one runs (its connection was cut
  * and the other took it meanwhile), the host shuts down as on a signal and exits non-zero (`DatabaseLost`).
- * Before all of it, `Exposure` refuses to serve beyond loopback without a token.
+ * Before all of it, `Exposure` refuses to serve beyond loopback without a token, and `Tls` half a TLS configuration.
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import { SectorHost, SectorsConfig } from "@sectors/core"
@@ -24,6 +24,7 @@ import * as Exposure from "./Exposure.ts"
 import * as Http from "./Http.ts"
 import * as Lifecycle from "./Lifecycle.ts"
 import * as Simulator from "./Simulator.ts"
+import * as Tls from "./Tls.ts"
 
 /** Where the database is: `DATABASE_URL`, or an embedded server in `DATA_DIR`. */
 const databaseUrl = Layer.unwrap(HostConfig.useSync((config) =>
@@ -73,10 +74,12 @@ export const program = Effect.gen(function*() {
   const lifecycle = yield* Lifecycle.Lifecycle
   const config = yield* HostConfig
   const sectorsConfig = yield* SectorsConfig.SectorsConfig
+  yield* Tls.check(config)
   yield* Exposure.check(config)
   const context = yield* Layer.build(app)
   const host = Context.get(context, SectorHost.SectorHost)
-  const address = yield* HttpServer.addressFormattedWith(Effect.succeed).pipe(Effect.provideContext(context))
+  const plain = yield* HttpServer.addressFormattedWith(Effect.succeed).pipe(Effect.provideContext(context))
+  const address = Option.isSome(config.tlsCert) ? plain.replace(/^http:/, "https:") : plain
   const database = Context.get(context, PgEmbedded.DatabaseUrl)
   const lock = Context.get(context, HostLock.HostLock)
 

@@ -66,6 +66,13 @@ export class HostConfig extends Context.Service<HostConfig, {
   readonly keepAliveTimeout: Duration.Duration
   /** Most connections open at once; more are closed as they arrive. Defaults to `10000`. */
   readonly maxConnections: number
+  /**
+   * PEM file of the certificate (chain) to serve HTTPS with, on the same port; needs `tlsKey`. Defaults to none:
+   * plain HTTP.
+   */
+  readonly tlsCert: Option.Option<string>
+  /** PEM file of the private key of `tlsCert`; needs `tlsCert`. Defaults to none. */
+  readonly tlsKey: Option.Option<string>
   /** Drive the host in-process with a field-report workload. Defaults to none. */
   readonly simulate: Option.Option<Workload.Scenario>
   /**
@@ -104,6 +111,8 @@ export const defaults: HostConfig["Service"] = {
   requestTimeout: Duration.minutes(5),
   keepAliveTimeout: Duration.seconds(5),
   maxConnections: 10_000,
+  tlsCert: Option.none(),
+  tlsKey: Option.none(),
   simulate: Option.none(),
   authToken: [],
   authTokenFile: Option.none(),
@@ -154,6 +163,16 @@ const UrlFile = Schema.String.check(Schema.makeFilter((path) => {
   return text.trim() === "" ? `${JSON.stringify(path)} is empty: expected a database URL` : true
 }))
 
+/** A readable file (a PEM certificate or key); checked at start, its contents never echoed. */
+const ReadableFile = Schema.String.check(Schema.makeFilter((path) => {
+  try {
+    fs.accessSync(path, fs.constants.R_OK)
+    return true
+  } catch (error) {
+    return `cannot read ${JSON.stringify(path)}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`
+  }
+}))
+
 const splitOrigins = (text: string): Array<string> => text.split(",").map((origin) => origin.trim()).filter((o) => o !== "")
 
 /** Whether `text` is an origin as a browser sends it: scheme, host and port if not the default, nothing more. */
@@ -197,6 +216,8 @@ export const config: Config.Config<HostConfig["Service"]> = Config.all({
   requestTimeout: SectorsConfig.duration("requestTimeout", defaults.requestTimeout),
   keepAliveTimeout: SectorsConfig.duration("keepAliveTimeout", defaults.keepAliveTimeout),
   maxConnections: SectorsConfig.positiveInt("maxConnections").pipe(Config.withDefault(defaults.maxConnections)),
+  tlsCert: Config.option(Config.schema(ReadableFile, "tlsCert")),
+  tlsKey: Config.option(Config.schema(ReadableFile, "tlsKey")),
   simulate: Config.option(Config.Literals(Workload.scenarios, "simulate")),
   authToken: Config.option(Config.schema(TokenList, "authToken")),
   authTokenFile: Config.option(Config.schema(TokenFile, "authTokenFile")),

@@ -29,11 +29,13 @@ import { ByteSize, Cause, Duration, Effect, Layer, Option, Predicate, Result } f
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import * as http from "node:http"
+import * as https from "node:https"
 import type * as net from "node:net"
 import { HostConfig } from "./HostConfig.ts"
 import * as Guard from "./Guard.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
+import * as Tls from "./Tls.ts"
 
 type Handler = (
   request: HttpServerRequest.HttpServerRequest
@@ -443,23 +445,28 @@ const timeoutMillis = (duration: Duration.Duration): number => {
 export type ServerLimits = Pick<
   HostConfig["Service"],
   "headersTimeout" | "requestTimeout" | "keepAliveTimeout" | "maxConnections"
->
+> & Partial<Pick<HostConfig["Service"], "tlsCert" | "tlsKey">>
 
 /**
  * The host's Node HTTP server, with its limits set explicitly from the configuration: `headersTimeout` and
  * `requestTimeout` (a client slower than them gets 408 and is disconnected; the headers' limit never exceeds the whole
  * request's), `keepAliveTimeout` for idle connections, `maxConnections` (connections past it are closed as they
- * arrive). Requests its parser refuses before any route sees them — an unknown method, a malformed request line,
+ * arrive). With `tlsCert` and `tlsKey` it is an HTTPS server (`Tls`) with the same limits. Requests its parser refuses before any route sees them — an unknown method, a malformed request line,
  * header or chunk — are answered with problem+json (and the connection closed) rather than Node's bare
  * `400 Bad Request`, with the statuses Node would have used.
  */
 export const makeServer = (limits: ServerLimits): http.Server => {
   const requestTimeout = timeoutMillis(limits.requestTimeout)
   const headersTimeout = timeoutMillis(limits.headersTimeout)
-  const server = http.createServer({
+  const options = {
     requestTimeout,
-    headersTimeout: requestTimeout === 0 ? headersTimeout : Math.min(headersTimeout, requestTimeout),
-  })
+    headersTimeout: requestTimeout === 0 ? headersTimeout : Math.min(headersTimeout, requestTimeout)
+  }
+  const tls = Tls.credentials({ tlsCert: limits.tlsCert ?? Option.none(), tlsKey: limits.tlsKey ?? Option.none() })
+  // an HTTPS server is an HTTP server over TLS: the same events, fields and handlers
+  const server = tls === undefined
+    ? http.createServer(options)
+    : https.createServer({ ...options, ...tls }) as unknown as http.Server
   server.keepAliveTimeout = timeoutMillis(limits.keepAliveTimeout)
   server.maxConnections = limits.maxConnections
   server.on("clientError", (error: NodeJS.ErrnoException, socket: net.Socket) => {

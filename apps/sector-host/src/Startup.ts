@@ -8,6 +8,7 @@ import { HostLock } from "@sectors/sink-pg"
 import { Config, Predicate, SchemaIssue, String as Str } from "effect"
 import { ServeError } from "effect/http/HttpServerError"
 import * as Exposure from "./Exposure.ts"
+import * as Tls from "./Tls.ts"
 import { SqlError } from "effect/sql/SqlError"
 
 /** A setting's variable name (`MAX_WAIT`), as `ConfigProvider.constantCase` looked it up. */
@@ -57,6 +58,7 @@ const describeHeld = (error: HostLock.HostLockHeld): string => {
 export const describe = (error: unknown): string => {
   if (error instanceof Config.ConfigError) return describeConfig(error)
   if (error instanceof Exposure.OpenDoor) return Exposure.describe(error)
+  if (error instanceof Tls.HalfTls) return Tls.describe(error)
   if (error instanceof HostLock.HostLockHeld) return describeHeld(error)
   if (error instanceof PgEmbedded.PgEmbeddedError) return `cannot start the embedded PostgreSQL: ${error.message}`
   if (error instanceof SqlError) return `cannot use the database: ${rootMessage(error)}`

@@ -105,6 +105,32 @@ describe("HostConfig DATABASE_URL_FILE", () => {
     }).pipe(Effect.scoped))
 })
 
+describe("HostConfig TLS", () => {
+  it.effect("reads TLS_CERT and TLS_KEY as paths of readable files, none by default", () =>
+    Effect.gen(function*() {
+      assert.isTrue(Option.isNone((yield* fromEnv({})).tlsCert))
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "host-config-tls-"))
+      try {
+        fs.writeFileSync(path.join(dir, "c.pem"), "cert")
+        fs.writeFileSync(path.join(dir, "k.pem"), "key")
+        const config = yield* fromEnv({ TLS_CERT: path.join(dir, "c.pem"), TLS_KEY: path.join(dir, "k.pem") })
+        assert.deepStrictEqual(
+          [Option.getOrThrow(config.tlsCert), Option.getOrThrow(config.tlsKey)],
+          [path.join(dir, "c.pem"), path.join(dir, "k.pem")]
+        )
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }))
+
+  it.effect.each(["TLS_CERT", "TLS_KEY"])("refuses an unreadable %s with one line naming it", (name) =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(fromEnv({ [name]: "/nonexistent/x.pem" }))
+      assert.include(Startup.describe(error), name)
+      assert.include(Startup.describe(error), "ENOENT")
+    }))
+})
+
 describe("HostConfig server limits", () => {
   it.effect("defaults the timeouts, the connection cap and the durable waiters to documented values", () =>
     Effect.gen(function*() {
