@@ -48,6 +48,11 @@ export const hostName = (header: string): string | undefined => {
 /** Whether a content type is JSON: `application/json`, with parameters or without. */
 export const isJson = (contentType: string): boolean => /^\s*application\/json\s*(?:;|$)/i.test(contentType)
 
+/** Whether a request carries a body (a non-zero `Content-Length`, or a `Transfer-Encoding`). */
+const hasBody = (request: HttpServerRequest.HttpServerRequest): boolean =>
+  (request.headers["content-length"] !== undefined && request.headers["content-length"] !== "0") ||
+  request.headers["transfer-encoding"] !== undefined
+
 /** The methods and headers a preflight may ask for. */
 const preflightHeaders = {
   "access-control-allow-methods": "GET, HEAD, POST",
@@ -72,9 +77,7 @@ export const make = (config: HostConfig["Service"]) => {
     }
     if (request.method === "POST") {
       const type = headers["content-type"]
-      const hasBody = (headers["content-length"] !== undefined && headers["content-length"] !== "0") ||
-        headers["transfer-encoding"] !== undefined
-      if ((type !== undefined || hasBody) && (type === undefined || !isJson(type))) {
+      if ((type !== undefined || hasBody(request)) && (type === undefined || !isJson(type))) {
         return Problem.unsupportedMediaType(type)
       }
     }
@@ -94,7 +97,15 @@ export const make = (config: HostConfig["Service"]) => {
       }))
     }
     const problem = refusal(request)
-    const answer = problem === undefined ? httpApp : Effect.succeed(Problem.toResponse(problem))
+    // a refusal leaves the body unread: close the connection after it, so that no client sends its next request
+    // onto a socket Node is about to reset
+    const answer = problem === undefined
+      ? httpApp
+      : Effect.succeed(
+        hasBody(request)
+          ? HttpServerResponse.setHeader(Problem.toResponse(problem), "connection", "close")
+          : Problem.toResponse(problem)
+      )
     return allowed
       ? Effect.map(answer, (response) =>
         HttpServerResponse.setHeaders(response, { "access-control-allow-origin": origin, vary: "Origin" }))

@@ -25,7 +25,7 @@
  * (header, request and keep-alive timeouts, the connection cap) are set from `HostConfig` by `makeServer`.
  */
 import { Batch, Op, type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
-import { ByteSize, Cause, Duration, Effect, Layer, Option, Predicate, Result } from "effect"
+import { Cause, Duration, Effect, Layer, Option, Predicate, Result } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import * as http from "node:http"
@@ -35,6 +35,10 @@ import { HostConfig } from "./HostConfig.ts"
 import * as Guard from "./Guard.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
+import * as Request from "./Request.ts"
+
+/** How deep a body may nest (see `Request`). */
+export const maxJsonDepth = Request.maxJsonDepth
 import * as Tls from "./Tls.ts"
 
 type Handler = (
@@ -66,132 +70,6 @@ const iso = (millis: number | undefined) => (millis === undefined ? null : new D
 
 /** Answers a handler's failure with its problem response. */
 const orProblem = Effect.catch((error: Problem.KnownError | Problem.Problem) => Problem.answer(error))
-
-// ---- request parts ----
-
-/** A path segment as an id: decimal digits only, a safe integer. */
-const parseId = (field: string, text: string | undefined): Result.Result<number, Problem.Issue> => {
-  const id = text !== undefined && /^\d{1,16}$/.test(text) ? Number(text) : Number.NaN
-  return Number.isSafeInteger(id)
-    ? Result.succeed(id)
-    : Result.fail({ field, message: `must be a non-negative safe integer, got ${JSON.stringify(text ?? "")}` })
-}
-
-/** The ids in the path named `fields`, or 400 naming each bad one. */
-const pathIds = <const Fields extends ReadonlyArray<string>>(...fields: Fields) =>
-  Effect.flatMap(HttpRouter.params, (params) => {
-    const ids: Record<string, number> = {}
-    const issues: Array<Problem.Issue> = []
-    for (const field of fields) {
-      const id = parseId(field, params[field])
-      if (Result.isSuccess(id)) ids[field] = id.success
-      else issues.push(id.failure)
-    }
-    return issues.length === 0
-      ? Effect.succeed(ids as Record<Fields[number], number>)
-      : Effect.fail(Problem.invalid(issues))
-  })
-
-/** `?ack=`: `accepted` (the default) or `durable`. */
-const parseAck = (
-  value: string | ReadonlyArray<string> | undefined
-): Result.Result<"accepted" | "durable", Problem.Issue> =>
-  value === undefined
-    ? Result.succeed("accepted")
-    : value === "accepted" || value === "durable"
-    ? Result.succeed(value)
-    : Result.fail({ field: "ack", message: `must be "accepted" or "durable", got ${JSON.stringify(value)}` })
-
-/** Decodes UTF-8 strictly: a byte sequence that is not UTF-8 fails rather than turning into U+FFFD. */
-const utf8 = new TextDecoder("utf-8", { fatal: true })
-
-/**
- * The body as text, at most `maxBytes` of it: 413 past that, judged by `Content-Length` before reading. A body that
- * is not UTF-8 is refused (400) rather than decoded with replacement characters, which would store something the
- * client never sent.
- */
-const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes: number) => {
-  const declared = request.headers["content-length"]
-  if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > maxBytes) {
-    return Effect.fail(
-      Problem.tooLarge([{ field: "body", message: `is ${declared} bytes; must be at most ${maxBytes} bytes` }])
-    )
-  }
-  return request.arrayBuffer.pipe(
-    Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(maxBytes)),
-    Effect.mapError((error) =>
-      error.reason._tag === "RequestParseError" && error.reason.reason === "BodyTooLarge"
-        ? Problem.tooLarge([{ field: "body", message: `must be at most ${maxBytes} bytes` }])
-        : Problem.fromError(error)
-    ),
-    Effect.flatMap((bytes) =>
-      Effect.try({
-        try: () => utf8.decode(bytes),
-        catch: () => Problem.invalid([{ field: "body", message: "is not valid UTF-8" }])
-      })
-    )
-  )
-}
-
-/** The body as JSON, or 400. */
-const parseJson = (text: string): Effect.Effect<unknown, Problem.Problem> => {
-  if (text.trim() === "") {
-    return Effect.fail(
-      Problem.invalid([{ field: "body", message: `must be a JSON object {"ops": [...]}, got nothing` }])
-    )
-  }
-  return Effect.try({
-    try: () => JSON.parse(text) as unknown,
-    catch: (error) => {
-      const reason = error instanceof Error ? error.message : String(error)
-      return Problem.invalid([{ field: "body", message: `is not valid JSON: ${reason}` }])
-    }
-  })
-}
-
-/** Most levels of objects and arrays a submission's body may nest (`{"ops":[{"data":{}}]}` is 4). */
-export const maxJsonDepth = 64
-
-/** Whether `value` nests more than `limit` levels of objects and arrays, found without recursion. */
-const nestsDeeperThan = (value: unknown, limit: number): boolean => {
-  const stack: Array<readonly [object, number]> = Predicate.isObjectOrArray(value) ? [[value, 1]] : []
-  while (stack.length > 0) {
-    const [item, depth] = stack.pop()!
-    if (depth > limit) return true
-    for (const inner of Object.values(item)) if (Predicate.isObjectOrArray(inner)) stack.push([inner, depth + 1])
-  }
-  return false
-}
-
-/** Limits on a submission: its nesting, the number of its ops, and each op's `data` as JSON bytes. */
-const limitIssues = (body: unknown, config: HostConfig["Service"]): Array<Problem.Issue> => {
-  if (nestsDeeperThan(body, maxJsonDepth)) {
-    return [{ field: "body", message: `nests deeper than ${maxJsonDepth} levels of objects and arrays` }]
-  }
-  if (!Predicate.isObject(body) || !Array.isArray(body.ops)) return []
-  const ops: ReadonlyArray<unknown> = body.ops
-  if (ops.length > config.maxOpsPerRequest) {
-    return [{ field: "ops", message: `holds ${ops.length} ops; at most ${config.maxOpsPerRequest} per request` }]
-  }
-  const issues: Array<Problem.Issue> = []
-  ops.forEach((op, index) => {
-    if (!Predicate.isObject(op) || !("data" in op)) return
-    const bytes = Buffer.byteLength(JSON.stringify(op.data) ?? "", "utf8")
-    if (bytes > config.maxDataBytes) {
-      issues.push({ index, field: "data", message: `is ${bytes} bytes as JSON; at most ${config.maxDataBytes} allowed` })
-    }
-  })
-  return issues
-}
-
-/** The body's shape: `{"ops": [...]}` and nothing else. */
-const envelopeIssues = (body: unknown): Array<Problem.Issue> =>
-  Predicate.isObject(body)
-    ? Object.keys(body).filter((key) => key !== "ops").map((field) => ({
-      field,
-      message: `is not a field of a submission (only "ops")`
-    }))
-    : [{ field: "body", message: `must be a JSON object {"ops": [...]}` }]
 
 // ---- rendering ----
 
@@ -226,17 +104,17 @@ const endpoints = Effect.gen(function*() {
   const submit = Effect.fn("Http.submit")(function*(request: HttpServerRequest.HttpServerRequest) {
     const params = yield* HttpRouter.params
     const search = yield* HttpServerRequest.ParsedSearchParams
-    const body = yield* readBody(request, config.maxBodyBytes).pipe(Effect.flatMap(parseJson))
+    const body = yield* Request.readBody(request, config.maxBodyBytes).pipe(Effect.flatMap(Request.parseJson))
 
-    const overLimits = limitIssues(body, config)
+    const overLimits = Request.limitIssues(body, config)
     if (overLimits.length > 0) return yield* Problem.tooLarge(overLimits)
 
-    const sector = parseId("sector", params.sector)
-    const ack = parseAck(search.ack)
+    const sector = Request.parseId("sector", params.sector)
+    const ack = Request.parseAck(search.ack)
     const issues: Array<Problem.Issue> = [
       ...(Result.isFailure(sector) ? [sector.failure] : []),
       ...(Result.isFailure(ack) ? [ack.failure] : []),
-      ...envelopeIssues(body)
+      ...Request.envelopeIssues(body)
     ]
     const ops = Predicate.isObject(body)
       ? yield* Effect.result(Op.decodeOps(body.ops, { maxOps: config.maxOpsPerRequest }))
@@ -266,7 +144,7 @@ const endpoints = Effect.gen(function*() {
 
   /** `GET /sectors/{sector}/entities/{entity}`. */
   const entity = Effect.fn("Http.entity")(function*() {
-    const ids = yield* pathIds("sector", "entity")
+    const ids = yield* Request.pathIds("sector", "entity")
     const found = yield* host.get(ids.sector, ids.entity)
     if (Option.isNone(found)) return yield* Problem.notFound(`sector ${ids.sector} has no entity ${ids.entity}`)
     const view = found.value
@@ -281,7 +159,7 @@ const endpoints = Effect.gen(function*() {
 
   /** `GET /sectors/{sector}`: the sector's figures and the circuit. */
   const status = Effect.fn("Http.status")(function*() {
-    const { sector } = yield* pathIds("sector")
+    const { sector } = yield* Request.pathIds("sector")
     const { sectorId: _, persistedAt, ...stats } = yield* host.stats(sector)
     return json({ sector, ...stats, persistedAt: iso(persistedAt), circuit: circuitJson(host.circuit()) })
   }, orProblem)
@@ -303,7 +181,7 @@ const endpoints = Effect.gen(function*() {
    * durable waiter like `ack=durable`, so bounded by `maxDurableWaiters` too.
    */
   const flush = Effect.fn("Http.flush")(function*() {
-    const { sector } = yield* pathIds("sector")
+    const { sector } = yield* Request.pathIds("sector")
     const persistedSeq = yield* waiting(host.flush(sector).pipe(Effect.timeoutOption(config.durableTimeout)))
     if (Option.isNone(persistedSeq)) {
       return yield* Problem.timedOut(`sector ${sector}: not everything accepted became durable within the wait`, {
@@ -315,7 +193,7 @@ const endpoints = Effect.gen(function*() {
 
   /** `GET /sectors/{sector}/dead-letters`. */
   const deadLetters = Effect.fn("Http.deadLetters")(function*() {
-    const { sector } = yield* pathIds("sector")
+    const { sector } = yield* Request.pathIds("sector")
     const letters = yield* host.deadLetters(sector)
     return json({
       sector,
