@@ -131,18 +131,21 @@ describe("HostConfig TLS", () => {
     }))
 })
 
+/** The server limits of a configuration, durations in milliseconds. */
+const limitsOf = (config: HostConfig.HostConfig["Service"]) => [
+  Duration.toMillis(config.headersTimeout),
+  Duration.toMillis(config.requestTimeout),
+  Duration.toMillis(config.keepAliveTimeout),
+  config.maxConnections,
+  config.maxDurableWaiters
+]
+
 describe("HostConfig server limits", () => {
   it.effect("defaults the timeouts, the connection cap and the durable waiters to documented values", () =>
     Effect.gen(function*() {
       const config = yield* fromEnv({})
       assert.deepStrictEqual(
-        [
-          Duration.toMillis(config.headersTimeout),
-          Duration.toMillis(config.requestTimeout),
-          Duration.toMillis(config.keepAliveTimeout),
-          config.maxConnections,
-          config.maxDurableWaiters
-        ],
+        limitsOf(config),
         [60_000, 300_000, 5000, 10_000, 10_000]
       )
     }))
@@ -157,13 +160,7 @@ describe("HostConfig server limits", () => {
         MAX_DURABLE_WAITERS: "64"
       })
       assert.deepStrictEqual(
-        [
-          Duration.toMillis(config.headersTimeout),
-          Duration.toMillis(config.requestTimeout),
-          Duration.toMillis(config.keepAliveTimeout),
-          config.maxConnections,
-          config.maxDurableWaiters
-        ],
+        limitsOf(config),
         [10_000, 30_000, 500, 2000, 64]
       )
     }))

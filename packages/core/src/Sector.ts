@@ -51,8 +51,7 @@ import {
   MailboxFull,
   SectorFenced,
   ShuttingDown,
-  SinkError,
-  SinkUnavailable
+  SinkError
 } from "./Errors.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Op from "./Op.ts"
@@ -149,8 +148,10 @@ export type SubmitError =
 export interface Sector {
   readonly sectorId: number
   /**
-   * Submits ops (already validated, see `Op.decodeOps`). Fails with `MailboxFull` when the mailbox is full,
-   * `SinkUnavailable` while the circuit is open, `ShuttingDown` once draining; in those cases nothing was applied.
+   * Submits ops (already validated, see `Op.decodeOps`). Fails with `MailboxFull` when the mailbox stays full for
+   * `mailboxWait`, `BacklogFull` when the sector holds `maxPendingKeys` for as long, `BufferFull` when the host's
+   * buffer budget cannot take it, `ShuttingDown` once draining; in those cases nothing was applied. An open circuit
+   * does not refuse: the ops are held until the sink is back.
    *
    * **Gotchas** ops are trusted here: validate untrusted input with `Op.decodeOps` first. An empty submission
    * fails with `InvalidOp`.
@@ -163,7 +164,7 @@ export interface Sector {
   readonly get: (entity: number) => Effect.Effect<Option.Option<SectorState.EntityView>>
   readonly stats: Effect.Effect<SectorStats>
   /** Waits until everything accepted so far is durable, flushing at once; returns the watermark. */
-  readonly flush: Effect.Effect<number, SinkUnavailable | ShuttingDown | SectorFenced>
+  readonly flush: Effect.Effect<number, ShuttingDown | SectorFenced>
   /** Stops intake, flushes everything, and reports; idempotent. Bound it with a timeout and then call `stop`. */
   readonly drain: Effect.Effect<DrainReport>
   /** Ends the sector now: stops its fibers and fails what still waits. Returns what was left unflushed. */
@@ -208,7 +209,6 @@ const refusedCounters = {
   MailboxFull: Metric.withAttributes(Metrics.refused, { reason: "MailboxFull" }),
   BacklogFull: Metric.withAttributes(Metrics.refused, { reason: "BacklogFull" }),
   BufferFull: Metric.withAttributes(Metrics.refused, { reason: "BufferFull" }),
-  SinkUnavailable: Metric.withAttributes(Metrics.refused, { reason: "SinkUnavailable" }),
   ShuttingDown: Metric.withAttributes(Metrics.refused, { reason: "ShuttingDown" })
 }
 
@@ -625,7 +625,7 @@ export const make = Effect.fnUntraced(function*(
       )
     })
 
-  const flush = Effect.suspend((): Effect.Effect<number, SinkUnavailable | ShuttingDown | SectorFenced> => {
+  const flush = Effect.suspend((): Effect.Effect<number, ShuttingDown | SectorFenced> => {
     if (phase === "fenced") return Effect.fail(new SectorFenced({ sectorId }))
     const target = backlog.nextSeq - 1
     if (target <= watermark.seq) return Effect.succeed(watermark.seq)

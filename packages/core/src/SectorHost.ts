@@ -198,7 +198,7 @@ export const make = Effect.gen(function*() {
           ? resident.value.stats
           : Effect.map(read(sectorId), (loaded) => passiveStats(config, loaded))),
     flush: (sectorId) =>
-      residency.peek(sectorId, (resident) =>
+      residency.peek(sectorId, (resident): Effect.Effect<number, ActivationError> =>
         Option.isSome(resident)
           ? resident.value.flush
           : Effect.map(read(sectorId), (loaded) => loaded.persistedSeq)),
