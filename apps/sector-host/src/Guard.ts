@@ -56,7 +56,7 @@ const hasBody = (request: HttpServerRequest.HttpServerRequest): boolean =>
 /** The methods and headers a preflight may ask for. */
 const preflightHeaders = {
   "access-control-allow-methods": "GET, HEAD, POST",
-  "access-control-allow-headers": "authorization, content-type",
+  "access-control-allow-headers": "authorization, content-type, idempotency-key",
   "access-control-max-age": "600"
 }
 
@@ -108,7 +108,11 @@ export const make = (config: HostConfig["Service"]) => {
       )
     return allowed
       ? Effect.map(answer, (response) =>
-        HttpServerResponse.setHeaders(response, { "access-control-allow-origin": origin, vary: "Origin" }))
+        HttpServerResponse.setHeaders(response, {
+          "access-control-allow-origin": origin,
+          "access-control-expose-headers": "idempotent-replayed, retry-after",
+          vary: "Origin"
+        }))
       : answer
   }
 }

@@ -104,16 +104,19 @@ const endpoints = Effect.gen(function*() {
   const submit = Effect.fn("Http.submit")(function*(request: HttpServerRequest.HttpServerRequest) {
     const params = yield* HttpRouter.params
     const search = yield* HttpServerRequest.ParsedSearchParams
-    const body = yield* Request.readBody(request, config.maxBodyBytes).pipe(Effect.flatMap(Request.parseJson))
+    const text = yield* Request.readBody(request, config.maxBodyBytes)
+    const body = yield* Request.parseJson(text)
 
     const overLimits = Request.limitIssues(body, config)
     if (overLimits.length > 0) return yield* Problem.tooLarge(overLimits)
 
     const sector = Request.parseId("sector", params.sector)
     const ack = Request.parseAck(search.ack)
+    const idempotency = Request.parseIdempotencyKey(request.headers["idempotency-key"], text)
     const issues: Array<Problem.Issue> = [
       ...(Result.isFailure(sector) ? [sector.failure] : []),
       ...(Result.isFailure(ack) ? [ack.failure] : []),
+      ...(Result.isFailure(idempotency) ? [idempotency.failure] : []),
       ...Request.envelopeIssues(body)
     ]
     const ops = Predicate.isObject(body)
@@ -121,7 +124,10 @@ const endpoints = Effect.gen(function*() {
       : Result.succeed([])
     if (Result.isFailure(ops)) issues.push(...ops.failure.issues)
     // (the Result checks only narrow: any failure has put its issue in `issues`)
-    if (issues.length > 0 || Result.isFailure(sector) || Result.isFailure(ack) || Result.isFailure(ops)) {
+    if (
+      issues.length > 0 || Result.isFailure(sector) || Result.isFailure(ack) || Result.isFailure(idempotency) ||
+      Result.isFailure(ops)
+    ) {
       return yield* Problem.invalid(issues)
     }
 
@@ -130,16 +136,23 @@ const endpoints = Effect.gen(function*() {
       ? waiting(host.submit(sector.success, ops.success, {
         ack: "durable",
         durableTimeout: config.durableTimeout,
-        mailboxWait: sectorsConfig.mailboxWait
+        mailboxWait: sectorsConfig.mailboxWait,
+        idempotency: idempotency.success
       }))
-      : host.submit(sector.success, ops.success, { ack: "accepted", mailboxWait: sectorsConfig.mailboxWait }))
+      : host.submit(sector.success, ops.success, {
+        ack: "accepted",
+        mailboxWait: sectorsConfig.mailboxWait,
+        idempotency: idempotency.success
+      }))
     const result = {
       sector: sector.success,
       accepted: accepted.accepted,
       firstSeq: accepted.firstSeq,
       lastSeq: accepted.lastSeq
     }
-    return durable ? json({ ...result, persisted: true }, 200) : json(result, 202)
+    const response = durable ? json({ ...result, persisted: true }, 200) : json(result, 202)
+    // the answer to an earlier request with this Idempotency-Key: nothing was applied this time
+    return accepted.replayed === true ? HttpServerResponse.setHeader(response, "idempotent-replayed", "true") : response
   }, orProblem)
 
   /** `GET /sectors/{sector}/entities/{entity}`. */

@@ -65,6 +65,7 @@ export type KnownError =
   | Errors.ResidencyFull
   | Errors.BacklogFull
   | Errors.BufferFull
+  | Errors.IdempotencyMismatch
   | HttpServerError.HttpServerError
 
 const urn = (name: string) => `urn:sectors:problem:${name}`
@@ -244,6 +245,14 @@ export const fromError = (error: KnownError | Problem): Problem => {
       })
     case "ResidencyFull":
       return refused(503, "residency-full", "Too many active sectors", error, { maxActiveSectors: error.maxActiveSectors })
+    case "IdempotencyMismatch":
+      return new Problem({
+        status: 422,
+        type: urn("idempotency-key-reused"),
+        title: "Idempotency key reused",
+        detail: "this Idempotency-Key was sent before with a different body; nothing was applied",
+        extensions: { sector: error.sectorId }
+      })
     case "DurableTimeout":
       return timedOut(`${error.message}; the ops stay accepted and will be persisted`, {
         sector: error.sectorId,

@@ -5,6 +5,7 @@
  */
 import { ByteSize, Effect, Predicate, Result } from "effect"
 import { HttpRouter, HttpServerRequest } from "effect/http"
+import * as crypto from "node:crypto"
 import type { HostConfig } from "./HostConfig.ts"
 import * as Problem from "./Problem.ts"
 
@@ -70,6 +71,21 @@ export const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes:
       })
     )
   )
+}
+
+/**
+ * The `Idempotency-Key` header of a submission: absent, or 1 to 255 visible ASCII characters (a UUID is the usual
+ * choice). Its fingerprint is the SHA-256 of the body, so the same key with another body is told apart (422).
+ */
+export const parseIdempotencyKey = (
+  header: string | undefined,
+  body: string
+): Result.Result<{ readonly key: string; readonly fingerprint: string } | undefined, Problem.Issue> => {
+  if (header === undefined) return Result.succeed(undefined)
+  if (!/^[\x21-\x7e]{1,255}$/.test(header)) {
+    return Result.fail({ field: "Idempotency-Key", message: "must be 1 to 255 visible ASCII characters" })
+  }
+  return Result.succeed({ key: header, fingerprint: crypto.createHash("sha256").update(body).digest("base64url") })
 }
 
 /** The body as JSON, or 400. */

@@ -283,6 +283,49 @@ describe("POST /sectors/{sector}/ops", () => {
     }).pipe(Effect.provide(serve())))
 })
 
+describe("Idempotency-Key", () => {
+  const keyed = (path: string, key: string, body: unknown) =>
+    send(
+      HttpClientRequest.post(path).pipe(
+        HttpClientRequest.setHeader("idempotency-key", key),
+        HttpClientRequest.bodyText(typeof body === "string" ? body : JSON.stringify(body), "application/json")
+      )
+    )
+
+  it.effect("a retry with the same key and body gets the original answer and applies nothing", () =>
+    Effect.gen(function*() {
+      const body = { ops: [set(1), set(2)] }
+      const first = yield* keyed("/sectors/3/ops", "k-1", body)
+      const again = yield* keyed("/sectors/3/ops", "k-1", body)
+      assert.deepStrictEqual([first.status, first.body], [202, { sector: 3, accepted: 2, firstSeq: 1, lastSeq: 2 }])
+      assert.isUndefined(first.headers["idempotent-replayed"])
+      assert.deepStrictEqual([again.status, again.body], [202, first.body])
+      assert.strictEqual(again.headers["idempotent-replayed"], "true")
+      // durable: the same seqs, once durable
+      const durable = yield* keyed("/sectors/3/ops?ack=durable", "k-1", body)
+      assert.deepStrictEqual([durable.status, durable.body], [200, { ...first.body, persisted: true }])
+      assert.strictEqual((yield* get("/sectors/3")).body.lastSeq, 2)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("the same key with a different body is 422 and applies nothing", () =>
+    Effect.gen(function*() {
+      yield* keyed("/sectors/3/ops", "k-1", { ops: [set(1)] })
+      const reused = yield* keyed("/sectors/3/ops", "k-1", { ops: [set(1, "other")] })
+      assertProblem(reused, 422)
+      assert.strictEqual(reused.body.type, "urn:sectors:problem:idempotency-key-reused")
+      assert.strictEqual((yield* get("/sectors/3")).body.lastSeq, 1)
+    }).pipe(Effect.provide(serve())))
+
+  it.effect("a malformed key is a 400 naming the header, and nothing is applied", () =>
+    Effect.gen(function*() {
+      for (const key of ["k".repeat(256), "with space", ""]) {
+        const reply = yield* keyed("/sectors/3/ops", key, { ops: [set(1)] })
+        assertProblem(reply, 400, [{ field: "Idempotency-Key" }])
+      }
+      assert.strictEqual((yield* get("/sectors/3")).body.phase, "passive")
+    }).pipe(Effect.provide(serve())))
+})
+
 describe("durable waiters (MAX_DURABLE_WAITERS)", () => {
   it.effect("refuses one more ack=durable submission or flush at once with 503 too-many-waiters, applying nothing", () =>
     Effect.gen(function*() {

@@ -30,6 +30,17 @@ export type Entry =
   }
 
 /** What one transaction persists for one sector. */
+/** A keyed submission (`Sector.SubmitOptions.idempotency`) as a sink stores it with the batch that made it durable. */
+export interface IdempotencyRecord {
+  readonly key: string
+  /** What the caller says identifies the submission's content: the same key with another fingerprint is refused. */
+  readonly fingerprint: string
+  readonly firstSeq: number
+  readonly lastSeq: number
+  /** When the sector accepted it (ms since the epoch); it is remembered until then + `idempotencyTtl`. */
+  readonly at: number
+}
+
 export interface Batch {
   readonly sectorId: number
   /** The owner's claim: the sink rejects the batch (`Fenced`) if the sector was claimed again since. */
@@ -43,6 +54,13 @@ export interface Batch {
   /** The collapsed writes, at most one per (entity, component) and kind, one tombstone per entity. */
   readonly entries: ReadonlyArray<Entry>
   readonly trigger: Trigger
+  /**
+   * Keys of submissions whose last op this batch makes durable: the sink stores them in the same transaction, so a
+   * retry is recognised after a crash or by a new owner. Absent: none.
+   */
+  readonly idempotencyKeys?: ReadonlyArray<IdempotencyRecord> | undefined
+  /** Stored keys accepted before this (ms since the epoch) are past their TTL: the sink may drop them. */
+  readonly forgetKeysBefore?: number | undefined
 }
 
 type ComponentCell =

@@ -1,8 +1,8 @@
 /**
  * Every error a caller of @sectors/core can act on, in one place. Submitting can fail with `InvalidOp` (nothing
  * applied), `MailboxFull` (try again after `retryAfterMillis`), `SinkUnavailable` (the database is failing and the
- * circuit is open; try again later), `ShuttingDown` (go elsewhere) or `DurableTimeout` (accepted, but not yet
- * durable within the wait you allowed). Sinks fail with `SinkError`, whose `reason` says what to do with a batch.
+ * circuit is open; try again later), `IdempotencyMismatch` (a key reused for other content), `ShuttingDown` (go
+ * elsewhere) or `DurableTimeout` (accepted, but not yet durable within the wait you allowed). Sinks fail with `SinkError`, whose `reason` says what to do with a batch.
  * Defects (bugs) are not here: they go to supervision, which restarts the sector.
  */
 import * as Schema from "effect/Schema"
@@ -103,6 +103,19 @@ export class ResidencyFull extends Schema.TaggedError<ResidencyFull>()("Residenc
   override get message(): string {
     return `sector ${this.sectorId} cannot be activated: all ${this.maxActiveSectors} resident sectors hold ` +
       `unpersisted ops`
+  }
+}
+
+/**
+ * A submission carried an idempotency key the sector already holds for a submission with other content (another
+ * fingerprint). Nothing was applied; the key answers only for the submission it was first given with.
+ */
+export class IdempotencyMismatch extends Schema.TaggedError<IdempotencyMismatch>()("IdempotencyMismatch", {
+  sectorId: Schema.Number,
+  key: Schema.String
+}) {
+  override get message(): string {
+    return `sector ${this.sectorId}: the idempotency key was used for a different submission`
   }
 }
 

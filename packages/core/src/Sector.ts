@@ -41,12 +41,13 @@ import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { absurd } from "effect/Function"
-import { type Batch, cellBytes, collapseRatio, opBytes, withEntries } from "./Batch.ts"
+import { type Batch, cellBytes, collapseRatio, type IdempotencyRecord, opBytes, withEntries } from "./Batch.ts"
 import * as BatchPolicy from "./BatchPolicy.ts"
 import {
   BacklogFull,
   BufferFull,
   DurableTimeout,
+  IdempotencyMismatch,
   InvalidOp,
   MailboxFull,
   SectorFenced,
@@ -61,6 +62,7 @@ import { SectorsConfig } from "./SectorsConfig.ts"
 import * as SectorState from "./SectorState.ts"
 import { Backlog } from "./internal/backlog.ts"
 import type { Budget } from "./internal/budget.ts"
+import { IdempotencyStore, type Pending } from "./internal/idempotency.ts"
 import * as Isolation from "./internal/isolation.ts"
 import { Watermark } from "./internal/watermark.ts"
 
@@ -75,6 +77,14 @@ export interface SubmitOptions {
   readonly mailboxWait?: Duration.Input | undefined
   /** With `ack: "durable"`, stop waiting after this long with `DurableTimeout` (the ops stay accepted). */
   readonly durableTimeout?: Duration.Input | undefined
+  /**
+   * Makes a retry safe: a submission with a `key` the sector remembers (for `idempotencyTtl`, also after a crash or
+   * by a new owner once its ops were durable) is answered with the original seqs (`replayed: true`) and applies
+   * nothing; the same key with another `fingerprint` (whatever identifies the content for the caller, e.g. a hash
+   * of the request body) fails with `IdempotencyMismatch`. A submission that was refused, or whose ops were lost,
+   * leaves no key behind. `key`: 1 to 255 characters.
+   */
+  readonly idempotency?: { readonly key: string; readonly fingerprint: string } | undefined
 }
 
 /** The answer to an accepted submission. */
@@ -86,6 +96,8 @@ export interface Accepted {
   readonly lastSeq: number
   /** Whether they are durable already (always true for `ack: "durable"`). */
   readonly persisted: boolean
+  /** An earlier submission with the same idempotency key was answered again: nothing was applied this time. */
+  readonly replayed?: boolean | undefined
 }
 
 /**
@@ -143,6 +155,7 @@ export type SubmitError =
   | ShuttingDown
   | DurableTimeout
   | SectorFenced
+  | IdempotencyMismatch
 
 /** A running sector. */
 export interface Sector {
@@ -182,12 +195,16 @@ interface Envelope {
   /** Bytes reserved in the budget for it until the sector folds it in. */
   readonly reserved: number
   readonly deferred: Deferred.Deferred<readonly [number, number], ShuttingDown | SectorFenced>
+  /** Its idempotency key, entered in the store while it waits for seqs. */
+  readonly pending: Pending | undefined
 }
 
 /** Options of `make`. */
 export interface MakeOptions {
   /** The host-wide buffer budget this sector's held bytes count against; none: unbounded. */
   readonly budget?: Budget | undefined
+  /** The host-wide store of idempotency keys; none: one of this sector's own, sized by the configuration. */
+  readonly idempotency?: IdempotencyStore | undefined
 }
 
 /** The supervisor's signal that the sector's fibers must be started again. */
@@ -213,6 +230,9 @@ const refusedCounters = {
 }
 
 const emptySubmission = new InvalidOp({ issues: [{ field: "ops", message: "must hold at least one op" }] })
+const badKey = new InvalidOp({
+  issues: [{ field: "idempotency.key", message: "must be 1 to 255 characters" }]
+})
 
 /**
  * Activates a sector: loads (claims) it, starts its fibers in the current scope, and drains it when the scope
@@ -233,6 +253,11 @@ export const make = Effect.fnUntraced(function*(
   const retryAfterMillis = Duration.toMillis(config.mailboxRetryAfter)
 
   const loaded = yield* resilience.retrying(sink.load(sectorId))
+  const keys = options.idempotency ?? new IdempotencyStore({
+    ttlMillis: Duration.toMillis(config.idempotencyTtl),
+    maxKeys: config.maxIdempotencyKeys
+  })
+  keys.adopt(sectorId, loaded.idempotencyKeys ?? [], now())
 
   // ---- state shared by the fibers (single-threaded: every change below happens without yielding) ----
   let epoch = loaded.epoch
@@ -246,6 +271,8 @@ export const make = Effect.fnUntraced(function*(
     onKeys: (delta) => Metrics.pendingKeys.modifyUnsafe(delta, context),
     onBytes: budget === undefined ? undefined : (delta) => budget.add(delta)
   })
+  /** Keys of accepted submissions not yet durable, in seq order: each goes out with the batch of its last op. */
+  let unstoredKeys: Array<IdempotencyRecord> = []
   let flushTarget = 0
   let flusherIdle = false
   let intakeDone = false
@@ -271,10 +298,22 @@ export const make = Effect.fnUntraced(function*(
     budget?.add(-envelope.reserved)
   }
 
+  /** A submission leaves without seqs: it fails, and its key (if any) is forgotten so that a retry applies it. */
+  const reject = (envelope: Envelope, error: ShuttingDown | SectorFenced) => {
+    if (envelope.pending !== undefined) keys.forget(sectorId, envelope.pending.key, envelope.pending)
+    Deferred.doneUnsafe(envelope.deferred, Exit.fail(error))
+  }
+
+  /** Accepted keys whose ops will not become durable here (fenced, stopped): forgotten, so a retry applies them. */
+  const forgetUnstoredKeys = () => {
+    for (const record of unstoredKeys) keys.forget(sectorId, record.key, record)
+    unstoredKeys = []
+  }
+
   const accept = (envelope: Envelope) => {
     leave(envelope)
     if (phase === "fenced") {
-      Deferred.doneUnsafe(envelope.deferred, Exit.fail(new SectorFenced({ sectorId })))
+      reject(envelope, new SectorFenced({ sectorId }))
       return
     }
     let firstSeq: number
@@ -285,9 +324,11 @@ export const make = Effect.fnUntraced(function*(
       throw defect
     }
     const count = envelope.ops.length
+    const lastSeq = backlog.nextSeq - 1
     counters.received += count
     Metrics.opsReceived.updateUnsafe(count, context)
-    Deferred.doneUnsafe(envelope.deferred, Exit.succeed([firstSeq, backlog.nextSeq - 1] as const))
+    if (envelope.pending !== undefined) unstoredKeys.push(keys.accept(envelope.pending, firstSeq, lastSeq, now()))
+    Deferred.doneUnsafe(envelope.deferred, Exit.succeed([firstSeq, lastSeq] as const))
     if (flusherIdle || backlog.ops >= policy.minBatch) wake.openUnsafe()
   }
 
@@ -313,6 +354,7 @@ export const make = Effect.fnUntraced(function*(
   const resync = Effect.gen(function*() {
     const fresh = yield* resilience.retrying(sink.load(sectorId))
     epoch = fresh.epoch
+    keys.adopt(sectorId, fresh.idempotencyKeys ?? [], now())
     const next = SectorState.fromRows(fresh.rows)
     backlog.dropThrough(fresh.persistedSeq)
     for (const entries of backlog.entries()) SectorState.applyEntries(next, entries)
@@ -371,22 +413,35 @@ export const make = Effect.fnUntraced(function*(
 
   const becomeFenced = Effect.fnUntraced(function*() {
     const lost = backlog.clear()
+    forgetUnstoredKeys()
     phase = "fenced"
     watermark.failAll(new SectorFenced({ sectorId }))
     Queue.endUnsafe(mailbox)
     yield* Effect.logError(`sector ${sectorId}: claimed by another owner; ${lost} accepted ops were not persisted`)
   })
 
+  /** The batch with the keys of the submissions whose last op it makes durable. */
+  const withKeys = (batch: Batch, at: number): Batch => {
+    let count = 0
+    while (count < unstoredKeys.length && unstoredKeys[count]!.lastSeq <= batch.toSeq) count++
+    return count === 0 ? batch : {
+      ...batch,
+      idempotencyKeys: unstoredKeys.slice(0, count),
+      forgetKeysBefore: at - keys.ttlMillis
+    }
+  }
+
   const flushOnce = Effect.fnUntraced(function*(trigger: BatchPolicy.Trigger) {
     Metrics.pendingKeysUtilisation.updateUnsafe(backlog.keys / policy.maxPendingKeys, context)
     const segment = backlog.take()
-    const batch = segment.toBatch(sectorId, epoch, trigger)
     const startedAt = now()
+    const batch = withKeys(segment.toBatch(sectorId, epoch, trigger), startedAt)
     triggerCounters[trigger].updateUnsafe(1, context)
     Metrics.accumulationSeconds.updateUnsafe((startedAt - segment.firstAt) / 1000, context)
     const outcome = yield* Effect.exit(persist(batch))
     if (Exit.isSuccess(outcome)) {
       backlog.commit()
+      while (unstoredKeys.length > 0 && unstoredKeys[0]!.lastSeq <= batch.toSeq) unstoredKeys.shift()
       const persistedAt = now()
       const rows = batch.entries.length - outcome.value
       counters.persisted += batch.ops
@@ -517,9 +572,10 @@ export const make = Effect.fnUntraced(function*(
     const refused = yield* Queue.clear(mailbox).pipe(Effect.orElseSucceed(() => [] as Array<Envelope>))
     for (const envelope of refused) {
       leave(envelope)
-      Deferred.doneUnsafe(envelope.deferred, Exit.fail(new ShuttingDown({ sectorId })))
+      reject(envelope, new ShuttingDown({ sectorId }))
     }
     const left = backlog.unflushed
+    forgetUnstoredKeys()
     if (phase !== "fenced") {
       phase = "stopped"
       watermark.failAll(new ShuttingDown({ sectorId }))
@@ -557,6 +613,22 @@ export const make = Effect.fnUntraced(function*(
       if (phase === "fenced") return Effect.fail(new SectorFenced({ sectorId }))
       if (phase !== "running") return refuse(new ShuttingDown({ sectorId }))
       if (ops.length === 0) return Effect.fail(emptySubmission)
+      const idempotency = options?.idempotency
+      if (idempotency !== undefined) {
+        if (idempotency.key.length === 0 || idempotency.key.length > 255) return Effect.fail(badKey)
+        const known = keys.find(sectorId, idempotency.key, now())
+        if (known !== undefined) {
+          if (known.fingerprint !== idempotency.fingerprint) {
+            return Effect.fail(new IdempotencyMismatch({ sectorId, key: idempotency.key }))
+          }
+          return known._tag === "Accepted"
+            ? answer(known.firstSeq, known.lastSeq, options, true)
+            : Effect.flatMap(
+              Deferred.await(known.seqs),
+              ([firstSeq, lastSeq]) => answer(firstSeq, lastSeq, options, true)
+            )
+        }
+      }
       if (!backlog.full) return enqueue(ops, options)
       // at maxPendingKeys: wait (bounded) for the flusher to take a batch, or refuse
       return backlog.awaitSpace().pipe(
@@ -571,6 +643,24 @@ export const make = Effect.fnUntraced(function*(
       )
     })
 
+  /** The answer to a submission with seqs `firstSeq..lastSeq`, once durable if `ack: "durable"` asks for it. */
+  const answer = (
+    firstSeq: number,
+    lastSeq: number,
+    options: SubmitOptions | undefined,
+    replayed: boolean
+  ): Effect.Effect<Accepted, SubmitError> => {
+    const result = { sectorId, accepted: lastSeq - firstSeq + 1, firstSeq, lastSeq, ...(replayed ? { replayed } : {}) }
+    if (options?.ack !== "durable") return Effect.succeed({ ...result, persisted: lastSeq <= watermark.seq })
+    const durable = watermark.await(lastSeq, refuseWait).pipe(Effect.as({ ...result, persisted: true }))
+    return options.durableTimeout === undefined ? durable : durable.pipe(
+      Effect.timeoutOrElse({
+        duration: options.durableTimeout,
+        orElse: () => Effect.fail(new DurableTimeout({ sectorId, firstSeq, lastSeq, persistedSeq: watermark.seq }))
+      })
+    )
+  }
+
   /** Reserves the submission's bytes and puts it into the mailbox (waiting up to `mailboxWait` for room). */
   const enqueue = (ops: ReadonlyArray<Op.Op>, options: SubmitOptions | undefined): Effect.Effect<Accepted, SubmitError> =>
     Effect.suspend((): Effect.Effect<Accepted, SubmitError> => {
@@ -584,23 +674,16 @@ export const make = Effect.fnUntraced(function*(
           )
         }
       }
-      const giveBack = () => budget?.add(-reserved)
-      const envelope: Envelope = { ops, cells, reserved, deferred: Deferred.makeUnsafe() }
+      const deferred = Deferred.makeUnsafe<readonly [number, number], ShuttingDown | SectorFenced>()
+      const key = options?.idempotency
+      const pending = key === undefined ? undefined : keys.begin(sectorId, key.key, key.fingerprint, deferred, now())
+      const giveBack = () => {
+        budget?.add(-reserved)
+        if (pending !== undefined) keys.forget(sectorId, pending.key, pending)
+      }
+      const envelope: Envelope = { ops, cells, reserved, deferred, pending }
       const accepted = Deferred.await(envelope.deferred).pipe(
-        Effect.flatMap(([firstSeq, lastSeq]): Effect.Effect<Accepted, SubmitError> => {
-          const result = { sectorId, accepted: ops.length, firstSeq, lastSeq }
-          if (options?.ack !== "durable") {
-            return Effect.succeed({ ...result, persisted: lastSeq <= watermark.seq })
-          }
-          const durable = watermark.await(lastSeq, refuseWait).pipe(Effect.as({ ...result, persisted: true }))
-          return options.durableTimeout === undefined ? durable : durable.pipe(
-            Effect.timeoutOrElse({
-              duration: options.durableTimeout,
-              orElse: () =>
-                Effect.fail(new DurableTimeout({ sectorId, firstSeq, lastSeq, persistedSeq: watermark.seq }))
-            })
-          )
-        })
+        Effect.flatMap(([firstSeq, lastSeq]) => answer(firstSeq, lastSeq, options, false))
       )
       if (Queue.offerUnsafe(mailbox, envelope)) {
         Metrics.mailboxDepth.modifyUnsafe(1, context)

@@ -20,6 +20,7 @@ import * as Option from "effect/Option"
 import type { ResidencyFull, SectorFenced, ShuttingDown, SinkError } from "./Errors.ts"
 import { SinkUnavailable } from "./Errors.ts"
 import { Budget } from "./internal/budget.ts"
+import { IdempotencyStore } from "./internal/idempotency.ts"
 import * as Residency from "./internal/residency.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Op from "./Op.ts"
@@ -139,13 +140,17 @@ export const make = Effect.gen(function*() {
   const services = yield* Effect.context<SectorSink | SectorsConfig | Resilience.Resilience>()
   const retryAfterMillis = Duration.toMillis(config.retryBase)
   const budget = new Budget(config.maxBufferedBytes, yield* Effect.context<never>())
+  const idempotency = new IdempotencyStore({
+    ttlMillis: Duration.toMillis(config.idempotencyTtl),
+    maxKeys: config.maxIdempotencyKeys
+  })
 
   const residency = yield* Residency.make({
     maxActive: config.maxActiveSectors,
     passivateAfter: config.passivateAfter,
     shutdownTimeout: config.shutdownTimeout,
     retryAfterMillis: Math.max(retryAfterMillis, Duration.toMillis(config.mailboxRetryAfter)),
-    activate: (sectorId) => Effect.provideContext(Sector.make(sectorId, { budget }), services)
+    activate: (sectorId) => Effect.provideContext(Sector.make(sectorId, { budget, idempotency }), services)
   })
 
   const unavailable = (error: SinkError) =>

@@ -12,7 +12,9 @@
  * - `persist` applies a batch atomically. It fails with `Fenced` if the sector's epoch is no longer the batch's
  *   (another owner claimed it), does nothing for a batch whose `toSeq` is at or below the watermark (a replay), and
  *   guards every row write by seq (a row changes only for a higher seq), so retrying a batch never changes anything
- *   twice. On commit the watermark becomes `toSeq`.
+ *   twice. On commit the watermark becomes `toSeq`,
+ *   and the batch's idempotency keys are stored with it (one per last seq; a key stays stored at least until a
+ *   later batch's `forgetKeysBefore` passes its time); `load` returns them.
  * - `verify` runs the same writes and rolls them back, failing exactly as `persist` would.
  * - `deadLetter` records entries that can never be persisted; `deadLetters` lists a sector's, oldest first.
  * - errors are `SinkError`s whose `reason` says whether to retry (`Transient`), isolate (`Rejected`), stop
@@ -22,7 +24,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type { Batch, Entry } from "./Batch.ts"
+import type { Batch, Entry, IdempotencyRecord } from "./Batch.ts"
 import { SinkError } from "./Errors.ts"
 import * as SectorState from "./SectorState.ts"
 
@@ -36,6 +38,8 @@ export interface LoadedSector {
   /** When the watermark last moved (ms since the epoch); undefined for a new sector. */
   readonly persistedAt: number | undefined
   readonly rows: SectorState.Rows
+  /** Keyed submissions stored with its batches (`load` returns them; `read` need not). Absent: none. */
+  readonly idempotencyKeys?: ReadonlyArray<IdempotencyRecord> | undefined
 }
 
 /** An entry the sink rejected for its data, recorded instead of persisted. */
@@ -72,6 +76,8 @@ interface StoredSector {
   persistedSeq: number
   persistedAt: number | undefined
   readonly state: SectorState.SectorState
+  /** Stored idempotency keys, by their submission's last seq. */
+  readonly keys: Map<number, IdempotencyRecord>
 }
 
 /** The in-process store behind `layerMemory`, open for inspection (the test kit's `MemorySink`). */
@@ -95,6 +101,8 @@ export interface MemoryStore {
   readonly deadLetters: ReadonlyArray<DeadLetter>
   /** Sectors ever loaded. */
   readonly sectorIds: () => ReadonlyArray<number>
+  /** The idempotency keys stored for a sector, by last seq. */
+  readonly idempotencyKeys: (sectorId: number) => ReadonlyArray<IdempotencyRecord>
 }
 
 /** One commit of the memory store. */
@@ -134,7 +142,7 @@ export const makeMemory: Effect.Effect<{ readonly sink: SectorSink["Service"]; r
         Effect.sync(() => {
           let stored = sectors.get(sectorId)
           if (stored === undefined) {
-            stored = { epoch: 0, persistedSeq: 0, persistedAt: undefined, state: SectorState.make() }
+            stored = { epoch: 0, persistedSeq: 0, persistedAt: undefined, state: SectorState.make(), keys: new Map() }
             sectors.set(sectorId, stored)
           }
           stored.epoch++
@@ -143,7 +151,8 @@ export const makeMemory: Effect.Effect<{ readonly sink: SectorSink["Service"]; r
             epoch: stored.epoch,
             persistedSeq: stored.persistedSeq,
             persistedAt: stored.persistedAt,
-            rows: SectorState.toRows(stored.state)
+            rows: SectorState.toRows(stored.state),
+            idempotencyKeys: [...stored.keys.values()]
           }
         }),
       read: (sectorId) =>
@@ -173,6 +182,12 @@ export const makeMemory: Effect.Effect<{ readonly sink: SectorSink["Service"]; r
           })
           stored.persistedSeq = batch.toSeq
           stored.persistedAt = now
+          for (const record of batch.idempotencyKeys ?? []) {
+            if (!stored.keys.has(record.lastSeq)) stored.keys.set(record.lastSeq, record)
+          }
+          if (batch.forgetKeysBefore !== undefined) {
+            for (const [seq, record] of stored.keys) if (record.at < batch.forgetKeysBefore) stored.keys.delete(seq)
+          }
           commits.push({
             sectorId: batch.sectorId,
             fromSeq: batch.fromSeq,
@@ -207,7 +222,8 @@ export const makeMemory: Effect.Effect<{ readonly sink: SectorSink["Service"]; r
       appliedTwice: () => [...applied].filter(([, count]) => count > 1).map(([key]) => key),
       replays: () => replays,
       deadLetters,
-      sectorIds: () => [...sectors.keys()]
+      sectorIds: () => [...sectors.keys()],
+      idempotencyKeys: (sectorId) => [...(sectors.get(sectorId)?.keys.values() ?? [])]
     }
     return { sink, store }
   })

@@ -55,6 +55,16 @@ export class SectorsConfig extends Context.Service<SectorsConfig, {
    * `10000`.
    */
   readonly maxActiveSectors: number
+  /**
+   * How long a keyed submission (`SubmitOptions.idempotency`, HTTP `Idempotency-Key`) is remembered: a retry within
+   * it gets the original answer and applies nothing. Defaults to 10 minutes.
+   */
+  readonly idempotencyTtl: Duration.Duration
+  /**
+   * Most idempotency keys the host holds in memory, over all its sectors; the oldest is forgotten first when a new
+   * one needs room (about 200 bytes each with a 36-character key). Defaults to `100000`.
+   */
+  readonly maxIdempotencyKeys: number
   /** First delay before restarting a sector that died of a defect (exponential). Defaults to 100 ms. */
   readonly restartBase: Duration.Duration
   /** Cap of the restart delay. Defaults to 10 seconds. */
@@ -78,6 +88,8 @@ export const defaults: SectorsConfig["Service"] = {
   circuitOpenMax: Duration.seconds(5),
   passivateAfter: Duration.minutes(5),
   maxActiveSectors: 10_000,
+  idempotencyTtl: Duration.minutes(10),
+  maxIdempotencyKeys: 100_000,
   restartBase: Duration.millis(100),
   restartMax: Duration.seconds(10)
 }
@@ -180,6 +192,8 @@ export const keys: ReadonlyArray<string> = [
   "circuitOpenMax",
   "passivateAfter",
   "maxActiveSectors",
+  "idempotencyTtl",
+  "maxIdempotencyKeys",
   "restartBase",
   "restartMax"
 ]
@@ -200,6 +214,8 @@ export const config: Config.Config<SectorsConfig["Service"]> = Config.all({
   circuitOpenMax: duration("circuitOpenMax", defaults.circuitOpenMax),
   passivateAfter: duration("passivateAfter", defaults.passivateAfter),
   maxActiveSectors: positiveInt("maxActiveSectors").pipe(Config.withDefault(defaults.maxActiveSectors)),
+  idempotencyTtl: duration("idempotencyTtl", defaults.idempotencyTtl),
+  maxIdempotencyKeys: positiveInt("maxIdempotencyKeys").pipe(Config.withDefault(defaults.maxIdempotencyKeys)),
   restartBase: duration("restartBase", defaults.restartBase),
   restartMax: duration("restartMax", defaults.restartMax)
 }).pipe(Config.map(({ policy, ...rest }) => ({ ...rest, profile: policy.profile, policy: policy.policy })))

@@ -129,14 +129,61 @@ const upsertAuthority = (sql: SqlClient.SqlClient, a: Columns["authority"], wher
     ON CONFLICT (sector_id, entity_id, component)
     DO UPDATE SET worker = EXCLUDED.worker, seq = EXCLUDED.seq WHERE t.seq < EXCLUDED.seq`
 
+/** Whether any batch of the group stores idempotency keys. */
+const hasKeys = (batches: ReadonlyArray<Batch.Batch>) =>
+  batches.some((b) => b.idempotencyKeys !== undefined && b.idempotencyKeys.length > 0)
+
+/**
+ * The idempotency keys of a group's batches (those `include` accepts), and the expired keys of the same sectors
+ * (`forgetKeysBefore`), as one insert and one delete. `inGroupStatement`: they are CTEs of `upsertGroup`, and take
+ * only the sectors its sector-row CTE `s` updated.
+ */
+const keyStatements = (
+  sql: SqlClient.SqlClient,
+  batches: ReadonlyArray<Batch.Batch>,
+  include: (sectorId: number) => boolean,
+  inGroupStatement: boolean
+) => {
+  const applied = (alias: "u" | "f", join: "WHERE" | "AND") =>
+    inGroupStatement ? sql`${sql.literal(`${join} ${alias}`)}.sector_id IN (SELECT sector_id FROM s)` : sql.literal("")
+  const records = batches.flatMap((b) =>
+    include(b.sectorId) ? (b.idempotencyKeys ?? []).map((r) => ({ sectorId: b.sectorId, ...r })) : []
+  )
+  const forget = batches.filter((b) => b.forgetKeysBefore !== undefined && include(b.sectorId))
+  return {
+    store: sql`INSERT INTO idempotency_keys (sector_id, last_seq, key, fingerprint, first_seq, at)
+      SELECT u.sector_id, u.last_seq, u.key, u.fingerprint, u.first_seq, to_timestamp(u.at / 1000.0)
+      FROM unnest(${int8s(records.map((r) => r.sectorId))}::bigint[], ${int8s(records.map((r) => r.lastSeq))}::bigint[],
+                  ${texts(records.map((r) => r.key))}::text[], ${texts(records.map((r) => r.fingerprint))}::text[],
+                  ${int8s(records.map((r) => r.firstSeq))}::bigint[], ${float8s(records.map((r) => r.at))}::float8[])
+        AS u(sector_id, last_seq, key, fingerprint, first_seq, at)
+      ${applied("u", "WHERE")}
+      ON CONFLICT (sector_id, last_seq) DO NOTHING`,
+    forget: sql`DELETE FROM idempotency_keys AS k
+      USING unnest(${int8s(forget.map((b) => b.sectorId))}::bigint[],
+                   ${float8s(forget.map((b) => b.forgetKeysBefore!))}::float8[]) AS f(sector_id, before)
+      WHERE k.sector_id = f.sector_id AND k.at < to_timestamp(f.before / 1000.0) ${applied("f", "AND")}`
+  }
+}
+
 /** `upsertGroup` on columns already built. */
 const upsertGroupOf = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>, columns: Columns) => {
   // only the rows of sectors the sector-row CTE `s` updated
   const onlyApplied = sql`WHERE u.sector_id IN (SELECT sector_id FROM s)`
+  if (!hasKeys(batches)) {
+    return sql<{ readonly sector_id: bigint }>`
+      WITH s AS (${sectorRows(sql, batches)}),
+        components AS (${upsertComponents(sql, columns.components, onlyApplied)}),
+        authority AS (${upsertAuthority(sql, columns.authority, onlyApplied)})
+      SELECT sector_id FROM s`
+  }
+  const keys = keyStatements(sql, batches, () => true, true)
   return sql<{ readonly sector_id: bigint }>`
     WITH s AS (${sectorRows(sql, batches)}),
       components AS (${upsertComponents(sql, columns.components, onlyApplied)}),
-      authority AS (${upsertAuthority(sql, columns.authority, onlyApplied)})
+      authority AS (${upsertAuthority(sql, columns.authority, onlyApplied)}),
+      stored_keys AS (${keys.store}),
+      forgotten_keys AS (${keys.forget})
     SELECT sector_id FROM s`
 }
 
@@ -196,6 +243,11 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
     }
     if (components.sector.length > 0) yield* upsertComponents(sql, components, sql.literal(""))
     if (authority.sector.length > 0) yield* upsertAuthority(sql, authority, sql.literal(""))
+    if (hasKeys(batches)) {
+      const keys = keyStatements(sql, batches, (sectorId) => outcomes.get(sectorId) === "applied", false)
+      yield* keys.store
+      yield* keys.forget
+    }
     return outcomes
   })
 
@@ -269,7 +321,20 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
         INSERT INTO sectors (sector_id, epoch) VALUES (${BigInt(sectorId)}, 1)
         ON CONFLICT (sector_id) DO UPDATE SET epoch = sectors.epoch + 1
         RETURNING epoch, persisted_seq, (extract(epoch FROM persisted_at) * 1000)::float8 AS persisted_at`
-      return loaded(sectorId, claimed[0], yield* rowsOf(sectorId))
+      const rows = yield* rowsOf(sectorId)
+      const keys = yield* sql<{ key: string; fingerprint: string; first_seq: bigint; last_seq: bigint; at: number }>`
+        SELECT key, fingerprint, first_seq, last_seq, (extract(epoch FROM at) * 1000)::float8 AS at
+        FROM idempotency_keys WHERE sector_id = ${BigInt(sectorId)}`
+      return {
+        ...loaded(sectorId, claimed[0], rows),
+        idempotencyKeys: keys.map((k) => ({
+          key: k.key,
+          fingerprint: k.fingerprint,
+          firstSeq: Number(k.first_seq),
+          lastSeq: Number(k.last_seq),
+          at: Math.round(k.at)
+        }))
+      }
     }).pipe(Effect.mapError((error) => toSinkError(error, `load sector ${sectorId}`)))
 
   const read = (sectorId: number) =>

@@ -9,7 +9,7 @@ import type * as Layer from "effect/Layer"
 import type { Batch, Entry } from "../Batch.ts"
 import { Pending } from "../Batch.ts"
 import type * as Op from "../Op.ts"
-import { SectorSink } from "../SectorSink.ts"
+import { type LoadedSector, SectorSink } from "../SectorSink.ts"
 import * as SectorState from "../SectorState.ts"
 
 let nextSector = 1_000_000 + Math.floor(Math.random() * 1_000_000) * 10
@@ -171,6 +171,47 @@ export const suite = <E>(name: string, layer: Layer.Layer<SectorSink, E>): void 
         const loaded = yield* sink.load(sectorId)
         assert.strictEqual(loaded.persistedSeq, 1)
         assert.deepStrictEqual(loaded.rows.components.map((row) => row.data), [{ x: 1 }])
+      }))
+
+    it.effect("stores a batch's idempotency keys with it, once, and forgets the ones before forgetKeysBefore", () =>
+      Effect.gen(function*() {
+        const sink = yield* SectorSink
+        const sectorId = freshSector()
+        const { epoch } = yield* sink.load(sectorId)
+        const record = (key: string, firstSeq: number, lastSeq: number, at: number) => ({
+          key,
+          fingerprint: `f-${key}`,
+          firstSeq,
+          lastSeq,
+          at
+        })
+        const first: Batch = {
+          ...batchOf(sectorId, epoch, [set(1, "a", 1), set(1, "a", 2)]),
+          idempotencyKeys: [record("a", 1, 1, 1_700_000_000_000), record("b", 2, 2, 1_700_000_001_000)]
+        }
+        yield* sink.persist(first)
+        yield* sink.persist(first) // a replay stores nothing twice
+        const keysOf = (loaded: LoadedSector) => [...(loaded.idempotencyKeys ?? [])].sort((x, y) => x.lastSeq - y.lastSeq)
+        assert.deepStrictEqual(keysOf(yield* sink.load(sectorId)), first.idempotencyKeys)
+        const { epoch: next } = yield* sink.load(sectorId)
+        // a fenced batch stores no key
+        const stale = { ...batchOf(sectorId, epoch, [set(2, "a", 1)], 3), idempotencyKeys: [record("x", 3, 3, 1)] }
+        assert.strictEqual((yield* Effect.flip(sink.persist(stale))).reason, "Fenced")
+        // with a delete (sinks may write it differently from a batch of upserts only)
+        const later: Batch = {
+          ...batchOf(sectorId, next, [{ type: "delete", entity: 1 }, set(2, "a", 1)], 3),
+          idempotencyKeys: [record("c", 3, 4, 1_700_000_002_000)],
+          forgetKeysBefore: 1_700_000_000_500
+        }
+        yield* sink.persist(later)
+        assert.deepStrictEqual(keysOf(yield* sink.load(sectorId)).map((r) => r.key), ["b", "c"])
+        const { epoch: third } = yield* sink.load(sectorId)
+        yield* sink.persist({
+          ...batchOf(sectorId, third, [set(3, "a", 1)], 5),
+          idempotencyKeys: [record("d", 5, 5, 1_700_000_003_000)],
+          forgetKeysBefore: 1_700_000_001_500
+        })
+        assert.deepStrictEqual(keysOf(yield* sink.load(sectorId)).map((r) => r.key), ["c", "d"])
       }))
 
     it.effect("verify runs a batch without changing anything", () =>
