@@ -100,6 +100,9 @@ describe("a cluster of three hosts", () => {
         `shards per runner ${views[0]!.runners.map((r) => r.shards).join("/")}; statuses ${JSON.stringify([...history.statuses])}`)
       assert.deepStrictEqual(yield* Effect.promise(() => Verify.flushAll(a.baseUrl, history)), [])
       assert.deepStrictEqual(yield* Effect.promise(() => Verify.discrepancies(url, history, { everythingDurable: true })), [])
+      const metrics = (yield* Effect.promise(() => call(a.baseUrl, "GET", "/metrics"))).body as string
+      assert.match(metrics, /^sectors_cluster_forwarded_total\{.*rpc="Submit".*\} [1-9]/m, "forwarded requests are counted")
+      assert.match(metrics, /^effect_cluster_shards 100$/m, "the cluster's own gauges are exported")
 
       // ---- 2. SIGKILL: the survivors take the dead host's sectors over within 10 s ----
       const victim = views[2]!.sectors.filter((s) => sectors.includes(s))

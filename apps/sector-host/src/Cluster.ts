@@ -182,6 +182,11 @@ export const Sector = Entity.make("Sector", [Submit, Get, Stats, Flush, DeadLett
 
 // ---- metrics ----
 
+/** Per-sector requests this host sent through the cluster, by RPC and outcome (`ok`, `error`: the sector's own, `unreachable`). */
+export const forwarded = Metric.counter("sectors_cluster_forwarded_total", {
+  description: "Per-sector requests sent through the cluster (to this runner or another), by rpc and outcome"
+})
+
 /** Sectors handed off by this runner (their shard moved, they idled out, or the runner stopped). */
 export const handoffs = Metric.counter("sectors_cluster_handoffs_total", {
   description: "Sectors this runner let go after flushing them (shard moved, idle, or shutdown)"

@@ -90,7 +90,11 @@ const routing = Layer.unwrap(Effect.gen(function*() {
     entityTerminationTimeout: config.shutdownTimeout,
     applicationName: `sector-host cluster ${Cluster.format(address.value)}`
   })
-  return Sectors.layerCluster(runner, { forwardTimeout: config.forwardTimeout, retryAfterMillis: 1000 })
+  return Sectors.layerCluster(runner, {
+    forwardTimeout: config.forwardTimeout,
+    retryAfterMillis: 1000,
+    flushWait: config.durableTimeout
+  })
 }))
 
 /** The HTTP server on the configured address, with the configured limits (its parser's refusals answered as problems too). */

@@ -13,7 +13,7 @@
  * a client retrying it must use the same `Idempotency-Key` once there is one.
  */
 import { Errors, type Op, type Sector, SectorHost, type SectorState } from "@sectors/core"
-import { Context, Duration, Effect, Exit, Layer, type Option, Predicate, Scope } from "effect"
+import { Context, Duration, Effect, Exit, Layer, Metric, Option, Predicate, Scope } from "effect"
 import { ClusterError } from "effect/cluster"
 import { createHash, randomUUID } from "node:crypto"
 import * as Cluster from "./Cluster.ts"
@@ -129,6 +129,8 @@ export interface ClusterOptions {
   readonly forwardTimeout: Duration.Duration
   /** `Retry-After` of `SectorUnreachable`. */
   readonly retryAfterMillis: number
+  /** How long a flush may wait for durability on the owner (`durableTimeout`). */
+  readonly flushWait: Duration.Duration
 }
 
 /**
@@ -149,6 +151,7 @@ export const layerCluster = <E>(
 
     /** Runs a call on the owner within `wait` + `forwardTimeout`; the cluster's own failures are `SectorUnreachable`. */
     const forward = <A, E2>(
+      rpc: string,
       sectorId: number,
       wait: Duration.Duration,
       call: Effect.Effect<A, E2 | ClusterFailure>
@@ -162,7 +165,20 @@ export const layerCluster = <E>(
         Effect.timeoutOrElse({
           duration: deadline,
           orElse: () => Effect.fail(unreachable(`no answer from its owner within ${Duration.format(deadline)}`))
-        })
+        }),
+        Effect.onExit((exit) =>
+          Metric.update(
+            Metric.withAttributes(Cluster.forwarded, {
+              rpc,
+              outcome: Exit.isSuccess(exit)
+                ? "ok"
+                : Exit.hasInterrupts(exit) || Exit.findErrorOption(exit).pipe(Option.exists((e) => e instanceof Cluster.SectorUnreachable))
+                ? "unreachable"
+                : "error"
+            }),
+            1
+          )
+        )
       ) as Effect.Effect<A, Exclude<E2, ClusterFailure> | Cluster.SectorUnreachable | Errors.ShuttingDown>
     }
 
@@ -170,6 +186,7 @@ export const layerCluster = <E>(
       submit: (sectorId, ops, submitOptions) => {
         const wait = Duration.sum(submitOptions.mailboxWait, submitOptions.durableTimeout ?? Duration.zero)
         return forward(
+          "Submit",
           sectorId,
           wait,
           makeClient(String(sectorId)).Submit({
@@ -184,10 +201,10 @@ export const layerCluster = <E>(
           })
         )
       },
-      get: (sectorId, entity) => forward(sectorId, Duration.zero, makeClient(String(sectorId)).Get({ entity })),
-      stats: (sectorId) => forward(sectorId, Duration.zero, makeClient(String(sectorId)).Stats()),
-      flush: (sectorId) => forward(sectorId, Duration.infinity, makeClient(String(sectorId)).Flush()),
-      deadLetters: (sectorId) => forward(sectorId, Duration.zero, makeClient(String(sectorId)).DeadLetters()),
+      get: (sectorId, entity) => forward("Get", sectorId, Duration.zero, makeClient(String(sectorId)).Get({ entity })),
+      stats: (sectorId) => forward("Stats", sectorId, Duration.zero, makeClient(String(sectorId)).Stats()),
+      flush: (sectorId) => forward("Flush", sectorId, options.flushWait, makeClient(String(sectorId)).Flush()),
+      deadLetters: (sectorId) => forward("DeadLetters", sectorId, Duration.zero, makeClient(String(sectorId)).DeadLetters()),
       mode: {
         _tag: "Cluster",
         view: view.pipe(
