@@ -1,7 +1,7 @@
 /**
  * Entry point of `npm run cluster -- --hosts 3`: a cluster on this machine to try sharding with. Starts one embedded
  * PostgreSQL (data in `.sectors/cluster-pg`, kept across runs) and N sector-hosts on it as runners, on consecutive
- * ports — HTTP from `--port` (8080), cluster transport from `--runner-port` (34431) — prints their URLs, and on Ctrl-C
+ * ports — HTTP from `--port` (8080), cluster transport from `--runner-port` (9431: below Linux's ephemeral ports, 32768-60999, where an outgoing connection can hold a port a runner wants — effect's own default, 34431, is among them) — prints their URLs, and on Ctrl-C
  * (or SIGTERM) stops them one after the other, each handing its sectors off and flushing, then PostgreSQL. Every other
  * flag is passed to each host (`--profile aggressive`). Each host's log lines are prefixed with its number.
  *
@@ -21,10 +21,10 @@ interface Options {
   readonly rest: ReadonlyArray<string>
 }
 
-const usage = "usage: npm run cluster -- [--hosts 3] [--port 8080] [--runner-port 34431] [host flags…]"
+const usage = "usage: npm run cluster -- [--hosts 3] [--port 8080] [--runner-port 9431] [host flags…]"
 
 const parse = (argv: ReadonlyArray<string>): Options => {
-  const numbers: Record<string, number> = { hosts: 3, port: 8080, "runner-port": 34431 }
+  const numbers: Record<string, number> = { hosts: 3, port: 8080, "runner-port": 9431 }
   const rest: Array<string> = []
   for (let i = 0; i < argv.length; i++) {
     const [name, inline] = argv[i]!.replace(/^--/, "").split(/=(.*)/s, 2) as [string, string | undefined]
