@@ -129,14 +129,19 @@ const opsFor = (
   return stream.slice(from, from + count)
 }
 
-/** Starts loading `baseUrl`, recording into `history`. */
-export const start = (baseUrl: string, history: History, options: Options): Running => {
+/**
+ * Starts loading `baseUrl`, recording into `history`. Given several URLs (the hosts of a cluster), each sector's loop
+ * sends its requests to them in turn.
+ */
+export const start = (baseUrl: string | ReadonlyArray<string>, history: History, options: Options): Running => {
+  const urls = typeof baseUrl === "string" ? [baseUrl] : baseUrl
   let running = true
   const seed = options.seed ?? 1
   const loop = async (sector: number) => {
     const state = history.sector(sector)
     let sent = state.acked.reduce((n, a) => n + a.ops.length, 0)
     let requests = 0
+    let attempts = sector
     let ops: ReadonlyArray<Op.Op> | undefined
     while (running) {
       if (state.uncertain !== undefined) return // resolved by the test, against the database
@@ -145,7 +150,7 @@ export const start = (baseUrl: string, history: History, options: Options): Runn
       const started = Date.now()
       let response: Response
       try {
-        response = await fetch(`${baseUrl}/sectors/${sector}/ops?ack=${durable ? "durable" : "accepted"}`, {
+        response = await fetch(`${urls[attempts++ % urls.length]}/sectors/${sector}/ops?ack=${durable ? "durable" : "accepted"}`, {
           method: "POST",
           headers: { "content-type": "application/json" },
           body: JSON.stringify({ ops })

@@ -90,6 +90,36 @@ export class HostConfig extends Context.Service<HostConfig, {
    * answered and their answers carry `Access-Control-Allow-Origin`. Defaults to none: no CORS headers at all.
    */
   readonly corsOrigins: ReadonlyArray<string>
+  /**
+   * TCP port of the cluster transport: set, the host runs as a runner of the cluster formed by every runner on the same
+   * database (`Cluster`), and answers for every sector, forwarding to the owner. Defaults to none: standalone.
+   */
+  readonly runnerPort: Option.Option<number>
+  /**
+   * Address the runner listens on and its peers reach it at (so not `0.0.0.0`: a routable address of this machine).
+   * Defaults to none: `host`.
+   */
+  readonly runnerHost: Option.Option<string>
+  /**
+   * Shards of the cluster; **must be the same on every runner** of a database (a sector's shard is its id's hash
+   * modulo this). Defaults to `300`.
+   */
+  readonly shardsPerGroup: number
+  /**
+   * How long a runner's shard locks and heartbeat outlive it: a runner that stopped (SIGKILL, a frozen process, a cut
+   * network) loses its shards after this, and the survivors take them over. Defaults to 5 seconds.
+   */
+  readonly shardLockExpiration: Duration.Duration
+  /** How often a runner refreshes its shard locks and heartbeat (at most a third of the expiration). Defaults to 1 second. */
+  readonly shardLockRefreshInterval: Duration.Duration
+  /** How often a runner reads the runners of the cluster and recomputes who owns which shard. Defaults to 500 ms. */
+  readonly refreshAssignmentsInterval: Duration.Duration
+  /**
+   * How long a forwarded request may take beyond the waits it carries (`MAILBOX_WAIT`, `DURABLE_TIMEOUT`): the time to
+   * reach the owner, also while its shard moves. Past it the answer is 503 `sector-unreachable` with `Retry-After`.
+   * Defaults to 10 seconds.
+   */
+  readonly forwardTimeout: Duration.Duration
 }>()("sector-host/HostConfig") {}
 
 /** The values every field defaults to. */
@@ -117,7 +147,14 @@ export const defaults: HostConfig["Service"] = {
   authToken: [],
   authTokenFile: Option.none(),
   allowUnauthenticated: false,
-  corsOrigins: []
+  corsOrigins: [],
+  runnerPort: Option.none(),
+  runnerHost: Option.none(),
+  shardsPerGroup: 300,
+  shardLockExpiration: Duration.seconds(5),
+  shardLockRefreshInterval: Duration.seconds(1),
+  refreshAssignmentsInterval: Duration.millis(500),
+  forwardTimeout: Duration.seconds(10)
 }
 
 /** One bearer token as RFC 6750 allows it on the wire (token68). */
@@ -222,7 +259,14 @@ export const config: Config.Config<HostConfig["Service"]> = Config.all({
   authToken: Config.option(Config.schema(TokenList, "authToken")),
   authTokenFile: Config.option(Config.schema(TokenFile, "authTokenFile")),
   allowUnauthenticated: Config.Boolean("allowUnauthenticated").pipe(Config.withDefault(defaults.allowUnauthenticated)),
-  corsOrigins: Config.schema(OriginList, "corsOrigins").pipe(Config.map(splitOrigins), Config.withDefault(defaults.corsOrigins))
+  corsOrigins: Config.schema(OriginList, "corsOrigins").pipe(Config.map(splitOrigins), Config.withDefault(defaults.corsOrigins)),
+  runnerPort: Config.option(Config.Port("runnerPort")),
+  runnerHost: Config.option(Config.NonEmptyString("runnerHost")),
+  shardsPerGroup: SectorsConfig.positiveInt("shardsPerGroup").pipe(Config.withDefault(defaults.shardsPerGroup)),
+  shardLockExpiration: SectorsConfig.duration("shardLockExpiration", defaults.shardLockExpiration),
+  shardLockRefreshInterval: SectorsConfig.duration("shardLockRefreshInterval", defaults.shardLockRefreshInterval),
+  refreshAssignmentsInterval: SectorsConfig.duration("refreshAssignmentsInterval", defaults.refreshAssignmentsInterval),
+  forwardTimeout: SectorsConfig.duration("forwardTimeout", defaults.forwardTimeout)
 }).pipe(Config.map(({ authToken, ...rest }) => ({
   ...rest,
   databaseUrl: Option.orElse(

@@ -1,6 +1,6 @@
 /**
  * The HTTP API of the host (the README's "The HTTP API"). Handlers are thin: read and validate the
- * whole request, call `SectorHost`, render the answer. Nothing is applied unless all of a request is valid.
+ * whole request, call the sector through `Sectors` (here, or on its owner in a cluster), render the answer. Nothing is applied unless all of a request is valid.
  *
  * A submission is checked in this order: the body against `maxBodyBytes` (the declared `Content-Length` before
  * reading, then the bytes actually read), its UTF-8, the JSON, then the limits on it (at most `maxJsonDepth` levels
@@ -24,7 +24,7 @@
  * one more gets 503 `too-many-waiters` before it is submitted, so nothing of it is applied. The server's own limits
  * (header, request and keep-alive timeouts, the connection cap) are set from `HostConfig` by `makeServer`.
  */
-import { Batch, Op, type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
+import { Op, type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
 import { Cause, Duration, Effect, Layer, Option, Predicate, Result } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
@@ -36,6 +36,7 @@ import * as Guard from "./Guard.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
 import * as Request from "./Request.ts"
+import { Sectors } from "./Sectors.ts"
 
 /** How deep a body may nest (see `Request`). */
 export const maxJsonDepth = Request.maxJsonDepth
@@ -83,6 +84,7 @@ const circuitJson = (status: Resilience.CircuitStatus) =>
 /** Builds every endpoint over the host, the lifecycle and the configuration. */
 const endpoints = Effect.gen(function*() {
   const host = yield* SectorHost.SectorHost
+  const sectors = yield* Sectors
   const lifecycle = yield* Lifecycle
   const config = yield* HostConfig
   const sectorsConfig = yield* SectorsConfig.SectorsConfig
@@ -133,13 +135,13 @@ const endpoints = Effect.gen(function*() {
 
     const durable = ack.success === "durable"
     const accepted = yield* (durable
-      ? waiting(host.submit(sector.success, ops.success, {
+      ? waiting(sectors.submit(sector.success, ops.success, {
         ack: "durable",
         durableTimeout: config.durableTimeout,
         mailboxWait: sectorsConfig.mailboxWait,
         idempotency: idempotency.success
       }))
-      : host.submit(sector.success, ops.success, {
+      : sectors.submit(sector.success, ops.success, {
         ack: "accepted",
         mailboxWait: sectorsConfig.mailboxWait,
         idempotency: idempotency.success
@@ -158,7 +160,7 @@ const endpoints = Effect.gen(function*() {
   /** `GET /sectors/{sector}/entities/{entity}`. */
   const entity = Effect.fn("Http.entity")(function*() {
     const ids = yield* Request.pathIds("sector", "entity")
-    const found = yield* host.get(ids.sector, ids.entity)
+    const found = yield* sectors.get(ids.sector, ids.entity)
     if (Option.isNone(found)) return yield* Problem.notFound(`sector ${ids.sector} has no entity ${ids.entity}`)
     const view = found.value
     return json({
@@ -173,8 +175,8 @@ const endpoints = Effect.gen(function*() {
   /** `GET /sectors/{sector}`: the sector's figures and the circuit. */
   const status = Effect.fn("Http.status")(function*() {
     const { sector } = yield* Request.pathIds("sector")
-    const { sectorId: _, persistedAt, ...stats } = yield* host.stats(sector)
-    return json({ sector, ...stats, persistedAt: iso(persistedAt), circuit: circuitJson(host.circuit()) })
+    const { circuit, stats: { sectorId: _, persistedAt, ...stats } } = yield* sectors.stats(sector)
+    return json({ sector, ...stats, persistedAt: iso(persistedAt), circuit: circuitJson(circuit) })
   }, orProblem)
 
   /** `GET /sectors`: the resident sectors, one line each, and the residency cap. */
@@ -195,7 +197,7 @@ const endpoints = Effect.gen(function*() {
    */
   const flush = Effect.fn("Http.flush")(function*() {
     const { sector } = yield* Request.pathIds("sector")
-    const persistedSeq = yield* waiting(host.flush(sector).pipe(Effect.timeoutOption(config.durableTimeout)))
+    const persistedSeq = yield* waiting(sectors.flush(sector).pipe(Effect.timeoutOption(config.durableTimeout)))
     if (Option.isNone(persistedSeq)) {
       return yield* Problem.timedOut(`sector ${sector}: not everything accepted became durable within the wait`, {
         sector
@@ -207,17 +209,20 @@ const endpoints = Effect.gen(function*() {
   /** `GET /sectors/{sector}/dead-letters`. */
   const deadLetters = Effect.fn("Http.deadLetters")(function*() {
     const { sector } = yield* Request.pathIds("sector")
-    const letters = yield* host.deadLetters(sector)
-    return json({
-      sector,
-      deadLetters: letters.map((letter) => ({
-        seq: letter.seq,
-        entry: Batch.entryToOp(letter.entry),
-        error: letter.error,
-        code: letter.code ?? null,
-        at: iso(letter.at)
-      }))
-    })
+    const letters = yield* sectors.deadLetters(sector)
+    return json({ sector, deadLetters: letters.map((letter) => ({ ...letter, at: iso(letter.at) })) })
+  }, orProblem)
+
+  /**
+   * `GET /cluster`: standalone, `{mode: "standalone"}`; a runner, `{mode: "cluster", runner, shardsPerGroup, runners:
+   * [{address, healthy, shards}], sectors}` — this runner's address, every runner registered (its shard count as the
+   * cluster assigns them) and the sectors resident here.
+   */
+  const cluster = Effect.fn("Http.cluster")(function*() {
+    if (sectors.mode._tag === "Standalone") return json({ mode: "standalone" })
+    const view = yield* sectors.mode.view
+    const resident = yield* host.list
+    return json({ mode: "cluster", ...view, sectors: resident.map((s) => s.sectorId).sort((a, b) => a - b) })
   }, orProblem)
 
   /** `GET /healthz`: alive and serving. */
@@ -269,6 +274,7 @@ const endpoints = Effect.gen(function*() {
     { method: "GET", path: "/sectors", handler: list },
     { method: "POST", path: "/sectors/:sector/flush", handler: flush },
     { method: "GET", path: "/sectors/:sector/dead-letters", handler: deadLetters },
+    { method: "GET", path: "/cluster", handler: cluster },
     { method: "GET", path: "/healthz", handler: healthz },
     { method: "GET", path: "/readyz", handler: readyz },
     { method: "GET", path: "/metrics", handler: metrics }
@@ -381,6 +387,6 @@ export const makeServer = (limits: ServerLimits): http.Server => {
 export const routes: Layer.Layer<
   never,
   never,
-  HttpRouter.HttpRouter | SectorHost.SectorHost | Lifecycle | HostConfig | SectorsConfig.SectorsConfig
+  HttpRouter.HttpRouter | SectorHost.SectorHost | Sectors | Lifecycle | HostConfig | SectorsConfig.SectorsConfig
 > =
   Layer.mergeAll(HttpRouter.addAll(endpoints), edge)

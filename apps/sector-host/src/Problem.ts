@@ -15,6 +15,7 @@
  * | headers too large (Node's parser)                  | 431    |                                         |
  * | `MailboxFull`                                      | 429    | `Retry-After`                           |
  * | `SinkUnavailable`, `ShuttingDown`, `SectorFenced`  | 503    | `Retry-After` (`instance`: the first)   |
+ * | `SectorUnreachable` (its owner did not answer)     | 503    | `Retry-After`, `sector`                 |
  * | `DurableTimeout` (the ops are still accepted)      | 504    | `firstSeq`, `lastSeq`, `persistedSeq`   |
  * | a flush not done within `durableTimeout`           | 504    |                                         |
  * | anything unexpected (a defect)                     | 500    | `instance`                              |
@@ -31,6 +32,7 @@ import { Data, Effect } from "effect"
 import { randomUUID } from "node:crypto"
 import { absurd } from "effect/Function"
 import { HttpServerError, HttpServerResponse, ProblemDetails } from "effect/http"
+import type { SectorUnreachable } from "./Cluster.ts"
 
 /** One thing wrong with a request: an op (`index`) and its field, or a part of the request (`sector`, `ack`, `ops`). */
 export type Issue = Errors.OpIssue
@@ -66,6 +68,7 @@ export type KnownError =
   | Errors.BacklogFull
   | Errors.BufferFull
   | Errors.IdempotencyMismatch
+  | SectorUnreachable
   | HttpServerError.HttpServerError
 
 const urn = (name: string) => `urn:sectors:problem:${name}`
@@ -260,6 +263,15 @@ export const fromError = (error: KnownError | Problem): Problem => {
         firstSeq: error.firstSeq,
         lastSeq: error.lastSeq,
         persistedSeq: error.persistedSeq
+      })
+    case "SectorUnreachable":
+      return new Problem({
+        status: 503,
+        type: urn("sector-unreachable"),
+        title: "Sector unreachable",
+        detail: `${error.message}; a submission may or may not have been applied, retry later`,
+        extensions: { sector: error.sectorId },
+        headers: retryAfter(error.retryAfterMillis)
       })
     case "HttpServerError":
       return fromServerError(error)

@@ -42,7 +42,7 @@ const rootMessage = (error: unknown): string => {
 
 /**
  * The database is held by another host: who (its identity names its pid and HTTP address), and what to do instead.
- * Held shared, it is held by clustered hosts (which take the lock shared once clustering exists).
+ * Held shared, it is held by the runners of a cluster (`RUNNER_PORT`), which take it shared.
  */
 const describeHeld = (error: HostLock.HostLockHeld): string => {
   const more = error.holders > 1 ? ` and ${error.holders - 1} more` : ""

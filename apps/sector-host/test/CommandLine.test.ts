@@ -30,3 +30,13 @@ describe("CommandLine.secretWarnings", () => {
       assert.deepStrictEqual(CommandLine.secretWarnings(settings(["--port", "9000", "--database-url-file", "/run/url"])), [])
     }))
 })
+
+describe("CommandLine cluster flags", () => {
+  it.effect("maps --runner-port and --runner-host to RUNNER_PORT and RUNNER_HOST", () =>
+    Effect.sync(() => {
+      assert.deepStrictEqual(settings(["--runner-port", "34431", "--runner-host=10.0.0.7"]), {
+        RUNNER_PORT: "34431",
+        RUNNER_HOST: "10.0.0.7"
+      })
+    }))
+})

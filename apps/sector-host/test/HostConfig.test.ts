@@ -237,3 +237,48 @@ describe("HostConfig CORS origins", () => {
       })
   )
 })
+
+describe("HostConfig cluster", () => {
+  it.effect("is standalone by default, with takeover timings tuned for a move within 10 s", () =>
+    Effect.gen(function*() {
+      const config = yield* fromEnv({})
+      assert.isTrue(Option.isNone(config.runnerPort))
+      assert.isTrue(Option.isNone(config.runnerHost))
+      assert.strictEqual(config.shardsPerGroup, 300)
+      assert.strictEqual(Duration.toMillis(config.shardLockExpiration), 5_000)
+      assert.strictEqual(Duration.toMillis(config.shardLockRefreshInterval), 1_000)
+      assert.strictEqual(Duration.toMillis(config.refreshAssignmentsInterval), 500)
+      assert.strictEqual(Duration.toMillis(config.forwardTimeout), 10_000)
+    }))
+
+  it.effect("reads RUNNER_PORT, RUNNER_HOST and the cluster timings", () =>
+    Effect.gen(function*() {
+      const config = yield* fromEnv({
+        RUNNER_PORT: "34431",
+        RUNNER_HOST: "10.0.0.7",
+        SHARDS_PER_GROUP: "64",
+        SHARD_LOCK_EXPIRATION: "8 seconds",
+        SHARD_LOCK_REFRESH_INTERVAL: "2 seconds",
+        REFRESH_ASSIGNMENTS_INTERVAL: "1 second",
+        FORWARD_TIMEOUT: "3 seconds"
+      })
+      assert.deepStrictEqual(config.runnerPort, Option.some(34431))
+      assert.deepStrictEqual(config.runnerHost, Option.some("10.0.0.7"))
+      assert.strictEqual(config.shardsPerGroup, 64)
+      assert.strictEqual(Duration.toMillis(config.shardLockExpiration), 8_000)
+      assert.strictEqual(Duration.toMillis(config.shardLockRefreshInterval), 2_000)
+      assert.strictEqual(Duration.toMillis(config.refreshAssignmentsInterval), 1_000)
+      assert.strictEqual(Duration.toMillis(config.forwardTimeout), 3_000)
+    }))
+
+  it.effect.each([
+    ["RUNNER_PORT", "http"],
+    ["RUNNER_PORT", "70000"],
+    ["SHARDS_PER_GROUP", "0"],
+    ["SHARD_LOCK_EXPIRATION", "soon"]
+  ] as const)("refuses %s=%s with one line naming it", ([name, value]) =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(fromEnv({ [name]: value }))
+      assert.include(Startup.describe(error), name)
+    }))
+})

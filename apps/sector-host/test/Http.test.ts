@@ -15,6 +15,7 @@ import { connect } from "node:net"
 import * as HostConfig from "../src/HostConfig.ts"
 import * as Http from "../src/Http.ts"
 import * as Lifecycle from "../src/Lifecycle.ts"
+import * as Sectors from "../src/Sectors.ts"
 
 // ---- set-up: the routes on a real HTTP server, over a host on the memory sink with fault injection ----
 
@@ -37,6 +38,7 @@ const serve = (
 ) =>
   HttpRouter.serve(Http.routes, { disableListenLog: true, disableLogger: true }).pipe(
     Layer.provideMerge(NodeHttpServer.layerTest),
+    Layer.provideMerge(Sectors.layerLocal),
     Layer.provideMerge(TestHost.layer({
       policy: policy(),
       retryMaxDelay: Duration.millis(10),
@@ -832,6 +834,15 @@ describe("routing", () => {
       const reply = yield* send(HttpClientRequest.options("/sectors/1/ops"))
       assert.strictEqual(reply.status, 204)
       assert.strictEqual(reply.headers["allow"], "POST, OPTIONS")
+    }).pipe(Effect.provide(serve())))
+})
+
+describe("cluster", () => {
+  it.effect("GET /cluster says a host without RUNNER_PORT is standalone", () =>
+    Effect.gen(function*() {
+      const reply = yield* get("/cluster")
+      assert.strictEqual(reply.status, 200)
+      assert.deepStrictEqual(reply.body, { mode: "standalone" })
     }).pipe(Effect.provide(serve())))
 })
 

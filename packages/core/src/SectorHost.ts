@@ -99,6 +99,14 @@ export class SectorHost extends Context.Service<SectorHost, {
   readonly buffer: () => BufferStatus
   /** Entries of a sector the sink rejected for their data, with their errors (oldest first). */
   readonly deadLetters: (sectorId: number) => Effect.Effect<ReadonlyArray<DeadLetter>, SinkUnavailable>
+  /**
+   * Lets a sector go from this host — its shard moved to another (`Cluster`): drains its mailbox and flushes
+   * everything, then drops it; a later request activates it anew (a claim of its own).
+   *
+   * **Gotchas** there is no deadline: while the database is away it keeps retrying, because the next owner's claim
+   * would fence whatever is left. Bound it from outside only where giving up is reported (`shutdown`).
+   */
+  readonly release: (sectorId: number) => Effect.Effect<void>
   /** Stops intake, drains and flushes every sector within `shutdownTimeout`, and reports. Idempotent. */
   readonly shutdown: Effect.Effect<ShutdownReport>
   /** Whether new submissions are taken (false once shutdown began). */
@@ -225,6 +233,7 @@ export const make = Effect.gen(function*() {
       resilience.retrying(sink.deadLetters(sectorId)).pipe(
         Effect.mapError((error) => new SinkUnavailable({ retryAfterMillis, reason: error.message }))
       ),
+    release: residency.handOff,
     shutdown,
     accepting: residency.accepting,
     circuit: resilience.status,

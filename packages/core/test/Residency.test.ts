@@ -105,6 +105,32 @@ describe("sector lifecycle", () => {
       assert.deepStrictEqual(yield* host.list, [])
     }).pipe(Effect.provide(hostLayer({ passivateAfter: Duration.minutes(1), shutdownTimeout: Duration.seconds(1) }))))
 
+  it.effect("release flushes a sector with no deadline, through an outage, then drops it; the next write claims it anew", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      const store = yield* MemorySink.MemorySink
+      yield* host.submit(1, [set(1)])
+      yield* faults.outage(Duration.minutes(10))
+      yield* host.submit(1, [set(2), set(3)])
+      const released = yield* Effect.forkChild(host.release(1))
+      // far past shutdownTimeout: still flushing, nothing given up
+      yield* advance(Duration.toMillis(Duration.minutes(5)), 1000)
+      assert.isUndefined(released.pollUnsafe())
+      assert.strictEqual(host.unflushed().ops, 3)
+      yield* faults.reset
+      yield* advance(10_000, 100)
+      yield* Fiber.join(released)
+      assert.strictEqual(store.sector(1)?.persistedSeq, 3)
+      assert.strictEqual(host.residency().active, 0)
+      // a release of a sector that is not here does nothing
+      yield* host.release(1)
+      yield* host.release(42)
+      const accepted = yield* host.submit(1, [set(4)])
+      assert.strictEqual(accepted.firstSeq, 4)
+      assert.strictEqual(store.sector(1)?.epoch, 2)
+    }).pipe(Effect.provide(hostLayer({ shutdownTimeout: Duration.seconds(1) }))))
+
   it.effect("a shutdown sees a sector still activating: the write is refused or flushed and reported", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost

@@ -12,7 +12,7 @@
  *
  * **Modes.** `exclusive` — what a standalone host takes — conflicts with every other holder. `shared`
  * (`pg_try_advisory_lock_shared`) coexists with other shared holders and conflicts with an exclusive one: the
- * clustered hosts of the future take it shared, so all the runners of a cluster share a database, a standalone host
+ * runners of a cluster (`RUNNER_PORT`) take it shared, so all the runners of a cluster share a database, a standalone host
  * is refused on a database that clustered hosts use, and a clustered host on one a standalone host uses — the same
  * lock, the same refusal (`HostLockHeld` says how the holder holds it), either way.
  *

@@ -42,6 +42,7 @@ const hostWith = (submit: SectorHost.SectorHost["Service"]["submit"]) =>
     buffer: () => ({ bufferedBytes: 0, budgetBytes: 1, full: false }),
     sinkHealth: () => ({ up: true, downSince: undefined }),
     deadLetters: () => Effect.die("unused"),
+    release: () => Effect.die("unused"),
     shutdown: Effect.die("unused"),
     accepting: () => true,
     circuit: () => ({ _tag: "Closed" }),

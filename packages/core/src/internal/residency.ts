@@ -262,6 +262,28 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       }
     })
 
+  /**
+   * Lets a sector go from this process (its shard moved to another host): it drains its mailbox and flushes
+   * everything, with no deadline — while the database is away it keeps retrying, since the next owner must find every
+   * accepted op durable — and is then dropped. Waits for an activation or passivation in progress first. A later
+   * request activates it anew. Nothing to do for a sector that is not here.
+   */
+  const handOff = (sectorId: number): Effect.Effect<void> =>
+    Effect.suspend((): Effect.Effect<void> => {
+      const slot = slots.get(sectorId)
+      if (slot === undefined) return Effect.void
+      switch (slot._tag) {
+        case "Resident":
+          return Effect.flatMap(passivate(sectorId, slot), Deferred.await)
+        case "Activating":
+          return Effect.andThen(Effect.exit(Deferred.await(slot.done)), handOff(sectorId))
+        case "Passivating":
+          return Deferred.await(slot.closed)
+        default:
+          return absurd(slot)
+      }
+    })
+
   /** The sectors living here (resident or passivating), least recently used first. */
   const sectors = (): Array<Sector.Sector> => {
     const found: Array<Sector.Sector> = []
@@ -293,6 +315,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   return {
     use,
     peek,
+    handOff,
     sectors,
     shutdown,
     /** Whether new requests are taken (false once shutdown began). */
