@@ -1,8 +1,8 @@
 /**
  * Sectors sharded over several hosts with effect's cluster (issue 14): a sector is the cluster entity `Sector`, each
  * host with `RUNNER_PORT` is a runner, and every runner on one database belongs to one cluster. Shard ownership,
- * membership and routing are effect's (`Sharding`, `SqlRunnerStorage`, the socket runner of
- * `@effect/platform-node`); this module only declares the entity, its behaviour over the local `SectorHost`, and the
+ * membership and routing are effect's (`Sharding`, `SqlRunnerStorage`, the WebSocket runner of
+ * `effect/cluster`'s `HttpRunner`); this module only declares the entity, its behaviour over the local `SectorHost`, and the
  * layers wired the way this host needs them:
  *
  * - **The entity** mirrors the per-sector operations of `SectorHost` as RPCs (`Submit`, `Get`, `Stats`, `Flush`,
@@ -23,7 +23,7 @@
  * carries a request id and a fingerprint for the owner to deduplicate; and a volatile send retries forever while its
  * shard has no owner, so every forwarded call is bounded by the caller (`Sectors`).
  */
-import { NodeClusterSocket } from "@effect/platform-node"
+import { NodeHttpServer, NodeSocket } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
 import { Batch, Errors, Op, SectorHost } from "@sectors/core"
 import { Duration, Effect, HashRing, Layer, Metric, Option, Redacted, Schema } from "effect"
@@ -34,12 +34,16 @@ import {
   RunnerHealth,
   Runners,
   RunnerStorage,
+  HttpRunner,
   Sharding,
   ShardingConfig,
-  SocketRunner,
   SqlRunnerStorage
 } from "effect/cluster"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { Rpc, RpcSerialization } from "effect/rpc"
+import { Socket } from "effect/socket"
+import * as http from "node:http"
+import * as Guard from "./Guard.ts"
 
 /** A sector that cannot be reached in time: its owner did not answer (its shard is moving, or the owner died). */
 export class SectorUnreachable extends Schema.TaggedError<SectorUnreachable>()("SectorUnreachable", {
@@ -261,6 +265,11 @@ export interface RunnerOptions {
   readonly entityTerminationTimeout: Duration.Duration
   /** `application_name` of the cluster pool's sessions. */
   readonly applicationName: string
+  /**
+   * The host's `AUTH_TOKEN`s: with any, the runner port answers only peers that send one (`Authorization: Bearer`,
+   * compared like the HTTP API's), and this runner sends the first. None: the runner port is open to whoever reaches it.
+   */
+  readonly tokens: ReadonlyArray<Redacted.Redacted<string>>
 }
 
 /** Connections of the cluster's own pool: the lock session and room for heartbeats and runner reads. */
@@ -284,9 +293,42 @@ export const shardingConfig = (options: RunnerOptions): ShardingConfig.ShardingC
 })
 
 /**
- * A runner over TCP with its storage in PostgreSQL: `Sharding` (with the `Sector` entity registered), and the
- * `RunnerStorage` and `ShardingConfig` it runs on (for `status`). What `NodeClusterSocket.layer` builds, but with the
- * configuration given rather than read from `HOST`/`PORT`, and runner storage on a pool of its own.
+ * The runner port: an HTTP server on the runner address whose only route is the cluster's WebSocket, behind a
+ * bearer-token check when the host has tokens (401 before the upgrade otherwise), so a stranger who reaches the port
+ * cannot send the runner messages. Peers dial it with the first token in the handshake.
+ */
+const runnerTransport = (options: RunnerOptions) => {
+  const digests = options.tokens.map((token) => Guard.digest(Redacted.value(token)))
+  const peers = Layer.mergeAll(
+    HttpRouter.middleware(
+      (httpApp) =>
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+          digests.length === 0 || Guard.bearerMatches(request.headers.authorization, digests)
+            ? httpApp
+            : Effect.succeed(HttpServerResponse.empty({ status: 401, headers: { "www-authenticate": "Bearer" } }))),
+      { global: true }
+    ),
+    HttpRunner.layerWebsocketOptions({ path: "/" })
+  )
+  const server = NodeHttpServer.layer(() => http.createServer(), {
+    host: options.address.host,
+    port: options.address.port
+  })
+  const first = options.tokens[0]
+  const dial = Layer.effect(Socket.WebSocketConstructor)(Effect.map(
+    Socket.WebSocketConstructor,
+    (construct) => (url: string) =>
+      construct(url, first === undefined ? undefined : { headers: { authorization: `Bearer ${Redacted.value(first)}` } })
+  )).pipe(Layer.provide(NodeSocket.layerWebSocketConstructor))
+  const client = HttpRunner.layerClientProtocolWebsocket({ path: "/" }).pipe(Layer.provide(dial))
+  return { serve: HttpRouter.serve(peers, { disableListenLog: true, disableLogger: true }), server, client }
+}
+
+/**
+ * A runner with its storage in PostgreSQL: `Sharding` (with the `Sector` entity registered), and the
+ * `RunnerStorage` and `ShardingConfig` it runs on (for `status`). What `NodeClusterHttp.layer` builds, but with the
+ * configuration given rather than read from `HOST`/`PORT`, runner storage on a pool of its own, and the runner port
+ * behind the host's tokens (`runnerTransport`).
  */
 export const layerRunner = (options: RunnerOptions) => {
   const config = ShardingConfig.layer(shardingConfig(options))
@@ -297,12 +339,14 @@ export const layerRunner = (options: RunnerOptions) => {
     applicationName: options.applicationName
   })
   const storage = SqlRunnerStorage.layer.pipe(Layer.provide(pool))
+  const transport = runnerTransport(options)
   const health = RunnerHealth.layerPing.pipe(
     Layer.provide(Runners.layerRpc),
-    Layer.provide(NodeClusterSocket.layerClientProtocol)
+    Layer.provide(transport.client)
   )
-  const runner = SocketRunner.layer.pipe(
-    Layer.provide([NodeClusterSocket.layerSocketServer, NodeClusterSocket.layerClientProtocol]),
+  const runner = transport.serve.pipe(
+    Layer.provide(transport.client),
+    Layer.provide(transport.server),
     Layer.provide(health),
     Layer.provide(MessageStorage.layerNoop)
   )

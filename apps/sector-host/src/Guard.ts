@@ -23,7 +23,8 @@ import * as Problem from "./Problem.ts"
 /** The paths that answer without a token: an orchestrator's probes carry none. */
 const openPaths: ReadonlySet<string> = new Set(["/healthz", "/readyz"])
 
-const digest = (text: string) => crypto.createHash("sha256").update(text, "utf8").digest()
+/** The SHA-256 digest tokens are compared as. */
+export const digest = (text: string) => crypto.createHash("sha256").update(text, "utf8").digest()
 
 /**
  * Whether an `Authorization` header carries one of `tokens` (SHA-256 digests) as `Bearer <token>`. Every token is

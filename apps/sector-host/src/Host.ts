@@ -88,7 +88,8 @@ const routing = Layer.unwrap(Effect.gen(function*() {
     refreshAssignmentsInterval: config.refreshAssignmentsInterval,
     entityMaxIdleTime: sectorsConfig.passivateAfter,
     entityTerminationTimeout: config.shutdownTimeout,
-    applicationName: `sector-host cluster ${Cluster.format(address.value)}`
+    applicationName: `sector-host cluster ${Cluster.format(address.value)}`,
+    tokens: config.authToken
   })
   return Sectors.layerCluster(runner, {
     forwardTimeout: config.forwardTimeout,

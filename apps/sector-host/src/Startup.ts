@@ -57,7 +57,7 @@ const describeHeld = (error: HostLock.HostLockHeld): string => {
 /** One line describing a start-up failure. */
 export const describe = (error: unknown): string => {
   if (error instanceof Config.ConfigError) return describeConfig(error)
-  if (error instanceof Exposure.OpenDoor) return Exposure.describe(error)
+  if (error instanceof Exposure.OpenDoor || error instanceof Exposure.NoRunnerAddress) return Exposure.describe(error)
   if (error instanceof Tls.HalfTls) return Tls.describe(error)
   if (error instanceof HostLock.HostLockHeld) return describeHeld(error)
   if (error instanceof PgEmbedded.PgEmbeddedError) return `cannot start the embedded PostgreSQL: ${error.message}`

@@ -4,7 +4,7 @@
  * end to end in test/e2e/Exposure.test.ts.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Redacted, Runtime } from "effect"
+import { Effect, Exit, Option, Redacted, Runtime } from "effect"
 import * as Exposure from "../src/Exposure.ts"
 import * as HostConfig from "../src/HostConfig.ts"
 
@@ -31,6 +31,40 @@ describe("Exposure.check", () => {
       assert.include(Exposure.describe(error), "ALLOW_UNAUTHENTICATED=true")
     }))
 
+  it.effect("refuses a runner port beyond loopback without a token, naming RUNNER_HOST", () =>
+    Effect.gen(function*() {
+      for (
+        const options of [
+          { runnerPort: Option.some(9431), runnerHost: Option.some("10.0.0.7") },
+          { runnerPort: Option.some(9431), host: "10.0.0.7" }
+        ]
+      ) {
+        const error = yield* Effect.flip(Exposure.check(config(options)))
+        assert.strictEqual(error._tag, "OpenDoor")
+        assert.strictEqual(Runtime.getErrorExitCode(error), 2)
+        assert.include(Exposure.describe(error), "=10.0.0.7")
+      }
+      const runnerOnly = yield* Effect.flip(
+        Exposure.check(config({ runnerPort: Option.some(9431), runnerHost: Option.some("10.0.0.7") }))
+      )
+      assert.include(Exposure.describe(runnerOnly), "RUNNER_HOST=10.0.0.7")
+    }))
+
+  it.effect("refuses a runner address peers cannot dial (0.0.0.0, ::), token or not", () =>
+    Effect.gen(function*() {
+      for (
+        const options of [
+          { runnerPort: Option.some(9431), host: "0.0.0.0", authToken: [Redacted.make("t")] },
+          { runnerPort: Option.some(9431), runnerHost: Option.some("::"), authToken: [Redacted.make("t")] }
+        ]
+      ) {
+        const error = yield* Effect.flip(Exposure.check(config(options)))
+        assert.strictEqual(error._tag, "NoRunnerAddress")
+        assert.strictEqual(Runtime.getErrorExitCode(error), 2)
+        assert.include(Exposure.describe(error), "RUNNER_HOST")
+      }
+    }))
+
   it.effect("lets loopback, a token, or ALLOW_UNAUTHENTICATED through", () =>
     Effect.gen(function*() {
       for (
@@ -38,7 +72,10 @@ describe("Exposure.check", () => {
           {},
           { host: "::1" },
           { host: "0.0.0.0", authToken: [Redacted.make("t")] },
-          { host: "0.0.0.0", allowUnauthenticated: true }
+          { host: "0.0.0.0", allowUnauthenticated: true },
+          { runnerPort: Option.some(9431) },
+          { runnerPort: Option.some(9431), runnerHost: Option.some("10.0.0.7"), authToken: [Redacted.make("t")] },
+          { runnerPort: Option.some(9431), host: "0.0.0.0", runnerHost: Option.some("10.0.0.7"), allowUnauthenticated: true }
         ]
       ) {
         assert.isTrue(Exit.isSuccess(yield* Effect.exit(Exposure.check(config(options)))), JSON.stringify(options))
