@@ -1,7 +1,8 @@
 /**
  * The runner port with `AUTH_TOKEN` (issue 15: cluster peers authenticate to each other): runners holding the token
  * form a cluster and forward to each other; a stranger reaching the runner port without it — or with a wrong one —
- * gets 401 before any WebSocket upgrade, so it cannot send a runner a message.
+ * gets 401 before any WebSocket upgrade, so it cannot send a runner a message. A client's `Idempotency-Key` holds
+ * across runners: a retry through another runner than the first attempt gets the original answer.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Port } from "@sectors/pg-embedded"
@@ -72,6 +73,21 @@ describe("the runner port with AUTH_TOKEN", () => {
       }
       const onB = (yield* api(b!, "GET", "/cluster")).body.sectors as ReadonlyArray<number>
       assert.isAbove(onB.length, 0, "no sector was forwarded to the other runner")
+
+      // a client's retry with its Idempotency-Key, first through a (forwarded), then through b (the owner itself)
+      const keyed = (host: Host) =>
+        Effect.promise(async () => {
+          const response = await fetch(`${host.baseUrl}/sectors/${onB[0]}/ops`, {
+            method: "POST",
+            headers: { ...authorized, "idempotency-key": "client-retry-1" },
+            body: JSON.stringify({ ops: [{ type: "set", entity: 2, component: "c", data: {} }] })
+          })
+          return { status: response.status, replayed: response.headers.get("idempotent-replayed"), body: await response.json() }
+        })
+      const original = yield* keyed(a!)
+      const retried = yield* keyed(b!)
+      assert.deepStrictEqual([original.status, original.replayed], [202, null])
+      assert.deepStrictEqual([retried.status, retried.replayed, retried.body], [202, "true", original.body])
 
       for (const port of ports) {
         for (const headers of [{}, { authorization: "Bearer wrong" }, { authorization: `Basic ${token}` }]) {

@@ -1,10 +1,13 @@
 /**
  * `Sectors`: the fingerprint a forwarded submission carries (what makes a resend the same request), and the standalone
- * routing (the local host, nothing of the cluster built).
+ * routing (the local host, nothing of the cluster built), and the `Sector` entity's deduplication of a resend.
  */
 import { assert, describe, it } from "@effect/vitest"
 import type { Op } from "@sectors/core"
-import { Effect } from "effect"
+import { TestHost } from "@sectors/core/testing"
+import { Duration, Effect } from "effect"
+import { Entity, ShardingConfig } from "effect/cluster"
+import * as Cluster from "../src/Cluster.ts"
 import * as Sectors from "../src/Sectors.ts"
 
 const op = (data: Record<string, unknown>): Op.Op => ({ type: "set", entity: 1, component: "a", data: data as Op.Data })
@@ -24,4 +27,32 @@ describe("Sectors.fingerprint", () => {
       assert.notStrictEqual(Sectors.fingerprint([op({ x: 2 }), op({ x: 1 })], "accepted"), base)
       assert.notStrictEqual(Sectors.fingerprint([op({ x: 1 }), op({ x: 2 })], "durable"), base)
     }))
+})
+
+describe("the Sector entity", () => {
+  /** A client of the entity running in process over a host on the memory sink. */
+  const client = Effect.gen(function*() {
+    const make = yield* Entity.makeTestClient(Cluster.Sector, Cluster.layerBehaviour({ maxIdleTime: Duration.minutes(1) }))
+    return yield* make("4")
+  }).pipe(Effect.provide(ShardingConfig.layer()))
+
+  const submit = (requestId: string, fingerprint: string) => ({
+    ops: [op({ x: 1 })],
+    ack: "accepted" as const,
+    mailboxWaitMillis: 100,
+    requestId,
+    fingerprint
+  })
+
+  it.effect("applies a resent submission (same request id) once, answering it with the first one's seqs", () =>
+    Effect.gen(function*() {
+      const sector = yield* client
+      const first = yield* sector.Submit(submit("r-1", "f"))
+      const resent = yield* sector.Submit(submit("r-1", "f"))
+      assert.deepStrictEqual([resent.firstSeq, resent.lastSeq, resent.replayed], [first.firstSeq, first.lastSeq, true])
+      const next = yield* sector.Submit(submit("r-2", "f"))
+      assert.strictEqual(next.firstSeq, first.lastSeq + 1)
+      const reused = yield* Effect.flip(sector.Submit(submit("r-1", "other")))
+      assert.strictEqual(reused._tag, "IdempotencyMismatch")
+    }).pipe(Effect.scoped, Effect.provide(TestHost.layer())))
 })
