@@ -147,6 +147,8 @@ export const Submit = Rpc.make("Submit", {
     mailboxWaitMillis: Schema.Number,
     /** One per HTTP request, made by the host that received it; the same on every resend. */
     requestId: Schema.String,
+    /** How long the owner remembers `requestId` when not for `IDEMPOTENCY_TTL`: as long as the sender may resend. */
+    keyTtlMillis: Schema.optional(Schema.Number),
     /** A hash of the canonical ops and ack: the same key with another fingerprint is another request. */
     fingerprint: Schema.String
   },
@@ -237,7 +239,11 @@ export const layerBehaviour = (options: { readonly maxIdleTime: Duration.Duratio
               ? {}
               : { durableTimeout: Duration.millis(payload.durableTimeoutMillis) }),
             // a resent submission (the transport is at-least-once) or a client's retry applies once
-            idempotency: { key: payload.requestId, fingerprint: payload.fingerprint }
+            idempotency: {
+              key: payload.requestId,
+              fingerprint: payload.fingerprint,
+              ttl: payload.keyTtlMillis === undefined ? undefined : Duration.millis(payload.keyTtlMillis)
+            }
           }),
         Get: ({ payload }) => host.get(sectorId, payload.entity),
         Stats: () => Effect.map(host.stats(sectorId), (stats) => ({ stats, circuit: host.circuit() })),

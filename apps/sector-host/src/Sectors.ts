@@ -204,8 +204,14 @@ export const layerCluster = <E>(
               : { durableTimeoutMillis: Duration.toMillis(submitOptions.durableTimeout) }),
             // the client's key, or one of our own for this request (a space cannot start a client's key, so ours
             // never meets one): the owner applies a resent submission once either way
+            // ours is remembered only as long as this call may resend it (its deadline, twice over), not for the
+            // IDEMPOTENCY_TTL a client's key gets: one key per forwarded request would otherwise crowd out clients' keys
             ...(submitOptions.idempotency === undefined
-              ? { requestId: ` forwarded ${randomUUID()}`, fingerprint: fingerprint(ops, submitOptions.ack) }
+              ? {
+                requestId: ` forwarded ${randomUUID()}`,
+                fingerprint: fingerprint(ops, submitOptions.ack),
+                keyTtlMillis: 2 * Duration.toMillis(Duration.sum(wait, options.forwardTimeout))
+              }
               : { requestId: submitOptions.idempotency.key, fingerprint: submitOptions.idempotency.fingerprint })
           })
         )

@@ -37,8 +37,8 @@ export interface IdempotencyRecord {
   readonly fingerprint: string
   readonly firstSeq: number
   readonly lastSeq: number
-  /** When the sector accepted it (ms since the epoch); it is remembered until then + `idempotencyTtl`. */
-  readonly at: number
+  /** Until when it is remembered (ms since the epoch): its acceptance + its TTL (`idempotencyTtl` unless given). */
+  readonly expiresAt: number
 }
 
 export interface Batch {
@@ -59,8 +59,8 @@ export interface Batch {
    * retry is recognised after a crash or by a new owner. Absent: none.
    */
   readonly idempotencyKeys?: ReadonlyArray<IdempotencyRecord> | undefined
-  /** Stored keys accepted before this (ms since the epoch) are past their TTL: the sink may drop them. */
-  readonly forgetKeysBefore?: number | undefined
+  /** Stored keys of the sector that expire at or before this (ms since the epoch) may be dropped by the sink. */
+  readonly forgetKeysExpiredBy?: number | undefined
 }
 
 type ComponentCell =

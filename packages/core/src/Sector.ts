@@ -82,9 +82,14 @@ export interface SubmitOptions {
    * by a new owner once its ops were durable) is answered with the original seqs (`replayed: true`) and applies
    * nothing; the same key with another `fingerprint` (whatever identifies the content for the caller, e.g. a hash
    * of the request body) fails with `IdempotencyMismatch`. A submission that was refused, or whose ops were lost,
-   * leaves no key behind. `key`: 1 to 255 characters.
+   * leaves no key behind. `key`: 1 to 255 characters. `ttl`: how long this key is remembered, when not for
+   * `idempotencyTtl` (a transport's request id needs only as long as its sender may resend).
    */
-  readonly idempotency?: { readonly key: string; readonly fingerprint: string } | undefined
+  readonly idempotency?: {
+    readonly key: string
+    readonly fingerprint: string
+    readonly ttl?: Duration.Input | undefined
+  } | undefined
 }
 
 /** The answer to an accepted submission. */
@@ -427,7 +432,7 @@ export const make = Effect.fnUntraced(function*(
     return count === 0 ? batch : {
       ...batch,
       idempotencyKeys: unstoredKeys.slice(0, count),
-      forgetKeysBefore: at - keys.ttlMillis
+      forgetKeysExpiredBy: at
     }
   }
 
@@ -676,7 +681,16 @@ export const make = Effect.fnUntraced(function*(
       }
       const deferred = Deferred.makeUnsafe<readonly [number, number], ShuttingDown | SectorFenced>()
       const key = options?.idempotency
-      const pending = key === undefined ? undefined : keys.begin(sectorId, key.key, key.fingerprint, deferred, now())
+      const pending = key === undefined
+        ? undefined
+        : keys.begin(
+          sectorId,
+          key.key,
+          key.fingerprint,
+          deferred,
+          now(),
+          key.ttl === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(key.ttl))
+        )
       const giveBack = () => {
         budget?.add(-reserved)
         if (pending !== undefined) keys.forget(sectorId, pending.key, pending)

@@ -14,7 +14,7 @@
  *   guards every row write by seq (a row changes only for a higher seq), so retrying a batch never changes anything
  *   twice. On commit the watermark becomes `toSeq`,
  *   and the batch's idempotency keys are stored with it (one per last seq; a key stays stored at least until a
- *   later batch's `forgetKeysBefore` passes its time); `load` returns them.
+ *   later batch's `forgetKeysExpiredBy` passes its expiry); `load` returns them.
  * - `verify` runs the same writes and rolls them back, failing exactly as `persist` would.
  * - `deadLetter` records entries that can never be persisted; `deadLetters` lists a sector's, oldest first.
  * - errors are `SinkError`s whose `reason` says whether to retry (`Transient`), isolate (`Rejected`), stop
@@ -185,8 +185,10 @@ export const makeMemory: Effect.Effect<{ readonly sink: SectorSink["Service"]; r
           for (const record of batch.idempotencyKeys ?? []) {
             if (!stored.keys.has(record.lastSeq)) stored.keys.set(record.lastSeq, record)
           }
-          if (batch.forgetKeysBefore !== undefined) {
-            for (const [seq, record] of stored.keys) if (record.at < batch.forgetKeysBefore) stored.keys.delete(seq)
+          if (batch.forgetKeysExpiredBy !== undefined) {
+            for (const [seq, record] of stored.keys) {
+              if (record.expiresAt <= batch.forgetKeysExpiredBy) stored.keys.delete(seq)
+            }
           }
           commits.push({
             sectorId: batch.sectorId,

@@ -134,6 +134,24 @@ describe("Idempotent submissions", () => {
       assert.deepStrictEqual(store.idempotencyKeys(1).map((r) => r.lastSeq), [2])
     }).pipe(Effect.provide(hostLayer({ idempotencyTtl: Duration.seconds(1) }))))
 
+  it.effect("a key given its own ttl is forgotten after it, in memory and in the sink", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const store = yield* MemorySink.MemorySink
+      const short = { idempotency: { key: "short", fingerprint: "f", ttl: Duration.millis(50) } }
+      yield* host.submit(1, [set(1)], short)
+      yield* host.submit(1, [set(2)], key("long"))
+      yield* host.flush(1)
+      assert.deepStrictEqual(store.idempotencyKeys(1).map((r) => [r.key, r.expiresAt]), [["short", 50], ["long", 1000]])
+      yield* advance(50, 10)
+      const retry = yield* host.submit(1, [set(1)], short)
+      assert.deepStrictEqual([retry.firstSeq, retry.replayed], [3, undefined])
+      assert.isTrue((yield* host.submit(1, [set(2)], key("long"))).replayed)
+      yield* host.flush(1)
+      assert.deepStrictEqual(store.idempotencyKeys(1).map((r) => r.key), ["long", "short"])
+      assert.deepStrictEqual(store.idempotencyKeys(1).map((r) => r.lastSeq), [2, 3])
+    }).pipe(Effect.provide(hostLayer({ idempotencyTtl: Duration.seconds(1) }))))
+
   it.effect("at most maxIdempotencyKeys are held, over all sectors; the oldest goes first", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost

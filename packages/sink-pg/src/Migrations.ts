@@ -15,9 +15,9 @@
  * - `entity_authority(sector_id, entity_id, component, worker, seq)`, same key and reasoning.
  * - `dead_letters(id, sector_id, seq, entry jsonb, error, code, at)` with an index on `(sector_id, id)` for the one
  *   query that reads them (a sector's letters, oldest first). Rare writes, so the index costs nothing.
- * - `idempotency_keys(sector_id, last_seq, key, fingerprint, first_seq, at)`, PK `(sector_id, last_seq)`: a keyed
+ * - `idempotency_keys(sector_id, last_seq, key, fingerprint, first_seq, expires_at)`, PK `(sector_id, last_seq)`: a keyed
  *   submission, inserted with the batch that made its last op durable (`ON CONFLICT DO NOTHING` on the key makes a
- *   replayed batch store nothing twice), read by prefix `sector_id` on load. The index `(sector_id, at)` lets the
+ *   replayed batch store nothing twice), read by prefix `sector_id` on load. The index `(sector_id, expires_at)` lets the
  *   commit that stores a sector's new keys delete its expired ones by a range scan. Written only for submissions
  *   that carry an idempotency key.
  */
@@ -74,10 +74,10 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
       key text NOT NULL,
       fingerprint text NOT NULL,
       first_seq bigint NOT NULL,
-      at timestamptz NOT NULL,
+      expires_at timestamptz NOT NULL,
       PRIMARY KEY (sector_id, last_seq)
     )`
-    yield* sql`CREATE INDEX idempotency_keys_age ON idempotency_keys (sector_id, at)`
+    yield* sql`CREATE INDEX idempotency_keys_expiry ON idempotency_keys (sector_id, expires_at)`
   })
 }
 

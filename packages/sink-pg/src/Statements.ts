@@ -135,7 +135,7 @@ const hasKeys = (batches: ReadonlyArray<Batch.Batch>) =>
 
 /**
  * The idempotency keys of a group's batches (those `include` accepts), and the expired keys of the same sectors
- * (`forgetKeysBefore`), as one insert and one delete. `inGroupStatement`: they are CTEs of `upsertGroup`, and take
+ * (`forgetKeysExpiredBy`), as one insert and one delete. `inGroupStatement`: they are CTEs of `upsertGroup`, and take
  * only the sectors its sector-row CTE `s` updated.
  */
 const keyStatements = (
@@ -149,20 +149,20 @@ const keyStatements = (
   const records = batches.flatMap((b) =>
     include(b.sectorId) ? (b.idempotencyKeys ?? []).map((r) => ({ sectorId: b.sectorId, ...r })) : []
   )
-  const forget = batches.filter((b) => b.forgetKeysBefore !== undefined && include(b.sectorId))
+  const forget = batches.filter((b) => b.forgetKeysExpiredBy !== undefined && include(b.sectorId))
   return {
-    store: sql`INSERT INTO idempotency_keys (sector_id, last_seq, key, fingerprint, first_seq, at)
-      SELECT u.sector_id, u.last_seq, u.key, u.fingerprint, u.first_seq, to_timestamp(u.at / 1000.0)
+    store: sql`INSERT INTO idempotency_keys (sector_id, last_seq, key, fingerprint, first_seq, expires_at)
+      SELECT u.sector_id, u.last_seq, u.key, u.fingerprint, u.first_seq, to_timestamp(u.expires_at / 1000.0)
       FROM unnest(${int8s(records.map((r) => r.sectorId))}::bigint[], ${int8s(records.map((r) => r.lastSeq))}::bigint[],
                   ${texts(records.map((r) => r.key))}::text[], ${texts(records.map((r) => r.fingerprint))}::text[],
-                  ${int8s(records.map((r) => r.firstSeq))}::bigint[], ${float8s(records.map((r) => r.at))}::float8[])
-        AS u(sector_id, last_seq, key, fingerprint, first_seq, at)
+                  ${int8s(records.map((r) => r.firstSeq))}::bigint[], ${float8s(records.map((r) => r.expiresAt))}::float8[])
+        AS u(sector_id, last_seq, key, fingerprint, first_seq, expires_at)
       ${applied("u", "WHERE")}
       ON CONFLICT (sector_id, last_seq) DO NOTHING`,
     forget: sql`DELETE FROM idempotency_keys AS k
       USING unnest(${int8s(forget.map((b) => b.sectorId))}::bigint[],
-                   ${float8s(forget.map((b) => b.forgetKeysBefore!))}::float8[]) AS f(sector_id, before)
-      WHERE k.sector_id = f.sector_id AND k.at < to_timestamp(f.before / 1000.0) ${applied("f", "AND")}`
+                   ${float8s(forget.map((b) => b.forgetKeysExpiredBy!))}::float8[]) AS f(sector_id, by)
+      WHERE k.sector_id = f.sector_id AND k.expires_at <= to_timestamp(f.by / 1000.0) ${applied("f", "AND")}`
   }
 }
 
@@ -322,8 +322,10 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
         ON CONFLICT (sector_id) DO UPDATE SET epoch = sectors.epoch + 1
         RETURNING epoch, persisted_seq, (extract(epoch FROM persisted_at) * 1000)::float8 AS persisted_at`
       const rows = yield* rowsOf(sectorId)
-      const keys = yield* sql<{ key: string; fingerprint: string; first_seq: bigint; last_seq: bigint; at: number }>`
-        SELECT key, fingerprint, first_seq, last_seq, (extract(epoch FROM at) * 1000)::float8 AS at
+      const keys = yield* sql<
+        { key: string; fingerprint: string; first_seq: bigint; last_seq: bigint; expires_at: number }
+      >`
+        SELECT key, fingerprint, first_seq, last_seq, (extract(epoch FROM expires_at) * 1000)::float8 AS expires_at
         FROM idempotency_keys WHERE sector_id = ${BigInt(sectorId)}`
       return {
         ...loaded(sectorId, claimed[0], rows),
@@ -332,7 +334,7 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
           fingerprint: k.fingerprint,
           firstSeq: Number(k.first_seq),
           lastSeq: Number(k.last_seq),
-          at: Math.round(k.at)
+          expiresAt: Math.round(k.expires_at)
         }))
       }
     }).pipe(Effect.mapError((error) => toSinkError(error, `load sector ${sectorId}`)))

@@ -25,22 +25,35 @@ export interface Pending {
   readonly key: string
   readonly fingerprint: string
   readonly seqs: Seqs
+  /** How long the key is remembered once its submission has seqs. */
+  readonly ttlMillis: number
+  /** When it was entered (ms since the epoch): the order in which keys make room. */
+  readonly since: number
 }
 
 /** A key whose submission has seqs. */
 export interface Accepted extends IdempotencyRecord {
   readonly _tag: "Accepted"
   readonly sectorId: number
+  readonly ttlMillis: number
+  readonly since: number
 }
 
 export type Entry = Pending | Accepted
 
 const slot = (sectorId: number, key: string) => `${sectorId}\u0000${key}`
 
-/** The keys of one host. */
+/**
+ * The keys of one host. Keys are kept in lanes, one per TTL, each in the order its keys were entered, which within a
+ * lane is also the order in which they expire: expiring is a walk from the front of each lane that stops at the
+ * first key still valid. (Keys taken in from a sink go to the lane of the store's TTL whatever theirs was: one
+ * expiring out of order there is remembered a little longer, never shorter.)
+ */
 export class IdempotencyStore {
-  /** By sector and key, oldest first (a `Map` iterates in insertion order; every entry is (re)inserted when made). */
-  private readonly entries = new Map<string, Entry>()
+  /** By TTL, then by sector and key, oldest first (a `Map` iterates in insertion order). */
+  private readonly lanes = new Map<number, Map<string, Entry>>()
+  /** Which lane holds a key. */
+  private readonly index = new Map<string, Map<string, Entry>>()
   readonly ttlMillis: number
   readonly maxKeys: number
 
@@ -51,24 +64,35 @@ export class IdempotencyStore {
 
   /** Keys held now. */
   get size(): number {
-    return this.entries.size
+    return this.index.size
   }
 
   /** The entry of a key, if it is still remembered at `now`. */
   find(sectorId: number, key: string, now: number): Entry | undefined {
     this.expire(now)
-    return this.entries.get(slot(sectorId, key))
+    const id = slot(sectorId, key)
+    return this.index.get(id)?.get(id)
   }
 
-  /** Enters a submission about to enter a mailbox; its seqs come through `seqs`. */
-  begin(sectorId: number, key: string, fingerprint: string, seqs: Seqs, now: number): Pending {
-    const pending: Pending = { _tag: "Pending", sectorId, key, fingerprint, seqs }
+  /**
+   * Enters a submission about to enter a mailbox; its seqs come through `seqs`. Remembered for `ttlMillis` once it
+   * has them (the store's TTL unless given).
+   */
+  begin(
+    sectorId: number,
+    key: string,
+    fingerprint: string,
+    seqs: Seqs,
+    now: number,
+    ttlMillis: number = this.ttlMillis
+  ): Pending {
+    const pending: Pending = { _tag: "Pending", sectorId, key, fingerprint, seqs, ttlMillis, since: now }
     this.put(slot(sectorId, key), pending, now)
     return pending
   }
 
-  /** The pending submission got seqs: the key now answers with them. */
-  accept(pending: Pending, firstSeq: number, lastSeq: number, at: number): IdempotencyRecord {
+  /** The pending submission got seqs at `now`: the key now answers with them, until its TTL has passed. */
+  accept(pending: Pending, firstSeq: number, lastSeq: number, now: number): IdempotencyRecord {
     const accepted: Accepted = {
       _tag: "Accepted",
       sectorId: pending.sectorId,
@@ -76,54 +100,73 @@ export class IdempotencyStore {
       fingerprint: pending.fingerprint,
       firstSeq,
       lastSeq,
-      at
+      expiresAt: now + pending.ttlMillis,
+      ttlMillis: pending.ttlMillis,
+      since: now
     }
     const id = slot(pending.sectorId, pending.key)
-    // the same object: still this submission's key (not evicted, not replaced)
-    if (this.entries.get(id) === pending) {
-      this.entries.delete(id)
-      this.entries.set(id, accepted)
-    }
-    return accepted
+    // the same object: still this submission's key (not evicted, not replaced); moved to the back of its lane
+    if (this.index.get(id)?.get(id) === pending) this.put(id, accepted, now)
+    return { key: accepted.key, fingerprint: accepted.fingerprint, firstSeq, lastSeq, expiresAt: accepted.expiresAt }
   }
 
   /** Forgets a key whose submission was refused or whose ops were lost: a retry must apply it. */
   forget(sectorId: number, key: string, entry: Entry | IdempotencyRecord): void {
     const id = slot(sectorId, key)
-    const held = this.entries.get(id)
+    const held = this.index.get(id)?.get(id)
     if (held === entry || (held?._tag === "Accepted" && "lastSeq" in entry && held.lastSeq === entry.lastSeq)) {
-      this.entries.delete(id)
+      this.remove(id)
     }
   }
 
-  /** Takes in what a sink stored for a sector (on load): the keys still within the TTL. */
+  /** Takes in what a sink stored for a sector (on load): the keys not yet expired. */
   adopt(sectorId: number, records: ReadonlyArray<IdempotencyRecord>, now: number): void {
-    for (const record of [...records].sort((a, b) => a.at - b.at)) {
-      if (record.at + this.ttlMillis <= now) continue
+    for (const record of [...records].sort((a, b) => a.expiresAt - b.expiresAt)) {
+      if (record.expiresAt <= now) continue
       const id = slot(sectorId, record.key)
-      const held = this.entries.get(id)
+      const held = this.index.get(id)?.get(id)
       if (held !== undefined && (held._tag === "Pending" || held.lastSeq >= record.lastSeq)) continue
-      this.put(id, { _tag: "Accepted", sectorId, ...record }, now)
+      this.put(id, { _tag: "Accepted", sectorId, ...record, ttlMillis: this.ttlMillis, since: now }, now)
     }
+  }
+
+  private remove(id: string): void {
+    const lane = this.index.get(id)
+    if (lane === undefined) return
+    lane.delete(id)
+    this.index.delete(id)
   }
 
   private put(id: string, entry: Entry, now: number): void {
-    this.entries.delete(id)
+    this.remove(id)
     this.expire(now)
-    while (this.entries.size >= this.maxKeys) {
-      const oldest = this.entries.keys().next()
-      if (oldest.done === true) break
-      this.entries.delete(oldest.value)
-    }
-    this.entries.set(id, entry)
+    while (this.index.size >= this.maxKeys) this.evictOldest()
+    let lane = this.lanes.get(entry.ttlMillis)
+    if (lane === undefined) this.lanes.set(entry.ttlMillis, lane = new Map())
+    lane.set(id, entry)
+    this.index.set(id, lane)
   }
 
-  /** Drops accepted keys older than the TTL, oldest first (pending ones wait for their seqs). */
+  /** Makes room: the key entered first, over all lanes. */
+  private evictOldest(): void {
+    let oldest: { readonly id: string; readonly since: number } | undefined
+    for (const lane of this.lanes.values()) {
+      const first = lane.entries().next()
+      if (first.done === true) continue
+      const [id, entry] = first.value
+      if (oldest === undefined || entry.since < oldest.since) oldest = { id, since: entry.since }
+    }
+    if (oldest !== undefined) this.remove(oldest.id)
+  }
+
+  /** Drops accepted keys whose TTL has passed, from the front of each lane (pending ones wait for their seqs). */
   private expire(now: number): void {
-    for (const [id, entry] of this.entries) {
-      if (entry._tag === "Pending") continue
-      if (entry.at + this.ttlMillis > now) break
-      this.entries.delete(id)
+    for (const lane of this.lanes.values()) {
+      for (const [id, entry] of lane) {
+        if (entry._tag === "Pending") continue
+        if (entry.expiresAt > now) break
+        this.remove(id)
+      }
     }
   }
 }

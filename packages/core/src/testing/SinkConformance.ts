@@ -173,17 +173,17 @@ export const suite = <E>(name: string, layer: Layer.Layer<SectorSink, E>): void 
         assert.deepStrictEqual(loaded.rows.components.map((row) => row.data), [{ x: 1 }])
       }))
 
-    it.effect("stores a batch's idempotency keys with it, once, and forgets the ones before forgetKeysBefore", () =>
+    it.effect("stores a batch's idempotency keys with it, once, and forgets the ones expired by forgetKeysExpiredBy", () =>
       Effect.gen(function*() {
         const sink = yield* SectorSink
         const sectorId = freshSector()
         const { epoch } = yield* sink.load(sectorId)
-        const record = (key: string, firstSeq: number, lastSeq: number, at: number) => ({
+        const record = (key: string, firstSeq: number, lastSeq: number, expiresAt: number) => ({
           key,
           fingerprint: `f-${key}`,
           firstSeq,
           lastSeq,
-          at
+          expiresAt
         })
         const first: Batch = {
           ...batchOf(sectorId, epoch, [set(1, "a", 1), set(1, "a", 2)]),
@@ -201,7 +201,7 @@ export const suite = <E>(name: string, layer: Layer.Layer<SectorSink, E>): void 
         const later: Batch = {
           ...batchOf(sectorId, next, [{ type: "delete", entity: 1 }, set(2, "a", 1)], 3),
           idempotencyKeys: [record("c", 3, 4, 1_700_000_002_000)],
-          forgetKeysBefore: 1_700_000_000_500
+          forgetKeysExpiredBy: 1_700_000_000_000
         }
         yield* sink.persist(later)
         assert.deepStrictEqual(keysOf(yield* sink.load(sectorId)).map((r) => r.key), ["b", "c"])
@@ -209,7 +209,7 @@ export const suite = <E>(name: string, layer: Layer.Layer<SectorSink, E>): void 
         yield* sink.persist({
           ...batchOf(sectorId, third, [set(3, "a", 1)], 5),
           idempotencyKeys: [record("d", 5, 5, 1_700_000_003_000)],
-          forgetKeysBefore: 1_700_000_001_500
+          forgetKeysExpiredBy: 1_700_000_001_500
         })
         assert.deepStrictEqual(keysOf(yield* sink.load(sectorId)).map((r) => r.key), ["c", "d"])
       }))

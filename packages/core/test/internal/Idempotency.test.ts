@@ -41,6 +41,16 @@ describe("IdempotencyStore", () => {
     assert.isUndefined(store.find(1, "a", 100))
   })
 
+  it("a key with a short TTL expires on time even behind keys with a longer one", () => {
+    const store = new IdempotencyStore({ ttlMillis: 1000, maxKeys: 10 })
+    store.accept(store.begin(1, "long", "f", seqs(), 0), 1, 1, 0)
+    store.accept(store.begin(1, "short", "f", seqs(), 0, 10), 2, 2, 0)
+    assert.isDefined(store.find(1, "short", 9))
+    assert.isUndefined(store.find(1, "short", 10))
+    assert.isDefined(store.find(1, "long", 999))
+    assert.strictEqual(store.size, 1)
+  })
+
   it("keeps a pending key until its submission gets seqs or is refused", () => {
     const store = new IdempotencyStore({ ttlMillis: 100, maxKeys: 10 })
     const pending = store.begin(1, "a", "f", seqs(), 0)
@@ -52,7 +62,7 @@ describe("IdempotencyStore", () => {
   it("forgetting a key another submission has taken over leaves the newer one", () => {
     const store = new IdempotencyStore({ ttlMillis: 100, maxKeys: 10 })
     const first = store.accept(store.begin(1, "a", "f", seqs(), 0), 1, 1, 0)
-    store.adopt(1, [{ key: "a", fingerprint: "f", firstSeq: 5, lastSeq: 5, at: 10 }], 10)
+    store.adopt(1, [{ key: "a", fingerprint: "f", firstSeq: 5, lastSeq: 5, expiresAt: 110 }], 10)
     store.forget(1, "a", first)
     assert.strictEqual(lastSeq(store.find(1, "a", 20)), 5)
   })
@@ -61,9 +71,9 @@ describe("IdempotencyStore", () => {
     const store = new IdempotencyStore({ ttlMillis: 100, maxKeys: 10 })
     store.accept(store.begin(1, "b", "f", seqs(), 150), 9, 9, 150)
     store.adopt(1, [
-      { key: "old", fingerprint: "f", firstSeq: 1, lastSeq: 1, at: 50 },
-      { key: "a", fingerprint: "f", firstSeq: 2, lastSeq: 2, at: 120 },
-      { key: "b", fingerprint: "f", firstSeq: 3, lastSeq: 3, at: 130 }
+      { key: "old", fingerprint: "f", firstSeq: 1, lastSeq: 1, expiresAt: 150 },
+      { key: "a", fingerprint: "f", firstSeq: 2, lastSeq: 2, expiresAt: 220 },
+      { key: "b", fingerprint: "f", firstSeq: 3, lastSeq: 3, expiresAt: 230 }
     ], 160)
     assert.isUndefined(store.find(1, "old", 160))
     assert.deepStrictEqual([lastSeq(store.find(1, "a", 160)), lastSeq(store.find(1, "b", 160))], [2, 9])
