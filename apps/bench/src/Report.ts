@@ -1,12 +1,13 @@
 /**
  * The benchmark report: targets with pass/fail, tables of every figure, and charts (SVG files beside the Markdown).
  * Pure formatting of measured results; every number in it comes from a `Run`, `Capacity`, `Idle`, `Limit`,
- * `SectorRow` or `SinkThroughput` result of the same run.
+ * `SectorRow`, `SinkThroughput`, `HttpVariant` or `ClusterVariant` result of the same run.
  */
 import { BatchPolicy } from "@sectors/core"
 import { Duration } from "effect"
 import * as Capacity from "./Capacity.ts"
 import * as Charts from "./Charts.ts"
+import type * as ClusterVariant from "./ClusterVariant.ts"
 import type * as Idle from "./Idle.ts"
 import * as Limit from "./Limit.ts"
 import * as Run from "./Run.ts"
@@ -27,6 +28,7 @@ export interface Results {
   readonly sectorRow?: ReadonlyArray<SectorRow.Point> | undefined
   readonly sink?: ReadonlyArray<SinkThroughput.Figure> | undefined
   readonly http?: { readonly rate: number; readonly accepted: number; readonly latency: Run.Result["latencyMillis"] } | undefined
+  readonly cluster?: ClusterVariant.Result | undefined
 }
 
 /** One target and whether it was met. */
@@ -44,6 +46,10 @@ const pct = (x: number, digits = 1) => (Number.isFinite(x) ? `${(x * 100).toFixe
 
 const find = (results: Results, label: string, profile: BatchPolicy.ProfileName) =>
   results.scenarios.find((r) => r.label === label && r.profile === profile)
+
+/** The mean accepted ops/s of closed-loop runs. */
+const meanOps = (runs: ReadonlyArray<{ readonly opsPerSecond: number }>) =>
+  runs.reduce((sum, r) => sum + r.opsPerSecond, 0) / Math.max(1, runs.length)
 
 /** Write transactions per op persisted. */
 const commitsPerOp = (r: Run.Result) => r.commits / Math.max(1, r.persisted)
@@ -166,6 +172,18 @@ export const targets = (results: Results): ReadonlyArray<Target> => {
       goal: "0",
       measured: `${idle.timersFired} fired, ${idle.timersStarted} started, ${idle.flusherWakeups} flusher wakeups`,
       pass: idle.timersFired === 0 && idle.timersStarted === 0 && idle.flusherWakeups === 0
+    })
+  }
+  const baseline = results.cluster?.baseline
+  if (results.cluster !== undefined && baseline !== undefined) {
+    const now = meanOps(results.cluster.standalone)
+    const before = meanOps(baseline.runs)
+    out.push({
+      name: `standalone host over HTTP, ops/s vs commit ${baseline.commit}`,
+      goal: "≥ 90 %",
+      measured: `${n(now)} vs ${n(before)} ops/s = ${pct(now / before)} (means of ${results.cluster.standalone.length} ` +
+        `alternating runs each)`,
+      pass: now / before >= 0.9
     })
   }
   if (results.limit !== undefined) {
@@ -386,5 +404,97 @@ export const render = async (
       ""
     )
   }
+  if (results.cluster !== undefined) md.push(...clusterSection(results.cluster, Number.parseInt(results.machine, 10)), "")
   return { markdown: md.join("\n"), charts }
+}
+
+/** The "Cluster" section: each layout's figures, then the ratios between them. */
+const clusterSection = (c: ClusterVariant.Result, cores: number): Array<string> => {
+  const statuses = (f: ClusterVariant.Figure) =>
+    Object.entries(f.statuses).map(([status, count]) => `${status === "0" ? "no answer" : status}: ${n(count)}`).join(", ")
+  const row = (layout: string, f: ClusterVariant.Figure) =>
+    `| ${layout} | ${f.hosts} | ${n(f.loadAverage, 2)} | ${n(f.requests)} | ${n(f.opsPerSecond)} | ${n(f.latency.p50, 2)} | ` +
+    `${n(f.latency.p99, 2)} | ${statuses(f)} |`
+  const tagRow = (layout: string, s: ClusterVariant.Figure["latency"] | undefined) =>
+    s === undefined ? [] : [`| ${layout} | | | ${n(s.count)} | | ${n(s.p50, 2)} | ${n(s.p99, 2)} | |`]
+  const standalone = meanOps(c.standalone)
+  const one = c.clusterOfOne
+  const three = c.three
+  const mean = (runs: ReadonlyArray<ClusterVariant.Figure>, pick: (f: ClusterVariant.Figure) => number) =>
+    runs.map(pick).reduce((a, b) => a + b, 0) / Math.max(1, runs.length)
+  const standaloneP50 = mean(c.standalone, (f) => f.latency.p50)
+  const standaloneP99 = mean(c.standalone, (f) => f.latency.p99)
+  const owner = three.byTag["owner"]
+  const forwarded = three.byTag["forwarded"]
+  const probeOwner = three.probe["owner"]
+  const probeForwarded = three.probe["forwarded"]
+  const lines = [
+    "## Cluster (sector-host processes over HTTP)",
+    "",
+    `Closed loop: ${c.connections} keep-alive connections on loopback, each sending one request of ${c.opsPerRequest} ops ` +
+      `(\`ack=accepted\`) at a time and the next as soon as the answer is read, the sustained workload's 50 sectors; ` +
+      `${c.seconds} s measured after a ${c.warmupSeconds} s warm-up, every sector activated first. Each layout runs on a ` +
+      "fresh database of the same PostgreSQL; clustered hosts are measured once the cluster is settled (every runner " +
+      "holds the shards assigned to it). Latency is per request, from sending it to reading the answer. " +
+      "Load average: the 1-minute figure when the measured run began (the bench's own earlier runs included).",
+    "",
+    `**On this machine (${cores} cores) the three hosts, PostgreSQL and the load generator share ${cores} cores, so three ` +
+      "hosts cannot be faster than one here: these figures show what clustering costs, not how it scales out.**",
+    "",
+    "| layout | hosts | load avg | requests | accepted ops/s | p50 ms | p99 ms | answers |",
+    "|---|---:|---:|---:|---:|---:|---:|---|",
+    ...(c.baseline === undefined
+      ? c.standalone.map((f) => row("standalone", f))
+      : c.standalone.flatMap((f, i) => {
+        const before = c.baseline!.runs[i]
+        return [...(before === undefined ? [] : [row(`standalone, commit ${c.baseline!.commit} (round ${i + 1})`, before)]),
+          row(`standalone (round ${i + 1})`, f)]
+      })),
+    row("cluster of one", one),
+    row("three runners, round-robin", three),
+    ...tagRow("— of which sent to the sector's owner", owner),
+    ...tagRow("— of which forwarded by another host", forwarded),
+    "",
+    "| ratio | ops/s | p50 | p99 |",
+    "|---|---:|---:|---:|",
+    `| cluster of one / standalone | ${n(one.opsPerSecond / standalone, 2)}× | ${n(one.latency.p50 / standaloneP50, 2)}× | ` +
+    `${n(one.latency.p99 / standaloneP99, 2)}× |`,
+    `| three runners / cluster of one | ${n(three.opsPerSecond / one.opsPerSecond, 2)}× | ` +
+    `${n(three.latency.p50 / one.latency.p50, 2)}× | ${n(three.latency.p99 / one.latency.p99, 2)}× |`,
+    `| three runners / standalone | ${n(three.opsPerSecond / standalone, 2)}× | ${n(three.latency.p50 / standaloneP50, 2)}× | ` +
+    `${n(three.latency.p99 / standaloneP99, 2)}× |`,
+    ...(owner === undefined || forwarded === undefined ? [] : [
+      `| forwarded / sent to the owner, under load | | ${n(forwarded.p50 / owner.p50, 2)}× | ${n(forwarded.p99 / owner.p99, 2)}× |`
+    ]),
+    ...(probeOwner === undefined || probeForwarded === undefined ? [] : [
+      `| forwarded / sent to the owner, one request at a time | | ${n(probeForwarded.p50 / probeOwner.p50, 2)}× | ` +
+      `${n(probeForwarded.p99 / probeOwner.p99, 2)}× |`
+    ]),
+    "",
+    `Three runners: sectors owned per host ${three.ownedPerHost.join(" / ")}; ${three.ownersMoved} changed owner during ` +
+      "the measured run."
+  ]
+  if (probeOwner !== undefined && probeForwarded !== undefined) {
+    lines.push(
+      "",
+      `**Forwarding overhead** without load (one request at a time, ${n(probeOwner.count + probeForwarded.count)} requests ` +
+        `alternating): to the owner p50 / p99 ${n(probeOwner.p50, 2)} / ${n(probeOwner.p99, 2)} ms, through another host ` +
+        `${n(probeForwarded.p50, 2)} / ${n(probeForwarded.p99, 2)} ms: the hop adds ${n(probeForwarded.p50 - probeOwner.p50, 2)} ms ` +
+        "at the median" +
+        (owner === undefined || forwarded === undefined
+          ? "."
+          : `; under the load above it adds ${n(forwarded.p50 - owner.p50, 2)} ms (p50 ${n(owner.p50, 2)} → ${n(forwarded.p50, 2)} ms).`)
+    )
+  }
+  if (c.baseline !== undefined) {
+    const before = meanOps(c.baseline.runs)
+    lines.push(
+      "",
+      `**Standalone against commit ${c.baseline.commit}** (${c.baseline.checkout}, the same generator, rounds alternating ` +
+        `old/new): ${n(standalone)} vs ${n(before)} ops/s = ${pct(standalone / before)}; p50 ` +
+        `${n(standaloneP50, 2)} vs ${n(mean(c.baseline.runs, (f) => f.latency.p50), 2)} ms, p99 ${n(standaloneP99, 2)} vs ` +
+        `${n(mean(c.baseline.runs, (f) => f.latency.p99), 2)} ms (means of the rounds).`
+    )
+  }
+  return lines
 }

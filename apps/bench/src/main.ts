@@ -1,7 +1,8 @@
 /**
  * The benchmark harness: `npm run bench` (quick, under five minutes on two cores) or `npm run bench -- --full`;
  * suites may be named to run only those (`npm run bench -- sink idle`): `scenarios`, `capacity`, `idle`, `limit`,
- * `sector-row`, `sink`, `http`. Runs on an embedded PostgreSQL with durable settings (or `DATABASE_URL`), writes
+ * `sector-row`, `sink`, `http`, `cluster` (`--baseline <checkout>`: also measure another checkout's standalone host,
+ * alternately with this one's). Runs on an embedded PostgreSQL with durable settings (or `DATABASE_URL`), writes
  * `apps/bench/results/<timestamp>.json` (raw figures), `<timestamp>.md` and its charts in `<timestamp>/`, and
  * prints the Markdown report. `--render <results.json> [--out <report.md>]` renders a saved run again (charts in a
  * directory named after the report, lower-cased: `docs/BENCHMARKS.md` → `docs/benchmarks/`).
@@ -15,6 +16,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Capacity from "./Capacity.ts"
+import * as ClusterVariant from "./ClusterVariant.ts"
 import * as HttpVariant from "./HttpVariant.ts"
 import * as Idle from "./Idle.ts"
 import * as Limit from "./Limit.ts"
@@ -31,8 +33,9 @@ const valueOf = (flag: string) => {
 }
 const renderFrom = valueOf("--render")
 const renderTo = valueOf("--out")
-const suites = args.filter((arg, i) => !arg.startsWith("--") && !["--render", "--out"].includes(args[i - 1] ?? ""))
-const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http"]
+const baseline = valueOf("--baseline")
+const suites = args.filter((arg, i) => !arg.startsWith("--") && !["--render", "--out", "--baseline"].includes(args[i - 1] ?? ""))
+const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http", "cluster"]
 for (const suite of suites) {
   if (!known.includes(suite)) {
     console.error(`bench: unknown suite "${suite}" (known: ${known.join(", ")})`)
@@ -126,6 +129,18 @@ const program = Effect.gen(function*() {
     yield* log("through HTTP")
     http = yield* HttpVariant.run(url, { rate: 2_000, seconds: full ? 20 : 6 })
   }
+  let cluster: ClusterVariant.Result | undefined
+  if (wants("cluster")) {
+    yield* log("cluster: standalone, a cluster of one, three runners")
+    cluster = yield* ClusterVariant.run(url, {
+      connections: 16,
+      opsPerRequest: 10,
+      seconds: full ? 30 : 10,
+      warmupSeconds: full ? 5 : 3,
+      probeRequests: full ? 2_000 : 600,
+      baseline: baseline === undefined ? undefined : path.resolve(baseline)
+    }, log)
+  }
 
   const results: Report.Results = {
     mode: full ? "full" : "quick",
@@ -139,7 +154,8 @@ const program = Effect.gen(function*() {
     limit,
     sectorRow,
     sink,
-    http
+    http,
+    cluster
   }
   const stamp = startedAt.replace(/[:.]/g, "-")
   yield* Effect.promise(async () => {
