@@ -11,6 +11,7 @@
  */
 import { type Op } from "@sectors/core"
 import { type OpSource, Summary } from "@sectors/workloads"
+import { randomUUID } from "node:crypto"
 import * as http from "node:http"
 
 /** How the load is shaped. */
@@ -23,6 +24,8 @@ export interface Options {
   readonly seconds: number
   /** A tag per request, from where it went and for which sector. */
   readonly classify?: ((target: number, sector: number) => string) | undefined
+  /** Send a fresh `Idempotency-Key` with every request (what a careful client does). Defaults to `false`. */
+  readonly idempotencyKeys?: boolean | undefined
 }
 
 /** What one run measured. */
@@ -44,7 +47,7 @@ const agentFor = (connections: number) =>
   new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections, scheduling: "lifo" })
 
 /** One POST with a JSON body; resolves with the status once the whole answer was read (0 on a transport error). */
-const post = (agent: http.Agent, url: URL, path: string, body: string): Promise<number> =>
+const post = (agent: http.Agent, url: URL, path: string, body: string, key?: string): Promise<number> =>
   new Promise((resolve) => {
     const request = http.request({
       agent,
@@ -52,7 +55,11 @@ const post = (agent: http.Agent, url: URL, path: string, body: string): Promise<
       port: url.port,
       path,
       method: "POST",
-      headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
+      headers: {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(body),
+        ...(key === undefined ? {} : { "idempotency-key": key })
+      }
     }, (response) => {
       response.on("data", () => {})
       response.on("end", () => resolve(response.statusCode ?? 0))
@@ -71,6 +78,7 @@ export const run = async (source: OpSource.OpSource, options: Options): Promise<
   const statuses = new Map<number, number>()
   let accepted = 0
   let requests = 0
+  const keyPrefix = randomUUID()
   const start = performance.now()
   const end = start + options.seconds * 1000
   const loop = async (index: number) => {
@@ -79,7 +87,8 @@ export const run = async (source: OpSource.OpSource, options: Options): Promise<
       const sector = source.sector()
       const ops: Array<Op.Op> = Array.from({ length: options.opsPerRequest }, () => source.op())
       const sent = performance.now()
-      const status = await post(agents[target]!, urls[target]!, `/sectors/${sector}/ops?ack=accepted`, JSON.stringify({ ops }))
+      const key = options.idempotencyKeys === true ? `bench-${index}-${k}-${keyPrefix}` : undefined
+      const status = await post(agents[target]!, urls[target]!, `/sectors/${sector}/ops?ack=accepted`, JSON.stringify({ ops }), key)
       const elapsed = performance.now() - sent
       requests++
       statuses.set(status, (statuses.get(status) ?? 0) + 1)

@@ -4,6 +4,8 @@
  * connections, requests of `opsPerRequest` ops, `ack=accepted`, the sustained workload's 50 sectors):
  *
  * - **standalone**: one host without `RUNNER_PORT` (sectors called directly);
+ * - **standalone with keys**: the same with an `Idempotency-Key` on every request — what every submission through
+ *   the cluster carries (the client's key or a request id of its own), so the cost of deduplication apart;
  * - **cluster of one**: one host with `RUNNER_PORT` (every call goes through the `Sector` entity, its owner local);
  * - **three runners**, the load round-robin over all three; each request is tagged by whether it went to the sector's
  *   owner (found in `GET /cluster` after the warm-up) or was forwarded, and a probe without load sends one request at a
@@ -56,6 +58,8 @@ export interface Result {
   readonly warmupSeconds: number
   /** This checkout's standalone host: one run, or two alternating with the baseline's. */
   readonly standalone: ReadonlyArray<Figure>
+  /** This checkout's standalone host, every request with an `Idempotency-Key`. */
+  readonly standaloneKeyed?: Figure | undefined
   readonly baseline?: { readonly checkout: string; readonly commit: string; readonly runs: ReadonlyArray<Figure> } | undefined
   readonly clusterOfOne: Figure
   readonly three: Figure & {
@@ -170,14 +174,14 @@ const measured = async (
   hosts: ReadonlyArray<HostProcess.Host>,
   source: OpSource.OpSource,
   options: Options,
-  classify?: (target: number, sector: number) => string
+  extra: { readonly classify?: (target: number, sector: number) => string; readonly idempotencyKeys?: boolean } = {}
 ): Promise<Figure> => {
   const loadAverage = os.loadavg()[0]!
   const result = await ClosedLoop.run(source, {
     ...loadOf(options),
     targets: hosts.map((h) => h.baseUrl),
     seconds: options.seconds,
-    classify
+    ...extra
   })
   return { ...result, hosts: hosts.length, loadAverage }
 }
@@ -217,6 +221,9 @@ export const run = (
       }
       baseline = { checkout: options.baseline, commit, runs }
     }
+    yield* log("cluster: standalone host, an Idempotency-Key on every request")
+    const standaloneKeyed = yield* layout(serverUrl, { count: 1, clustered: false }, options, (hosts, source) =>
+      measured(hosts, source, options, { idempotencyKeys: true }))
     yield* log("cluster: a cluster of one")
     const clusterOfOne = yield* layout(serverUrl, { count: 1, clustered: true }, options, (hosts, source) =>
       measured(hosts, source, options))
@@ -224,8 +231,10 @@ export const run = (
     const three = yield* layout(serverUrl, { count: 3, clustered: true }, options, async (hosts, source) => {
       const owners = await ownersOf(hosts)
       const ownedPerHost = hosts.map((_, i) => [...owners.values()].filter((owner) => owner === i).length)
-      const figure = await measured(hosts, source, options, (target, sector) =>
-        owners.get(sector) === undefined ? "unknown" : owners.get(sector) === target ? "owner" : "forwarded")
+      const figure = await measured(hosts, source, options, {
+        classify: (target, sector) =>
+          owners.get(sector) === undefined ? "unknown" : owners.get(sector) === target ? "owner" : "forwarded"
+      })
       const after = await ownersOf(hosts)
       const ownersMoved = [...owners].filter(([sector, owner]) => after.get(sector) !== owner).length
       // without load: even requests to the owner, odd ones through one of the other hosts, in turn
@@ -248,6 +257,7 @@ export const run = (
       seconds: options.seconds,
       warmupSeconds: options.warmupSeconds,
       standalone,
+      standaloneKeyed,
       baseline,
       clusterOfOne,
       three

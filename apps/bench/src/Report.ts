@@ -419,6 +419,7 @@ const clusterSection = (c: ClusterVariant.Result, cores: number): Array<string> 
     s === undefined ? [] : [`| ${layout} | | | ${n(s.count)} | | ${n(s.p50, 2)} | ${n(s.p99, 2)} | |`]
   const standalone = meanOps(c.standalone)
   const one = c.clusterOfOne
+  const keyed = c.standaloneKeyed
   const three = c.three
   const mean = (runs: ReadonlyArray<ClusterVariant.Figure>, pick: (f: ClusterVariant.Figure) => number) =>
     runs.map(pick).reduce((a, b) => a + b, 0) / Math.max(1, runs.length)
@@ -436,7 +437,10 @@ const clusterSection = (c: ClusterVariant.Result, cores: number): Array<string> 
       `${c.seconds} s measured after a ${c.warmupSeconds} s warm-up, every sector activated first. Each layout runs on a ` +
       "fresh database of the same PostgreSQL; clustered hosts are measured once the cluster is settled (every runner " +
       "holds the shards assigned to it). Latency is per request, from sending it to reading the answer. " +
-      "Load average: the 1-minute figure when the measured run began (the bench's own earlier runs included).",
+      "Load average: the 1-minute figure when the measured run began (the bench's own earlier runs included). " +
+      "Every submission through the cluster carries an idempotency key (the client's, or a request id the receiving " +
+      "host makes), stored with its batch: the standalone run with a key on every request separates that cost from " +
+      "the routing through the cluster's entity.",
     "",
     `**On this machine (${cores} cores) the three hosts, PostgreSQL and the load generator share ${cores} cores, so three ` +
       "hosts cannot be faster than one here: these figures show what clustering costs, not how it scales out.**",
@@ -450,6 +454,7 @@ const clusterSection = (c: ClusterVariant.Result, cores: number): Array<string> 
         return [...(before === undefined ? [] : [row(`standalone, commit ${c.baseline!.commit} (round ${i + 1})`, before)]),
           row(`standalone (round ${i + 1})`, f)]
       })),
+    ...(keyed === undefined ? [] : [row("standalone, an `Idempotency-Key` on every request", keyed)]),
     row("cluster of one", one),
     row("three runners, round-robin", three),
     ...tagRow("— of which sent to the sector's owner", owner),
@@ -457,6 +462,12 @@ const clusterSection = (c: ClusterVariant.Result, cores: number): Array<string> 
     "",
     "| ratio | ops/s | p50 | p99 |",
     "|---|---:|---:|---:|",
+    ...(keyed === undefined ? [] : [
+      `| standalone with keys / standalone | ${n(keyed.opsPerSecond / standalone, 2)}× | ` +
+      `${n(keyed.latency.p50 / standaloneP50, 2)}× | ${n(keyed.latency.p99 / standaloneP99, 2)}× |`,
+      `| cluster of one / standalone with keys | ${n(one.opsPerSecond / keyed.opsPerSecond, 2)}× | ` +
+      `${n(one.latency.p50 / keyed.latency.p50, 2)}× | ${n(one.latency.p99 / keyed.latency.p99, 2)}× |`
+    ]),
     `| cluster of one / standalone | ${n(one.opsPerSecond / standalone, 2)}× | ${n(one.latency.p50 / standaloneP50, 2)}× | ` +
     `${n(one.latency.p99 / standaloneP99, 2)}× |`,
     `| three runners / cluster of one | ${n(three.opsPerSecond / one.opsPerSecond, 2)}× | ` +
