@@ -56,6 +56,8 @@ export interface Result {
   readonly opsPerRequest: number
   readonly seconds: number
   readonly warmupSeconds: number
+  /** The 1-minute load average when the suite began, before it started anything. */
+  readonly loadAverageAtStart?: number | undefined
   /** This checkout's standalone host: one run, or two alternating with the baseline's. */
   readonly standalone: ReadonlyArray<Figure>
   /** This checkout's standalone host, every request with an `Idempotency-Key`. */
@@ -202,6 +204,7 @@ export const run = (
   log: (message: string) => Effect.Effect<void>
 ) =>
   Effect.gen(function*() {
+    const loadAverageAtStart = os.loadavg()[0]!
     const standaloneOf = (entry?: string) =>
       layout(serverUrl, { count: 1, clustered: false, entry }, options, (hosts, source) => measured(hosts, source, options))
     const standalone: Array<Figure> = []
@@ -256,6 +259,7 @@ export const run = (
       opsPerRequest: options.opsPerRequest,
       seconds: options.seconds,
       warmupSeconds: options.warmupSeconds,
+      loadAverageAtStart,
       standalone,
       standaloneKeyed,
       baseline,

@@ -437,7 +437,8 @@ const clusterSection = (c: ClusterVariant.Result, cores: number): Array<string> 
       `${c.seconds} s measured after a ${c.warmupSeconds} s warm-up, every sector activated first. Each layout runs on a ` +
       "fresh database of the same PostgreSQL; clustered hosts are measured once the cluster is settled (every runner " +
       "holds the shards assigned to it). Latency is per request, from sending it to reading the answer. " +
-      "Load average: the 1-minute figure when the measured run began (the bench's own earlier runs included). " +
+      "Load average: the 1-minute figure when the measured run began (the bench's own earlier runs included)" +
+      (c.loadAverageAtStart === undefined ? ". " : `; ${n(c.loadAverageAtStart, 2)} when the suite began. `) +
       "Every submission through the cluster carries an idempotency key (the client's, or a request id the receiving " +
       "host makes), stored with its batch: the standalone run with a key on every request separates that cost from " +
       "the routing through the cluster's entity.",

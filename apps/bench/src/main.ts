@@ -1,5 +1,5 @@
 /**
- * The benchmark harness: `npm run bench` (quick, under five minutes on two cores) or `npm run bench -- --full`;
+ * The benchmark harness: `npm run bench` (quick, about six minutes on two cores) or `npm run bench -- --full`;
  * suites may be named to run only those (`npm run bench -- sink idle`): `scenarios`, `capacity`, `idle`, `limit`,
  * `sector-row`, `sink`, `http`, `cluster` (`--baseline <checkout>`: also measure another checkout's standalone host,
  * alternately with this one's). Runs on an embedded PostgreSQL with durable settings (or `DATABASE_URL`), writes
