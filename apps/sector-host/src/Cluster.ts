@@ -59,7 +59,9 @@ const Accepted = Schema.Struct({
   accepted: Schema.Number,
   firstSeq: Schema.Number,
   lastSeq: Schema.Number,
-  persisted: Schema.Boolean
+  persisted: Schema.Boolean,
+  /** The answer to an earlier submission with the same key (nothing applied this time): `Idempotent-Replayed`. */
+  replayed: Schema.optional(Schema.Boolean)
 })
 
 const EntityView = Schema.Struct({
