@@ -64,6 +64,7 @@ describe("a cluster of three hosts under round-robin load", () => {
       console.log(`[cluster] ${history.acceptedOps()} ops accepted over 3 hosts; sectors per host ${spread.join("/")}; ` +
         `shards per runner ${views[0]!.runners.map((r) => r.shards).join("/")}; statuses ${JSON.stringify([...history.statuses])}; ` +
         `fenced persists per host ${fenced.join("/")}, handoffs ${handoffs.join("/")}`)
+      assert.deepStrictEqual(Cluster.fencedLines(cluster), [], "no host had a sector claimed from under it")
       assert.deepStrictEqual(fenced, [0, 0, 0], "no persist was fenced: no second owner claimed a sector")
       assert.deepStrictEqual(handoffs, [0, 0, 0], "no sector was handed off in steady state")
       assert.isTrue(spread.every((n) => n > 0), `every host owns some sectors: ${spread}`)

@@ -80,6 +80,8 @@ describe("a cluster of three hosts under durable load", () => {
       console.log(`[cluster] durable load over the kills: statuses ${JSON.stringify(statuses)}; slowest answer ` +
         `${history.slowest} ms; refusals ${JSON.stringify(Object.fromEntries(history.refusals))}; ${history.replayed} resends ` +
         `answered as replays; ${history.unanswered} requests in flight to a killed host unanswered`)
+      const reused = Verify.reusedSeqs(history)
+      assert.deepStrictEqual(reused.filter((r) => r.durable), [], "no op acknowledged as durable was lost (its seqs given again)")
       const settled = yield* Effect.promise(() => Verify.settle(url, history, Date.now()))
       assert.deepStrictEqual(settled.durableMissing, [], "every op acknowledged as durable is in the database")
       // every acknowledgement was durable (200) or a durable wait that timed out (504): only those may be missing
@@ -98,5 +100,6 @@ describe("a cluster of three hosts under durable load", () => {
         const epochs = yield* Effect.promise(() => Cluster.epochs(cluster.running(), sector))
         assert.isTrue(epochs.every((e) => e === epochs[0]), `sector ${sector}: epochs ${epochs} from the survivors`)
       }
+      assert.deepStrictEqual(Cluster.fencedLines(cluster), [], "no host had a sector claimed from under it")
     }).pipe(Effect.scoped), { timeout: pick(90_000, 400_000) })
 })

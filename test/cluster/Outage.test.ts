@@ -102,5 +102,6 @@ describe("a cluster of three hosts when PostgreSQL goes away", () => {
       for (const [i, sector] of loaded.entries()) {
         assert.isTrue(epochs[i]!.every((e) => e === epochs[i]![0]), `sector ${sector}: epochs ${epochs[i]} from the three hosts`)
       }
+      assert.deepStrictEqual(Cluster.fencedLines(cluster), [], "no host had a sector claimed from under it")
     }).pipe(Effect.scoped), { timeout: outageMs + 120_000 })
 })

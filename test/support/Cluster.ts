@@ -124,6 +124,27 @@ export interface Cluster {
   readonly settle: (timeoutMs?: number) => Promise<Array<number>>
 }
 
+/**
+ * Every line any host of the cluster — those that stopped or died included — logged about a sector of its own claimed by
+ * another owner (a persist fenced: two owners of one sector at one time; the line says how many accepted ops it lost).
+ */
+export const fencedLines = (cluster: Cluster): Array<string> =>
+  cluster.members.flatMap((m) => m.lives).flatMap((host) =>
+    host.output().split("\n").filter((line) => line.includes("claimed by another owner"))
+  )
+
+/**
+ * How many times the hosts of the cluster (stopped or dead ones included) logged that their shard lock storage was
+ * unhealthy: a lock refresh or release that took longer than `min(SHARD_LOCK_REFRESH_INTERVAL, expiration / 3)`
+ * (1 s by default), after which effect's `Sharding` force-releases every shard of the host and interrupts the
+ * requests its sectors were serving.
+ */
+export const lockStorageUnhealthy = (cluster: Cluster): number =>
+  cluster.members.flatMap((m) => m.lives).reduce(
+    (n, host) => n + host.output().split("\n").filter((line) => line.includes("Shard lock storage is unhealthy")).length,
+    0
+  )
+
 /** The handoff time a stopped host logged ("left the cluster in N ms"). */
 export const handoffMs = (host: Host): number | undefined => {
   const match = /left the cluster in (\d+) ms/.exec(host.output())
