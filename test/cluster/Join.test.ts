@@ -61,7 +61,7 @@ describe("a cluster of two hosts under load", () => {
 
       console.log(`[cluster] join: ${history.acceptedOps()} ops accepted; slowest answer ${history.slowest} ms; ` +
         `statuses ${JSON.stringify(Object.fromEntries(history.statuses))}; ${history.replayed} resends answered as replays; ` +
-        `shard lock storage unhealthy ${Cluster.lockStorageUnhealthy(cluster)} times`)
+        `lock trouble ${JSON.stringify(Cluster.lockTrouble(cluster))}`)
       assert.strictEqual(history.unanswered, 0, "every request was answered")
       assert.strictEqual(history.missingRetryAfter, 0, `every refusal carries Retry-After: ${history.missingRetryAfterSample.join(" | ")}`)
       const hosts = cluster.running()

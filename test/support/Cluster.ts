@@ -9,7 +9,10 @@
  * `npm run cluster` failed so once (`EADDRINUSE`).
  */
 import { Effect } from "effect"
+import * as fs from "node:fs/promises"
 import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
 import { call, type Host, startHost } from "./HostProcess.ts"
 import { metric, scrape } from "./Observe.ts"
 
@@ -133,17 +136,28 @@ export const fencedLines = (cluster: Cluster): Array<string> =>
     host.output().split("\n").filter((line) => line.includes("claimed by another owner"))
   )
 
+/** What the hosts of the cluster (stopped or dead ones included) logged about trouble with their shard locks. */
+export interface LockTrouble {
+  /**
+   * Lock refreshes that failed: effect's `Sharding` then marks its lock storage unhealthy, force-releases every shard
+   * of the host and interrupts the requests its sectors were serving.
+   */
+  readonly unhealthy: number
+  /** Shard releases that did not finish in time and were retried (the shard stays unowned meanwhile). */
+  readonly releaseRetries: number
+}
+
 /**
- * How many times the hosts of the cluster (stopped or dead ones included) logged that their shard lock storage was
- * unhealthy: a lock refresh or release that took longer than `min(SHARD_LOCK_REFRESH_INTERVAL, expiration / 3)`
- * (1 s by default), after which effect's `Sharding` force-releases every shard of the host and interrupts the
- * requests its sectors were serving.
+ * Counts the lock operations that exceeded their budget — `min(SHARD_LOCK_REFRESH_INTERVAL, expiration / 3)`, 1 s by
+ * default — as the hosts logged them. (A shard acquisition that times out is retried without a log line.)
  */
-export const lockStorageUnhealthy = (cluster: Cluster): number =>
-  cluster.members.flatMap((m) => m.lives).reduce(
-    (n, host) => n + host.output().split("\n").filter((line) => line.includes("Shard lock storage is unhealthy")).length,
-    0
-  )
+export const lockTrouble = (cluster: Cluster): LockTrouble => {
+  const lines = cluster.members.flatMap((m) => m.lives).flatMap((host) => host.output().split("\n"))
+  return {
+    unhealthy: lines.filter((line) => line.includes("Shard lock storage is unhealthy")).length,
+    releaseRetries: lines.filter((line) => line.includes("Could not release shards, retrying")).length
+  }
+}
 
 /** The handoff time a stopped host logged ("left the cluster in N ms"). */
 export const handoffMs = (host: Host): number | undefined => {
@@ -162,13 +176,21 @@ export const make = (options: { readonly url: string; readonly hosts: number; re
   Effect.gen(function*() {
     const members: Array<{ port: number; runnerPort: number; lives: Array<Host> }> = []
     const excluded = new Set<number>()
-    yield* Effect.addFinalizer(() =>
-      Effect.promise(() =>
-        Promise.all(members.flatMap((m) => m.lives).map(async (host) => {
+    yield* Effect.addFinalizer((exit) =>
+      Effect.promise(async () => {
+        await Promise.all(members.flatMap((m) => m.lives).map(async (host) => {
           if (alive(host)) host.signal("SIGKILL")
           await host.exited
         }))
-      )
+        // a failed test leaves every host's log behind, to read what the cluster did
+        if (exit._tag === "Failure") {
+          const dir = await fs.mkdtemp(path.join(os.tmpdir(), "sectors-cluster-"))
+          for (const [i, m] of members.entries()) {
+            for (const [j, host] of m.lives.entries()) await fs.writeFile(path.join(dir, `host-${i}-life-${j}.log`), host.output())
+          }
+          console.log(`[cluster] the hosts' logs are in ${dir}`)
+        }
+      })
     )
     const launch = (port: number, runnerPort: number) =>
       startHost({
