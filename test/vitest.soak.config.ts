@@ -1,10 +1,10 @@
-/** The long variants of the fault tests (`npm run test:soak`): the fault files only, `soak` provided, long timeouts. */
+/** The long variants of the fault and cluster tests (`npm run test:soak`): `soak` provided, long timeouts. */
 import { defineConfig, mergeConfig } from "vitest/config"
 import { withPostgres } from "../vitest.shared.ts"
 
 export default mergeConfig(withPostgres, defineConfig({
   test: {
-    include: ["faults/**/*.test.ts"],
+    include: ["faults/**/*.test.ts", "cluster/**/*.test.ts"],
     provide: { soak: true },
     testTimeout: 900_000,
     hookTimeout: 300_000,

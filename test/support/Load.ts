@@ -6,7 +6,8 @@
  * each other), from a deterministic op stream. 429 and 503 mean nothing was applied: the loop waits the
  * `Retry-After` (capped) and sends the same ops again. A request without an answer (connection reset when a host
  * dies) is *uncertain*: its ops may or may not have been accepted; `History` resolves that against the database.
- * The history outlives the host process, so a test can restart the host and keep loading.
+ * A refused connection (nothing listens: a host of a cluster is down) sent nothing, so the loop sends the same ops
+ * to the next host. The history outlives the host process, so a test can restart the host and keep loading.
  */
 import type { Op } from "@sectors/core"
 import { Arbitraries } from "@sectors/core/testing"
@@ -37,10 +38,18 @@ export class History {
   readonly statuses = new Map<number, number>()
   /** 429/503 answers without a Retry-After header. */
   missingRetryAfter = 0
+  /** The first few of them (status and body), to say which refusal it was. */
+  readonly missingRetryAfterSample: Array<string> = []
   /** The slowest answer (ms). */
   slowest = 0
   /** Requests that got no answer. */
   unanswered = 0
+  /** Connections refused (nothing was sent; the same ops went to the next host). */
+  refusedConnections = 0
+  /** Acknowledgements of a resend that the host recognised by its `Idempotency-Key` (`replayed`: applied before). */
+  replayed = 0
+  /** Refusals (429, 503) by status and problem type. */
+  readonly refusals = new Map<string, number>()
 
   sector(id: number): SectorHistory {
     let found = this.sectors.get(id)
@@ -81,6 +90,23 @@ export class History {
     return ops
   }
 
+  /**
+   * The longest a sector went without an acknowledgement between `from` and `to` (Date.now()): the largest gap
+   * between consecutive acks of one sector, counting `from` as the start of the first gap and `to` as the end of the
+   * last — what a client saw as a stall, retries of refused requests included.
+   */
+  longestStall(from: number, to: number): { readonly sector: number; readonly ms: number } {
+    let longest = { sector: -1, ms: 0 }
+    for (const [sector, { acked }] of this.sectors) {
+      let previous = from
+      for (const at of [...acked.map((a) => a.at).filter((at) => at > from && at < to), to]) {
+        if (at - previous > longest.ms) longest = { sector, ms: at - previous }
+        previous = at
+      }
+    }
+    return longest
+  }
+
   count(status: number) {
     this.statuses.set(status, (this.statuses.get(status) ?? 0) + 1)
   }
@@ -101,6 +127,11 @@ export interface Options {
   readonly hot?: number | undefined
   /** Longest wait honoured from a Retry-After (ms). Defaults to 500. */
   readonly maxRetryWaitMs?: number | undefined
+  /**
+   * Sends every request with an `Idempotency-Key`, the same on every resend of its ops, as a client must where a
+   * refusal can mean "perhaps applied" (a 503 `sector-unreachable` of a cluster). Defaults to false.
+   */
+  readonly idempotencyKeys?: boolean | undefined
 }
 
 /** A running load against `baseUrl`; `stop` ends it and waits for the requests under way. */
@@ -129,12 +160,21 @@ const opsFor = (
   return stream.slice(from, from + count)
 }
 
+/** Whether a failed fetch never reached a server (nothing listened), so nothing was sent. */
+const refused = (error: unknown): boolean =>
+  error instanceof Error && (error.cause as { code?: unknown } | undefined)?.code === "ECONNREFUSED"
+
 /**
  * Starts loading `baseUrl`, recording into `history`. Given several URLs (the hosts of a cluster), each sector's loop
- * sends its requests to them in turn.
+ * sends its requests to them in turn; given a function, it asks before every request (a rotation that changes, the
+ * way a load balancer takes a stopping host out).
  */
-export const start = (baseUrl: string | ReadonlyArray<string>, history: History, options: Options): Running => {
-  const urls = typeof baseUrl === "string" ? [baseUrl] : baseUrl
+export const start = (
+  baseUrl: string | ReadonlyArray<string> | (() => ReadonlyArray<string>),
+  history: History,
+  options: Options
+): Running => {
+  const urls = typeof baseUrl === "function" ? baseUrl : () => typeof baseUrl === "string" ? [baseUrl] : baseUrl
   let running = true
   const seed = options.seed ?? 1
   const loop = async (sector: number) => {
@@ -148,29 +188,47 @@ export const start = (baseUrl: string | ReadonlyArray<string>, history: History,
       ops ??= opsFor(seed, sector, sent, options.opsPerRequest, { entities: options.entities ?? 40, hot: options.hot ?? 6 })
       const durable = options.durableEvery !== undefined && ++requests % options.durableEvery === 0
       const started = Date.now()
+      const rotation = urls()
       let response: Response
       try {
-        response = await fetch(`${urls[attempts++ % urls.length]}/sectors/${sector}/ops?ack=${durable ? "durable" : "accepted"}`, {
+        response = await fetch(`${rotation[attempts++ % rotation.length]}/sectors/${sector}/ops?ack=${durable ? "durable" : "accepted"}`, {
           method: "POST",
-          headers: { "content-type": "application/json" },
+          headers: {
+            "content-type": "application/json",
+            ...(options.idempotencyKeys === true ? { "idempotency-key": `load-${seed}-${sector}-${sent}` } : {})
+          },
           body: JSON.stringify({ ops })
         })
-      } catch {
+      } catch (error) {
+        if (refused(error)) {
+          history.refusedConnections++
+          await new Promise((r) => setTimeout(r, 50))
+          continue
+        }
         history.unanswered++
         state.uncertain = ops
         return
       }
-      const body = (await response.json().catch(() => ({}))) as { firstSeq?: number; lastSeq?: number }
+      const body = (await response.json().catch(() => ({}))) as {
+        firstSeq?: number
+        lastSeq?: number
+        type?: string
+      }
       history.slowest = Math.max(history.slowest, Date.now() - started)
       history.count(response.status)
       if (response.status === 200 || response.status === 202) {
+        if (response.headers.get("idempotent-replayed") === "true") history.replayed++
         state.acked.push({ ops, firstSeq: body.firstSeq!, lastSeq: body.lastSeq!, durable: response.status === 200, at: Date.now() })
         sent += ops.length
         ops = undefined
         await new Promise((r) => setTimeout(r, options.pauseMs ?? 5))
       } else if (response.status === 429 || response.status === 503) {
+        const refusal = `${response.status} ${body.type ?? "(no problem type)"}`
+        history.refusals.set(refusal, (history.refusals.get(refusal) ?? 0) + 1)
         const retryAfter = response.headers.get("retry-after")
-        if (retryAfter === null) history.missingRetryAfter++
+        if (retryAfter === null && history.missingRetryAfter++ < 5) {
+          history.missingRetryAfterSample.push(`${response.status} ${JSON.stringify(body)}`)
+        }
         const wait = Math.min(options.maxRetryWaitMs ?? 500, Number(retryAfter ?? 1) * 1000)
         await new Promise((r) => setTimeout(r, wait))
       } else if (response.status === 504) {

@@ -81,6 +81,35 @@ export const settle = async (url: string, history: History, diedAt: number): Pro
   return { lost, durableMissing }
 }
 
+/** Acknowledged ops whose seqs a later acknowledgement of the same sector was given again. */
+export interface ReusedSeqs {
+  readonly sector: number
+  readonly firstSeq: number
+  readonly lastSeq: number
+  /** Whether any of the ops lost was acknowledged as durable. */
+  readonly durable: boolean
+}
+
+/**
+ * Seqs acknowledged twice: a later acknowledgement of a sector starting at or below one already acknowledged means
+ * the ops acknowledged under those seqs were lost — the sector's next owner loaded what was durable and counted on
+ * from there. Read from the history alone, so it finds a loss even after later writes have moved the database past it.
+ */
+export const reusedSeqs = (history: History): Array<ReusedSeqs> => {
+  const found: Array<ReusedSeqs> = []
+  for (const [sector, { acked }] of history.sectors) {
+    for (let i = 1; i < acked.length; i++) {
+      const firstSeq = acked[i]!.firstSeq
+      const earlier = acked.slice(0, i).filter((a) => a.lastSeq >= firstSeq)
+      if (earlier.length === 0) continue
+      const lastSeq = Math.max(...earlier.map((a) => a.lastSeq))
+      if (found.some((r) => r.sector === sector && r.firstSeq <= firstSeq && r.lastSeq >= lastSeq)) continue
+      found.push({ sector, firstSeq, lastSeq, durable: earlier.some((a) => a.durable) })
+    }
+  }
+  return found
+}
+
 /** A problem when the history holds no acknowledged op: a check over nothing would pass whatever happened. */
 const nothingToVerify = (history: History): Array<string> =>
   [...history.sectors.values()].some((sector) => sector.acked.length > 0)

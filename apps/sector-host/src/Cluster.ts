@@ -64,7 +64,7 @@ const Accepted = Schema.Struct({
   firstSeq: Schema.Number,
   lastSeq: Schema.Number,
   persisted: Schema.Boolean,
-  /** The answer to an earlier submission with the same key: nothing was applied this time. */
+  /** The answer to an earlier submission with the same key (nothing applied this time): `Idempotent-Replayed`. */
   replayed: Schema.optional(Schema.Boolean)
 })
 

@@ -7,17 +7,18 @@
  *
  * Every forwarded call has a deadline: the waits it carries (`mailboxWait`, `durableTimeout`) plus
  * `forwardTimeout`; past it the caller gets `SectorUnreachable` (503 with `Retry-After`). The cluster's own refusals
- * (its entity mailbox is full, the message could not be stored or routed) are `SectorUnreachable` too.
+ * (its entity mailbox is full, the message could not be stored or routed) are `SectorUnreachable` too, and so is a
+ * call the owner was interrupted in (its shard was force-released: the cluster's lock refresh failed).
  *
  * Every forwarded submission carries an idempotency key — the client's `Idempotency-Key`, or a request id of its
  * own — so a submission the transport delivers twice (a resend after a dropped connection, also to a new owner once
  * the first one made it durable) applies once.
  *
- * **Gotchas** a forwarded submission that timed out may still have been applied by its owner: the 503 says so, and
- * a client retrying it should send an `Idempotency-Key`.
+ * **Gotchas** a forwarded submission that timed out, or that its owner was interrupted in, may still have been
+ * applied by its owner: the 503 says so, and a client retrying it should send an `Idempotency-Key`.
  */
 import { Errors, type Op, type Sector, SectorHost, type SectorState } from "@sectors/core"
-import { Context, Duration, Effect, Exit, Layer, Metric, Option, Predicate, Scope } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Layer, Metric, Option, Predicate, Scope } from "effect"
 import { ClusterError } from "effect/cluster"
 import { createHash, randomUUID } from "node:crypto"
 import * as Cluster from "./Cluster.ts"
@@ -168,6 +169,14 @@ export const layerCluster = <E>(
       const deadline = Duration.sum(wait, options.forwardTimeout)
       return call.pipe(
         Effect.catchIf(isClusterFailure, (error) => Effect.fail(unreachable(clusterReason(error)))),
+        // the owner's handler was interrupted: its shard was force-released (the lock refresh failed: the database is
+        // away) while it answered. An interruption of the caller would reach the HTTP server as a bare 503 with no
+        // Retry-After; it is the sector's owner that could not answer, so say so like any other miss
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause)
+            ? Effect.fail(unreachable("its owner let it go before answering (its shard was released)"))
+            : Effect.failCause(cause)
+        ),
         Effect.timeoutOrElse({
           duration: deadline,
           orElse: () => Effect.fail(unreachable(`no answer from its owner within ${Duration.format(deadline)}`))
