@@ -107,10 +107,14 @@ export class HostConfig extends Context.Service<HostConfig, {
   readonly shardsPerGroup: number
   /**
    * How long a runner's shard locks and heartbeat outlive it: a runner that stopped (SIGKILL, a frozen process, a cut
-   * network) loses its shards after this, and the survivors take them over. Defaults to 5 seconds.
+   * network) loses its shards after this, and the survivors take them over. Defaults to 6 seconds.
    */
   readonly shardLockExpiration: Duration.Duration
-  /** How often a runner refreshes its shard locks and heartbeat (at most a third of the expiration). Defaults to 1 second. */
+  /**
+   * How often a runner refreshes its shard locks and heartbeat (at most a third of the expiration). It is also the
+   * time effect's cluster allows each lock operation (`min(this, expiration / 3)`): 1 s proved too short on a loaded
+   * 2-core machine (shards left unowned up to ~15 s while they moved), 2 s did not. Defaults to 2 seconds.
+   */
   readonly shardLockRefreshInterval: Duration.Duration
   /** How often a runner reads the runners of the cluster and recomputes who owns which shard. Defaults to 500 ms. */
   readonly refreshAssignmentsInterval: Duration.Duration
@@ -151,8 +155,8 @@ export const defaults: HostConfig["Service"] = {
   runnerPort: Option.none(),
   runnerHost: Option.none(),
   shardsPerGroup: 300,
-  shardLockExpiration: Duration.seconds(5),
-  shardLockRefreshInterval: Duration.seconds(1),
+  shardLockExpiration: Duration.seconds(6),
+  shardLockRefreshInterval: Duration.seconds(2),
   refreshAssignmentsInterval: Duration.millis(500),
   forwardTimeout: Duration.seconds(10)
 }
