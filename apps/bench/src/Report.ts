@@ -536,7 +536,7 @@ const netResultSection = (r: NetResult.Result): Array<string> => {
       `${n(s.rate)} → ${n(s.acceptedPerSecond)} / ${n(s.persistedPerSecond)}, ${n(s.p99)}${s.sustained ? "" : " ✗"}`
     ).join("; ")
   return [
-    "## Net Result (the field report's table, reproduced)",
+    "## Net Result",
     "",
     `${n(r.shape.rate)} ops/s into one sector, ${n(o.seconds, 1)} s each; ${r.shape.hotKeys} hot components take ` +
       `${pct(r.shape.hotShare, 0)} of the ops (each updated ${n(r.shape.rate * r.shape.hotShare / r.shape.hotKeys * 0.05)} times in 50 ms), ` +
