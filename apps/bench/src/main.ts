@@ -44,7 +44,7 @@ for (const suite of suites) {
     process.exit(2)
   }
 }
-/** `netresult` (about four minutes) runs only by name or with `--full`; every other suite also in the quick run. */
+/** `netresult` (about two minutes) runs only by name or with `--full`; every other suite also in the quick run. */
 const wants = (suite: string) =>
   suites.includes(suite) || (suites.length === 0 && (suite !== "netresult" || full))
 const resultsDir = fileURLToPath(new URL("../results/", import.meta.url))
