@@ -1,7 +1,7 @@
 /**
  * The benchmark report: targets with pass/fail, tables of every figure, and charts (SVG files beside the Markdown).
  * Pure formatting of measured results; every number in it comes from a `Run`, `Capacity`, `Idle`, `Limit`,
- * `SectorRow`, `SinkThroughput`, `HttpVariant` or `ClusterVariant` result of the same run.
+ * `SectorRow`, `SinkThroughput`, `HttpVariant`, `ClusterVariant` or `NetResult` result of the same run.
  */
 import { BatchPolicy } from "@sectors/core"
 import { Duration } from "effect"
@@ -10,6 +10,7 @@ import * as Charts from "./Charts.ts"
 import type * as ClusterVariant from "./ClusterVariant.ts"
 import type * as Idle from "./Idle.ts"
 import * as Limit from "./Limit.ts"
+import * as NetResult from "./NetResult.ts"
 import * as Run from "./Run.ts"
 import * as SectorRow from "./SectorRow.ts"
 import type * as SinkThroughput from "./SinkThroughput.ts"
@@ -29,6 +30,7 @@ export interface Results {
   readonly sink?: ReadonlyArray<SinkThroughput.Figure> | undefined
   readonly http?: { readonly rate: number; readonly accepted: number; readonly latency: Run.Result["latencyMillis"] } | undefined
   readonly cluster?: ClusterVariant.Result | undefined
+  readonly netResult?: NetResult.Result | undefined
 }
 
 /** One target and whether it was met. */
@@ -405,6 +407,7 @@ export const render = async (
     )
   }
   if (results.cluster !== undefined) md.push(...clusterSection(results.cluster, Number.parseInt(results.machine, 10)), "")
+  if (results.netResult !== undefined) md.push(...netResultSection(results.netResult), "")
   return { markdown: md.join("\n"), charts }
 }
 
@@ -509,4 +512,60 @@ const clusterSection = (c: ClusterVariant.Result, cores: number): Array<string> 
     )
   }
   return lines
+}
+
+/** The field report's Net Result table: the old loop measured, the report's "after" as printed, ours measured. */
+const netResultSection = (r: NetResult.Result): Array<string> => {
+  const format = (metric: string, x: number) =>
+    metric === "Timestamp % of DB" || metric === "Ops collapsed" || metric === "CPU usage (idle)"
+      ? pct(x)
+      : metric === "Throughput capacity"
+      ? `${n(x, 2)}× the old loop`
+      : metric === "Avg batch size"
+      ? `${n(x, 1)} ops`
+      : metric === "DB writes"
+      ? `${n(x)} rows/s`
+      : n(x, 1)
+  const o = r.old.figures, w = r.ours.figures
+  const bound = (c: NetResult.Capacity) => {
+    const failed = c.steps.filter((s) => !s.sustained).map((s) => s.rate)
+    return `${n(c.maxSustained)} ops/s ${failed.length === 0 ? "(every rate tried was sustained: a lower bound)" : `(not ${n(Math.min(...failed))})`}`
+  }
+  const steps = (c: NetResult.Capacity) =>
+    [...c.steps].sort((a, b) => a.rate - b.rate).map((s) =>
+      `${n(s.rate)} → ${n(s.acceptedPerSecond)} / ${n(s.persistedPerSecond)}, ${n(s.p99)}${s.sustained ? "" : " ✗"}`
+    ).join("; ")
+  return [
+    "## Net Result",
+    "",
+    `${n(r.shape.rate)} ops/s into one sector, ${n(o.seconds, 1)} s each; ${r.shape.hotKeys} hot components take ` +
+      `${pct(r.shape.hotShare, 0)} of the ops (each updated ${n(r.shape.rate * r.shape.hotShare / r.shape.hotKeys * 0.05)} times in 50 ms), ` +
+      `the rest over ${r.shape.entities} entities; seed ${r.shape.seed}; load average at start ${r.loadAverage.map((x) => n(x, 2)).join(" / ")}.`,
+    "",
+    "| metric | (a) old loop, measured | report before | (b) report after (balanced) | (c) ours, balanced | ours ≥ (b)? |",
+    "|---|---:|---:|---:|---:|---|",
+    ...NetResult.rows(r).map((row) =>
+      `| ${row.metric} | ${format(row.metric, row.old)} | ${row.before} | ${row.after} | ${format(row.metric, row.ours)} | ` +
+        `${row.asGood ? "yes" : "**no**"} |`
+    ),
+    `| capacity, balanced vs old loop (issue: ≥ 3×) | ${bound(r.old.capacity)} | | | ${bound(r.ours.capacity)} = ` +
+      `${n(r.ours.capacity.maxSustained / r.old.capacity.maxSustained, 2)}× | ${r.ours.capacity.maxSustained >= 3 * r.old.capacity.maxSustained ? "yes" : "**no**"} |`,
+    "",
+    `Old loop: ${n(o.batches / o.seconds, 1)} batches/s, ops per batch p50 / p95 ${n(o.batchOps.p50)} / ${n(o.batchOps.p95)}, ` +
+      `op→durable p50 / p99 ${n(o.latencyMillis.p50, 1)} / ${n(o.latencyMillis.p99, 1)} ms (every op), CPU under load ${n(o.cpuCores, 2)} cores.`,
+    `Ours: ${n(w.batches / w.seconds, 1)} batches/s, ops per batch p50 / p95 ${n(w.batchOps.p50)} / ${n(w.batchOps.p95)}, ` +
+      `op→durable p50 / p99 ${n(w.latencyMillis.p50, 1)} / ${n(w.latencyMillis.p99, 1)} ms (1 submission in 20), CPU under load ` +
+      `${n(w.cpuCores, 2)} cores; sector-row part of the group statement ${pct(r.ours.sectorRowFraction)} (EXPLAIN ANALYZE).`,
+    "",
+    "| statement (old loop) | calls | share |",
+    "|---|---:|---:|",
+    ...o.statements.map((s) => `| \`${s.query}\` | ${n(s.calls)} | ${pct(s.share)} |`),
+    "",
+    "| statement (ours) | calls | share |",
+    "|---|---:|---:|",
+    ...w.statements.map((s) => `| \`${s.query}\` | ${n(s.calls)} | ${pct(s.share)} |`),
+    "",
+    `Capacity steps (${r.capacitySeconds} s each, offered → accepted / persisted per s, p99 ms):`,
+    `old loop ${steps(r.old.capacity)}; ours ${steps(r.ours.capacity)}.`
+  ]
 }

@@ -2,7 +2,8 @@
  * The benchmark harness: `npm run bench` (quick, about six minutes on two cores) or `npm run bench -- --full`;
  * suites may be named to run only those (`npm run bench -- sink idle`): `scenarios`, `capacity`, `idle`, `limit`,
  * `sector-row`, `sink`, `http`, `cluster` (`--baseline <checkout>`: also measure another checkout's standalone host,
- * alternately with this one's). Runs on an embedded PostgreSQL with durable settings (or `DATABASE_URL`), writes
+ * alternately with this one's), `netresult` (the field report's Net Result table, old loop against ours; only by
+ * name or with `--full`). Runs on an embedded PostgreSQL with durable settings (or `DATABASE_URL`), writes
  * `apps/bench/results/<timestamp>.json` (raw figures), `<timestamp>.md` and its charts in `<timestamp>/`, and
  * prints the Markdown report. `--render <results.json> [--out <report.md>]` renders a saved run again (charts in a
  * directory named after the report, lower-cased: `docs/BENCHMARKS.md` → `docs/benchmarks/`).
@@ -20,6 +21,7 @@ import * as ClusterVariant from "./ClusterVariant.ts"
 import * as HttpVariant from "./HttpVariant.ts"
 import * as Idle from "./Idle.ts"
 import * as Limit from "./Limit.ts"
+import * as NetResult from "./NetResult.ts"
 import * as Report from "./Report.ts"
 import * as Run from "./Run.ts"
 import * as SectorRow from "./SectorRow.ts"
@@ -35,14 +37,16 @@ const renderFrom = valueOf("--render")
 const renderTo = valueOf("--out")
 const baseline = valueOf("--baseline")
 const suites = args.filter((arg, i) => !arg.startsWith("--") && !["--render", "--out", "--baseline"].includes(args[i - 1] ?? ""))
-const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http", "cluster"]
+const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http", "cluster", "netresult"]
 for (const suite of suites) {
   if (!known.includes(suite)) {
     console.error(`bench: unknown suite "${suite}" (known: ${known.join(", ")})`)
     process.exit(2)
   }
 }
-const wants = (suite: string) => suites.length === 0 || suites.includes(suite)
+/** `netresult` (about two minutes) runs only by name or with `--full`; every other suite also in the quick run. */
+const wants = (suite: string) =>
+  suites.includes(suite) || (suites.length === 0 && (suite !== "netresult" || full))
 const resultsDir = fileURLToPath(new URL("../results/", import.meta.url))
 
 const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, ` +
@@ -142,6 +146,11 @@ const program = Effect.gen(function*() {
     }, log)
   }
 
+  let netResult: NetResult.Result | undefined
+  if (wants("netresult")) {
+    netResult = yield* NetResult.run(url, full ? NetResult.full : NetResult.quick, log)
+  }
+
   const results: Report.Results = {
     mode: full ? "full" : "quick",
     machine,
@@ -155,7 +164,8 @@ const program = Effect.gen(function*() {
     sectorRow,
     sink,
     http,
-    cluster
+    cluster,
+    netResult
   }
   const stamp = startedAt.replace(/[:.]/g, "-")
   yield* Effect.promise(async () => {
