@@ -37,7 +37,7 @@ const serve = (
   } = {}
 ) =>
   HttpRouter.serve(Http.routes, { disableListenLog: true, disableLogger: true }).pipe(
-    Layer.provideMerge(NodeHttpServer.layer(() => http.createServer(), {
+    Layer.provideMerge(NodeHttpServer.layer(() => Http.makeServer({ ...HostConfig.defaults, ...options.host }), {
       host: "127.0.0.1",
       port: 0,
       websocket: Ingest.websocketOptions(limits)
@@ -453,6 +453,28 @@ describe("/ingest backpressure (MAX_INFLIGHT_FRAMES)", () => {
         persisted: true
       })
     }).pipe(Effect.scoped, Effect.provide(serve({ host: { maxDurableWaiters: 2 } }))))
+})
+
+describe("/ingest connections (MAX_CONNECTIONS)", () => {
+  it.effect("counts a WebSocket connection against MAX_CONNECTIONS for as long as it is open", () =>
+    Effect.gen(function*() {
+      const at = yield* port
+      const first = yield* connect()
+      const refused = yield* Effect.callback<number>((resume) => {
+        const socket = new WebSocket(`ws://127.0.0.1:${at}/ingest`)
+        socket.onopen = () => {
+          socket.close()
+          resume(Effect.succeed(-1))
+        }
+        socket.onclose = (event) => resume(Effect.succeed(event.code))
+      })
+      assert.strictEqual(refused, 1006)
+      first.socket.close()
+      yield* eventually(Effect.map(Metric.value(Ingest.connections), (gauge) => gauge.value === 0))
+      const second = yield* connect()
+      second.send({ id: 1, sector: 1, ops: [set(1)] })
+      assert.strictEqual((yield* second.answerTo(1)).lastSeq, 1)
+    }).pipe(Effect.scoped, Effect.provide(serve({ host: { maxConnections: 1 } }))))
 })
 
 describe("/ingest during shutdown", () => {
