@@ -20,8 +20,12 @@
  * foreign `Host` on a loopback bind (421), a missing or wrong bearer token when `AUTH_TOKEN` is set (401) and a POST
  * body that is not JSON (415).
  *
- * Waiting for durability is bounded: at most `maxDurableWaiters` `ack=durable` submissions and flushes wait at once;
- * one more gets 503 `too-many-waiters` before it is submitted, so nothing of it is applied. The server's own limits
+ * `GET /ingest` is the WebSocket stream of submissions (`Ingest`): the same checks on each frame as on a POST body,
+ * the same problems in its answers, behind the same `Guard`.
+ *
+ * Waiting for durability is bounded: at most `maxDurableWaiters` `ack=durable` submissions, flushes and durable
+ * `/ingest` frames wait at once (`DurableWaiters`); one more gets 503 `too-many-waiters` before it is submitted, so
+ * nothing of it is applied. The server's own limits
  * (header, request and keep-alive timeouts, the connection cap) are set from `HostConfig` by `makeServer`.
  */
 import { Op, type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
