@@ -30,6 +30,7 @@ import { HostConfig } from "./HostConfig.ts"
 import * as Exposure from "./Exposure.ts"
 import * as Cluster from "./Cluster.ts"
 import * as Http from "./Http.ts"
+import * as Ingest from "./Ingest.ts"
 import * as Lifecycle from "./Lifecycle.ts"
 import * as Sectors from "./Sectors.ts"
 import * as Simulator from "./Simulator.ts"
@@ -98,9 +99,16 @@ const routing = Layer.unwrap(Effect.gen(function*() {
   })
 }))
 
-/** The HTTP server on the configured address, with the configured limits (its parser's refusals answered as problems too). */
+/**
+ * The HTTP server on the configured address, with the configured limits (its parser's refusals answered as problems
+ * too), and `/ingest`'s WebSocket frames bounded by `maxBodyBytes`.
+ */
 const server = Layer.unwrap(HostConfig.useSync((config) =>
-  NodeHttpServer.layer(() => Http.makeServer(config), { host: config.host, port: config.port })
+  NodeHttpServer.layer(() => Http.makeServer(config), {
+    host: config.host,
+    port: config.port,
+    websocket: Ingest.websocketOptions(config)
+  })
 ))
 
 /** Everything the running host is made of. */

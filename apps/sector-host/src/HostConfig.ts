@@ -58,6 +58,12 @@ export class HostConfig extends Context.Service<HostConfig, {
    * with `Retry-After` at once, and nothing of it is applied. Defaults to `10000`.
    */
   readonly maxDurableWaiters: number
+  /**
+   * Most frames of one `/ingest` WebSocket connection read and not yet answered; past it the server stops reading
+   * that connection (its socket is paused once a small buffer fills, and TCP pushes back on the client) until answers
+   * free places. Defaults to `1024`.
+   */
+  readonly maxInflightFrames: number
   /** How long a client may take to send a request's headers before the server answers 408. Defaults to 60 seconds. */
   readonly headersTimeout: Duration.Duration
   /** How long a client may take to send a whole request (headers and body). Defaults to 5 minutes. */
@@ -141,6 +147,7 @@ export const defaults: HostConfig["Service"] = {
   maxDataBytes: 65_536,
   durableTimeout: Duration.seconds(30),
   maxDurableWaiters: 10_000,
+  maxInflightFrames: 1024,
   headersTimeout: Duration.seconds(60),
   requestTimeout: Duration.minutes(5),
   keepAliveTimeout: Duration.seconds(5),
@@ -253,6 +260,7 @@ export const config: Config.Config<HostConfig["Service"]> = Config.all({
   maxDataBytes: SectorsConfig.positiveInt("maxDataBytes").pipe(Config.withDefault(defaults.maxDataBytes)),
   durableTimeout: SectorsConfig.duration("durableTimeout", defaults.durableTimeout),
   maxDurableWaiters: SectorsConfig.positiveInt("maxDurableWaiters").pipe(Config.withDefault(defaults.maxDurableWaiters)),
+  maxInflightFrames: SectorsConfig.positiveInt("maxInflightFrames").pipe(Config.withDefault(defaults.maxInflightFrames)),
   headersTimeout: SectorsConfig.duration("headersTimeout", defaults.headersTimeout),
   requestTimeout: SectorsConfig.duration("requestTimeout", defaults.requestTimeout),
   keepAliveTimeout: SectorsConfig.duration("keepAliveTimeout", defaults.keepAliveTimeout),

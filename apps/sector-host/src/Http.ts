@@ -20,8 +20,12 @@
  * foreign `Host` on a loopback bind (421), a missing or wrong bearer token when `AUTH_TOKEN` is set (401) and a POST
  * body that is not JSON (415).
  *
- * Waiting for durability is bounded: at most `maxDurableWaiters` `ack=durable` submissions and flushes wait at once;
- * one more gets 503 `too-many-waiters` before it is submitted, so nothing of it is applied. The server's own limits
+ * `GET /ingest` is the WebSocket stream of submissions (`Ingest`): the same checks on each frame as on a POST body,
+ * the same problems in its answers, behind the same `Guard`.
+ *
+ * Waiting for durability is bounded: at most `maxDurableWaiters` `ack=durable` submissions, flushes and durable
+ * `/ingest` frames wait at once (`DurableWaiters`); one more gets 503 `too-many-waiters` before it is submitted, so
+ * nothing of it is applied. The server's own limits
  * (header, request and keep-alive timeouts, the connection cap) are set from `HostConfig` by `makeServer`.
  */
 import { Op, type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
@@ -31,8 +35,10 @@ import { PrometheusMetrics } from "effect/observability"
 import * as http from "node:http"
 import * as https from "node:https"
 import type * as net from "node:net"
+import * as DurableWaiters from "./DurableWaiters.ts"
 import { HostConfig } from "./HostConfig.ts"
 import * as Guard from "./Guard.ts"
+import * as Ingest from "./Ingest.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
 import * as Request from "./Request.ts"
@@ -89,18 +95,11 @@ const endpoints = Effect.gen(function*() {
   const config = yield* HostConfig
   const sectorsConfig = yield* SectorsConfig.SectorsConfig
 
-  /**
-   * Requests waiting for durability now. `waiting` takes a place before anything is submitted (503
-   * `too-many-waiters` at once if all `maxDurableWaiters` are taken, so nothing is applied) and gives it back however
-   * the wait ends.
-   */
-  let waiters = 0
-  const waiting = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | Problem.Problem, R> =>
-    Effect.suspend((): Effect.Effect<A, E | Problem.Problem, R> => {
-      if (waiters >= config.maxDurableWaiters) return Effect.fail(Problem.tooManyWaiters(config.maxDurableWaiters))
-      waiters++
-      return Effect.ensuring(effect, Effect.sync(() => waiters--))
-    })
+  /** Requests waiting for durability now, here and on `/ingest`: at most `maxDurableWaiters`. */
+  const waiters = DurableWaiters.make(config.maxDurableWaiters)
+  const { waiting } = waiters
+  /** `GET /ingest`: the WebSocket stream of submissions (`Ingest`). */
+  const ingest = yield* Ingest.make(waiters)
 
   /** `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`. */
   const submit = Effect.fn("Http.submit")(function*(request: HttpServerRequest.HttpServerRequest) {
@@ -274,6 +273,7 @@ const endpoints = Effect.gen(function*() {
     { method: "GET", path: "/sectors", handler: list },
     { method: "POST", path: "/sectors/:sector/flush", handler: flush },
     { method: "GET", path: "/sectors/:sector/dead-letters", handler: deadLetters },
+    { method: "GET", path: "/ingest", handler: ingest },
     { method: "GET", path: "/cluster", handler: cluster },
     { method: "GET", path: "/healthz", handler: healthz },
     { method: "GET", path: "/readyz", handler: readyz },

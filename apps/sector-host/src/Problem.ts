@@ -9,6 +9,7 @@
  * | no such entity, unknown route                      | 404    |                                         |
  * | a POST body not declared `application/json`       | 415    |                                         |
  * | on a loopback bind, a `Host` naming another host   | 421    |                                         |
+ * | `GET /ingest` that is not a WebSocket upgrade      | 426    | `Upgrade: websocket`                    |
  * | known path, wrong method                           | 405    | `Allow`                                 |
  * | request not received in time (Node's parser)       | 408    |                                         |
  * | body, nesting, op count or one op's `data` too big | 413    | `errors` naming the field (and op)      |
@@ -333,16 +334,28 @@ export const incident = (
   })
 
 /**
- * The response for an error of the core, of the server, or a `Problem`; an error whose words are internal
- * (`SinkUnavailable`) is logged as an `incident`.
+ * The problem for an error of the core, of the server, or a `Problem`; an error whose words are internal
+ * (`SinkUnavailable`) is logged as an `incident`. The HTTP API renders it as a response, `/ingest` as a frame's error.
  */
-export const answer = (error: KnownError | Problem): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
+export const of = (error: KnownError | Problem): Effect.Effect<Problem> =>
   error._tag === "SinkUnavailable"
-    ? Effect.map(
-      incident(fromError(error), "Warn", `persistence unavailable: ${error.reason}`, error),
-      toResponse
-    )
-    : Effect.succeed(respond(error))
+    ? incident(fromError(error), "Warn", `persistence unavailable: ${error.reason}`, error)
+    : Effect.succeed(fromError(error))
+
+/** The response for an error of the core, of the server, or a `Problem` (see `of`). */
+export const answer = (error: KnownError | Problem): Effect.Effect<HttpServerResponse.HttpServerResponse> =>
+  Effect.map(of(error), toResponse)
+
+/**
+ * 426: `GET /ingest` without `Upgrade: websocket`: the route speaks WebSocket only.
+ */
+export const upgradeRequired: Problem = new Problem({
+  status: 426,
+  type: urn("upgrade-required"),
+  title: "Upgrade Required",
+  detail: "/ingest is a WebSocket endpoint: open it with Upgrade: websocket",
+  headers: { upgrade: "websocket", connection: "Upgrade" }
+})
 
 /** Renders a problem as its `application/problem+json` response. */
 export const toResponse = (problem: Problem): HttpServerResponse.HttpServerResponse => {

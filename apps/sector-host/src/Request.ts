@@ -74,19 +74,28 @@ export const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes:
 }
 
 /**
- * The `Idempotency-Key` header of a submission: absent, or 1 to 255 visible ASCII characters (a UUID is the usual
- * choice). Its fingerprint is the SHA-256 of the body, so the same key with another body is told apart (422).
+ * An idempotency key as a client sends it — the `Idempotency-Key` header, or a WebSocket frame's `idempotencyKey`
+ * (`field` names it in the issue): absent, or 1 to 255 visible ASCII characters (a UUID is the usual choice).
+ */
+export const parseKey = (field: string, value: unknown): Result.Result<string | undefined, Problem.Issue> =>
+  value === undefined
+    ? Result.succeed(undefined)
+    : typeof value === "string" && /^[\x21-\x7e]{1,255}$/.test(value)
+    ? Result.succeed(value)
+    : Result.fail({ field, message: "must be 1 to 255 visible ASCII characters" })
+
+/**
+ * The `Idempotency-Key` header of a submission (`parseKey`). Its fingerprint is the SHA-256 of the body, so the same
+ * key with another body is told apart (422).
  */
 export const parseIdempotencyKey = (
   header: string | undefined,
   body: string
-): Result.Result<{ readonly key: string; readonly fingerprint: string } | undefined, Problem.Issue> => {
-  if (header === undefined) return Result.succeed(undefined)
-  if (!/^[\x21-\x7e]{1,255}$/.test(header)) {
-    return Result.fail({ field: "Idempotency-Key", message: "must be 1 to 255 visible ASCII characters" })
-  }
-  return Result.succeed({ key: header, fingerprint: crypto.createHash("sha256").update(body).digest("base64url") })
-}
+): Result.Result<{ readonly key: string; readonly fingerprint: string } | undefined, Problem.Issue> =>
+  Result.map(parseKey("Idempotency-Key", header), (key) =>
+    key === undefined
+      ? undefined
+      : { key, fingerprint: crypto.createHash("sha256").update(body).digest("base64url") })
 
 /** The body as JSON, or 400. */
 export const parseJson = (text: string): Effect.Effect<unknown, Problem.Problem> => {
@@ -139,12 +148,18 @@ export const limitIssues = (body: unknown, config: HostConfig["Service"]): Array
   return issues
 }
 
-/** The body's shape: `{"ops": [...]}` and nothing else. */
-export const envelopeIssues = (body: unknown): Array<Problem.Issue> =>
+/**
+ * The body's shape: an object with `fields` and nothing else — `{"ops": [...]}` for a POST, the frame's fields for
+ * `/ingest` (`shape` shows it in the issue).
+ */
+export const envelopeIssues = (
+  body: unknown,
+  fields: ReadonlyArray<string> = ["ops"],
+  shape = `{"ops": [...]}`
+): Array<Problem.Issue> =>
   Predicate.isObject(body)
-    ? Object.keys(body).filter((key) => key !== "ops").map((field) => ({
+    ? Object.keys(body).filter((key) => !fields.includes(key)).map((field) => ({
       field,
-      message: `is not a field of a submission (only "ops")`
+      message: `is not a field of a submission (only ${fields.map((f) => JSON.stringify(f)).join(", ")})`
     }))
-    : [{ field: "body", message: `must be a JSON object {"ops": [...]}` }]
-
+    : [{ field: "body", message: `must be a JSON object ${shape}` }]

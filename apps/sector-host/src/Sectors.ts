@@ -97,6 +97,13 @@ const canonical = (value: unknown): string =>
     }}`
     : JSON.stringify(value)
 
+/**
+ * What makes two `/ingest` frames with the same idempotency key the same submission: a hash of their canonical ops
+ * (whatever the order of their keys, and whatever their `ack`, as for the HTTP API's body).
+ */
+export const fingerprintOps = (ops: ReadonlyArray<Op.Op>): string =>
+  createHash("sha256").update(canonical(ops)).digest("base64url")
+
 /** What makes two submissions the same request: a hash of their canonical ops and ack. */
 export const fingerprint = (ops: ReadonlyArray<Op.Op>, ack: Sector.Ack): string =>
   createHash("sha256").update(canonical({ ack, ops })).digest("base64url")

@@ -137,31 +137,33 @@ const limitsOf = (config: HostConfig.HostConfig["Service"]) => [
   Duration.toMillis(config.requestTimeout),
   Duration.toMillis(config.keepAliveTimeout),
   config.maxConnections,
-  config.maxDurableWaiters
+  config.maxDurableWaiters,
+  config.maxInflightFrames
 ]
 
 describe("HostConfig server limits", () => {
-  it.effect("defaults the timeouts, the connection cap and the durable waiters to documented values", () =>
+  it.effect("defaults the timeouts, the connection cap, the durable waiters and the in-flight frames to documented values", () =>
     Effect.gen(function*() {
       const config = yield* fromEnv({})
       assert.deepStrictEqual(
         limitsOf(config),
-        [60_000, 300_000, 5000, 10_000, 10_000]
+        [60_000, 300_000, 5000, 10_000, 10_000, 1024]
       )
     }))
 
-  it.effect("reads HEADERS_TIMEOUT, REQUEST_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS and MAX_DURABLE_WAITERS", () =>
+  it.effect("reads HEADERS_TIMEOUT, REQUEST_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, MAX_DURABLE_WAITERS and MAX_INFLIGHT_FRAMES", () =>
     Effect.gen(function*() {
       const config = yield* fromEnv({
         HEADERS_TIMEOUT: "10 seconds",
         REQUEST_TIMEOUT: "30 seconds",
         KEEP_ALIVE_TIMEOUT: "500",
         MAX_CONNECTIONS: "2000",
-        MAX_DURABLE_WAITERS: "64"
+        MAX_DURABLE_WAITERS: "64",
+        MAX_INFLIGHT_FRAMES: "16"
       })
       assert.deepStrictEqual(
         limitsOf(config),
-        [10_000, 30_000, 500, 2000, 64]
+        [10_000, 30_000, 500, 2000, 64, 16]
       )
     }))
 
@@ -169,6 +171,7 @@ describe("HostConfig server limits", () => {
     ["MAX_CONNECTIONS", "0"],
     ["MAX_DURABLE_WAITERS", "-1"],
     ["MAX_DURABLE_WAITERS", "many"],
+    ["MAX_INFLIGHT_FRAMES", "0"],
     ["HEADERS_TIMEOUT", "soon"]
   ] as const)("refuses %s=%s with one line naming it", ([name, value]) =>
     Effect.gen(function*() {

@@ -1,0 +1,30 @@
+/**
+ * The bound on requests waiting for durability (`MAX_DURABLE_WAITERS`), one for the whole host: `ack=durable`
+ * submissions and flushes of the HTTP API and `ack: "durable"` frames of `/ingest` count against the same places.
+ * A wait takes a place before anything is submitted — with none left it fails at once with 503 `too-many-waiters`, so
+ * nothing of it is applied — and gives it back however it ends (answered, timed out, interrupted by a client that
+ * went away).
+ */
+import { Effect } from "effect"
+import * as Problem from "./Problem.ts"
+
+export interface DurableWaiters {
+  /** Runs `effect` in one of the places, or fails with `too-many-waiters` at once if none is left. */
+  readonly waiting: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Problem.Problem, R>
+  /** How many places are taken now. */
+  readonly taken: () => number
+}
+
+/** `max` places. */
+export const make = (max: number): DurableWaiters => {
+  let taken = 0
+  return {
+    waiting: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | Problem.Problem, R> =>
+      Effect.suspend((): Effect.Effect<A, E | Problem.Problem, R> => {
+        if (taken >= max) return Effect.fail(Problem.tooManyWaiters(max))
+        taken++
+        return Effect.ensuring(effect, Effect.sync(() => taken--))
+      }),
+    taken: () => taken
+  }
+}

@@ -1,0 +1,289 @@
+/**
+ * WebSocket ingest (`GET /ingest`, the README's "WebSocket ingest"): a producer keeps one connection open and sends
+ * text frames, each one submission — `{"id", "sector", "ops", "ack"?, "idempotencyKey"?}` — and the host answers every
+ * frame exactly once with the same `id`: `{"id", "sector", "accepted", "firstSeq", "lastSeq"}` (`"persisted": true`
+ * for `ack: "durable"`, `"replayed": true` for a recognised key), or `{"id", "error": <problem>}` with the problem
+ * details the HTTP API answers the same mistake with (`id` null when it cannot be read).
+ *
+ * A frame is checked as a POST body is, by the same functions (`Request`): its size against `maxBodyBytes`, its JSON,
+ * the limits on it (nesting, `maxOpsPerRequest`, `maxDataBytes`: 413), then every field at once (400). It goes to its
+ * sector through `Sectors`, so a runner of a cluster forwards it to the sector's owner; an `ack: "durable"` frame
+ * waits in one of the host's `maxDurableWaiters` places (`DurableWaiters`), shared with the HTTP API.
+ *
+ * The upgrade request passes the `Guard` like any request (loopback `Host`, bearer token): refused, it gets the
+ * problem response and no WebSocket. Client mistakes never close the connection; protocol violations do, with a close
+ * code and reason: a binary frame 1003, a frame over `maxBodyBytes` 1009 (the WebSocket server refuses it while
+ * reading it, `websocketOptions`), text that is not UTF-8 1007.
+ *
+ * **Order.** Frames for one sector are submitted in the order they arrive, each once the one before it is answered:
+ * their seqs follow the frame order and their answers come in that order. Frames for other sectors run meanwhile.
+ *
+ * **Backpressure.** At most `maxInflightFrames` frames of a connection are read and unanswered at once; at the bound
+ * the connection stops pulling frames, the WebSocket's buffer fills (64 KiB) and the socket is paused, so TCP pushes
+ * back on the client. Nothing is buffered without bound.
+ *
+ * **Shutdown.** From the shutdown signal on (`Lifecycle`), frames are answered with `ShuttingDown` (503) without being
+ * submitted; once every frame read is answered — durable ones when the host's final flush makes them durable — the
+ * connection is closed with 1001. A connection closed by its client interrupts its frames in flight: their durable
+ * waits give their places back, nothing of the connection outlives it.
+ *
+ * **Gotchas** an `ack: "durable"` frame holds back the frames after it for the same sector on the same connection
+ * until it is durable (or times out): the order of seqs is the order of frames. A producer that wants durability
+ * without the wait sends `ack: "accepted"` frames and a durable one now and then.
+ */
+import { Errors, Op, SectorsConfig } from "@sectors/core"
+import { Cause, Deferred, Effect, Exit, FiberSet, Metric, Predicate, Result, Semaphore } from "effect"
+import type { HttpServerRequest } from "effect/http"
+import { HttpServerResponse } from "effect/http"
+import * as Socket from "effect/socket/Socket"
+import type { DurableWaiters } from "./DurableWaiters.ts"
+import { HostConfig } from "./HostConfig.ts"
+import { Lifecycle } from "./Lifecycle.ts"
+import * as Problem from "./Problem.ts"
+import * as Request from "./Request.ts"
+import * as Sectors from "./Sectors.ts"
+
+/** A frame's `id` as the client sent it, or `null` when it has none that can be read. */
+export type FrameId = string | number | null
+
+/** The fields a frame may carry. */
+const frameFields: ReadonlyArray<string> = ["id", "sector", "ops", "ack", "idempotencyKey"]
+
+const frameShape = `{"id": ..., "sector": ..., "ops": [...]}`
+
+/** WebSocket close codes the host uses (RFC 6455 §7.4.1). */
+export const closeCodes = {
+  /** The host is shutting down. */
+  goingAway: 1001,
+  /** A binary frame: the API speaks JSON text frames. */
+  unsupportedData: 1003,
+  /** A frame larger than `maxBodyBytes`. */
+  messageTooBig: 1009
+} as const
+
+/** WebSocket connections open now on `/ingest`. */
+export const connections = Metric.gauge("sectors_ingest_connections", {
+  description: "WebSocket connections open on /ingest"
+})
+
+/** Frames read on `/ingest` and not answered yet, over every connection. */
+export const unansweredFrames = Metric.gauge("sectors_ingest_unanswered_frames", {
+  description: "Frames read on /ingest and not answered yet, over every connection"
+})
+
+/** What the server's WebSocket support must be told: a frame over `maxBodyBytes` is refused (1009) as it is read. */
+export const websocketOptions = (config: Pick<HostConfig["Service"], "maxBodyBytes">) => ({
+  maxPayload: config.maxBodyBytes
+})
+
+/** A frame read: a submission to make, or the problem to answer it with. */
+type Frame =
+  | { readonly _tag: "Refused"; readonly id: FrameId; readonly problem: Problem.Problem }
+  | {
+    readonly _tag: "Submission"
+    readonly id: FrameId
+    readonly sector: number
+    readonly ops: ReadonlyArray<Op.Op>
+    readonly ack: "accepted" | "durable"
+    readonly key: string | undefined
+  }
+
+const frameId = (body: unknown): FrameId =>
+  Predicate.isObject(body) && (typeof body.id === "string" || typeof body.id === "number") ? body.id : null
+
+/**
+ * Reads one text frame as a POST body is read (`Http.submit`): JSON, then the limits (413), then every field (400).
+ */
+const readFrame = (text: string, config: HostConfig["Service"]): Effect.Effect<Frame> =>
+  Effect.gen(function*() {
+    const json = yield* Effect.result(Request.parseJson(text))
+    if (Result.isFailure(json)) return { _tag: "Refused", id: null, problem: json.failure } as const
+    const body = json.success
+    const id = frameId(body)
+    const overLimits = Request.limitIssues(body, config)
+    if (overLimits.length > 0) return { _tag: "Refused", id, problem: Problem.tooLarge(overLimits) } as const
+
+    const fields: Record<string, unknown> = Predicate.isObject(body) ? body : {}
+    const sectorField = fields.sector
+    const sector = Request.parseId(
+      "sector",
+      typeof sectorField === "number" || typeof sectorField === "string" ? String(sectorField) : undefined
+    )
+    const ack = Request.parseAck(fields.ack as string | undefined)
+    const key = Request.parseKey("idempotencyKey", fields.idempotencyKey)
+    const issues: Array<Problem.Issue> = [
+      ...(id === null && Predicate.isObject(body)
+        ? [{ field: "id", message: "must be a string or a number, to match the answer to the frame" }]
+        : []),
+      ...(Result.isFailure(sector) ? [sector.failure] : []),
+      ...(Result.isFailure(ack) ? [ack.failure] : []),
+      ...(Result.isFailure(key) ? [key.failure] : []),
+      ...Request.envelopeIssues(body, frameFields, frameShape)
+    ]
+    const ops = Predicate.isObject(body)
+      ? yield* Effect.result(Op.decodeOps(body.ops, { maxOps: config.maxOpsPerRequest }))
+      : Result.succeed([])
+    if (Result.isFailure(ops)) issues.push(...ops.failure.issues)
+    // (the Result checks only narrow: any failure has put its issue in `issues`)
+    if (
+      issues.length > 0 || Result.isFailure(sector) || Result.isFailure(ack) || Result.isFailure(key) ||
+      Result.isFailure(ops)
+    ) {
+      return { _tag: "Refused", id, problem: Problem.invalid(issues) } as const
+    }
+    return { _tag: "Submission", id, sector: sector.success, ops: ops.success, ack: ack.success, key: key.success }
+  })
+
+/** The answer to a refused frame. */
+const refusal = (id: FrameId, problem: Problem.Problem) => ({ id, error: Problem.body(problem) })
+
+/**
+ * The handler of `GET /ingest`, over the host's durable waiters (shared with the HTTP API). Needs the sectors, the
+ * configuration and the lifecycle.
+ */
+export const make = (waiters: DurableWaiters) =>
+  Effect.gen(function*() {
+    const sectors = yield* Sectors.Sectors
+    const config = yield* HostConfig
+    const sectorsConfig = yield* SectorsConfig.SectorsConfig
+    const lifecycle = yield* Lifecycle
+
+    let openConnections = 0
+    let unanswered = 0
+    const count = (connectionsDelta: number, framesDelta: number) =>
+      Effect.suspend(() => {
+        openConnections += connectionsDelta
+        unanswered += framesDelta
+        return Effect.all([
+          Metric.update(connections, openConnections),
+          Metric.update(unansweredFrames, unanswered)
+        ], { discard: true })
+      })
+
+    /** Submits one valid frame and renders its answer, success or problem. */
+    const submit = (frame: Extract<Frame, { _tag: "Submission" }>) => {
+      const idempotency = frame.key === undefined
+        ? undefined
+        : { key: frame.key, fingerprint: Sectors.fingerprintOps(frame.ops) }
+      const durable = frame.ack === "durable"
+      const submitted = durable
+        ? waiters.waiting(sectors.submit(frame.sector, frame.ops, {
+          ack: "durable",
+          durableTimeout: config.durableTimeout,
+          mailboxWait: sectorsConfig.mailboxWait,
+          idempotency
+        }))
+        : sectors.submit(frame.sector, frame.ops, { ack: "accepted", mailboxWait: sectorsConfig.mailboxWait, idempotency })
+      return submitted.pipe(
+        Effect.map((accepted): object => ({
+          id: frame.id,
+          sector: frame.sector,
+          accepted: accepted.accepted,
+          firstSeq: accepted.firstSeq,
+          lastSeq: accepted.lastSeq,
+          ...(durable ? { persisted: true } : {}),
+          ...(accepted.replayed === true ? { replayed: true } : {})
+        })),
+        Effect.catch((error) => Effect.map(Problem.of(error), (problem) => refusal(frame.id, problem))),
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause)
+            ? Effect.failCause(cause)
+            : Effect.map(
+              Problem.incident(Problem.internal, "Error", "an /ingest frame failed unexpectedly", cause),
+              (problem) => refusal(frame.id, problem)
+            )
+        )
+      )
+    }
+
+    /** Serves one upgraded connection until it closes. */
+    const serve = (socket: Socket.Socket) =>
+      Effect.gen(function*() {
+        const { pull } = yield* socket.reader
+        const { write } = yield* socket.writer
+        const permits = yield* Semaphore.make(config.maxInflightFrames)
+        const fibers = yield* FiberSet.make<void>()
+        /** Per sector, the last frame submitted: the next one for it waits for its answer. */
+        const lanes = new Map<number, Deferred.Deferred<void>>()
+        let inflight = 0
+        let closing = false
+        let closed = false
+
+        yield* Effect.acquireRelease(count(1, 0), () => count(-1, 0))
+
+        const close = (code: number, reason: string) =>
+          Effect.suspend(() => {
+            if (closed) return Effect.void
+            closed = true
+            return Effect.ignore(write(new Socket.CloseEvent(code, reason)))
+          })
+        const goingAway = close(closeCodes.goingAway, "the host is shutting down")
+
+        const send = (message: object) => Effect.ignore(write(JSON.stringify(message)))
+        /** A frame is done — answered, or interrupted with its connection: its place is free. */
+        const finish = Effect.suspend(() => {
+          inflight--
+          return count(0, -1).pipe(
+            Effect.andThen(permits.release(1)),
+            Effect.andThen(closing && inflight === 0 ? goingAway : Effect.void)
+          )
+        })
+
+        yield* Effect.forkScoped(Effect.andThen(lifecycle.awaitShutdown, Effect.suspend(() => {
+          closing = true
+          return inflight === 0 ? goingAway : Effect.void
+        })))
+
+        while (!closed) {
+          const chunk = yield* pull
+          for (const data of chunk) {
+            if (typeof data !== "string") {
+              return yield* close(closeCodes.unsupportedData, "binary frames are not accepted: send JSON as text")
+            }
+            if (data.length > config.maxBodyBytes / 3 && Buffer.byteLength(data, "utf8") > config.maxBodyBytes) {
+              return yield* close(closeCodes.messageTooBig, `a frame may be at most ${config.maxBodyBytes} bytes`)
+            }
+            // at the bound, wait here: nothing more is pulled until an answer frees a place
+            yield* permits.take(1)
+            inflight++
+            yield* count(0, 1)
+            const frame = yield* readFrame(data, config)
+            if (frame._tag === "Refused") {
+              yield* Effect.ensuring(send(refusal(frame.id, frame.problem)), finish)
+              continue
+            }
+            if (closing) {
+              const shuttingDown = Problem.fromError(new Errors.ShuttingDown({ sectorId: frame.sector }))
+              yield* Effect.ensuring(send(refusal(frame.id, shuttingDown)), finish)
+              continue
+            }
+            const previous = lanes.get(frame.sector)
+            const mine = Deferred.makeUnsafe<void>()
+            lanes.set(frame.sector, mine)
+            yield* FiberSet.run(
+              fibers,
+              (previous === undefined ? submit(frame) : Effect.andThen(Deferred.await(previous), submit(frame))).pipe(
+                Effect.flatMap(send),
+                Effect.ensuring(Effect.suspend(() => {
+                  Deferred.doneUnsafe(mine, Exit.void)
+                  if (lanes.get(frame.sector) === mine) lanes.delete(frame.sector)
+                  return finish
+                }))
+              )
+            )
+          }
+        }
+      }).pipe(
+        // the client closed the connection, or it broke: the connection's scope interrupts what is left of it
+        Effect.catchIf(Socket.isSocketError, () => Effect.void),
+        Effect.scoped
+      )
+
+    return (request: HttpServerRequest.HttpServerRequest) =>
+      Effect.gen(function*() {
+        if (request.headers.upgrade?.toLowerCase() !== "websocket") return Problem.toResponse(Problem.upgradeRequired)
+        const socket = yield* request.upgrade
+        yield* serve(socket)
+        return HttpServerResponse.empty()
+      }).pipe(Effect.catch((error) => Problem.answer(error)))
+  })
