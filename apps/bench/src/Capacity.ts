@@ -35,6 +35,33 @@ export const notSustainedAt = (capacity: Capacity): number | undefined => {
   return failed.length === 0 ? undefined : Math.min(...failed)
 }
 
+/**
+ * The highest rate `step` sustains: `rates` in order until one is not sustained, then `refine` geometric bisection
+ * steps between the last sustained rate and the first that was not (rounded to hundreds).
+ */
+export const highestSustained = <E, R>(
+  options: { readonly rates: ReadonlyArray<number>; readonly refine: number },
+  step: (rate: number) => Effect.Effect<boolean, E, R>
+): Effect.Effect<number, E, R> =>
+  Effect.gen(function*() {
+    let maxSustained = 0
+    let failedAt: number | undefined
+    for (const rate of options.rates) {
+      if (!(yield* step(rate))) {
+        failedAt = rate
+        break
+      }
+      maxSustained = rate
+    }
+    for (let i = 0; i < options.refine && failedAt !== undefined && maxSustained > 0; i++) {
+      const rate = Math.round(Math.sqrt(maxSustained * failedAt) / 100) * 100
+      if (rate <= maxSustained || rate >= failedAt) break
+      if (yield* step(rate)) maxSustained = rate
+      else failedAt = rate
+    }
+    return maxSustained
+  })
+
 /** Whether a step kept up with `rate`. */
 const sustained = (result: Run.Result, rate: number): boolean =>
   result.accepted >= 0.95 * rate * result.seconds &&
@@ -71,20 +98,6 @@ export const search = (
       )
       return ok
     })
-    let maxSustained = 0
-    let failedAt: number | undefined
-    for (const rate of options.rates) {
-      if (!(yield* step(rate))) {
-        failedAt = rate
-        break
-      }
-      maxSustained = rate
-    }
-    for (let i = 0; i < options.refine && failedAt !== undefined && maxSustained > 0; i++) {
-      const rate = Math.round(Math.sqrt(maxSustained * failedAt) / 100) * 100
-      if (rate <= maxSustained || rate >= failedAt) break
-      if (yield* step(rate)) maxSustained = rate
-      else failedAt = rate
-    }
+    const maxSustained = yield* highestSustained(options, step)
     return { profile: options.profile, maxSustained, steps } satisfies Capacity
   })

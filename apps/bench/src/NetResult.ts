@@ -27,6 +27,7 @@ import { Summary } from "@sectors/workloads"
 import { Duration, Effect, Exit, FiberSet, Layer, Logger, Metric, Redacted } from "effect"
 import { absurd } from "effect/Function"
 import postgres from "postgres"
+import { highestSustained } from "./Capacity.ts"
 import * as OldLoop from "./OldLoop.ts"
 import * as Recorder from "./Recorder.ts"
 import * as SectorRow from "./SectorRow.ts"
@@ -334,21 +335,7 @@ const search = <E, R>(options: Options, step: (rate: number) => Effect.Effect<St
         steps.push(s)
         return s.sustained
       })
-    let maxSustained = 0
-    let failedAt: number | undefined
-    for (const rate of options.rates) {
-      if (!(yield* run(rate))) {
-        failedAt = rate
-        break
-      }
-      maxSustained = rate
-    }
-    for (let i = 0; i < options.refine && failedAt !== undefined && maxSustained > 0; i++) {
-      const rate = Math.round(Math.sqrt(maxSustained * failedAt) / 100) * 100
-      if (rate <= maxSustained || rate >= failedAt) break
-      if (yield* run(rate)) maxSustained = rate
-      else failedAt = rate
-    }
+    const maxSustained = yield* highestSustained(options, run)
     return { maxSustained, steps } satisfies Capacity
   })
 

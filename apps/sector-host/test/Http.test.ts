@@ -9,13 +9,13 @@ import { BatchPolicy, SectorHost, type SectorsConfig } from "@sectors/core"
 import { FaultSink, MemorySink, TestHost } from "@sectors/core/testing"
 import { Duration, Effect, Fiber, Layer, Logger, Redacted, Stream } from "effect"
 import { HttpClient, HttpClientRequest, HttpRouter, HttpServer } from "effect/http"
-import { TestClock } from "effect/testing"
 import { request as httpRequest, type Server } from "node:http"
 import { connect } from "node:net"
 import * as HostConfig from "../src/HostConfig.ts"
 import * as Http from "../src/Http.ts"
 import * as Lifecycle from "../src/Lifecycle.ts"
 import * as Sectors from "../src/Sectors.ts"
+import { advanceUntil, eventually } from "./waiting.ts"
 
 // ---- set-up: the routes on a real HTTP server, over a host on the memory sink with fault injection ----
 
@@ -108,28 +108,7 @@ const assertProblem = (
   }
 }
 
-// ---- waiting: for real I/O in real time, for timing behaviour on the TestClock ----
-
-/** Waits (in real time, the TestClock standing still) until `condition` holds: for I/O to happen, not for time. */
-const eventually = <E, R>(condition: Effect.Effect<boolean, E, R>) =>
-  Effect.gen(function*() {
-    for (let attempt = 0; attempt < 2000; attempt++) {
-      if (yield* condition) return
-      yield* TestClock.withLive(Effect.sleep(Duration.millis(2)))
-    }
-    assert.fail("the condition never held")
-  })
-
-/** Moves the TestClock on by `step` at a time, letting real I/O happen in between, until `condition` holds. */
-const advanceUntil = <E, R>(condition: Effect.Effect<boolean, E, R>, step: Duration.Input) =>
-  Effect.gen(function*() {
-    for (let attempt = 0; attempt < 2000; attempt++) {
-      if (yield* condition) return
-      yield* TestClock.adjust(step)
-      yield* TestClock.withLive(Effect.sleep(Duration.millis(1)))
-    }
-    assert.fail("the condition never held")
-  })
+// ---- waiting (see ./waiting.ts) ----
 
 const isDone = <A, E>(fiber: Fiber.Fiber<A, E>) => Effect.sync(() => fiber.pollUnsafe() !== undefined)
 

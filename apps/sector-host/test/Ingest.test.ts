@@ -17,6 +17,7 @@ import * as Http from "../src/Http.ts"
 import * as Ingest from "../src/Ingest.ts"
 import * as Lifecycle from "../src/Lifecycle.ts"
 import * as Sectors from "../src/Sectors.ts"
+import { advanceUntil, eventually } from "./waiting.ts"
 
 // ---- set-up: the routes on a real Node server with the host's WebSocket options, over the memory sink ----
 
@@ -71,26 +72,7 @@ const overtaking: Layer.Layer<Sectors.Sectors, never, SectorHost.SectorHost> = L
 
 const port = Effect.map(HttpServer.HttpServer, (server) => (server.address as { readonly port: number }).port)
 
-// ---- waiting: for real I/O in real time, for timing behaviour on the TestClock ----
-
-const eventually = <E, R>(condition: Effect.Effect<boolean, E, R>) =>
-  Effect.gen(function*() {
-    for (let attempt = 0; attempt < 2500; attempt++) {
-      if (yield* condition) return
-      yield* TestClock.withLive(Effect.sleep(Duration.millis(2)))
-    }
-    assert.fail("the condition never held")
-  })
-
-const advanceUntil = <E, R>(condition: Effect.Effect<boolean, E, R>, step: Duration.Input) =>
-  Effect.gen(function*() {
-    for (let attempt = 0; attempt < 2000; attempt++) {
-      if (yield* condition) return
-      yield* TestClock.adjust(step)
-      yield* TestClock.withLive(Effect.sleep(Duration.millis(1)))
-    }
-    assert.fail("the condition never held")
-  })
+// ---- waiting (see ./waiting.ts) ----
 
 /** Lets real I/O happen for a while, the TestClock standing still. */
 const settle = TestClock.withLive(Effect.sleep(Duration.millis(100)))
