@@ -48,6 +48,24 @@ export const standard: Options = {
   topKinds: 30
 }
 
+/**
+ * The parts of a sector whose retained size the snapshot run reports: what would go if they were not allocated
+ * while the sector is idle (bytes only reachable through them).
+ */
+export const groups: ReadonlyArray<HeapSummary.Group> = [
+  { name: "everything of the sector (its residency slot and its fibers)", matches: (k) => k.startsWith("Object {_tag, sector, scope}") || k === "FiberImpl" },
+  { name: "fibers (FiberImpl: supervisor, intake, flusher, idle timer)", matches: (k) => k === "FiberImpl" },
+  { name: "mailbox (Queue)", matches: (k) => k.startsWith("Object {dispatcher, strategy, messages}") },
+  { name: "Latch (the flusher's wake-up)", matches: (k) => k === "Latch" },
+  { name: "fibers + mailbox + Latch together", matches: (k) => k === "FiberImpl" || k === "Latch" || k.startsWith("Object {dispatcher, strategy, messages}") },
+  { name: "Backlog", matches: (k) => k === "Backlog" },
+  { name: "Watermark", matches: (k) => k === "Watermark" },
+  { name: "Deferreds", matches: (k) => k === "DeferredImpl" },
+  { name: "SectorState (entities map and rows)", matches: (k) => k.startsWith("Object {entities}") },
+  { name: "the Sector object (its API closures)", matches: (k) => k.startsWith("Object {submit, get, stats}") },
+  { name: "the sector's scope", matches: (k) => k.startsWith("Object {") && k.includes("strategy") && !k.includes("dispatcher") }
+]
+
 /** Everything the suite measured. */
 export interface Result {
   /** Load average (1, 5, 15 min) when the suite started: the machine may be shared. */
@@ -61,6 +79,8 @@ export interface Result {
     readonly bytesPerSector: number
     /** Per sector by V8 node category: objects, closures, closure contexts, arrays, hidden classes, code… */
     readonly categories: ReadonlyArray<HeapSummary.Kind>
+    /** Per sector, what each of `groups` retains (bytes only reachable through its nodes). */
+    readonly retained: ReadonlyArray<HeapSummary.Kind>
     readonly top: ReadonlyArray<HeapSummary.Kind>
   } | undefined
 }
@@ -115,13 +135,22 @@ export const run = (
       const dir = yield* Effect.promise(() => fs.mkdtemp(path.join(os.tmpdir(), "sectors-footprint-")))
       snapshot = yield* Effect.gen(function*() {
         yield* probe(serverUrl, { _tag: "idle", sectors: options.snapshotSectors, idleSeconds: 0, snapshotDir: dir })
-        const before = yield* Effect.promise(() => HeapSummary.summarize(path.join(dir, "before.heapsnapshot")))
-        const after = yield* Effect.promise(() => HeapSummary.summarize(path.join(dir, "after.heapsnapshot")))
+        const before = yield* Effect.promise(() => HeapSummary.summarize(path.join(dir, "before.heapsnapshot"), groups))
+        const after = yield* Effect.promise(() => HeapSummary.summarize(path.join(dir, "after.heapsnapshot"), groups))
         const kinds = HeapSummary.diff(before.kinds, after.kinds, options.snapshotSectors)
         return {
           sectors: options.snapshotSectors,
           bytesPerSector: kinds.reduce((sum, k) => sum + k.bytes, 0),
           categories: HeapSummary.diff(before.categories, after.categories, options.snapshotSectors),
+          retained: groups.map((group) => {
+            const a = after.retained.get(group.name) ?? { bytes: 0, count: 0 }
+            const b = before.retained.get(group.name) ?? { bytes: 0, count: 0 }
+            return {
+              kind: group.name,
+              bytes: (a.bytes - b.bytes) / options.snapshotSectors,
+              count: (a.count - b.count) / options.snapshotSectors
+            }
+          }),
           top: kinds.slice(0, options.topKinds)
         }
       }).pipe(Effect.ensuring(Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))))

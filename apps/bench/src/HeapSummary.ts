@@ -112,10 +112,23 @@ const parse = async (file: string) => {
   return { meta, locations, nodes: nodes.values.subarray(0, nodes.length), edges: edges.values.subarray(0, edges.length), strings }
 }
 
-/** A snapshot's kinds, and the same bytes by V8 node category (objects, closures, contexts, arrays…). */
+/**
+ * A set of nodes whose retained size is asked for: the nodes whose kind it `matches`, together (e.g. every
+ * `FiberImpl`: what would go if no fiber existed).
+ */
+export interface Group {
+  readonly name: string
+  readonly matches: (kind: string) => boolean
+}
+
+/**
+ * A snapshot's kinds, the same bytes by V8 node category (objects, closures, contexts, arrays…), and per group the
+ * bytes only reachable through its nodes (as a count: `bytes`, and how many of its nodes: `count`).
+ */
 export interface Summaries {
   readonly kinds: Summary
   readonly categories: Summary
+  readonly retained: Summary
 }
 
 const add = (into: Map<string, { bytes: number; count: number }>, key: string, bytes: number) => {
@@ -128,7 +141,7 @@ const add = (into: Map<string, { bytes: number; count: number }>, key: string, b
 }
 
 /** Sums the self size and count of every node of the snapshot at `file` by kind and by category. */
-export const summarize = async (file: string): Promise<Summaries> => {
+export const summarize = async (file: string, groups: ReadonlyArray<Group> = []): Promise<Summaries> => {
   const { edges, locations, meta, nodes, strings } = await parse(file)
   const nodeFields = meta.node_fields.length
   const edgeFields = meta.edge_fields.length
@@ -199,6 +212,7 @@ export const summarize = async (file: string): Promise<Summaries> => {
   }
   const kinds = new Map<string, { bytes: number; count: number }>()
   const categories = new Map<string, { bytes: number; count: number }>()
+  const members = groups.map(() => new Uint8Array(count))
   for (let node = 0; node < count; node++) {
     const type = nodeTypes[nodes[node * nodeFields + typeAt]!]!
     const name = strings[nodes[node * nodeFields + nameAt]!] ?? ""
@@ -211,6 +225,7 @@ export const summarize = async (file: string): Promise<Summaries> => {
       if (holder >= 0) kind += ` ← ${ownKind(holder)}${edge >= 0 ? `.${strings[edge]}` : "[]"}`
     }
     add(kinds, kind, size)
+    for (let g = 0; g < groups.length; g++) if (groups[g]!.matches(kind)) members[g]![node] = 1
     add(
       categories,
       type === "object"
@@ -227,7 +242,35 @@ export const summarize = async (file: string): Promise<Summaries> => {
       size
     )
   }
-  return { kinds, categories }
+  /** Bytes reachable from the root (strong edges), not passing through `avoid`'s nodes. */
+  const reachable = (avoid: Uint8Array | undefined) => {
+    const seen = new Uint8Array(count)
+    const stack = new Int32Array(count)
+    let top = 0
+    let bytes = 0
+    stack[top++] = 0
+    seen[0] = 1
+    while (top > 0) {
+      const node = stack[--top]!
+      bytes += nodes[node * nodeFields + sizeAt]!
+      for (let e = firstEdge[node]!; e < firstEdge[node + 1]!; e += edgeFields) {
+        if (edges[e + edgeTypeAt] === weak) continue
+        const to = edges[e + edgeToAt]! / nodeFields
+        if (seen[to] === 1 || (avoid !== undefined && avoid[to] === 1)) continue
+        seen[to] = 1
+        stack[top++] = to
+      }
+    }
+    return bytes
+  }
+  const retained = new Map<string, { bytes: number; count: number }>()
+  if (groups.length > 0) {
+    const all = reachable(undefined)
+    groups.forEach((group, g) => {
+      retained.set(group.name, { bytes: all - reachable(members[g]), count: members[g]!.reduce((a, b) => a + b, 0) })
+    })
+  }
+  return { kinds, categories, retained }
 }
 
 /** What `after` holds more than `before`, per `per` (e.g. sectors), largest first. */

@@ -624,6 +624,13 @@ const footprintSection = (f: Footprint.Result): Array<string> => {
         `| ${k.kind} | ${n(k.bytes)} | ${n(k.count, 1)} | ${pct(k.bytes / s.bytesPerSector)} |`
       ),
       "",
+      "What the parts of a sector retain (bytes reachable only through them, per sector: what would go if they were",
+      "not allocated while the sector is idle; parts share bytes, so these do not add up):",
+      "",
+      "| part | retained bytes per sector | of its nodes per sector |",
+      "|---|---:|---:|",
+      ...s.retained.map((k) => `| ${k.kind} | ${n(k.bytes)} | ${n(k.count, 1)} |`),
+      "",
       "Arrays, hidden classes and other internals are named after their first retainer (`← holder.edge`); plain objects",
       "and closure contexts by their first property or variable names; closures by name and `file:line`.",
       "",
