@@ -1,13 +1,14 @@
 /**
  * The benchmark report: targets with pass/fail, tables of every figure, and charts (SVG files beside the Markdown).
  * Pure formatting of measured results; every number in it comes from a `Run`, `Capacity`, `Idle`, `Limit`,
- * `SectorRow`, `SinkThroughput`, `HttpVariant`, `ClusterVariant` or `NetResult` result of the same run.
+ * `SectorRow`, `SinkThroughput`, `HttpVariant`, `ClusterVariant`, `NetResult` or `Footprint` result of the same run.
  */
 import { BatchPolicy } from "@sectors/core"
 import { Duration } from "effect"
 import * as Capacity from "./Capacity.ts"
 import * as Charts from "./Charts.ts"
 import type * as ClusterVariant from "./ClusterVariant.ts"
+import * as Footprint from "./Footprint.ts"
 import type * as Idle from "./Idle.ts"
 import * as Limit from "./Limit.ts"
 import * as NetResult from "./NetResult.ts"
@@ -31,6 +32,7 @@ export interface Results {
   readonly http?: { readonly rate: number; readonly accepted: number; readonly latency: Run.Result["latencyMillis"] } | undefined
   readonly cluster?: ClusterVariant.Result | undefined
   readonly netResult?: NetResult.Result | undefined
+  readonly footprint?: Footprint.Result | undefined
 }
 
 /** One target and whether it was met. */
@@ -408,6 +410,7 @@ export const render = async (
   }
   if (results.cluster !== undefined) md.push(...clusterSection(results.cluster, Number.parseInt(results.machine, 10)), "")
   if (results.netResult !== undefined) md.push(...netResultSection(results.netResult), "")
+  if (results.footprint !== undefined) md.push(...footprintSection(results.footprint), "")
   return { markdown: md.join("\n"), charts }
 }
 
@@ -568,4 +571,75 @@ const netResultSection = (r: NetResult.Result): Array<string> => {
     `Capacity steps (${r.capacitySeconds} s each, offered → accepted / persisted per s, p99 ms):`,
     `old loop ${steps(r.old.capacity)}; ours ${steps(r.ours.capacity)}.`
   ]
+}
+
+const kib = (bytes: number) => `${n(bytes / 1024, 1)} KiB`
+const mib = (bytes: number) => `${n(bytes / 2 ** 20)} MiB`
+
+/** The "Footprint" section: bytes per idle and active sector and per entity, and where a sector's heap goes. */
+const footprintSection = (f: Footprint.Result): Array<string> => {
+  const row = (what: string, m: Footprint.Result["active"], extra: string) => {
+    const per = Footprint.perItem(m)
+    return `| ${what} | ${n(m.count)} | ${mib(m.after.rss - m.before.rss)} | ${kib(per.rss)} | ` +
+      `${mib(m.after.heapUsed - m.before.heapUsed)} | ${kib(per.heap)} | ${extra} |`
+  }
+  const md = [
+    "## Footprint",
+    "",
+    `Load average at start ${f.loadAverage.map((x) => n(x, 2)).join(" / ")} (1 / 5 / 15 min). Each line is a child ` +
+      "`node --expose-gc` of its own; growth is after minus before, both after `global.gc()` and a settle.",
+    "",
+    "| probe | count | RSS growth | RSS per item | heap growth | heap per item | notes |",
+    "|---|---:|---:|---:|---:|---:|---|",
+    ...f.idle.map((m) =>
+      row(
+        "idle resident sectors (one small entity each, flushed)",
+        m,
+        `set up in ${n(m.setupSeconds, 1)} s; idle CPU over ${m.probe._tag === "idle" ? m.probe.idleSeconds : 0} s: ` +
+          `${pct(m.idleCpuOfOneCore ?? Number.NaN, 2)} of a core`
+      )
+    ),
+    row(
+      "active sectors (steady stream)",
+      f.active,
+      f.active.probe._tag === "active"
+        ? `${n(f.active.probe.opsPerSecond)} ops/s offered in all, ${n((f.active.accepted ?? 0) / f.active.probe.loadSeconds)} ` +
+          "accepted/s; measured mid-load, producer included"
+        : ""
+    ),
+    row("entities of one sector (one small component each, flushed)", f.entities, `set up in ${n(f.entities.setupSeconds, 1)} s`),
+    ""
+  ]
+  if (f.snapshot !== undefined) {
+    const s = f.snapshot
+    md.push(
+      `### Where an idle sector's heap goes (V8 heap snapshots around ${n(s.sectors)} sectors)`,
+      "",
+      `Self sizes summed by kind, after minus before, divided by ${n(s.sectors)}: ${n(s.bytesPerSector)} bytes per ` +
+        "sector in all. Kinds: constructor names; plain objects by their first property names; closures by function name.",
+      "",
+      "| category | bytes per sector | nodes per sector | share |",
+      "|---|---:|---:|---:|",
+      ...s.categories.filter((k) => Math.abs(k.bytes) >= 1).map((k) =>
+        `| ${k.kind} | ${n(k.bytes)} | ${n(k.count, 1)} | ${pct(k.bytes / s.bytesPerSector)} |`
+      ),
+      "",
+      "What the parts of a sector retain (bytes reachable only through them, per sector: what would go if they were",
+      "not allocated while the sector is idle; parts share bytes, so these do not add up):",
+      "",
+      "| part | retained bytes per sector | of its nodes per sector |",
+      "|---|---:|---:|",
+      ...s.retained.map((k) => `| ${k.kind} | ${n(k.bytes)} | ${n(k.count, 1)} |`),
+      "",
+      "Arrays, hidden classes and other internals are named after their first retainer (`← holder.edge`); plain objects",
+      "and closure contexts by their first property or variable names; closures by name and `file:line`.",
+      "",
+      "| kind | bytes per sector | objects per sector | share |",
+      "|---|---:|---:|---:|",
+      ...s.top.map((k) =>
+        `| \`${k.kind.replaceAll("|", "\\|")}\` | ${n(k.bytes)} | ${n(k.count, 1)} | ${pct(k.bytes / s.bytesPerSector)} |`
+      )
+    )
+  }
+  return md
 }

@@ -3,7 +3,8 @@
  * suites may be named to run only those (`npm run bench -- sink idle`): `scenarios`, `capacity`, `idle`, `limit`,
  * `sector-row`, `sink`, `http`, `cluster` (`--baseline <checkout>`: also measure another checkout's standalone host,
  * alternately with this one's), `netresult` (the field report's Net Result table, old loop against ours; only by
- * name or with `--full`). Runs on an embedded PostgreSQL with durable settings (or `DATABASE_URL`), writes
+ * name or with `--full`), `footprint` (memory per idle and active sector and per entity, with a heap-snapshot
+ * breakdown, each probe in a child `node --expose-gc`; only by name). Runs on an embedded PostgreSQL with durable settings (or `DATABASE_URL`), writes
  * `apps/bench/results/<timestamp>.json` (raw figures), `<timestamp>.md` and its charts in `<timestamp>/`, and
  * prints the Markdown report. `--render <results.json> [--out <report.md>]` renders a saved run again (charts in a
  * directory named after the report, lower-cased: `docs/BENCHMARKS.md` → `docs/benchmarks/`).
@@ -18,6 +19,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Capacity from "./Capacity.ts"
 import * as ClusterVariant from "./ClusterVariant.ts"
+import * as Footprint from "./Footprint.ts"
 import * as HttpVariant from "./HttpVariant.ts"
 import * as Idle from "./Idle.ts"
 import * as Limit from "./Limit.ts"
@@ -37,16 +39,19 @@ const renderFrom = valueOf("--render")
 const renderTo = valueOf("--out")
 const baseline = valueOf("--baseline")
 const suites = args.filter((arg, i) => !arg.startsWith("--") && !["--render", "--out", "--baseline"].includes(args[i - 1] ?? ""))
-const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http", "cluster", "netresult"]
+const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http", "cluster", "netresult", "footprint"]
 for (const suite of suites) {
   if (!known.includes(suite)) {
     console.error(`bench: unknown suite "${suite}" (known: ${known.join(", ")})`)
     process.exit(2)
   }
 }
-/** `netresult` (about two minutes) runs only by name or with `--full`; every other suite also in the quick run. */
+/**
+ * `netresult` (about two minutes) runs only by name or with `--full`, `footprint` (several minutes, GiBs of heap
+ * snapshot) only by name; every other suite also in the quick run.
+ */
 const wants = (suite: string) =>
-  suites.includes(suite) || (suites.length === 0 && (suite !== "netresult" || full))
+  suites.includes(suite) || (suites.length === 0 && suite !== "footprint" && (suite !== "netresult" || full))
 const resultsDir = fileURLToPath(new URL("../results/", import.meta.url))
 
 const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, ` +
@@ -151,6 +156,11 @@ const program = Effect.gen(function*() {
     netResult = yield* NetResult.run(url, full ? NetResult.full : NetResult.quick, log)
   }
 
+  let footprint: Footprint.Result | undefined
+  if (wants("footprint")) {
+    footprint = yield* Footprint.run(url, Footprint.standard, log)
+  }
+
   const results: Report.Results = {
     mode: full ? "full" : "quick",
     machine,
@@ -165,7 +175,8 @@ const program = Effect.gen(function*() {
     sink,
     http,
     cluster,
-    netResult
+    netResult,
+    footprint
   }
   const stamp = startedAt.replace(/[:.]/g, "-")
   yield* Effect.promise(async () => {
