@@ -149,7 +149,10 @@ export const Submit = Rpc.make("Submit", {
     requestId: Schema.String,
     /** How long the owner remembers `requestId` when not for `IDEMPOTENCY_TTL`: as long as the sender may resend. */
     keyTtlMillis: Schema.optional(Schema.Number),
-    /** A hash of the canonical ops and ack: the same key with another fingerprint is another request. */
+    /**
+     * What identifies the content for the key's owner (a client's body hash): the same key with another fingerprint
+     * is refused. Empty for the forwarding host's own request ids, which are never reused.
+     */
     fingerprint: Schema.String
   },
   success: Accepted,

@@ -104,9 +104,6 @@ const canonical = (value: unknown): string =>
 export const fingerprintOps = (ops: ReadonlyArray<Op.Op>): string =>
   createHash("sha256").update(canonical(ops)).digest("base64url")
 
-/** What makes two submissions the same request: a hash of their canonical ops and ack. */
-export const fingerprint = (ops: ReadonlyArray<Op.Op>, ack: Sector.Ack): string =>
-  createHash("sha256").update(canonical({ ack, ops })).digest("base64url")
 
 /** What the cluster itself can answer a call with, besides the entity's own errors. */
 type ClusterFailure =
@@ -219,13 +216,14 @@ export const layerCluster = <E>(
               ? {}
               : { durableTimeoutMillis: Duration.toMillis(submitOptions.durableTimeout) }),
             // the client's key, or one of our own for this request (a space cannot start a client's key, so ours
-            // never meets one): the owner applies a resent submission once either way
-            // ours is remembered only as long as this call may resend it (its deadline, twice over), not for the
-            // IDEMPOTENCY_TTL a client's key gets: one key per forwarded request would otherwise crowd out clients' keys
+            // never meets one): the owner applies a resent submission once either way. Ours is never given to other
+            // content, so it needs no hash of the ops as its fingerprint (no work per request); and it is remembered
+            // only as long as this call may resend it (its deadline, twice over), not for the IDEMPOTENCY_TTL a
+            // client's key gets: one key per forwarded request would otherwise crowd out clients' keys
             ...(submitOptions.idempotency === undefined
               ? {
                 requestId: ` forwarded ${randomUUID()}`,
-                fingerprint: fingerprint(ops, submitOptions.ack),
+                fingerprint: "",
                 keyTtlMillis: 2 * Duration.toMillis(Duration.sum(wait, options.forwardTimeout))
               }
               : { requestId: submitOptions.idempotency.key, fingerprint: submitOptions.idempotency.fingerprint })

@@ -425,10 +425,16 @@ export const make = Effect.fnUntraced(function*(
     yield* Effect.logError(`sector ${sectorId}: claimed by another owner; ${lost} accepted ops were not persisted`)
   })
 
+  /** How many of the unstored keys (a prefix: they are in seq order) a batch up to `toSeq` makes durable. */
+  const keysThrough = (toSeq: number) => {
+    let count = 0
+    while (count < unstoredKeys.length && unstoredKeys[count]!.lastSeq <= toSeq) count++
+    return count
+  }
+
   /** The batch with the keys of the submissions whose last op it makes durable. */
   const withKeys = (batch: Batch, at: number): Batch => {
-    let count = 0
-    while (count < unstoredKeys.length && unstoredKeys[count]!.lastSeq <= batch.toSeq) count++
+    const count = keysThrough(batch.toSeq)
     return count === 0 ? batch : {
       ...batch,
       idempotencyKeys: unstoredKeys.slice(0, count),
@@ -446,7 +452,7 @@ export const make = Effect.fnUntraced(function*(
     const outcome = yield* Effect.exit(persist(batch))
     if (Exit.isSuccess(outcome)) {
       backlog.commit()
-      while (unstoredKeys.length > 0 && unstoredKeys[0]!.lastSeq <= batch.toSeq) unstoredKeys.shift()
+      unstoredKeys.splice(0, keysThrough(batch.toSeq))
       const persistedAt = now()
       const rows = batch.entries.length - outcome.value
       counters.persisted += batch.ops
