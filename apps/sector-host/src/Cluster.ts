@@ -96,6 +96,7 @@ const SectorStats = Schema.Struct({
   persistedSeq: Schema.Number,
   persistedAt: Schema.UndefinedOr(Schema.Number),
   entities: Schema.Number,
+  awake: Schema.Boolean,
   counters: Schema.Struct({
     received: Schema.Number,
     persisted: Schema.Number,

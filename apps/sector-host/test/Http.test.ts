@@ -689,6 +689,7 @@ describe("GET /sectors/{sector} and GET /sectors", () => {
         lastSeq: 3,
         persistedSeq: 3,
         entities: 2,
+        awake: false,
         circuit: { state: "Closed" }
       })
     }).pipe(Effect.provide(serve())))
@@ -708,12 +709,12 @@ describe("GET /sectors/{sector} and GET /sectors", () => {
 
   it.effect("lists the resident sectors with one summary each, and the residency cap", () =>
     Effect.gen(function*() {
-      assert.deepStrictEqual((yield* get("/sectors")).body, { active: 0, maxActiveSectors: 10_000, sectors: [] })
+      assert.deepStrictEqual((yield* get("/sectors")).body, { active: 0, maxActiveSectors: 100_000, sectors: [] })
       yield* post("/sectors/5/ops", { ops: [set(1), set(2)] })
       yield* post("/sectors/2/ops", { ops: [set(1)] })
       const reply = yield* get("/sectors")
       assert.strictEqual(reply.status, 200)
-      assert.deepStrictEqual([reply.body.active, reply.body.maxActiveSectors], [2, 10_000])
+      assert.deepStrictEqual([reply.body.active, reply.body.maxActiveSectors], [2, 100_000])
       assert.deepStrictEqual(reply.body.sectors.map((s: any) => [s.sector, s.phase, s.lastSeq, s.entities]), [
         [2, "running", 1, 1],
         [5, "running", 2, 2]

@@ -136,6 +136,7 @@ const passiveStats = (config: SectorsConfig["Service"], loaded: LoadedSector): S
   persistedAt: loaded.persistedAt,
   entities: new Set(loaded.rows.components.map((row) => row.entity).concat(loaded.rows.authority.map((row) => row.entity)))
     .size,
+  awake: false,
   counters: { received: 0, persisted: 0, collapsed: 0, batches: 0, deadLetters: 0, restarts: 0, timerWakeups: 0 }
 })
 
@@ -153,12 +154,13 @@ export const make = Effect.gen(function*() {
     maxKeys: config.maxIdempotencyKeys
   })
 
+  const sectors = yield* Effect.provideContext(Sector.runtime({ budget, idempotency }), services)
   const residency = yield* Residency.make({
     maxActive: config.maxActiveSectors,
     passivateAfter: config.passivateAfter,
     shutdownTimeout: config.shutdownTimeout,
     retryAfterMillis: Math.max(retryAfterMillis, Duration.toMillis(config.mailboxRetryAfter)),
-    activate: (sectorId) => Effect.provideContext(Sector.make(sectorId, { budget, idempotency }), services)
+    activate: sectors.activate
   })
 
   const unavailable = (error: SinkError) =>

@@ -89,6 +89,24 @@ describe("Sector batching", () => {
       assert.strictEqual(stats.counters.timerWakeups, 0)
     }).pipe(Effect.provide(hostLayer())))
 
+  it.effect("runs no fiber while idle: a submission starts them, and they end once everything is durable", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      yield* host.submit(1, [set(1)])
+      assert.isTrue((yield* host.stats(1)).awake) // one op pending, waiting for maxWait
+      yield* advance(30)
+      const idle = yield* host.stats(1)
+      assert.strictEqual(idle.persistedSeq, 1)
+      assert.isFalse(idle.awake)
+      // woken again by the next submission, asleep again once it is durable
+      yield* host.submit(1, [set(2), set(3)])
+      assert.isTrue((yield* host.stats(1)).awake)
+      assert.strictEqual(yield* host.flush(1), 3)
+      yield* Effect.yieldNow
+      const again = yield* host.stats(1)
+      assert.deepStrictEqual([again.persistedSeq, again.awake, again.counters.batches], [3, false, 2])
+    }).pipe(Effect.provide(hostLayer())))
+
   it.effect("arms no timer while idle: zero wakeups for an hour", () =>
     CountingClock.withCountingClock((clock) =>
       Effect.gen(function*() {
@@ -100,6 +118,19 @@ describe("Sector batching", () => {
         yield* advance(Duration.toMillis(Duration.hours(1)), 60_000)
         assert.deepStrictEqual(clock.counts(), { started: 0, fired: 0 })
       }).pipe(Effect.provide(hostLayer()))
+    ))
+
+  it.effect("passivates idle sectors with one timer for the host, not one per sector", () =>
+    CountingClock.withCountingClock((clock) =>
+      Effect.gen(function*() {
+        const host = yield* SectorHost.SectorHost
+        for (let sector = 0; sector < 50; sector++) yield* host.submit(sector, [set(1), set(2)])
+        yield* advance(30)
+        clock.reset()
+        yield* advance(Duration.toMillis(Duration.minutes(2)), 1000)
+        assert.deepStrictEqual(yield* host.list, [])
+        assert.strictEqual(clock.counts().fired, 1) // the sweep, armed when the first sector was let go
+      }).pipe(Effect.provide(hostLayer({ passivateAfter: Duration.minutes(1) })))
     ))
 })
 
