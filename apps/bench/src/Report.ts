@@ -581,16 +581,18 @@ const footprintSection = (f: Footprint.Result): Array<string> => {
   const row = (what: string, m: Footprint.Result["active"], extra: string) => {
     const per = Footprint.perItem(m)
     return `| ${what} | ${n(m.count)} | ${mib(m.after.rss - m.before.rss)} | ${kib(per.rss)} | ` +
-      `${mib(m.after.heapUsed - m.before.heapUsed)} | ${kib(per.heap)} | ${extra} |`
+      `${kib(per.rssPlain)} | ${mib(m.after.heapUsed - m.before.heapUsed)} | ${kib(per.heap)} | ${extra} |`
   }
   const md = [
     "## Footprint",
     "",
     `Load average at start ${f.loadAverage.map((x) => n(x, 2)).join(" / ")} (1 / 5 / 15 min). Each line is a child ` +
-      "`node --expose-gc` of its own; growth is after minus before, both after `global.gc()` and a settle.",
+      "`node --expose-gc` of its own; growth is after minus before, both after memory-reducing full collections " +
+      "(V8's last-resort `gc`) and a settle; \"plain GC\" is the same after plain full collections only, with the young " +
+      "generation still as large as the set-up grew it.",
     "",
-    "| probe | count | RSS growth | RSS per item | heap growth | heap per item | notes |",
-    "|---|---:|---:|---:|---:|---:|---|",
+    "| probe | count | RSS growth | RSS per item | RSS per item, plain GC | heap growth | heap per item | notes |",
+    "|---|---:|---:|---:|---:|---:|---:|---|",
     ...f.idle.map((m) =>
       row(
         "idle resident sectors (one small entity each, flushed)",

@@ -115,8 +115,8 @@ const program = Effect.gen(function*() {
   }
   let idle: Idle.Result | undefined
   if (wants("idle")) {
-    yield* log("idle, 10 000 sectors")
-    idle = yield* Idle.run(url, { sectors: 10_000, seconds: full ? 30 : 5 })
+    yield* log("idle, 100 000 sectors")
+    idle = yield* Idle.run(url, { sectors: 100_000, seconds: full ? 30 : 5 })
   }
   let limit: Limit.Result | undefined
   if (wants("limit")) {
