@@ -338,6 +338,8 @@ class Run {
   fiber: Fiber.Fiber<void> | undefined = undefined
   intakeDone = false
   flusherIdle = false
+  /** The intake died of this defect: the flusher dies of it too, and the supervisor restarts both. */
+  intakeDefect: { readonly defect: unknown } | undefined = undefined
   constructor(mailbox: Queue.Queue<Envelope, Cause.Done>) {
     this.mailbox = mailbox
   }
@@ -535,29 +537,46 @@ class SectorActor implements Sector {
     const accepted = Deferred.await(envelope.deferred).pipe(
       Effect.flatMap(([firstSeq, lastSeq]) => this.answer(firstSeq, lastSeq, options, false))
     )
-    const run = this.run ?? (this.run = this.newRun())
-    if (Queue.offerUnsafe(run.mailbox, envelope)) {
-      Metrics.mailboxDepth.modifyUnsafe(1, this.rt.context)
-      this.start(run)
-      return accepted
-    }
-    const full = new MailboxFull({ sectorId, capacity: config.mailboxCapacity, retryAfterMillis: this.rt.retryAfterMillis })
-    if (options?.mailboxWait === undefined) {
-      giveBack()
-      return this.refuse(full)
-    }
-    return Queue.offer(run.mailbox, envelope).pipe(
-      Effect.timeoutOption(options.mailboxWait),
-      Effect.onInterrupt(() => Effect.sync(giveBack)),
-      Effect.flatMap((offered): Effect.Effect<Accepted, SubmitError> => {
-        if (Option.isNone(offered) || !offered.value) {
-          giveBack()
-          return this.refuse(Option.isNone(offered) ? full : new ShuttingDown({ sectorId }))
-        }
+    const deliver = (run: Run): Effect.Effect<Accepted, SubmitError> => {
+      if (Queue.offerUnsafe(run.mailbox, envelope)) {
         Metrics.mailboxDepth.modifyUnsafe(1, this.rt.context)
+        this.start(run)
         return accepted
+      }
+      const full = new MailboxFull({
+        sectorId,
+        capacity: config.mailboxCapacity,
+        retryAfterMillis: this.rt.retryAfterMillis
       })
-    )
+      if (options?.mailboxWait === undefined) {
+        giveBack()
+        return this.refuse(full)
+      }
+      return Queue.offer(run.mailbox, envelope).pipe(
+        Effect.timeoutOption(options.mailboxWait),
+        Effect.onInterrupt(() => Effect.sync(giveBack)),
+        Effect.flatMap((offered): Effect.Effect<Accepted, SubmitError> => {
+          if (Option.isNone(offered) || !offered.value) {
+            giveBack()
+            return this.refuse(Option.isNone(offered) ? full : new ShuttingDown({ sectorId }))
+          }
+          Metrics.mailboxDepth.modifyUnsafe(1, this.rt.context)
+          return accepted
+        })
+      )
+    }
+    if (this.run !== undefined) return deliver(this.run)
+    // idle: a mailbox for a new run (made without yielding, in practice; checked again in case it did)
+    return Effect.flatMap(Queue.bounded<Envelope, Cause.Done>(config.mailboxCapacity), (mailbox) => {
+      if (this.run !== undefined) return deliver(this.run)
+      if (this.current !== "running") {
+        giveBack()
+        return this.current === "fenced"
+          ? Effect.fail(new SectorFenced({ sectorId }))
+          : this.refuse(new ShuttingDown({ sectorId }))
+      }
+      return deliver(this.run = new Run(mailbox))
+    })
   }
 
   // ---- the fibers ----
@@ -570,12 +589,29 @@ class SectorActor implements Sector {
   private start(run: Run): void {
     if (run.fiber !== undefined) return
     run.fiber = Effect.runForkWith(this.rt.context)(
-      this.incarnation(run).pipe(
-        Effect.retry(this.rt.restartSchedule),
-        Effect.catch(() => Effect.void),
-        Effect.annotateLogs({ sectorId: this.sectorId })
-      )
+      this.incarnation(run).pipe(Effect.catch((restart) => this.restarting(run, restart)))
     )
+  }
+
+  /**
+   * After a first failure, the incarnation again on the restart schedule, its first delay before the first restart
+   * (the failure is handed to the schedule as its first input). Built only then: a run that never fails, the common
+   * case, pays for no schedule.
+   */
+  private restarting(run: Run, first: Restart): Effect.Effect<void> {
+    let failed: Restart | undefined = first
+    const attempt = Effect.suspend((): Effect.Effect<void, Restart> => {
+      if (failed === undefined) return this.incarnation(run)
+      const restart = failed
+      failed = undefined
+      return Effect.fail(restart)
+    })
+    return attempt.pipe(Effect.retry(this.rt.restartSchedule), Effect.catch(() => Effect.void))
+  }
+
+  /** A log line annotated with the sector (only logging pays for the annotation, not every run). */
+  private log(line: Effect.Effect<void>): Effect.Effect<void> {
+    return Effect.annotateLogs(line, { sectorId: this.sectorId })
   }
 
   /** A run with an empty mailbox (`Queue.make` wants a fiber only for its dispatcher: the host's). */
@@ -592,7 +628,15 @@ class SectorActor implements Sector {
 
   private incarnation(run: Run): Effect.Effect<void, Restart> {
     return Effect.suspend(() => {
-      const work = Effect.all([this.intake(run), this.flusher(run)], { concurrency: 2, discard: true })
+      // the intake in a child fiber, the flusher in this one: a failure of either ends both (`intakeDefect`)
+      const work = Effect.flatMap(
+        Effect.forkChild(this.intake(run), { startImmediately: true }),
+        (intake) =>
+          this.flusher(run).pipe(
+            Effect.onError(() => Fiber.interrupt(intake)),
+            Effect.andThen(Fiber.join(intake))
+          )
+      )
       return this.needsResync
         ? this.resync().pipe(
           Effect.mapError((cause) => new Restart({ cause })),
@@ -610,13 +654,14 @@ class SectorActor implements Sector {
           this.backlog.requeue(false)
           run.flusherIdle = false
           this.needsResync = true
-          yield* Effect.logError(`sector ${this.sectorId}: died of a defect, restarting`, defect)
+          run.intakeDefect = undefined
+          yield* this.log(Effect.logError(`sector ${this.sectorId}: died of a defect, restarting`, defect))
           return yield* new Restart({ cause: defect })
         })
       ),
       Effect.tapError((restart) =>
         restart.cause instanceof SinkError
-          ? Effect.logWarning(`sector ${this.sectorId}: cannot reload (${restart.cause.message}), retrying`)
+          ? this.log(Effect.logWarning(`sector ${this.sectorId}: cannot reload (${restart.cause.message}), retrying`))
           : Effect.void
       )
     )
@@ -681,7 +726,15 @@ class SectorActor implements Sector {
       }
       run.intakeDone = true
       run.wake.openUnsafe()
-    })
+    }).pipe(
+      // a defect here (an op the state cannot apply) is the flusher's to die of: it wakes and finds it
+      Effect.catchDefect((defect) =>
+        Effect.sync(() => {
+          run.intakeDefect = { defect }
+          run.wake.openUnsafe()
+        })
+      )
+    )
   }
 
   /**
@@ -703,6 +756,7 @@ class SectorActor implements Sector {
     return Effect.gen({ self: this }, function*() {
       const policy = this.rt.config.policy
       while (this.current !== "fenced") {
+        if (run.intakeDefect !== undefined) return yield* Effect.die(run.intakeDefect.defect)
         run.wake.closeUnsafe()
         const first = this.backlog.first
         const requested = this.current === "draining"
@@ -778,7 +832,7 @@ class SectorActor implements Sector {
         code: error.code,
         at
       }))
-      yield* Effect.logWarning(`sector ${sectorId}: dead-lettering ${letters.length} rejected entries`).pipe(
+      yield* this.log(Effect.logWarning(`sector ${sectorId}: dead-lettering ${letters.length} rejected entries`)).pipe(
         Effect.annotateLogs({
           seqs: letters.map((letter) => letter.seq).join(","),
           error: poison[poison.length - 1]!.error.message
@@ -807,7 +861,7 @@ class SectorActor implements Sector {
           "batch.trigger": batch.trigger,
           "batch.collapse_ratio": collapseRatio(batch)
         }
-      })
+      }, { captureStackTrace: false }) // the span is the batch's, not a call site's: no `Error` a batch to capture
     )
   }
 
@@ -817,9 +871,9 @@ class SectorActor implements Sector {
     this.current = "fenced"
     this.watermark.failAll(new SectorFenced({ sectorId: this.sectorId }))
     Queue.endUnsafe(run.mailbox)
-    return Effect.logError(
+    return this.log(Effect.logError(
       `sector ${this.sectorId}: claimed by another owner; ${lost} accepted ops were not persisted`
-    )
+    ))
   }
 
   /** How many of the unstored keys (a prefix: they are in seq order) a batch up to `toSeq` makes durable. */
@@ -887,7 +941,9 @@ class SectorActor implements Sector {
         ? Math.max(failure.retryAfterMillis, Duration.toMillis(config.retryBase))
         : Duration.toMillis(config.retryBase)
       if (failure._tag === "SinkError") {
-        yield* Effect.logWarning(`sector ${this.sectorId}: persist failed (${failure.reason}): ${failure.message}`)
+        yield* this.log(
+          Effect.logWarning(`sector ${this.sectorId}: persist failed (${failure.reason}): ${failure.message}`)
+        )
       }
       yield* Effect.sleep(delay)
     })

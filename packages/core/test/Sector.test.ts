@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Duration, Effect, Exit, Fiber, Option } from "effect"
-import { SectorHost, SectorSink, SectorState } from "../src/index.ts"
+import { type Op, SectorHost, SectorSink, SectorState } from "../src/index.ts"
 import { CountingClock, FaultSink, MemorySink } from "../src/testing.ts"
 import { advance, hostLayer, policy, set } from "./support.ts"
 
@@ -300,6 +300,34 @@ describe("Sector backpressure and failures", () => {
       assert.deepStrictEqual(
         store.rows(1),
         SectorState.toRows(SectorState.fold([set(1, "a", 1), set(2, "a", 2), set(3, "a", 3)]))
+      )
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("an op the state cannot apply fails its submission as a defect, restarts the sector, and loses nothing accepted", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const store = yield* MemorySink.MemorySink
+      yield* host.submit(1, [set(1, "a", 1)])
+      // ops are trusted past `Op.decodeOps`: one whose entity cannot be read dies in the intake, applying it
+      const bogus = {
+        type: "set",
+        component: "a",
+        data: { x: 9 },
+        get entity(): number {
+          throw new Error("unreadable entity")
+        }
+      } as Op.Op
+      const exit = yield* Effect.exit(host.submit(1, [set(2, "a", 2), bogus]))
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause))
+      // the sector comes back: the next submission is taken, and everything accepted is persisted
+      const later = yield* Effect.forkChild(host.submit(1, [set(3, "a", 3)]))
+      yield* advance(500, 5)
+      const accepted = yield* Fiber.join(later)
+      assert.strictEqual((yield* host.stats(1)).counters.restarts, 1)
+      assert.strictEqual(yield* host.flush(1), accepted.lastSeq)
+      assert.deepStrictEqual(
+        store.rows(1).components.map((row) => [row.entity, row.data["x"]]),
+        [[1, 1], [2, 2], [3, 3]]
       )
     }).pipe(Effect.provide(hostLayer())))
 
