@@ -53,7 +53,7 @@ export const standard: Options = {
  * while the sector is idle (bytes only reachable through them).
  */
 export const groups: ReadonlyArray<HeapSummary.Group> = [
-  { name: "everything of the sector (its residency slot)", matches: (k) => k.startsWith("Object {_tag, sector, refs}") },
+  { name: "everything of the sector (its residency slot)", matches: (k) => k.startsWith("Object {_tag, sector") },
   { name: "the sector (SectorActor: its fields and counters, not its state)", matches: (k) => k === "SectorActor" },
   { name: "fibers (FiberImpl; an idle sector should have none)", matches: (k) => k === "FiberImpl" },
   { name: "runs (Run: mailbox, wake-up; an idle sector should have none)", matches: (k) => k === "Run" },
