@@ -43,7 +43,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Latch from "effect/Latch"
-import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
@@ -228,25 +227,6 @@ export type MakeOptions = RuntimeOptions
 
 /** The supervisor's signal that the sector's fibers must be started again. */
 class Restart extends Data.TaggedError("Restart")<{ readonly cause: unknown }> {}
-
-const triggerCounters = Object.fromEntries(
-  BatchPolicy.triggers.map((trigger) => [trigger, Metric.withAttributes(Metrics.flushTriggers, { reason: trigger })])
-) as Record<BatchPolicy.Trigger, typeof Metrics.flushTriggers>
-
-const failureCounters = {
-  Transient: Metric.withAttributes(Metrics.persistFailures, { reason: "Transient" }),
-  Rejected: Metric.withAttributes(Metrics.persistFailures, { reason: "Rejected" }),
-  Fenced: Metric.withAttributes(Metrics.persistFailures, { reason: "Fenced" }),
-  Fatal: Metric.withAttributes(Metrics.persistFailures, { reason: "Fatal" }),
-  Unavailable: Metric.withAttributes(Metrics.persistFailures, { reason: "Unavailable" })
-}
-
-const refusedCounters = {
-  MailboxFull: Metric.withAttributes(Metrics.refused, { reason: "MailboxFull" }),
-  BacklogFull: Metric.withAttributes(Metrics.refused, { reason: "BacklogFull" }),
-  BufferFull: Metric.withAttributes(Metrics.refused, { reason: "BufferFull" }),
-  ShuttingDown: Metric.withAttributes(Metrics.refused, { reason: "ShuttingDown" })
-}
 
 const emptySubmission = new InvalidOp({ issues: [{ field: "ops", message: "must hold at least one op" }] })
 const badKey = new InvalidOp({
@@ -440,6 +420,7 @@ class SectorActor implements Sector {
       }
       if (!this.backlog.full) return this.enqueue(ops, options)
       // at maxPendingKeys: wait (bounded) for the flusher to take a batch, or refuse
+      Metrics.pendingKeysLimitHits.updateUnsafe(1, this.rt.context)
       return this.backlog.awaitSpace().pipe(
         Effect.timeoutOption(options?.mailboxWait ?? this.rt.config.mailboxWait),
         Effect.flatMap((): Effect.Effect<Accepted, SubmitError> => {
@@ -460,7 +441,7 @@ class SectorActor implements Sector {
   }
 
   private refuse<E extends MailboxFull | BacklogFull | BufferFull | ShuttingDown>(error: E) {
-    refusedCounters[error._tag].updateUnsafe(1, this.rt.context)
+    Metrics.refusedBy[error._tag].updateUnsafe(1, this.rt.context)
     return Effect.fail(error)
   }
 
@@ -867,6 +848,7 @@ class SectorActor implements Sector {
 
   private becomeFenced(run: Run): Effect.Effect<void> {
     const lost = this.backlog.clear()
+    Metrics.opsLostBy.fenced.updateUnsafe(lost, this.rt.context)
     this.forgetUnstoredKeys()
     this.current = "fenced"
     this.watermark.failAll(new SectorFenced({ sectorId: this.sectorId }))
@@ -902,7 +884,7 @@ class SectorActor implements Sector {
       const segment = backlog.take()
       const startedAt = this.now()
       const batch = this.withKeys(segment.toBatch(this.sectorId, this.epoch, trigger), startedAt)
-      triggerCounters[trigger].updateUnsafe(1, context)
+      Metrics.flushTriggersBy[trigger].updateUnsafe(1, context)
       Metrics.accumulationSeconds.updateUnsafe((startedAt - segment.firstAt) / 1000, context)
       const outcome = yield* Effect.exit(this.persist(batch))
       if (Exit.isSuccess(outcome)) {
@@ -932,10 +914,10 @@ class SectorActor implements Sector {
       if (Option.isNone(error)) return yield* Effect.failCause(outcome.cause as Cause.Cause<never>) // a defect or an interruption
       const failure = error.value
       if (failure._tag === "SinkError" && failure.reason === "Fenced") {
-        failureCounters.Fenced.updateUnsafe(1, context)
+        Metrics.persistFailuresBy.Fenced.updateUnsafe(1, context)
         return yield* this.becomeFenced(run)
       }
-      failureCounters[failure._tag === "SinkUnavailable" ? "Unavailable" : failure.reason].updateUnsafe(1, context)
+      Metrics.persistFailuresBy[failure._tag === "SinkUnavailable" ? "Unavailable" : failure.reason].updateUnsafe(1, context)
       backlog.requeue(true)
       const delay = failure._tag === "SinkUnavailable"
         ? Math.max(failure.retryAfterMillis, Duration.toMillis(config.retryBase))

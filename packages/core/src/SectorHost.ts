@@ -148,6 +148,7 @@ export const make = Effect.gen(function*() {
   const clock = yield* Clock.Clock
   const services = yield* Effect.context<SectorSink | SectorsConfig | Resilience.Resilience>()
   const retryAfterMillis = Duration.toMillis(config.retryBase)
+  yield* Metrics.register // every series from zero, before the budget and the sectors update theirs
   const budget = new Budget(config.maxBufferedBytes, yield* Effect.context<never>())
   const idempotency = new IdempotencyStore({
     ttlMillis: Duration.toMillis(config.idempotencyTtl),
@@ -184,6 +185,8 @@ export const make = Effect.gen(function*() {
     yield* Metric.update(Metrics.shutdownFlushed, report.flushed)
     yield* Metric.update(Metrics.shutdownUnflushed, report.unflushed)
     yield* Metric.update(Metrics.shutdownSeconds, report.durationMs / 1000)
+    yield* Metric.update(Metrics.shutdownsBy[report.unflushed === 0 ? "success" : "failure"], 1)
+    yield* Metric.update(Metrics.opsLostBy.shutdown, report.unflushed)
     const line = `shutdown: ${report.sectors} sectors, ${report.flushed} ops flushed, ${report.unflushed} unflushed, ` +
       `${report.durationMs} ms`
     yield* (report.unflushed > 0 ? Effect.logWarning(line) : Effect.logInfo(line)).pipe(

@@ -31,7 +31,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { absurd } from "effect/Function"
-import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { ResidencyFull, ShuttingDown, type SinkError, SinkUnavailable } from "../Errors.ts"
@@ -75,7 +74,6 @@ export interface Drained {
 /** Why a sector could not be had. */
 export type AcquireError = SinkUnavailable | ShuttingDown | ResidencyFull
 
-const refusedFull = Metric.withAttributes(Metrics.refused, { reason: "ResidencyFull" })
 
 /** The residency of one host; lives as long as the current scope. */
 export const make = Effect.fnUntraced(function*(options: Options) {
@@ -168,7 +166,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     if (slots.size >= options.maxActive) {
       const found = victim()
       if (found === undefined) {
-        refusedFull.updateUnsafe(1, context)
+        Metrics.refusedBy.ResidencyFull.updateUnsafe(1, context)
         return Effect.fail(
           new ResidencyFull({ sectorId, maxActiveSectors: options.maxActive, retryAfterMillis: options.retryAfterMillis })
         )
