@@ -30,16 +30,26 @@ export interface Host {
 }
 
 /**
- * Starts the host of `options.entry` (default: this checkout's) with `env` (`DATABASE_URL`, `RUNNER_PORT`, …) on a
+ * Starts the host of `options.entry` (default: this checkout's; or another server that logs `listening on`) with `env` (`DATABASE_URL`, `RUNNER_PORT`, …) on a
  * free port and waits until it listens. Fails with its output if it exits first or does not listen within a minute.
  */
 export const start = (
   env: Record<string, string | Redacted.Redacted<string>>,
-  options: { readonly entry?: string | undefined } = {}
+  options: {
+    readonly entry?: string | undefined
+    /** Node's own flags, before the entry (`--cpu-prof`). */
+    readonly execArgv?: ReadonlyArray<string> | undefined
+    /** The entry's arguments. */
+    readonly args?: ReadonlyArray<string> | undefined
+  } = {}
 ) =>
   Effect.gen(function*() {
     const port = yield* Port.free
-    const host = yield* ChildProcess.make(process.execPath, [options.entry ?? entry], {
+    const host = yield* ChildProcess.make(process.execPath, [
+      ...(options.execArgv ?? []),
+      options.entry ?? entry,
+      ...(options.args ?? [])
+    ], {
       env: { PATH: process.env.PATH ?? "", PORT: String(port), LOG_FORMAT: "json", ...env },
       stdin: "ignore",
       detached: false,

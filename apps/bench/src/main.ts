@@ -22,6 +22,7 @@ import * as ClusterVariant from "./ClusterVariant.ts"
 import * as Footprint from "./Footprint.ts"
 import * as HttpVariant from "./HttpVariant.ts"
 import * as Idle from "./Idle.ts"
+import * as Lean from "./Lean.ts"
 import * as Limit from "./Limit.ts"
 import * as NetResult from "./NetResult.ts"
 import * as Report from "./Report.ts"
@@ -39,7 +40,7 @@ const renderFrom = valueOf("--render")
 const renderTo = valueOf("--out")
 const baseline = valueOf("--baseline")
 const suites = args.filter((arg, i) => !arg.startsWith("--") && !["--render", "--out", "--baseline"].includes(args[i - 1] ?? ""))
-const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http", "cluster", "netresult", "footprint"]
+const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http", "cluster", "netresult", "footprint", "lean"]
 for (const suite of suites) {
   if (!known.includes(suite)) {
     console.error(`bench: unknown suite "${suite}" (known: ${known.join(", ")})`)
@@ -138,6 +139,11 @@ const program = Effect.gen(function*() {
     yield* log("through HTTP")
     http = yield* HttpVariant.run(url, { rate: 2_000, seconds: full ? 20 : 6 })
   }
+  let lean: Lean.Result | undefined
+  if (wants("lean")) {
+    yield* log("lean: single-op POSTs, bare node:http / effect HttpRouter / sector-host side by side, then a profile")
+    lean = yield* Lean.run(url, full ? Lean.full : Lean.quick, log)
+  }
   let cluster: ClusterVariant.Result | undefined
   if (wants("cluster")) {
     yield* log("cluster: standalone, a cluster of one, three runners")
@@ -174,6 +180,7 @@ const program = Effect.gen(function*() {
     sectorRow,
     sink,
     http,
+    lean,
     cluster,
     netResult,
     footprint
