@@ -28,8 +28,8 @@
  * nothing of it is applied. The server's own limits
  * (header, request and keep-alive timeouts, the connection cap) are set from `HostConfig` by `makeServer`.
  */
-import { Op, type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
-import { Cause, Duration, Effect, Layer, Option, Predicate, Result } from "effect"
+import { type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
+import { Cause, Duration, Effect, Layer, Option } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import * as http from "node:http"
@@ -37,6 +37,7 @@ import * as https from "node:https"
 import type * as net from "node:net"
 import * as DurableWaiters from "./DurableWaiters.ts"
 import { HostConfig } from "./HostConfig.ts"
+import * as FrontDoor from "./FrontDoor.ts"
 import * as Guard from "./Guard.ts"
 import * as Ingest from "./Ingest.ts"
 import { Lifecycle } from "./Lifecycle.ts"
@@ -73,6 +74,8 @@ export const prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 
 const json = (body: unknown, status = 200) => HttpServerResponse.jsonUnsafe(body, { status })
 
+const replayedHeader = { "idempotent-replayed": "true" }
+
 const iso = (millis: number | undefined) => (millis === undefined ? null : new Date(millis).toISOString())
 
 /** Answers a handler's failure with its problem response. */
@@ -94,6 +97,7 @@ const endpoints = Effect.gen(function*() {
   const lifecycle = yield* Lifecycle
   const config = yield* HostConfig
   const sectorsConfig = yield* SectorsConfig.SectorsConfig
+  const door = yield* FrontDoor.FrontDoor
 
   /** Requests waiting for durability now, here and on `/ingest`: at most `maxDurableWaiters`. */
   const waiters = DurableWaiters.make(config.maxDurableWaiters)
@@ -101,60 +105,69 @@ const endpoints = Effect.gen(function*() {
   /** `GET /ingest`: the WebSocket stream of submissions (`Ingest`). */
   const ingest = yield* Ingest.make(waiters)
 
-  /** `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`. */
-  const submit = Effect.fn("Http.submit")(function*(request: HttpServerRequest.HttpServerRequest) {
-    const params = yield* HttpRouter.params
-    const search = yield* HttpServerRequest.ParsedSearchParams
-    const text = yield* Request.readBody(request, config.maxBodyBytes)
-    const body = yield* Request.parseJson(text)
-
-    const overLimits = Request.limitIssues(body, config)
-    if (overLimits.length > 0) return yield* Problem.tooLarge(overLimits)
-
-    const sector = Request.parseId("sector", params.sector)
-    const ack = Request.parseAck(search.ack)
-    const idempotency = Request.parseIdempotencyKey(request.headers["idempotency-key"], text)
-    const issues: Array<Problem.Issue> = [
-      ...(Result.isFailure(sector) ? [sector.failure] : []),
-      ...(Result.isFailure(ack) ? [ack.failure] : []),
-      ...(Result.isFailure(idempotency) ? [idempotency.failure] : []),
-      ...Request.envelopeIssues(body)
-    ]
-    const ops = Predicate.isObject(body)
-      ? yield* Effect.result(Op.decodeOps(body.ops, { maxOps: config.maxOpsPerRequest }))
-      : Result.succeed([])
-    if (Result.isFailure(ops)) issues.push(...ops.failure.issues)
-    // (the Result checks only narrow: any failure has put its issue in `issues`)
-    if (
-      issues.length > 0 || Result.isFailure(sector) || Result.isFailure(ack) || Result.isFailure(idempotency) ||
-      Result.isFailure(ops)
-    ) {
-      return yield* Problem.invalid(issues)
-    }
-
-    const durable = ack.success === "durable"
-    const accepted = yield* (durable
-      ? waiting(sectors.submit(sector.success, ops.success, {
+  /** Runs a read submission to its answer: the success, or the problem its failure stands for. */
+  const answerSubmission = (submission: Request.Submission): Effect.Effect<FrontDoor.Answer> => {
+    const durable = submission.ack === "durable"
+    const submitted = durable
+      ? waiting(sectors.submit(submission.sector, submission.ops, {
         ack: "durable",
         durableTimeout: config.durableTimeout,
         mailboxWait: sectorsConfig.mailboxWait,
-        idempotency: idempotency.success
+        idempotency: submission.idempotency
       }))
-      : sectors.submit(sector.success, ops.success, {
+      : sectors.submit(submission.sector, submission.ops, {
         ack: "accepted",
         mailboxWait: sectorsConfig.mailboxWait,
-        idempotency: idempotency.success
-      }))
-    const result = {
-      sector: sector.success,
-      accepted: accepted.accepted,
-      firstSeq: accepted.firstSeq,
-      lastSeq: accepted.lastSeq
-    }
-    const response = durable ? json({ ...result, persisted: true }, 200) : json(result, 202)
-    // the answer to an earlier request with this Idempotency-Key: nothing was applied this time
-    return accepted.replayed === true ? HttpServerResponse.setHeader(response, "idempotent-replayed", "true") : response
+        idempotency: submission.idempotency
+      })
+    return Effect.matchEffect(submitted, {
+      onFailure: (error) => Effect.map(Problem.of(error), FrontDoor.problemAnswer),
+      onSuccess: (accepted) =>
+        Effect.succeed({
+          status: durable ? 200 : 202,
+          contentType: "application/json",
+          // the answer to an earlier request with this Idempotency-Key: nothing was applied this time
+          headers: accepted.replayed === true ? replayedHeader : undefined,
+          body: {
+            sector: submission.sector,
+            accepted: accepted.accepted,
+            firstSeq: accepted.firstSeq,
+            lastSeq: accepted.lastSeq,
+            ...(durable ? { persisted: true } : {})
+          }
+        } satisfies FrontDoor.Answer)
+    })
+  }
+
+  /**
+   * `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`: answered by the `FrontDoor` as a rule;
+   * here when the door is closed or passed it on (`Expect: 100-continue`), with the same functions.
+   */
+  const submit = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest) {
+    const params = yield* HttpRouter.params
+    const search = yield* HttpServerRequest.ParsedSearchParams
+    const text = yield* Request.readBody(request, config.maxBodyBytes)
+    const submission = yield* Effect.fromResult(Request.readSubmission(text, {
+      sector: params.sector,
+      ack: search.ack,
+      idempotencyKey: request.headers["idempotency-key"]
+    }, config))
+    const answer = yield* answerSubmission(submission)
+    const response = HttpServerResponse.jsonUnsafe(answer.body, { status: answer.status, contentType: answer.contentType })
+    return answer.headers === undefined ? response : HttpServerResponse.setHeaders(response, answer.headers)
   }, orProblem)
+
+  // the front door answers submissions from here on, in this scope's fibers; closed again when the routes close
+  const scope = yield* Effect.scope
+  const context = yield* Effect.context<never>()
+  yield* Effect.acquireRelease(
+    Effect.sync(() => {
+      door.handler = FrontDoor.make({ config, submit: answerSubmission, waiters }, context, scope)
+    }),
+    () => Effect.sync(() => {
+      door.handler = undefined
+    })
+  )
 
   /** `GET /sectors/{sector}/entities/{entity}`. */
   const entity = Effect.fn("Http.entity")(function*() {
@@ -350,9 +363,10 @@ export type ServerLimits = Pick<
  * request's), `keepAliveTimeout` for idle connections, `maxConnections` (connections past it are closed as they
  * arrive). With `tlsCert` and `tlsKey` it is an HTTPS server (`Tls`) with the same limits. Requests its parser refuses before any route sees them — an unknown method, a malformed request line,
  * header or chunk — are answered with problem+json (and the connection closed) rather than Node's bare
- * `400 Bad Request`, with the statuses Node would have used.
+ * `400 Bad Request`, with the statuses Node would have used. With a `door` (`FrontDoor`), the requests it takes —
+ * submissions — are answered there, before the router sees them.
  */
-export const makeServer = (limits: ServerLimits): http.Server => {
+export const makeServer = (limits: ServerLimits, door?: FrontDoor.Door): http.Server => {
   const requestTimeout = timeoutMillis(limits.requestTimeout)
   const headersTimeout = timeoutMillis(limits.headersTimeout)
   const options = {
@@ -364,6 +378,17 @@ export const makeServer = (limits: ServerLimits): http.Server => {
   const server = tls === undefined
     ? http.createServer(options)
     : https.createServer({ ...options, ...tls }) as unknown as http.Server
+  if (door !== undefined) {
+    // the door sees each request first; what it does not take goes on to the router's listener as before
+    const emit = server.emit
+    server.emit = function(this: http.Server, event: string | symbol, ...args: Array<unknown>) {
+      if (
+        event === "request" && door.handler !== undefined &&
+        door.handler(args[0] as http.IncomingMessage, args[1] as http.ServerResponse)
+      ) return true
+      return emit.apply(this, [event, ...args] as Parameters<typeof emit>)
+    } as typeof server.emit
+  }
   server.keepAliveTimeout = timeoutMillis(limits.keepAliveTimeout)
   server.maxConnections = limits.maxConnections
   server.on("clientError", (error: NodeJS.ErrnoException, socket: net.Socket) => {
@@ -383,10 +408,19 @@ export const makeServer = (limits: ServerLimits): http.Server => {
   return server
 }
 
-/** Every route of the API, with problem+json for whatever they do not answer. Needs the host, lifecycle, config. */
+/**
+ * Every route of the API, with problem+json for whatever they do not answer; opens the `FrontDoor` for submissions.
+ * Needs the host, lifecycle, config and the door (`FrontDoor.layer`, given to `makeServer` too).
+ */
 export const routes: Layer.Layer<
   never,
   never,
-  HttpRouter.HttpRouter | SectorHost.SectorHost | Sectors | Lifecycle | HostConfig | SectorsConfig.SectorsConfig
+  | HttpRouter.HttpRouter
+  | SectorHost.SectorHost
+  | Sectors
+  | Lifecycle
+  | HostConfig
+  | SectorsConfig.SectorsConfig
+  | FrontDoor.FrontDoor
 > =
   Layer.mergeAll(HttpRouter.addAll(endpoints), edge)

@@ -3,6 +3,7 @@
  * (against `maxBodyBytes`, declared and read), its UTF-8, its JSON, and the limits on what it holds (nesting depth,
  * op count, each op's `data` size) — each failure as the problem or the issue the API answers with.
  */
+import { Op } from "@sectors/core"
 import { ByteSize, Effect, Predicate, Result } from "effect"
 import { HttpRouter, HttpServerRequest } from "effect/http"
 import * as crypto from "node:crypto"
@@ -98,20 +99,23 @@ export const parseIdempotencyKey = (
       : { key, fingerprint: crypto.createHash("sha256").update(body).digest("base64url") })
 
 /** The body as JSON, or 400. */
-export const parseJson = (text: string): Effect.Effect<unknown, Problem.Problem> => {
-  if (text.trim() === "") {
-    return Effect.fail(
-      Problem.invalid([{ field: "body", message: `must be a JSON object {"ops": [...]}, got nothing` }])
-    )
-  }
-  return Effect.try({
-    try: () => JSON.parse(text) as unknown,
-    catch: (error) => {
-      const reason = error instanceof Error ? error.message : String(error)
-      return Problem.invalid([{ field: "body", message: `is not valid JSON: ${reason}` }])
+export const parseJsonResult = (text: string): Result.Result<unknown, Problem.Problem> => {
+  try {
+    return Result.succeed(JSON.parse(text) as unknown)
+  } catch (error) {
+    if (text.trim() === "") {
+      return Result.fail(
+        Problem.invalid([{ field: "body", message: `must be a JSON object {"ops": [...]}, got nothing` }])
+      )
     }
-  })
+    const reason = error instanceof Error ? error.message : String(error)
+    return Result.fail(Problem.invalid([{ field: "body", message: `is not valid JSON: ${reason}` }]))
+  }
 }
+
+/** The body as JSON, or 400 (`parseJsonResult` as an effect). */
+export const parseJson = (text: string): Effect.Effect<unknown, Problem.Problem> =>
+  Effect.fromResult(parseJsonResult(text))
 
 /** Most levels of objects and arrays a submission's body may nest (`{"ops":[{"data":{}}]}` is 4). */
 export const maxJsonDepth = 64
@@ -163,3 +167,144 @@ export const envelopeIssues = (
       message: `is not a field of a submission (only ${fields.map((f) => JSON.stringify(f)).join(", ")})`
     }))
     : [{ field: "body", message: `must be a JSON object ${shape}` }]
+
+// ---- ops ----
+
+const componentName = /^[A-Za-z0-9_.-]{1,64}$/
+const workerId = /^[\x21-\x7e]{1,128}$/
+const isId = (value: unknown): value is number =>
+  typeof value === "number" && Number.isSafeInteger(value) && value >= 0
+
+/** How many own enumerable keys `value` has, without allocating their list. */
+const keyCount = (value: object): number => {
+  let count = 0
+  for (const _ in value) count++
+  return count
+}
+
+/** Whether every string and key in a JSON value is one PostgreSQL can store (no NUL, no lone surrogate). */
+const storable = (value: unknown): boolean => {
+  if (typeof value === "string") return !value.includes("\u0000") && value.isWellFormed()
+  if (Array.isArray(value)) {
+    for (const inner of value) if (!storable(inner)) return false
+  } else if (value !== null && typeof value === "object") {
+    for (const key in value) {
+      if (!storable(key) || !storable((value as Record<string, unknown>)[key])) return false
+    }
+  }
+  return true
+}
+
+/** One op of parsed JSON that is plainly valid, rebuilt as `Op.decodeOps` builds it, or `undefined` to let it judge. */
+const plainOp = (input: unknown): Op.Op | undefined => {
+  if (input === null || typeof input !== "object" || Array.isArray(input)) return undefined
+  const op = input as Record<string, unknown>
+  const { component, entity } = op
+  if (!isId(entity)) return undefined
+  switch (op.type) {
+    case "set": {
+      const data = op.data
+      if (
+        keyCount(op) !== 4 || typeof component !== "string" || !componentName.test(component) ||
+        data === null || typeof data !== "object" || Array.isArray(data) || Object.hasOwn(data, "__proto__") ||
+        !storable(data)
+      ) return undefined
+      return { type: "set", entity, component, data: data as Op.Data }
+    }
+    case "remove":
+      return keyCount(op) === 3 && typeof component === "string" && componentName.test(component)
+        ? { type: "remove", entity, component }
+        : undefined
+    case "delete":
+      return keyCount(op) === 2 ? { type: "delete", entity } : undefined
+    case "authority": {
+      const worker = op.worker
+      return keyCount(op) === 4 && typeof component === "string" && componentName.test(component) &&
+          (worker === null || (typeof worker === "string" && workerId.test(worker)))
+        ? { type: "authority", entity, component, worker }
+        : undefined
+    }
+    default:
+      return undefined
+  }
+}
+
+/**
+ * A submission's ops when every one is plainly valid, built as `Op.decodeOps` builds them, checked by hand without a
+ * Schema parse per op; `undefined` for anything else. For JSON as `JSON.parse` returns it (an HTTP body, an `/ingest`
+ * frame): its values are JSON by construction.
+ */
+export const plainOps = (input: unknown, maxOps: number): ReadonlyArray<Op.Op> | undefined => {
+  if (!Array.isArray(input) || input.length === 0 || input.length > maxOps) return undefined
+  const ops: Array<Op.Op> = []
+  for (const item of input) {
+    const op = plainOp(item)
+    if (op === undefined) return undefined
+    ops.push(op)
+  }
+  return ops
+}
+
+/**
+ * A submission's ops, decoded as `Op.decodeOps` decodes them (every issue of every op when one is wrong): the usual
+ * case by `plainOps`, anything else by `Op.decodeOps`, which has the last word and says what is wrong.
+ */
+export const decodeOps = (input: unknown, maxOps: number): Result.Result<ReadonlyArray<Op.Op>, Problem.Issue[]> => {
+  const plain = plainOps(input, maxOps)
+  if (plain !== undefined) return Result.succeed(plain)
+  const decoded = Effect.runSync(Effect.result(Op.decodeOps(input, { maxOps })))
+  return Result.isSuccess(decoded) ? Result.succeed(decoded.success) : Result.fail([...decoded.failure.issues])
+}
+
+// ---- a submission ----
+
+/** A `POST /sectors/{sector}/ops` read and checked: its sector, ops, acknowledgement and idempotency key. */
+export interface Submission {
+  readonly sector: number
+  readonly ops: ReadonlyArray<Op.Op>
+  readonly ack: "accepted" | "durable"
+  readonly idempotency: { readonly key: string; readonly fingerprint: string } | undefined
+}
+
+/** The parts of a submission besides its body: the path's `{sector}`, `?ack=`, the `Idempotency-Key` header. */
+export interface SubmissionParts {
+  readonly sector: string | undefined
+  readonly ack: string | ReadonlyArray<string> | undefined
+  readonly idempotencyKey: string | undefined
+}
+
+/**
+ * Reads a submission from its body's text and its other parts, in the order the API promises (see `Http`): the JSON
+ * (400), the limits on it (413, whatever else is wrong), then every field of the path, query and body at once (400).
+ * One pass of each; shared by the router's handler and `FrontDoor`.
+ */
+export const readSubmission = (
+  text: string,
+  parts: SubmissionParts,
+  config: HostConfig["Service"]
+): Result.Result<Submission, Problem.Problem> => {
+  const json = parseJsonResult(text)
+  if (Result.isFailure(json)) return Result.fail(json.failure)
+  const body = json.success
+  const overLimits = limitIssues(body, config)
+  if (overLimits.length > 0) return Result.fail(Problem.tooLarge(overLimits))
+
+  const sector = parseId("sector", parts.sector)
+  const ack = parseAck(parts.ack)
+  const idempotency = parseIdempotencyKey(parts.idempotencyKey, text)
+  const envelope = envelopeIssues(body)
+  const ops = Predicate.isObject(body) ? decodeOps(body.ops, config.maxOpsPerRequest) : Result.succeed([])
+  if (
+    Result.isSuccess(sector) && Result.isSuccess(ack) && Result.isSuccess(idempotency) && envelope.length === 0 &&
+    Result.isSuccess(ops)
+  ) {
+    return Result.succeed({ sector: sector.success, ops: ops.success, ack: ack.success, idempotency: idempotency.success })
+  }
+  return Result.fail(Problem.invalid([
+    ...(Result.isFailure(sector) ? [sector.failure] : []),
+    ...(Result.isFailure(ack) ? [ack.failure] : []),
+    ...(Result.isFailure(idempotency) ? [idempotency.failure] : []),
+    ...envelope,
+    ...(Result.isFailure(ops) ? ops.failure : [])
+  ]))
+}
