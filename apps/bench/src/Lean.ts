@@ -3,7 +3,7 @@
  * yardsticks that do nothing but read the body, parse its JSON and answer 202 (`BaselineServer`: bare `node:http`,
  * and the same on effect's `HttpRouter`), each a process of its own, driven by the same closed-loop generator
  * (`ClosedLoop`: 32 keep-alive connections, one op per request) in alternating rounds — the order turns each round —
- * so drift in the machine's load falls on all three alike. Then the host once more under `node --cpu-prof`, under
+ * so drift in the machine's load falls on all three alike; each server's CPU time per request is read from `/proc`. Then the host once more under `node --cpu-prof`, under
  * the same load, its profile sliced to the measured window (`CpuProfile`): where its time goes.
  */
 import { PgEmbedded } from "@sectors/pg-embedded"
@@ -44,6 +44,8 @@ export interface Figure {
   /** 1-minute load average when the round began. */
   readonly loadAverage: number
   readonly requestsPerSecond: number
+  /** The server process's CPU time per answered request, µs (user and system). */
+  readonly cpuMicrosPerRequest?: number | undefined
   readonly latency: Summary.Summary
   readonly statuses: Readonly<Record<string, number>>
 }
@@ -58,9 +60,12 @@ export interface Result {
 }
 
 /** The mean requests/s of `server` over the rounds. */
-export const meanRate = (result: Result, server: Server): number => {
-  const rates = result.figures.filter((f) => f.server === server).map((f) => f.requestsPerSecond)
-  return rates.reduce((a, b) => a + b, 0) / Math.max(1, rates.length)
+export const meanRate = (result: Result, server: Server): number => mean(result, server, (f) => f.requestsPerSecond)
+
+/** The mean of `pick` for `server` over the rounds. */
+export const mean = (result: Result, server: Server, pick: (figure: Figure) => number): number => {
+  const values = result.figures.filter((f) => f.server === server).map(pick)
+  return values.reduce((a, b) => a + b, 0) / Math.max(1, values.length)
 }
 
 /** Activates every sector of the workload on the host, so that loads are not measured. */
@@ -83,28 +88,31 @@ export const run = (
     const router = yield* HostProcess.start({}, { entry: baselineEntry, args: ["router"] })
     const host = yield* HostProcess.start({ DATABASE_URL: yield* PgEmbedded.freshDatabase(serverUrl, "bench_lean") })
     yield* Effect.promise(() => activate(host.baseUrl, workload.sectors))
-    const urls: Record<Server, string> = {
-      "bare node:http": bare.baseUrl,
-      "effect HttpRouter": router.baseUrl,
-      "sector-host": host.baseUrl
+    const processes: Record<Server, HostProcess.Host> = {
+      "bare node:http": bare,
+      "effect HttpRouter": router,
+      "sector-host": host
     }
     const load = (target: string, seconds: number) =>
       Effect.promise(() =>
         ClosedLoop.run(source, { targets: [target], connections: options.connections, opsPerRequest: 1, seconds })
       )
-    for (const server of servers) yield* load(urls[server], options.warmupSeconds)
+    for (const server of servers) yield* load(processes[server].baseUrl, options.warmupSeconds)
 
     const figures: Array<Figure> = []
     for (let round = 0; round < options.rounds; round++) {
       for (let i = 0; i < servers.length; i++) {
         const server = servers[(round + i) % servers.length]!
         const loadAverage = os.loadavg()[0]!
-        const measured = yield* load(urls[server], options.seconds)
+        const cpuBefore = processes[server].cpuSeconds()
+        const measured = yield* load(processes[server].baseUrl, options.seconds)
+        const cpu = processes[server].cpuSeconds() - cpuBefore
         figures.push({
           server,
           round,
           loadAverage,
           requestsPerSecond: measured.requests / measured.seconds,
+          cpuMicrosPerRequest: (cpu * 1e6) / measured.requests,
           latency: measured.latency,
           statuses: measured.statuses
         })

@@ -22,6 +22,7 @@ import * as ClusterVariant from "./ClusterVariant.ts"
 import * as Footprint from "./Footprint.ts"
 import * as HttpVariant from "./HttpVariant.ts"
 import * as Idle from "./Idle.ts"
+import * as IngestCapacity from "./IngestCapacity.ts"
 import * as Lean from "./Lean.ts"
 import * as Limit from "./Limit.ts"
 import * as NetResult from "./NetResult.ts"
@@ -40,7 +41,7 @@ const renderFrom = valueOf("--render")
 const renderTo = valueOf("--out")
 const baseline = valueOf("--baseline")
 const suites = args.filter((arg, i) => !arg.startsWith("--") && !["--render", "--out", "--baseline"].includes(args[i - 1] ?? ""))
-const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http", "cluster", "netresult", "footprint", "lean"]
+const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http", "cluster", "netresult", "footprint", "lean", "ingest"]
 for (const suite of suites) {
   if (!known.includes(suite)) {
     console.error(`bench: unknown suite "${suite}" (known: ${known.join(", ")})`)
@@ -144,6 +145,11 @@ const program = Effect.gen(function*() {
     yield* log("lean: single-op POSTs, bare node:http / effect HttpRouter / sector-host side by side, then a profile")
     lean = yield* Lean.run(url, full ? Lean.full : Lean.quick, log)
   }
+  let ingest: IngestCapacity.Result | undefined
+  if (wants("ingest")) {
+    yield* log("ingest: highest sustained single-op POSTs and single-op /ingest frames (8 connections)")
+    ingest = yield* IngestCapacity.run(url, full ? IngestCapacity.full : IngestCapacity.quick, log)
+  }
   let cluster: ClusterVariant.Result | undefined
   if (wants("cluster")) {
     yield* log("cluster: standalone, a cluster of one, three runners")
@@ -181,6 +187,7 @@ const program = Effect.gen(function*() {
     sink,
     http,
     lean,
+    ingest,
     cluster,
     netResult,
     footprint
