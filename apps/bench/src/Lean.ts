@@ -21,7 +21,7 @@ import * as HostProcess from "./HostProcess.ts"
 const baselineEntry = fileURLToPath(new URL("./BaselineServer.ts", import.meta.url))
 
 /** The servers measured, in the order of the first round. */
-export const servers = ["bare node:http", "effect HttpRouter", "sector-host"] as const
+export const servers = ["bare node:http", "effect HttpRouter", "sector-host", "sector-host, baseline"] as const
 export type Server = (typeof servers)[number]
 
 /** How the suite runs. */
@@ -32,6 +32,8 @@ export interface Options {
   readonly connections: number
   /** Seconds of load under `--cpu-prof` (0: no profile). */
   readonly profileSeconds: number
+  /** Another checkout whose host is measured in the same rounds (`--baseline`), to compare with. */
+  readonly baseline?: string | undefined
 }
 
 export const quick: Options = { rounds: 3, seconds: 5, warmupSeconds: 2, connections: 32, profileSeconds: 8 }
@@ -88,25 +90,33 @@ export const run = (
     const router = yield* HostProcess.start({}, { entry: baselineEntry, args: ["router"] })
     const host = yield* HostProcess.start({ DATABASE_URL: yield* PgEmbedded.freshDatabase(serverUrl, "bench_lean") })
     yield* Effect.promise(() => activate(host.baseUrl, workload.sectors))
-    const processes: Record<Server, HostProcess.Host> = {
+    const baseline = options.baseline === undefined ? undefined : yield* HostProcess.start(
+      { DATABASE_URL: yield* PgEmbedded.freshDatabase(serverUrl, "bench_lean_baseline") },
+      { entry: path.join(options.baseline, "apps/sector-host/src/main.ts") }
+    )
+    if (baseline !== undefined) yield* Effect.promise(() => activate(baseline.baseUrl, workload.sectors))
+    const processes: Record<Server, HostProcess.Host | undefined> = {
       "bare node:http": bare,
       "effect HttpRouter": router,
-      "sector-host": host
+      "sector-host": host,
+      "sector-host, baseline": baseline
     }
+    const measuredServers = servers.filter((server) => processes[server] !== undefined)
     const load = (target: string, seconds: number) =>
       Effect.promise(() =>
         ClosedLoop.run(source, { targets: [target], connections: options.connections, opsPerRequest: 1, seconds })
       )
-    for (const server of servers) yield* load(processes[server].baseUrl, options.warmupSeconds)
+    for (const server of measuredServers) yield* load(processes[server]!.baseUrl, options.warmupSeconds)
 
     const figures: Array<Figure> = []
     for (let round = 0; round < options.rounds; round++) {
-      for (let i = 0; i < servers.length; i++) {
-        const server = servers[(round + i) % servers.length]!
+      for (let i = 0; i < measuredServers.length; i++) {
+        const server = measuredServers[(round + i) % measuredServers.length]!
+        const target = processes[server]!
         const loadAverage = os.loadavg()[0]!
-        const cpuBefore = processes[server].cpuSeconds()
-        const measured = yield* load(processes[server].baseUrl, options.seconds)
-        const cpu = processes[server].cpuSeconds() - cpuBefore
+        const cpuBefore = target.cpuSeconds()
+        const measured = yield* load(target.baseUrl, options.seconds)
+        const cpu = target.cpuSeconds() - cpuBefore
         figures.push({
           server,
           round,
@@ -120,6 +130,7 @@ export const run = (
       }
     }
     yield* host.stop
+    if (baseline !== undefined) yield* baseline.stop
     yield* bare.stop
     yield* router.stop
 

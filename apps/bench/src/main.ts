@@ -3,7 +3,8 @@
  * suites may be named to run only those (`npm run bench -- sink idle`): `scenarios`, `capacity`, `idle`, `limit`,
  * `sector-row`, `sink`, `http`, `cluster` (`--baseline <checkout>`: also measure another checkout's standalone host,
  * alternately with this one's), `netresult` (the field report's Net Result table, old loop against ours; only by
- * name or with `--full`), `footprint` (memory per idle and active sector and per entity, with a heap-snapshot
+ * name or with `--full`), `lean` (single-op POSTs: bare node:http, effect HttpRouter and the host side by side, and
+ * the host's CPU profile), `ingest` (HTTP and WebSocket ingest capacity), `footprint` (memory per idle and active sector and per entity, with a heap-snapshot
  * breakdown, each probe in a child `node --expose-gc`; only by name). Runs on an embedded PostgreSQL with durable settings (or `DATABASE_URL`), writes
  * `apps/bench/results/<timestamp>.json` (raw figures), `<timestamp>.md` and its charts in `<timestamp>/`, and
  * prints the Markdown report. `--render <results.json> [--out <report.md>]` renders a saved run again (charts in a
@@ -143,7 +144,10 @@ const program = Effect.gen(function*() {
   let lean: Lean.Result | undefined
   if (wants("lean")) {
     yield* log("lean: single-op POSTs, bare node:http / effect HttpRouter / sector-host side by side, then a profile")
-    lean = yield* Lean.run(url, full ? Lean.full : Lean.quick, log)
+    lean = yield* Lean.run(url, {
+      ...(full ? Lean.full : Lean.quick),
+      baseline: baseline === undefined ? undefined : path.resolve(baseline)
+    }, log)
   }
   let ingest: IngestCapacity.Result | undefined
   if (wants("ingest")) {
