@@ -73,7 +73,7 @@ const preflightHeaders = {
   "access-control-max-age": "600"
 }
 
-/** The checks of steps 2 to 4 and the CORS headers of step 5, for `config`: shared by `make` and `FrontDoor`. */
+/** The checks of steps 2 to 4 and the CORS headers of step 5, for `config`: the pure part of `make`. */
 export interface Checks {
   /** The refusal a request gets before any route sees it (421, 401, 415), or `undefined` to serve it. */
   readonly refusal: (request: RequestHead) => Problem.Problem | undefined

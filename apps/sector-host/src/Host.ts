@@ -28,7 +28,6 @@ import { HttpRouter, HttpServer } from "effect/http"
 import * as os from "node:os"
 import { HostConfig } from "./HostConfig.ts"
 import * as Exposure from "./Exposure.ts"
-import * as FrontDoor from "./FrontDoor.ts"
 import * as Cluster from "./Cluster.ts"
 import * as Http from "./Http.ts"
 import * as Ingest from "./Ingest.ts"
@@ -102,22 +101,19 @@ const routing = Layer.unwrap(Effect.gen(function*() {
 
 /**
  * The HTTP server on the configured address, with the configured limits (its parser's refusals answered as problems
- * too), submissions answered at its `FrontDoor`, and `/ingest`'s WebSocket frames bounded by `maxBodyBytes`.
+ * too), and `/ingest`'s WebSocket frames bounded by `maxBodyBytes`.
  */
-const server = Layer.unwrap(Effect.gen(function*() {
-  const config = yield* HostConfig
-  const door = yield* FrontDoor.FrontDoor
-  return NodeHttpServer.layer(() => Http.makeServer(config, door), {
+const server = Layer.unwrap(HostConfig.useSync((config) =>
+  NodeHttpServer.layer(() => Http.makeServer(config), {
     host: config.host,
     port: config.port,
     websocket: Ingest.websocketOptions(config)
   })
-}))
+))
 
 /** Everything the running host is made of. */
 export const app = HttpRouter.serve(Http.routes, { disableListenLog: true, disableLogger: true }).pipe(
   Layer.provideMerge(server),
-  Layer.provideMerge(FrontDoor.layer),
   Layer.provideMerge(routing),
   Layer.provideMerge(sectors)
 )

@@ -37,7 +37,6 @@ import * as https from "node:https"
 import type * as net from "node:net"
 import * as DurableWaiters from "./DurableWaiters.ts"
 import { HostConfig } from "./HostConfig.ts"
-import * as FrontDoor from "./FrontDoor.ts"
 import * as Guard from "./Guard.ts"
 import * as Ingest from "./Ingest.ts"
 import { Lifecycle } from "./Lifecycle.ts"
@@ -74,8 +73,6 @@ export const prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 
 const json = (body: unknown, status = 200) => HttpServerResponse.jsonUnsafe(body, { status })
 
-const replayedHeader = { "idempotent-replayed": "true" }
-
 const iso = (millis: number | undefined) => (millis === undefined ? null : new Date(millis).toISOString())
 
 /** Answers a handler's failure with its problem response. */
@@ -97,7 +94,6 @@ const endpoints = Effect.gen(function*() {
   const lifecycle = yield* Lifecycle
   const config = yield* HostConfig
   const sectorsConfig = yield* SectorsConfig.SectorsConfig
-  const door = yield* FrontDoor.FrontDoor
 
   /** Requests waiting for durability now, here and on `/ingest`: at most `maxDurableWaiters`. */
   const waiters = DurableWaiters.make(config.maxDurableWaiters)
@@ -105,10 +101,18 @@ const endpoints = Effect.gen(function*() {
   /** `GET /ingest`: the WebSocket stream of submissions (`Ingest`). */
   const ingest = yield* Ingest.make(waiters)
 
-  /** Runs a read submission to its answer: the success, or the problem its failure stands for. */
-  const answerSubmission = (submission: Request.Submission): Effect.Effect<FrontDoor.Answer> => {
+  /** `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`. */
+  const submit = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest) {
+    const params = yield* HttpRouter.params
+    const search = yield* HttpServerRequest.ParsedSearchParams
+    const text = yield* Request.readBody(request, config.maxBodyBytes)
+    const submission = yield* Effect.fromResult(Request.readSubmission(text, {
+      sector: params.sector,
+      ack: search.ack,
+      idempotencyKey: request.headers["idempotency-key"]
+    }, config))
     const durable = submission.ack === "durable"
-    const submitted = durable
+    const accepted = yield* (durable
       ? waiting(sectors.submit(submission.sector, submission.ops, {
         ack: "durable",
         durableTimeout: config.durableTimeout,
@@ -119,55 +123,17 @@ const endpoints = Effect.gen(function*() {
         ack: "accepted",
         mailboxWait: sectorsConfig.mailboxWait,
         idempotency: submission.idempotency
-      })
-    return Effect.matchEffect(submitted, {
-      onFailure: (error) => Effect.map(Problem.of(error), FrontDoor.problemAnswer),
-      onSuccess: (accepted) =>
-        Effect.succeed({
-          status: durable ? 200 : 202,
-          contentType: "application/json",
-          // the answer to an earlier request with this Idempotency-Key: nothing was applied this time
-          headers: accepted.replayed === true ? replayedHeader : undefined,
-          body: {
-            sector: submission.sector,
-            accepted: accepted.accepted,
-            firstSeq: accepted.firstSeq,
-            lastSeq: accepted.lastSeq,
-            ...(durable ? { persisted: true } : {})
-          }
-        } satisfies FrontDoor.Answer)
-    })
-  }
-
-  /**
-   * `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`: answered by the `FrontDoor` as a rule;
-   * here when the door is closed or passed it on (`Expect: 100-continue`), with the same functions.
-   */
-  const submit = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest) {
-    const params = yield* HttpRouter.params
-    const search = yield* HttpServerRequest.ParsedSearchParams
-    const text = yield* Request.readBody(request, config.maxBodyBytes)
-    const submission = yield* Effect.fromResult(Request.readSubmission(text, {
-      sector: params.sector,
-      ack: search.ack,
-      idempotencyKey: request.headers["idempotency-key"]
-    }, config))
-    const answer = yield* answerSubmission(submission)
-    const response = HttpServerResponse.jsonUnsafe(answer.body, { status: answer.status, contentType: answer.contentType })
-    return answer.headers === undefined ? response : HttpServerResponse.setHeaders(response, answer.headers)
+      }))
+    const result = {
+      sector: submission.sector,
+      accepted: accepted.accepted,
+      firstSeq: accepted.firstSeq,
+      lastSeq: accepted.lastSeq
+    }
+    const response = durable ? json({ ...result, persisted: true }, 200) : json(result, 202)
+    // the answer to an earlier request with this Idempotency-Key: nothing was applied this time
+    return accepted.replayed === true ? HttpServerResponse.setHeader(response, "idempotent-replayed", "true") : response
   }, orProblem)
-
-  // the front door answers submissions from here on, in this scope's fibers; closed again when the routes close
-  const scope = yield* Effect.scope
-  const context = yield* Effect.context<never>()
-  yield* Effect.acquireRelease(
-    Effect.sync(() => {
-      door.handler = FrontDoor.make({ config, submit: answerSubmission, waiters }, context, scope)
-    }),
-    () => Effect.sync(() => {
-      door.handler = undefined
-    })
-  )
 
   /** `GET /sectors/{sector}/entities/{entity}`. */
   const entity = Effect.fn("Http.entity")(function*() {
@@ -363,10 +329,9 @@ export type ServerLimits = Pick<
  * request's), `keepAliveTimeout` for idle connections, `maxConnections` (connections past it are closed as they
  * arrive). With `tlsCert` and `tlsKey` it is an HTTPS server (`Tls`) with the same limits. Requests its parser refuses before any route sees them — an unknown method, a malformed request line,
  * header or chunk — are answered with problem+json (and the connection closed) rather than Node's bare
- * `400 Bad Request`, with the statuses Node would have used. With a `door` (`FrontDoor`), the requests it takes —
- * submissions — are answered there, before the router sees them.
+ * `400 Bad Request`, with the statuses Node would have used.
  */
-export const makeServer = (limits: ServerLimits, door?: FrontDoor.Door): http.Server => {
+export const makeServer = (limits: ServerLimits): http.Server => {
   const requestTimeout = timeoutMillis(limits.requestTimeout)
   const headersTimeout = timeoutMillis(limits.headersTimeout)
   const options = {
@@ -378,17 +343,6 @@ export const makeServer = (limits: ServerLimits, door?: FrontDoor.Door): http.Se
   const server = tls === undefined
     ? http.createServer(options)
     : https.createServer({ ...options, ...tls }) as unknown as http.Server
-  if (door !== undefined) {
-    // the door sees each request first; what it does not take goes on to the router's listener as before
-    const emit = server.emit
-    server.emit = function(this: http.Server, event: string | symbol, ...args: Array<unknown>) {
-      if (
-        event === "request" && door.handler !== undefined &&
-        door.handler(args[0] as http.IncomingMessage, args[1] as http.ServerResponse)
-      ) return true
-      return emit.apply(this, [event, ...args] as Parameters<typeof emit>)
-    } as typeof server.emit
-  }
   server.keepAliveTimeout = timeoutMillis(limits.keepAliveTimeout)
   server.maxConnections = limits.maxConnections
   server.on("clientError", (error: NodeJS.ErrnoException, socket: net.Socket) => {
@@ -408,19 +362,10 @@ export const makeServer = (limits: ServerLimits, door?: FrontDoor.Door): http.Se
   return server
 }
 
-/**
- * Every route of the API, with problem+json for whatever they do not answer; opens the `FrontDoor` for submissions.
- * Needs the host, lifecycle, config and the door (`FrontDoor.layer`, given to `makeServer` too).
- */
+/** Every route of the API, with problem+json for whatever they do not answer. Needs the host, lifecycle, config. */
 export const routes: Layer.Layer<
   never,
   never,
-  | HttpRouter.HttpRouter
-  | SectorHost.SectorHost
-  | Sectors
-  | Lifecycle
-  | HostConfig
-  | SectorsConfig.SectorsConfig
-  | FrontDoor.FrontDoor
+  HttpRouter.HttpRouter | SectorHost.SectorHost | Sectors | Lifecycle | HostConfig | SectorsConfig.SectorsConfig
 > =
   Layer.mergeAll(HttpRouter.addAll(endpoints), edge)

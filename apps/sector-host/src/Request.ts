@@ -276,7 +276,7 @@ export interface SubmissionParts {
 /**
  * Reads a submission from its body's text and its other parts, in the order the API promises (see `Http`): the JSON
  * (400), the limits on it (413, whatever else is wrong), then every field of the path, query and body at once (400).
- * One pass of each; shared by the router's handler and `FrontDoor`.
+ * One pass of each.
  */
 export const readSubmission = (
   text: string,

@@ -8,10 +8,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { BatchPolicy, SectorHost, type SectorsConfig } from "@sectors/core"
 import { FaultSink, MemorySink, TestHost } from "@sectors/core/testing"
 import { Duration, Effect, Fiber, Layer, Logger, Redacted, Stream } from "effect"
-import { FetchHttpClient, HttpClient, HttpClientRequest, HttpRouter, HttpServer } from "effect/http"
+import { HttpClient, HttpClientRequest, HttpRouter, HttpServer } from "effect/http"
 import { request as httpRequest, type Server } from "node:http"
 import { connect } from "node:net"
-import * as FrontDoor from "../src/FrontDoor.ts"
 import * as HostConfig from "../src/HostConfig.ts"
 import * as Http from "../src/Http.ts"
 import * as Lifecycle from "../src/Lifecycle.ts"
@@ -30,35 +29,15 @@ const policy = (options: Partial<{ minBatch: number; maxWait: Duration.Input; ma
     maxPendingKeys: options.maxPendingKeys ?? 1000
   })
 
-/**
- * `NodeHttpServer.layerTest`, but on the host's own server (`Http.makeServer`) with its `FrontDoor`: submissions are
- * answered as in production.
- */
-const serverWithDoor = (host: Partial<HostConfig.HostConfig["Service"]> | undefined) =>
-  Layer.unwrap(FrontDoor.FrontDoor.useSync((door) =>
-    HttpServer.layerTestClient.pipe(
-      Layer.provide(
-        Layer.fresh(FetchHttpClient.layer).pipe(
-          Layer.provide(Layer.succeed(FetchHttpClient.RequestInit)({ keepalive: false }))
-        )
-      ),
-      Layer.provideMerge(
-        NodeHttpServer.layer(() => Http.makeServer({ ...HostConfig.defaults, ...host }, door), { port: 0 })
-      )
-    )))
-
-/** The API on the host's server (or `NodeHttpServer.layerTest`); every batch is persisted as soon as it is pending unless `sectors` says. */
+/** The API on `NodeHttpServer.layerTest`; every batch is persisted as soon as it is pending unless `sectors` says. */
 const serve = (
   options: {
     readonly host?: Partial<HostConfig.HostConfig["Service"]>
     readonly sectors?: Partial<SectorsConfig.SectorsConfig["Service"]>
-    /** `false`: a plain server without the `FrontDoor`, so that the router answers submissions. */
-    readonly frontDoor?: boolean
   } = {}
 ) =>
   HttpRouter.serve(Http.routes, { disableListenLog: true, disableLogger: true }).pipe(
-    Layer.provideMerge(options.frontDoor === false ? NodeHttpServer.layerTest : serverWithDoor(options.host)),
-    Layer.provideMerge(FrontDoor.layer),
+    Layer.provideMerge(NodeHttpServer.layerTest),
     Layer.provideMerge(Sectors.layerLocal),
     Layer.provideMerge(TestHost.layer({
       policy: policy(),
@@ -1137,90 +1116,4 @@ describe("no internals in answers", () => {
       assertProblem(second, 503)
       assert.notStrictEqual(second.body.instance, reply.body.instance, "another incident, another id")
     }).pipe(Effect.provide(serve().pipe(Layer.provide(capture)))))
-})
-
-describe("the front door (submissions answered before the router)", () => {
-  /** Every header and the text of an answer, over a fresh connection. */
-  const answerOf = (method: string, path: string, headers: Record<string, string>, body?: string | Buffer) =>
-    Effect.gen(function*() {
-      const server = yield* HttpServer.HttpServer
-      const { port } = server.address as { readonly port: number }
-      return yield* Effect.callback<{ status: number; headers: Record<string, unknown>; text: string }>((resume) => {
-        const request = httpRequest({ host: "127.0.0.1", port, method, path, headers, agent: false }, (response) => {
-          let text = ""
-          response.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")))
-          response.on("end", () => {
-            const { date: _, ...rest } = response.headers
-            resume(Effect.succeed({ status: response.statusCode ?? 0, headers: rest, text }))
-          })
-        })
-        request.on("error", (error) => resume(Effect.die(error)))
-        request.end(body)
-      })
-    })
-
-  const json = { "content-type": "application/json" }
-  const body = (value: unknown) => JSON.stringify(value)
-  /** One of each kind of submission the API answers differently, in an order that makes each answer the same twice. */
-  const cases: ReadonlyArray<readonly [string, string, Record<string, string>, string | Buffer | undefined]> = [
-    ["accepted", "/sectors/3/ops", json, body({ ops: [set(1), set(2)] })],
-    ["durable", "/sectors/3/ops?ack=durable", json, body({ ops: [{ type: "delete", entity: 9 }] })],
-    ["every op kind", "/sectors/4/ops", json, body({
-      ops: [set(1), { type: "remove", entity: 1, component: "c" }, { type: "authority", entity: 2, component: "c", worker: null },
-        { type: "authority", entity: 2, component: "c", worker: "w-1" }, { type: "delete", entity: 2 }]
-    })],
-    ["keys in another order", "/sectors/4/ops", json, body({ ops: [{ data: { x: 1 }, component: "c", entity: 5, type: "set" }] })],
-    ["an idempotency key", "/sectors/5/ops", { ...json, "idempotency-key": "k-1" }, body({ ops: [set(1)] })],
-    ["its replay", "/sectors/5/ops", { ...json, "idempotency-key": "k-1" }, body({ ops: [set(1)] })],
-    ["its reuse with another body", "/sectors/5/ops", { ...json, "idempotency-key": "k-1" }, body({ ops: [set(2)] })],
-    ["a malformed key", "/sectors/5/ops", { ...json, "idempotency-key": "with space" }, body({ ops: [set(1)] })],
-    ["every field wrong", "/sectors/x/ops?ack=maybe", json, body({
-      ops: [{ type: "set", entity: -1, component: "", data: [] }, { type: "nope" }, { type: "delete", entity: 1, extra: 1 }],
-      extra: true
-    })],
-    ["a repeated ack", "/sectors/3/ops?ack=durable&ack=accepted", json, body({ ops: [set(1)] })],
-    ["an encoded sector", "/sectors/%33/ops", json, body({ ops: [set(1)] })],
-    ["data PostgreSQL cannot store", "/sectors/3/ops", json, body({ ops: [set(1, "c", { text: "a\u0000b" }), set(2, "c", { ["\ud800"]: 1 })] })],
-    ["a __proto__ key in data", "/sectors/3/ops", json, "{\"ops\":[{\"type\":\"set\",\"entity\":1,\"component\":\"c\",\"data\":{\"__proto__\":{\"x\":1}}}]}"],
-    ["no ops", "/sectors/3/ops", json, body({ ops: [] })],
-    ["too many ops", "/sectors/3/ops", json, body({ ops: Array.from({ length: limits.maxOpsPerRequest + 1 }, (_, i) => set(i)) })],
-    ["data over maxDataBytes", "/sectors/3/ops", json, body({ ops: [set(1, "c", { x: "y".repeat(limits.maxDataBytes) })] })],
-    ["nesting over maxJsonDepth", "/sectors/3/ops", json, `{"ops":[{"type":"set","entity":1,"component":"c","data":{"x":${"[".repeat(Http.maxJsonDepth)}${"]".repeat(Http.maxJsonDepth)}}}]}`],
-    ["a declared body over maxBodyBytes", "/sectors/3/ops", json, "x".repeat(limits.maxBodyBytes + 1)],
-    ["malformed JSON", "/sectors/3/ops", json, "{\"ops\": ["],
-    ["an empty body", "/sectors/3/ops", json, ""],
-    ["bytes that are not UTF-8", "/sectors/3/ops", json, Buffer.from([0x7b, 0xff, 0x7d])],
-    ["a body that is not an object", "/sectors/3/ops", json, "[1]"],
-    ["text/plain", "/sectors/3/ops", { "content-type": "text/plain" }, body({ ops: [set(1)] })],
-    ["a foreign Host", "/sectors/3/ops", { ...json, host: "evil.example" }, body({ ops: [set(1)] })]
-  ]
-
-  it.effect("answers every kind of submission exactly as the router does: status, headers and body", () =>
-    Effect.gen(function*() {
-      const run = (frontDoor: boolean) =>
-        Effect.forEach(cases, ([, path, headers, payload]) => answerOf("POST", path, headers, payload)).pipe(
-          Effect.provide(serve({ frontDoor }))
-        )
-      const viaDoor = yield* run(true)
-      const viaRouter = yield* run(false)
-      cases.forEach(([name], i) => assert.deepStrictEqual(viaDoor[i], viaRouter[i], name))
-    }))
-
-  it.effect("takes submissions, and only them, before the router sees them", () =>
-    Effect.gen(function*() {
-      const door = yield* FrontDoor.FrontDoor
-      const open = door.handler
-      assert.isDefined(open)
-      let taken = 0
-      door.handler = (request, response) => {
-        const took = open!(request, response)
-        if (took) taken++
-        return took
-      }
-      assert.strictEqual((yield* post("/sectors/3/ops", { ops: [set(1)] })).status, 202)
-      assert.strictEqual(taken, 1)
-      assert.strictEqual((yield* post("/sectors/3/flush")).status, 200)
-      assert.strictEqual((yield* get("/sectors/3")).status, 200)
-      assert.strictEqual(taken, 1)
-    }).pipe(Effect.provide(serve())))
 })

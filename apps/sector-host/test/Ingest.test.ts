@@ -12,7 +12,6 @@ import { Duration, Effect, Layer, Metric, Redacted } from "effect"
 import { HttpRouter, HttpServer } from "effect/http"
 import { TestClock } from "effect/testing"
 import * as http from "node:http"
-import * as FrontDoor from "../src/FrontDoor.ts"
 import * as HostConfig from "../src/HostConfig.ts"
 import * as Http from "../src/Http.ts"
 import * as Ingest from "../src/Ingest.ts"
@@ -39,14 +38,11 @@ const serve = (
   } = {}
 ) =>
   HttpRouter.serve(Http.routes, { disableListenLog: true, disableLogger: true }).pipe(
-    Layer.provideMerge(Layer.unwrap(FrontDoor.FrontDoor.useSync((door) =>
-      NodeHttpServer.layer(() => Http.makeServer({ ...HostConfig.defaults, ...options.host }, door), {
-        host: "127.0.0.1",
-        port: 0,
-        websocket: Ingest.websocketOptions(limits)
-      })
-    ))),
-    Layer.provideMerge(FrontDoor.layer),
+    Layer.provideMerge(NodeHttpServer.layer(() => Http.makeServer({ ...HostConfig.defaults, ...options.host }), {
+      host: "127.0.0.1",
+      port: 0,
+      websocket: Ingest.websocketOptions(limits)
+    })),
     Layer.provideMerge(options.routing ?? Sectors.layerLocal),
     Layer.provideMerge(TestHost.layer({
       policy,
