@@ -98,6 +98,17 @@ export const checks = (config: HostConfig["Service"]): Checks => {
     return lastHostLoopback
   }
 
+  /** The last `Content-Type` judged and its verdict, remembered the same way. */
+  let lastType: string | undefined
+  let lastTypeJson = false
+  const json = (value: string): boolean => {
+    if (value !== lastType) {
+      lastTypeJson = isJson(value)
+      lastType = value
+    }
+    return lastTypeJson
+  }
+
   const refusal = (request: RequestHead): Problem.Problem | undefined => {
     const host = header(request, "host")
     if (loopbackBind && host !== undefined && !loopbackHost(host)) return Problem.misdirected
@@ -106,7 +117,7 @@ export const checks = (config: HostConfig["Service"]): Checks => {
     }
     if (request.method === "POST") {
       const type = header(request, "content-type")
-      if ((type !== undefined || hasBody(request)) && (type === undefined || !isJson(type))) {
+      if ((type !== undefined || hasBody(request)) && (type === undefined || !json(type))) {
         return Problem.unsupportedMediaType(type)
       }
     }
@@ -114,7 +125,7 @@ export const checks = (config: HostConfig["Service"]): Checks => {
   }
 
   const corsHeaders = (origin: string | undefined) =>
-    origin !== undefined && origins.has(origin)
+    origin !== undefined && origins.size > 0 && origins.has(origin)
       ? {
         "access-control-allow-origin": origin,
         "access-control-expose-headers": "idempotent-replayed, retry-after",
@@ -134,7 +145,7 @@ export const make = (config: HostConfig["Service"]) => {
     httpApp: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
     request: HttpServerRequest.HttpServerRequest
   ): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R> => {
-    const origin = request.headers.origin
+    const origin = origins.size === 0 ? undefined : request.headers.origin
     const allowed = origin !== undefined && origins.has(origin)
     if (allowed && request.method === "OPTIONS" && request.headers["access-control-request-method"] !== undefined) {
       return Effect.succeed(HttpServerResponse.empty({

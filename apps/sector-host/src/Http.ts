@@ -305,8 +305,11 @@ const answerProblems = <E, R>(httpApp: Effect.Effect<HttpServerResponse.HttpServ
 const edge = HttpRouter.middleware(
   Effect.map(HostConfig.useSync((config) => config), (config) => {
     const guard = Guard.make(config)
-    return (httpApp) =>
-      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => guard(answerProblems(httpApp), request))
+    return (httpApp) => {
+      // built once per app, not per request
+      const answered = answerProblems(httpApp)
+      return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => guard(answered, request))
+    }
   }),
   { global: true }
 )

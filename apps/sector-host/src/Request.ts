@@ -58,20 +58,22 @@ export const readBody = (request: HttpServerRequest.HttpServerRequest, maxBytes:
       Problem.tooLarge([{ field: "body", message: `is ${declared} bytes; must be at most ${maxBytes} bytes` }])
     )
   }
-  return request.arrayBuffer.pipe(
-    Effect.provideService(HttpServerRequest.MaxBodySize, ByteSize.bytes(maxBytes)),
-    Effect.mapError((error) =>
-      error.reason._tag === "RequestParseError" && error.reason.reason === "BodyTooLarge"
-        ? Problem.tooLarge([{ field: "body", message: `must be at most ${maxBytes} bytes` }])
-        : Problem.fromError(error)
-    ),
-    Effect.flatMap((bytes) =>
-      Effect.try({
-        try: () => utf8.decode(bytes),
-        catch: () => Problem.invalid([{ field: "body", message: "is not valid UTF-8" }])
-      })
-    )
-  )
+  // one continuation for the read's failure and its decoding, not one per step
+  return Effect.matchEffect(Effect.provideService(request.arrayBuffer, HttpServerRequest.MaxBodySize, ByteSize.bytes(maxBytes)), {
+    onFailure: (error) =>
+      Effect.fail(
+        error.reason._tag === "RequestParseError" && error.reason.reason === "BodyTooLarge"
+          ? Problem.tooLarge([{ field: "body", message: `must be at most ${maxBytes} bytes` }])
+          : Problem.fromError(error)
+      ),
+    onSuccess: (bytes) => {
+      try {
+        return Effect.succeed(utf8.decode(bytes))
+      } catch {
+        return Effect.fail(Problem.invalid([{ field: "body", message: "is not valid UTF-8" }]))
+      }
+    }
+  })
 }
 
 /**
