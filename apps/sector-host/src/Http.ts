@@ -101,8 +101,8 @@ const endpoints = Effect.gen(function*() {
   /** `GET /ingest`: the WebSocket stream of submissions (`Ingest`). */
   const ingest = yield* Ingest.make(waiters)
 
-  /** `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`. */
-  const submit = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest) {
+  /** `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`: the hot path, without a span of its own. */
+  const submitOps = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest) {
     const params = yield* HttpRouter.params
     const search = yield* HttpServerRequest.ParsedSearchParams
     const text = yield* Request.readBody(request, config.maxBodyBytes)
@@ -133,7 +133,9 @@ const endpoints = Effect.gen(function*() {
     const response = durable ? json({ ...result, persisted: true }, 200) : json(result, 202)
     // the answer to an earlier request with this Idempotency-Key: nothing was applied this time
     return accepted.replayed === true ? HttpServerResponse.setHeader(response, "idempotent-replayed", "true") : response
-  }, orProblem)
+  })
+  // (not `fnUntraced(body, orProblem)`: its pipeable form spreads `arguments` on every call)
+  const submit = (request: HttpServerRequest.HttpServerRequest) => orProblem(submitOps(request))
 
   /** `GET /sectors/{sector}/entities/{entity}`. */
   const entity = Effect.fn("Http.entity")(function*() {

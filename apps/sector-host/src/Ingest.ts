@@ -100,7 +100,7 @@ const readFrame = (text: string, config: HostConfig["Service"]): Effect.Effect<F
     if (Result.isFailure(json)) return { _tag: "Refused", id: null, problem: json.failure } as const
     const body = json.success
     const id = frameId(body)
-    const overLimits = Request.limitIssues(body, config)
+    const overLimits = Request.limitIssues(body, config, text.length)
     if (overLimits.length > 0) return { _tag: "Refused", id, problem: Problem.tooLarge(overLimits) } as const
 
     const fields: Record<string, unknown> = Predicate.isObject(body) ? body : {}

@@ -133,9 +133,25 @@ const nestsDeeperThan = (value: unknown, limit: number): boolean => {
   return false
 }
 
-/** Limits on a submission: its nesting, the number of its ops, and each op's `data` as JSON bytes. */
-export const limitIssues = (body: unknown, config: HostConfig["Service"]): Array<Problem.Issue> => {
-  if (nestsDeeperThan(body, maxJsonDepth)) {
+/**
+ * How many times longer, in UTF-8 bytes, `JSON.stringify` of a parsed value can be than the JSON text it was parsed
+ * from: strings and keys never grow (an escape becomes the character or stays the same escape), whitespace goes, and
+ * a number grows at most from `1e20` (4 characters) to `100000000000000000000` (21) — 5.25 times. A UTF-16 code unit
+ * of the text is at most 3 bytes, so the bound per code unit of text is 6 × 3.
+ */
+export const stringifyGrowth = 6 * 3
+
+/**
+ * Limits on a submission: its nesting, the number of its ops, and each op's `data` as JSON bytes. With the length of
+ * the text `body` was parsed from, the walks that a text that short cannot fail are skipped: nesting `maxJsonDepth`
+ * levels takes twice as many brackets, and no op's `data` can stringify to more than `stringifyGrowth` × the text.
+ */
+export const limitIssues = (
+  body: unknown,
+  config: HostConfig["Service"],
+  textLength = Number.POSITIVE_INFINITY
+): Array<Problem.Issue> => {
+  if (textLength > 2 * maxJsonDepth && nestsDeeperThan(body, maxJsonDepth)) {
     return [{ field: "body", message: `nests deeper than ${maxJsonDepth} levels of objects and arrays` }]
   }
   if (!Predicate.isObject(body) || !Array.isArray(body.ops)) return []
@@ -143,6 +159,7 @@ export const limitIssues = (body: unknown, config: HostConfig["Service"]): Array
   if (ops.length > config.maxOpsPerRequest) {
     return [{ field: "ops", message: `holds ${ops.length} ops; at most ${config.maxOpsPerRequest} per request` }]
   }
+  if (textLength * stringifyGrowth <= config.maxDataBytes) return []
   const issues: Array<Problem.Issue> = []
   ops.forEach((op, index) => {
     if (!Predicate.isObject(op) || !("data" in op)) return
@@ -288,7 +305,7 @@ export const readSubmission = (
   const json = parseJsonResult(text)
   if (Result.isFailure(json)) return Result.fail(json.failure)
   const body = json.success
-  const overLimits = limitIssues(body, config)
+  const overLimits = limitIssues(body, config, text.length)
   if (overLimits.length > 0) return Result.fail(Problem.tooLarge(overLimits))
 
   const sector = parseId("sector", parts.sector)
