@@ -1,0 +1,401 @@
+/**
+ * The live status page (`GET /`) and the stream it draws from (`GET /status/stream`), the README's "Status page".
+ *
+ * The page is one self-contained HTML document — its CSS and JavaScript inline, its charts drawn by a few lines of
+ * its own on `<canvas>`, nothing fetched from anywhere but this host (its Content-Security-Policy allows nothing
+ * else). It holds no data, so it is served without a token. Everything it shows arrives over the stream: server-sent
+ * events, one `Status.Sample` a second, from a `StatusFeed` whose sampling runs only while a stream is open — a host
+ * nobody watches arms no timer for it. The drill-down to one sector reads the existing `GET /sectors/{id}` and
+ * `GET /sectors/{id}/dead-letters`.
+ *
+ * With `AUTH_TOKEN` set the stream and the data need the token like every other route (`Guard`): the page asks for it
+ * once, keeps it in `sessionStorage` (this tab only, gone when it closes) and sends it as `Authorization: Bearer`
+ * — it reads the stream with `fetch` and a body reader, not `EventSource`, which cannot send headers, so the token
+ * never travels in a URL (`docs/SECURITY.md`).
+ *
+ * Streams are bounded: at most `maxStatusSubscribers` at once, one more gets 503 `too-many-subscribers` with
+ * `Retry-After`. A stream ends when the host starts shutting down, so it never holds the shutdown up.
+ */
+import { Effect, Stream } from "effect"
+import { HttpServerResponse } from "effect/http"
+import * as crypto from "node:crypto"
+import { HostConfig } from "./HostConfig.ts"
+import { Lifecycle } from "./Lifecycle.ts"
+import * as Problem from "./Problem.ts"
+import * as Status from "./Status.ts"
+import * as StatusFeed from "./StatusFeed.ts"
+
+/** Samples kept for a newcomer: five minutes of charts. */
+export const historySamples = 300
+
+/** The path of the stream. */
+export const streamPath = "/status/stream" as const
+
+/** 503: `maxStatusSubscribers` streams are open already. */
+export const tooManySubscribers = (maxStatusSubscribers: number): Problem.Problem =>
+  new Problem.Problem({
+    status: 503,
+    type: "urn:sectors:problem:too-many-subscribers",
+    title: "Too many status subscribers",
+    detail: `${maxStatusSubscribers} status streams are open already; retry later`,
+    extensions: { maxStatusSubscribers },
+    headers: { "retry-after": "5" }
+  })
+
+/** One sample as a server-sent event. */
+const event = (sample: Status.Sample) => `event: sample\ndata: ${JSON.stringify(sample)}\n\n`
+
+/**
+ * The routes `GET /` and `GET /status/stream`, as `Http`'s table takes them. The feed's sampling fiber, while it
+ * runs, lives in the scope this is built in (the router's).
+ */
+export const endpoints = Effect.gen(function*() {
+  const config = yield* HostConfig
+  const lifecycle = yield* Lifecycle
+  const feed = yield* StatusFeed.make({
+    sampler: Status.sampler,
+    interval: "1 second",
+    maxSubscribers: config.maxStatusSubscribers,
+    history: historySamples,
+    buffer: 8
+  })
+  const page = HttpServerResponse.text(html(config.authToken.length > 0), {
+    contentType: "text/html; charset=utf-8",
+    headers: pageHeaders
+  })
+
+  /** `GET /`: the page. */
+  const index = Effect.fn("StatusPage.index")(function*() {
+    return page
+  })
+
+  /** `GET /status/stream`: one sample a second as server-sent events, for as long as the client reads. */
+  const stream = Effect.fn("StatusPage.stream")(function*() {
+    if (feed.subscribers() >= feed.maxSubscribers) return Problem.toResponse(tooManySubscribers(feed.maxSubscribers))
+    const body = Stream.make(": sectors status\n\n").pipe(
+      Stream.concat(Stream.map(feed.subscribe, event)),
+      // the bound is taken when the stream starts: a stream that lost the race for the last place ends at once
+      Stream.catchTag("TooManySubscribers", () => Stream.empty),
+      Stream.interruptWhen(lifecycle.awaitShutdown),
+      Stream.encodeText
+    )
+    return HttpServerResponse.stream(body, {
+      contentType: "text/event-stream",
+      headers: { "cache-control": "no-store", "x-accel-buffering": "no" }
+    })
+  })
+
+  return [
+    { method: "GET" as const, path: "/" as const, handler: index },
+    { method: "GET" as const, path: streamPath, handler: stream }
+  ]
+})
+
+// ---- the page ----
+
+const style = `
+:root{--bg:#0f1419;--panel:#171e26;--line:#2a3440;--text:#d8dee6;--dim:#8a97a6;--ok:#4caf7d;--bad:#e06c6c;--warn:#e0b050}
+*{box-sizing:border-box}body{margin:0;font:13px/1.4 system-ui,sans-serif;background:var(--bg);color:var(--text)}
+header{display:flex;align-items:baseline;gap:16px;padding:12px 18px;border-bottom:1px solid var(--line)}
+h1{font-size:16px;margin:0}h2{font-size:13px;margin:0 0 6px;color:var(--dim);font-weight:600}
+.big{font-size:22px;font-weight:700}.dim{color:var(--dim)}main{padding:12px 18px;display:grid;gap:12px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:12px}
+.panel{background:var(--panel);border:1px solid var(--line);border-radius:6px;padding:10px}
+canvas{width:100%;height:120px;display:block}.legend span{margin-right:10px;white-space:nowrap}
+.legend i{display:inline-block;width:9px;height:9px;border-radius:2px;margin-right:4px}
+table{border-collapse:collapse;width:100%}td,th{padding:3px 6px;text-align:right;border-bottom:1px solid var(--line)}
+th:first-child,td:first-child{text-align:left}tbody tr{cursor:pointer}tbody tr:hover{background:#1f2832}
+.ok{color:var(--ok)}.bad{color:var(--bad)}.warn{color:var(--warn)}dl{display:grid;grid-template-columns:auto 1fr;gap:2px 12px;margin:0}
+dt{color:var(--dim)}dd{margin:0}#login{display:none}#login.shown{display:block}input,button{font:inherit}
+pre{white-space:pre-wrap;margin:0}.hidden{display:none}.gap{margin-top:8px}
+`
+
+const script = `
+"use strict";
+const HISTORY = ${historySamples};
+const authRequired = document.documentElement.dataset.auth === "required";
+const tokenKey = "sectors.token";
+const $ = (id) => document.getElementById(id);
+const samples = [];
+let latest = null;
+
+const headers = () => {
+  const token = sessionStorage.getItem(tokenKey);
+  return token ? { authorization: "Bearer " + token } : {};
+};
+const setConnection = (text, cls) => { const el = $("connection"); el.textContent = text; el.className = cls; };
+
+function askToken(message) {
+  $("login").classList.add("shown");
+  $("login-message").textContent = message;
+  $("token").focus();
+}
+$("login").addEventListener("submit", (e) => {
+  e.preventDefault();
+  sessionStorage.setItem(tokenKey, $("token").value.trim());
+  $("token").value = "";
+  $("login").classList.remove("shown");
+  connect();
+});
+
+async function connect() {
+  if (authRequired && !sessionStorage.getItem(tokenKey)) return askToken("This host needs its token (AUTH_TOKEN).");
+  setConnection("connecting…", "dim");
+  let response;
+  try {
+    response = await fetch("${streamPath}", { headers: headers(), cache: "no-store" });
+  } catch (e) {
+    return retry("host unreachable");
+  }
+  if (response.status === 401) {
+    sessionStorage.removeItem(tokenKey);
+    return askToken("The token was refused: enter it again.");
+  }
+  if (!response.ok || !response.body) return retry("stream refused (" + response.status + ")", 5000);
+  setConnection("live", "ok");
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffered += value;
+      let end;
+      while ((end = buffered.indexOf("\\n\\n")) >= 0) {
+        const block = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        const data = block.split("\\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\\n");
+        if (data) receive(JSON.parse(data));
+      }
+    }
+  } catch (e) {}
+  retry("stream ended");
+}
+function retry(why, delay = 2000) {
+  setConnection(why + ", reconnecting…", "warn");
+  setTimeout(connect, delay);
+}
+
+function receive(sample) {
+  if (latest && sample.at <= latest.at) return;
+  if (latest && sample.at - latest.at > 5000) samples.length = 0;
+  samples.push(sample);
+  if (samples.length > HISTORY) samples.splice(0, samples.length - HISTORY);
+  latest = sample;
+  render();
+}
+
+const colors = ["#5aa9e6", "#7bd389", "#e0b050", "#e06c6c", "#b48ead", "#8fbcbb"];
+const fmt = (n) => n === null || n === undefined ? "–" : Math.abs(n) >= 1e6 ? (n / 1e6).toFixed(1) + "M" : Math.abs(n) >= 1e4 ? (n / 1e3).toFixed(1) + "k" : String(Math.round(n * 10) / 10);
+const bytes = (n) => n >= 1 << 30 ? (n / (1 << 30)).toFixed(1) + " GiB" : n >= 1 << 20 ? (n / (1 << 20)).toFixed(1) + " MiB" : n >= 1024 ? (n / 1024).toFixed(1) + " KiB" : n + " B";
+
+function chart(id, series, unit = "", format = fmt) {
+  const canvas = $(id);
+  const ratio = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth, h = canvas.clientHeight;
+  if (canvas.width !== w * ratio) { canvas.width = w * ratio; canvas.height = h * ratio; }
+  const g = canvas.getContext("2d");
+  g.setTransform(ratio, 0, 0, ratio, 0, 0);
+  g.clearRect(0, 0, w, h);
+  let max = 0;
+  for (const s of series) for (const v of s.values) if (v !== null && v > max) max = v;
+  max = max <= 0 ? 1 : max * 1.1;
+  const left = 44, right = 4, top = 4, bottom = 14;
+  g.font = "10px system-ui"; g.fillStyle = "#8a97a6"; g.strokeStyle = "#2a3440";
+  for (const f of [0, 0.5, 1]) {
+    const y = top + (1 - f) * (h - top - bottom);
+    g.beginPath(); g.moveTo(left, y); g.lineTo(w - right, y); g.stroke();
+    g.fillText(format(max * f), 2, y + 3);
+  }
+  const span = Math.max(samples.length, 60);
+  g.fillText("−" + Math.round(span) + " s", left, h - 2);
+  g.fillText("now", w - right - 20, h - 2);
+  series.forEach((s, i) => {
+    g.strokeStyle = s.color || colors[i % colors.length]; g.lineWidth = 1.5; g.beginPath();
+    let started = false;
+    s.values.forEach((v, j) => {
+      if (v === null) { started = false; return; }
+      const x = left + (w - left - right) * (1 - (s.values.length - 1 - j) / (span - 1));
+      const y = top + (1 - v / max) * (h - top - bottom);
+      started ? g.lineTo(x, y) : g.moveTo(x, y); started = true;
+    });
+    g.stroke();
+  });
+  const legend = $(id + "-legend");
+  legend.replaceChildren(...series.map((s, i) => {
+    const item = document.createElement("span"), swatch = document.createElement("i");
+    swatch.style.background = s.color || colors[i % colors.length];
+    item.append(swatch, s.label + " " + format(s.values[s.values.length - 1] ?? null) + unit);
+    return item;
+  }));
+}
+
+const pick = (f) => samples.map(f);
+const text = (id, value, cls) => { const el = $(id); el.textContent = value; if (cls !== undefined) el.className = cls; };
+const duration = (s) => s >= 86400 ? Math.floor(s / 86400) + "d " + Math.floor(s % 86400 / 3600) + "h" : s >= 3600 ? Math.floor(s / 3600) + "h " + Math.floor(s % 3600 / 60) + "m" : s >= 60 ? Math.floor(s / 60) + "m " + (s % 60) + "s" : s + "s";
+
+function render() {
+  const s = latest;
+  text("ops-accepted", String(s.opsAcceptedPerSecond));
+  chart("c-ops", [{ label: "accepted", values: pick((x) => x.opsAcceptedPerSecond) }, { label: "persisted", values: pick((x) => x.opsPersistedPerSecond) }], "/s");
+  chart("c-batches", [{ label: "batches", values: pick((x) => x.batchesPerSecond) }, { label: "commits", values: pick((x) => x.commitsPerSecond) }], "/s");
+  chart("c-mean", [{ label: "mean batch", values: pick((x) => x.meanBatch) }], " ops");
+  chart("c-triggers", Object.keys(s.triggersPerSecond).map((k) => ({ label: k, values: pick((x) => x.triggersPerSecond[k]) })), "/s");
+  chart("c-collapse", [{ label: "collapsed", values: pick((x) => x.collapsePercent) }], " %");
+  chart("c-latency", [{ label: "p50", values: pick((x) => x.durableP50Millis) }, { label: "p99", values: pick((x) => x.durableP99Millis) }], " ms");
+  chart("c-buffer", [{ label: "buffered", values: pick((x) => x.bufferedBytes) }, { label: "budget", values: pick((x) => x.bufferBudgetBytes), color: "#8a97a6" }], "", bytes);
+  chart("c-mailbox", [{ label: "mailbox depth", values: pick((x) => x.mailboxDepth) }], "");
+  const st = s.state;
+  text("st-db", st.database.reachable ? "reachable" : "unreachable since " + new Date(st.database.downSince).toLocaleTimeString(), st.database.reachable ? "ok" : "bad");
+  text("st-circuit", st.circuit.state + (st.circuit.until ? " until " + new Date(st.circuit.until).toLocaleTimeString() : ""), st.circuit.state === "Closed" ? "ok" : "warn");
+  text("st-ready", st.readiness.ready ? "ready" : "not ready: " + st.readiness.reason, st.readiness.ready ? "ok" : "bad");
+  text("st-uptime", duration(st.uptimeSeconds));
+  text("st-profile", st.profile + " (min " + st.policy.minBatch + " / " + st.policy.maxWaitMillis + " ms / max " + st.policy.maxBatch + ")");
+  text("st-residency", st.residency.active + " of " + st.residency.maxActiveSectors);
+  $("busiest").innerHTML = s.busiest.map((b) =>
+    '<tr data-sector="' + b.sector + '"><td>' + b.sector + "</td><td>" + b.phase + "</td><td>" + b.pending + "</td><td>" + b.mailbox +
+    "</td><td>" + b.lag + "</td><td>" + (b.epoch ?? "–") + "</td></tr>").join("") || '<tr><td colspan="6" class="dim">no resident sector</td></tr>';
+  const c = s.cluster;
+  $("cluster").classList.toggle("hidden", !c);
+  if (c) {
+    text("cl-runner", c.runner + " · " + c.shardsPerGroup + " shards · " + c.handoffsTotal + " handoffs (" + c.handoffsPerSecond + "/s)");
+    $("cl-runners").innerHTML = c.runners.map((r) => "<tr><td>" + r.address + (r.address === c.runner ? " (this host)" : "") +
+      '</td><td class="' + (r.healthy ? "ok" : "bad") + '">' + (r.healthy ? "healthy" : "unhealthy") + "</td><td>" + r.shards + "</td></tr>").join("");
+    text("cl-resident", c.resident.join(", ") || "none");
+  }
+}
+
+$("busiest").addEventListener("click", (e) => {
+  const row = e.target.closest("tr[data-sector]");
+  if (row) drill(row.dataset.sector);
+});
+$("drill-form").addEventListener("submit", (e) => { e.preventDefault(); drill($("drill-id").value.trim()); });
+
+async function drill(id) {
+  const panel = $("drill");
+  panel.dataset.sector = "";
+  $("drill-title").textContent = "sector " + id;
+  $("drill-status").textContent = "loading…";
+  $("drill-letters").textContent = "";
+  try {
+    const [status, letters] = await Promise.all([
+      fetch("/sectors/" + encodeURIComponent(id), { headers: headers() }).then((r) => r.json()),
+      fetch("/sectors/" + encodeURIComponent(id) + "/dead-letters", { headers: headers() }).then((r) => r.json())
+    ]);
+    if (status.status && status.title) { $("drill-status").textContent = status.title + ": " + status.detail; return; }
+    const held = latest && latest.cluster ? (latest.cluster.resident.includes(Number(id)) ? "this host (" + latest.cluster.runner + ")" : "another runner (answered through the cluster)") : "this host";
+    const rows = [["held by", held], ["phase", status.phase], ["epoch", status.epoch], ["mailbox", status.mailboxDepth + " of " + status.mailboxCapacity],
+      ["pending", status.pendingOps + " ops, " + status.pendingKeys + " keys of " + status.maxPendingKeys], ["in flight", status.inFlightOps],
+      ["lastSeq", status.lastSeq], ["persistedSeq", status.persistedSeq], ["lag", status.lastSeq - status.persistedSeq],
+      ["persisted at", status.persistedAt ?? "–"], ["entities", status.entities], ["awake", status.awake],
+      ["circuit", status.circuit && status.circuit.state], ["counters", JSON.stringify(status.counters)]];
+    $("drill-status").innerHTML = "<dl>" + rows.map(([k, v]) => "<dt>" + k + "</dt><dd>" + escape(String(v)) + "</dd>").join("") + "</dl>";
+    const list = letters.deadLetters || [];
+    $("drill-letters").innerHTML = list.length === 0 ? '<span class="dim">no dead letters</span>' :
+      "<table><thead><tr><th>seq</th><th>code</th><th>error</th><th>at</th></tr></thead><tbody>" + list.map((l) =>
+        "<tr><td>" + l.seq + "</td><td>" + escape(String(l.code ?? "")) + "</td><td>" + escape(String(l.error)) + "</td><td>" + l.at + "</td></tr>").join("") + "</tbody></table>";
+    panel.dataset.sector = id;
+  } catch (e) {
+    $("drill-status").textContent = "could not read sector " + id;
+  }
+}
+const escape = (s) => s.replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
+
+connect();
+`
+
+const chartPanel = (id: string, title: string) =>
+  `<div class="panel"><h2>${title}</h2><div class="legend" id="${id}-legend"></div><canvas id="${id}"></canvas></div>`
+
+/** The document; `auth` says whether the page must ask for a token before opening the stream. */
+const html = (auth: boolean) => `<!doctype html>
+<html lang="en" data-auth="${auth ? "required" : "none"}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sectors · host status</title>
+<link rel="icon" href="data:,">
+<style>${style}</style>
+</head>
+<body>
+<header>
+  <h1>sectors · host status</h1>
+  <span><span class="big" id="ops-accepted" data-metric="ops-accepted-per-second">0</span> <span class="dim">ops/s accepted</span></span>
+  <span id="connection" class="dim">connecting…</span>
+</header>
+<main>
+  <form id="login" class="panel">
+    <h2>Token</h2>
+    <p id="login-message"></p>
+    <input id="token" type="password" autocomplete="off" placeholder="AUTH_TOKEN" size="40">
+    <button type="submit">Connect</button>
+    <span class="dim">kept for this tab only (sessionStorage)</span>
+  </form>
+  <div class="panel">
+    <h2>State</h2>
+    <dl>
+      <dt>database</dt><dd id="st-db">–</dd>
+      <dt>circuit</dt><dd id="st-circuit">–</dd>
+      <dt>readiness</dt><dd id="st-ready">–</dd>
+      <dt>uptime</dt><dd id="st-uptime">–</dd>
+      <dt>profile and policy</dt><dd id="st-profile">–</dd>
+      <dt>resident sectors</dt><dd id="st-residency">–</dd>
+    </dl>
+  </div>
+  <div class="grid">
+    ${chartPanel("c-ops", "Ops per second")}
+    ${chartPanel("c-batches", "Batches and commits per second")}
+    ${chartPanel("c-mean", "Mean batch size")}
+    ${chartPanel("c-triggers", "Batches per second by trigger")}
+    ${chartPanel("c-collapse", "Collapsed ops")}
+    ${chartPanel("c-latency", "Op→durable (batch accumulation + persist, upper bound)")}
+    ${chartPanel("c-buffer", "Buffered bytes against the budget")}
+    ${chartPanel("c-mailbox", "Mailbox depth (all sectors)")}
+  </div>
+  <div class="grid">
+    <div class="panel">
+      <h2>Busiest resident sectors</h2>
+      <table><thead><tr><th>sector</th><th>phase</th><th>pending</th><th>mailbox</th><th>lag</th><th>epoch</th></tr></thead>
+      <tbody id="busiest"></tbody></table>
+      <form id="drill-form"><span class="dim">or sector</span> <input id="drill-id" size="8" inputmode="numeric"> <button type="submit">Show</button></form>
+    </div>
+    <div class="panel" id="drill">
+      <h2 id="drill-title">Sector</h2>
+      <div id="drill-status" class="dim">click a sector for its status and dead letters</div>
+      <h2 class="gap">Dead letters</h2>
+      <div id="drill-letters"></div>
+    </div>
+    <div class="panel hidden" id="cluster">
+      <h2>Cluster</h2>
+      <p id="cl-runner"></p>
+      <table><thead><tr><th>runner</th><th>health</th><th>shards</th></tr></thead><tbody id="cl-runners"></tbody></table>
+      <p><span class="dim">sectors held by this host:</span> <span id="cl-resident"></span></p>
+    </div>
+  </div>
+</main>
+<script>${script}</script>
+</body>
+</html>
+`
+
+const sha256 = (text: string) => `'sha256-${crypto.createHash("sha256").update(text, "utf8").digest("base64")}'`
+
+/**
+ * The page's headers: a Content-Security-Policy that lets it run its own inline script and style (by their hashes)
+ * and talk to this host only, never be framed (the token form), and no caching.
+ */
+const pageHeaders = {
+  "content-security-policy": [
+    "default-src 'none'",
+    `script-src ${sha256(script)}`,
+    `style-src ${sha256(style)}`,
+    "img-src data:",
+    "connect-src 'self'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'"
+  ].join("; "),
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "cache-control": "no-store"
+}
