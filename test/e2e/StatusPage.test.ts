@@ -4,7 +4,7 @@
  * the token, then its figures move (the accepted ops/s of `[data-metric="ops-accepted-per-second"]` changes and is
  * above 0), the drill-down to a busy sector shows its status and dead letters, and the console stays free of errors.
  * It saves a screenshot (`STATUS_PAGE_SCREENSHOT`, else the system's temporary directory; `docs/status-page.png` is
- * one). Around it, over plain HTTP: the page needs no token, its stream does, and streams past
+ * one, taken with `STATUS_PAGE_SCREENSHOT_AFTER=40000`). Around it, over plain HTTP: the page needs no token, its stream does, and streams past
  * `MAX_STATUS_SUBSCRIBERS` get 503.
  *
  * The browser must be installed (`.ci/run` installs it where it is missing): without it this file fails with one
@@ -27,6 +27,9 @@ if (!fs.existsSync(executablePath)) {
     `the status page browser test needs Chromium at ${executablePath}: install Debian's chromium package (apt-get install -y chromium; .ci/run does it where it is missing)`
   )
 }
+
+/** What the functions run in the page use of it (the tests' TypeScript has no DOM library). */
+declare const document: { querySelector(selector: string): { readonly textContent: string | null } | null }
 
 const token = "status-page-test-token"
 const auth = { authorization: `Bearer ${token}` }
@@ -161,7 +164,8 @@ describe("the status page", () => {
 
       const screenshot = process.env.STATUS_PAGE_SCREENSHOT ?? path.join(os.tmpdir(), "sectors-status-page.png")
       yield* Effect.promise(async () => {
-        await tab.waitForTimeout(1500) // a few more seconds on the charts
+        // a little more on the charts (longer for the one in docs/: STATUS_PAGE_SCREENSHOT_AFTER, ms)
+        await tab.waitForTimeout(Number(process.env.STATUS_PAGE_SCREENSHOT_AFTER ?? 1500))
         await tab.screenshot({ path: screenshot, fullPage: true })
       })
       assert.isTrue(fs.statSync(screenshot).size > 10_000)

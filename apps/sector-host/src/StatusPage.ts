@@ -107,7 +107,8 @@ table{border-collapse:collapse;width:100%}td,th{padding:3px 6px;text-align:right
 th:first-child,td:first-child{text-align:left}tbody tr{cursor:pointer}tbody tr:hover{background:#1f2832}
 .ok{color:var(--ok)}.bad{color:var(--bad)}.warn{color:var(--warn)}dl{display:grid;grid-template-columns:auto 1fr;gap:2px 12px;margin:0}
 dt{color:var(--dim)}dd{margin:0}#login{display:none}#login.shown{display:block}input,button{font:inherit}
-pre{white-space:pre-wrap;margin:0}.hidden{display:none}.gap{margin-top:8px}
+pre{white-space:pre-wrap;margin:0}.hidden{display:none}.gap{margin-top:8px}.wide{grid-column:span 2}
+dd{overflow-wrap:anywhere}@media(max-width:720px){.wide{grid-column:auto}}
 `
 
 const script = `
@@ -200,7 +201,7 @@ function chart(id, series, unit = "", format = fmt) {
   let max = 0;
   for (const s of series) for (const v of s.values) if (v !== null && v > max) max = v;
   max = max <= 0 ? 1 : max * 1.1;
-  const left = 44, right = 4, top = 4, bottom = 14;
+  const left = 48, right = 4, top = 10, bottom = 14;
   g.font = "10px system-ui"; g.fillStyle = "#8a97a6"; g.strokeStyle = "#2a3440";
   for (const f of [0, 0.5, 1]) {
     const y = top + (1 - f) * (h - top - bottom);
@@ -353,19 +354,19 @@ const html = (auth: boolean) => `<!doctype html>
     ${chartPanel("c-mailbox", "Mailbox depth (all sectors)")}
   </div>
   <div class="grid">
-    <div class="panel">
+    <div class="panel wide">
       <h2>Busiest resident sectors</h2>
       <table><thead><tr><th>sector</th><th>phase</th><th>pending</th><th>mailbox</th><th>lag</th><th>epoch</th></tr></thead>
       <tbody id="busiest"></tbody></table>
       <form id="drill-form"><span class="dim">or sector</span> <input id="drill-id" size="8" inputmode="numeric"> <button type="submit">Show</button></form>
     </div>
-    <div class="panel" id="drill">
+    <div class="panel wide" id="drill">
       <h2 id="drill-title">Sector</h2>
       <div id="drill-status" class="dim">click a sector for its status and dead letters</div>
       <h2 class="gap">Dead letters</h2>
       <div id="drill-letters"></div>
     </div>
-    <div class="panel hidden" id="cluster">
+    <div class="panel wide hidden" id="cluster">
       <h2>Cluster</h2>
       <p id="cl-runner"></p>
       <table><thead><tr><th>runner</th><th>health</th><th>shards</th></tr></thead><tbody id="cl-runners"></tbody></table>
