@@ -158,6 +158,7 @@ describe("the status page", () => {
           letters: await tab.textContent("#drill-letters")
         }
       })
+      assert.include(drilled.status ?? "", "held bythis host")
       assert.include(drilled.status ?? "", "persistedSeq")
       assert.include(drilled.status ?? "", "epoch")
       assert.include(drilled.letters ?? "", "no dead letters")

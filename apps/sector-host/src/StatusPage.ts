@@ -6,7 +6,8 @@
  * else). It holds no data, so it is served without a token. Everything it shows arrives over the stream: server-sent
  * events, one `Status.Sample` a second, from a `StatusFeed` whose sampling runs only while a stream is open — a host
  * nobody watches arms no timer for it. The drill-down to one sector reads the existing `GET /sectors/{id}` and
- * `GET /sectors/{id}/dead-letters`.
+ * `GET /sectors/{id}/dead-letters`, and which host holds it `GET /status/sectors/{id}` (in a cluster, the runner its
+ * shard is assigned to).
  *
  * With `AUTH_TOKEN` set the stream and the data need the token like every other route (`Guard`): the page asks for it
  * once, keeps it in `sessionStorage` (this tab only, gone when it closes) and sends it as `Authorization: Bearer`
@@ -22,6 +23,8 @@ import * as crypto from "node:crypto"
 import { HostConfig } from "./HostConfig.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
+import * as Request from "./Request.ts"
+import { Sectors } from "./Sectors.ts"
 import * as Status from "./Status.ts"
 import * as StatusFeed from "./StatusFeed.ts"
 
@@ -46,12 +49,13 @@ export const tooManySubscribers = (maxStatusSubscribers: number): Problem.Proble
 const event = (sample: Status.Sample) => `event: sample\ndata: ${JSON.stringify(sample)}\n\n`
 
 /**
- * The routes `GET /` and `GET /status/stream`, as `Http`'s table takes them. The feed's sampling fiber, while it
+ * The routes `GET /`, `GET /status/stream` and `GET /status/sectors/{sector}`, as `Http`'s table takes them. The feed's sampling fiber, while it
  * runs, lives in the scope this is built in (the router's).
  */
 export const endpoints = Effect.gen(function*() {
   const config = yield* HostConfig
   const lifecycle = yield* Lifecycle
+  const sectors = yield* Sectors
   const feed = yield* StatusFeed.make({
     sampler: Status.sampler,
     interval: "1 second",
@@ -85,9 +89,23 @@ export const endpoints = Effect.gen(function*() {
     })
   })
 
+  /**
+   * `GET /status/sectors/{sector}`: which host holds a sector, for the drill-down — this one when standalone, in a
+   * cluster the runner its shard is assigned to (`heldBy`, `null` while no runner serves it) and whether that is this
+   * host (`here`).
+   */
+  const holder = Effect.fn("StatusPage.holder")(function*() {
+    const { sector } = yield* Request.pathIds("sector")
+    if (sectors.mode._tag === "Standalone") return HttpServerResponse.jsonUnsafe({ sector, mode: "standalone", here: true })
+    const owner = yield* sectors.mode.ownerOf(sector)
+    const { runner } = yield* sectors.mode.view
+    return HttpServerResponse.jsonUnsafe({ sector, mode: "cluster", heldBy: owner ?? null, here: owner === runner })
+  }, Effect.catch((error: Problem.KnownError | Problem.Problem) => Problem.answer(error)))
+
   return [
     { method: "GET" as const, path: "/" as const, handler: index },
-    { method: "GET" as const, path: streamPath, handler: stream }
+    { method: "GET" as const, path: streamPath, handler: stream },
+    { method: "GET" as const, path: "/status/sectors/:sector" as const, handler: holder }
   ]
 })
 
@@ -279,12 +297,13 @@ async function drill(id) {
   $("drill-status").textContent = "loading…";
   $("drill-letters").textContent = "";
   try {
-    const [status, letters] = await Promise.all([
-      fetch("/sectors/" + encodeURIComponent(id), { headers: headers() }).then((r) => r.json()),
-      fetch("/sectors/" + encodeURIComponent(id) + "/dead-letters", { headers: headers() }).then((r) => r.json())
+    const read = (path) => fetch(path, { headers: headers() }).then((r) => r.json());
+    const sector = encodeURIComponent(id);
+    const [status, letters, holder] = await Promise.all([
+      read("/sectors/" + sector), read("/sectors/" + sector + "/dead-letters"), read("/status/sectors/" + sector)
     ]);
     if (status.status && status.title) { $("drill-status").textContent = status.title + ": " + status.detail; return; }
-    const held = latest && latest.cluster ? (latest.cluster.resident.includes(Number(id)) ? "this host (" + latest.cluster.runner + ")" : "another runner (answered through the cluster)") : "this host";
+    const held = holder.mode === "cluster" ? (holder.heldBy === null ? "no runner yet" : "runner " + holder.heldBy + (holder.here ? " (this host)" : "")) : "this host";
     const rows = [["held by", held], ["phase", status.phase], ["epoch", status.epoch], ["mailbox", status.mailboxDepth + " of " + status.mailboxCapacity],
       ["pending", status.pendingOps + " ops, " + status.pendingKeys + " keys of " + status.maxPendingKeys], ["in flight", status.inFlightOps],
       ["lastSeq", status.lastSeq], ["persistedSeq", status.persistedSeq], ["lag", status.lastSeq - status.persistedSeq],

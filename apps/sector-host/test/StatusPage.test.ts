@@ -82,6 +82,17 @@ describe("GET /", () => {
     }).pipe(Effect.provide(serve())))
 })
 
+describe("GET /status/sectors/{sector}", () => {
+  it.effect("says a standalone host holds every sector itself, and refuses a bad id", () =>
+    Effect.gen(function*() {
+      const client = yield* HttpClient.HttpClient
+      const held = yield* client.execute(authorized(HttpClientRequest.get("/status/sectors/3")))
+      assert.deepStrictEqual(yield* held.json, { sector: 3, mode: "standalone", here: true })
+      const bad = yield* client.execute(authorized(HttpClientRequest.get("/status/sectors/x")))
+      assert.strictEqual(bad.status, 400)
+    }).pipe(Effect.provide(serve())))
+})
+
 describe("GET /status/stream", () => {
   it.effect("needs the token", () =>
     Effect.gen(function*() {
