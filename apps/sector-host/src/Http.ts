@@ -101,7 +101,7 @@ const endpoints = Effect.gen(function*() {
   const { waiting } = waiters
   /** `GET /ingest`: the WebSocket stream of submissions (`Ingest`). */
   const ingest = yield* Ingest.make(waiters)
-  /** `GET /` and `GET /status/stream`: the live status page and its stream (`StatusPage`). */
+  /** `GET /`, `GET /status/stream`, `GET /status/sectors/{sector}`: the live status page and its data (`StatusPage`). */
   const statusPage = yield* StatusPage.endpoints
 
   /** `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`. */

@@ -205,9 +205,30 @@ function receive(sample) {
 }
 
 const colors = ["#5aa9e6", "#7bd389", "#e0b050", "#e06c6c", "#b48ead", "#8fbcbb"];
-const fmt = (n) => n === null || n === undefined ? "–" : Math.abs(n) >= 1e6 ? (n / 1e6).toFixed(1) + "M" : Math.abs(n) >= 1e4 ? (n / 1e3).toFixed(1) + "k" : String(Math.round(n * 10) / 10);
-const bytes = (n) => n >= 1 << 30 ? (n / (1 << 30)).toFixed(1) + " GiB" : n >= 1 << 20 ? (n / (1 << 20)).toFixed(1) + " MiB" : n >= 1024 ? (n / 1024).toFixed(1) + " KiB" : n + " B";
 
+/** A figure in a few characters: 12.3, 45.6k, 7.8M; "–" for none. */
+function fmt(n) {
+  if (n === null || n === undefined) return "–";
+  if (Math.abs(n) >= 1e6) return (n / 1e6).toFixed(1) + "M";
+  if (Math.abs(n) >= 1e4) return (n / 1e3).toFixed(1) + "k";
+  return String(Math.round(n * 10) / 10);
+}
+
+function bytes(n) {
+  if (n >= 1 << 30) return (n / (1 << 30)).toFixed(1) + " GiB";
+  if (n >= 1 << 20) return (n / (1 << 20)).toFixed(1) + " MiB";
+  if (n >= 1024) return (n / 1024).toFixed(1) + " KiB";
+  return n + " B";
+}
+
+function duration(s) {
+  if (s >= 86400) return Math.floor(s / 86400) + "d " + Math.floor(s % 86400 / 3600) + "h";
+  if (s >= 3600) return Math.floor(s / 3600) + "h " + Math.floor(s % 3600 / 60) + "m";
+  if (s >= 60) return Math.floor(s / 60) + "m " + (s % 60) + "s";
+  return s + "s";
+}
+
+/** Draws lines of the last samples on a canvas (0 at the bottom, the largest value near the top) and its legend. */
 function chart(id, series, unit = "", format = fmt) {
   const canvas = $(id);
   const ratio = window.devicePixelRatio || 1;
@@ -220,106 +241,140 @@ function chart(id, series, unit = "", format = fmt) {
   for (const s of series) for (const v of s.values) if (v !== null && v > max) max = v;
   max = max <= 0 ? 1 : max * 1.1;
   const left = 48, right = 4, top = 10, bottom = 14;
-  g.font = "10px system-ui"; g.fillStyle = "#8a97a6"; g.strokeStyle = "#2a3440";
+  const span = Math.max(samples.length, 60); // seconds across: at least a minute
+  const xOf = (j, count) => left + (w - left - right) * (1 - (count - 1 - j) / (span - 1));
+  const yOf = (v) => top + (1 - v / max) * (h - top - bottom);
+  g.font = "10px system-ui"; g.fillStyle = "#8a97a6"; g.strokeStyle = "#2a3440"; g.lineWidth = 1;
   for (const f of [0, 0.5, 1]) {
-    const y = top + (1 - f) * (h - top - bottom);
+    const y = yOf(max * f);
     g.beginPath(); g.moveTo(left, y); g.lineTo(w - right, y); g.stroke();
     g.fillText(format(max * f), 2, y + 3);
   }
-  const span = Math.max(samples.length, 60);
-  g.fillText("−" + Math.round(span) + " s", left, h - 2);
+  g.fillText("−" + span + " s", left, h - 2);
   g.fillText("now", w - right - 20, h - 2);
   series.forEach((s, i) => {
     g.strokeStyle = s.color || colors[i % colors.length]; g.lineWidth = 1.5; g.beginPath();
-    let started = false;
+    let drawing = false;
     s.values.forEach((v, j) => {
-      if (v === null) { started = false; return; }
-      const x = left + (w - left - right) * (1 - (s.values.length - 1 - j) / (span - 1));
-      const y = top + (1 - v / max) * (h - top - bottom);
-      started ? g.lineTo(x, y) : g.moveTo(x, y); started = true;
+      if (v === null) { drawing = false; return; }
+      if (drawing) g.lineTo(xOf(j, s.values.length), yOf(v)); else g.moveTo(xOf(j, s.values.length), yOf(v));
+      drawing = true;
     });
     g.stroke();
   });
-  const legend = $(id + "-legend");
-  legend.replaceChildren(...series.map((s, i) => {
-    const item = document.createElement("span"), swatch = document.createElement("i");
+  $(id + "-legend").replaceChildren(...series.map((s, i) => {
+    const item = element("span"), swatch = element("i");
     swatch.style.background = s.color || colors[i % colors.length];
     item.append(swatch, s.label + " " + format(s.values[s.values.length - 1] ?? null) + unit);
     return item;
   }));
 }
 
-const pick = (f) => samples.map(f);
-const text = (id, value, cls) => { const el = $(id); el.textContent = value; if (cls !== undefined) el.className = cls; };
-const duration = (s) => s >= 86400 ? Math.floor(s / 86400) + "d " + Math.floor(s % 86400 / 3600) + "h" : s >= 3600 ? Math.floor(s / 3600) + "h " + Math.floor(s % 3600 / 60) + "m" : s >= 60 ? Math.floor(s / 60) + "m " + (s % 60) + "s" : s + "s";
+/** An element; its text is text (nothing from the host is ever read as HTML). */
+function element(tag, text, className) {
+  const el = document.createElement(tag);
+  if (text !== undefined) el.textContent = String(text);
+  if (className) el.className = className;
+  return el;
+}
+const row = (cells) => { const tr = element("tr"); tr.append(...cells.map((c) => element("td", c))); return tr; };
+const text = (id, value, className) => { const el = $(id); el.textContent = value; el.className = className || ""; };
+const series = (label, f, color) => ({ label, values: samples.map(f), color });
+const clock = (millis) => new Date(millis).toLocaleTimeString();
 
 function render() {
   const s = latest;
-  text("ops-accepted", String(s.opsAcceptedPerSecond));
-  chart("c-ops", [{ label: "accepted", values: pick((x) => x.opsAcceptedPerSecond) }, { label: "persisted", values: pick((x) => x.opsPersistedPerSecond) }], "/s");
-  chart("c-batches", [{ label: "batches", values: pick((x) => x.batchesPerSecond) }, { label: "commits", values: pick((x) => x.commitsPerSecond) }], "/s");
-  chart("c-mean", [{ label: "mean batch", values: pick((x) => x.meanBatch) }], " ops");
-  chart("c-triggers", Object.keys(s.triggersPerSecond).map((k) => ({ label: k, values: pick((x) => x.triggersPerSecond[k]) })), "/s");
-  chart("c-collapse", [{ label: "collapsed", values: pick((x) => x.collapsePercent) }], " %");
-  chart("c-latency", [{ label: "p50", values: pick((x) => x.durableP50Millis) }, { label: "p99", values: pick((x) => x.durableP99Millis) }], " ms");
-  chart("c-buffer", [{ label: "buffered", values: pick((x) => x.bufferedBytes) }, { label: "budget", values: pick((x) => x.bufferBudgetBytes), color: "#8a97a6" }], "", bytes);
-  chart("c-mailbox", [{ label: "mailbox depth", values: pick((x) => x.mailboxDepth) }], "");
-  const st = s.state;
-  text("st-db", st.database.reachable ? "reachable" : "unreachable since " + new Date(st.database.downSince).toLocaleTimeString(), st.database.reachable ? "ok" : "bad");
-  text("st-circuit", st.circuit.state + (st.circuit.until ? " until " + new Date(st.circuit.until).toLocaleTimeString() : ""), st.circuit.state === "Closed" ? "ok" : "warn");
-  text("st-ready", st.readiness.ready ? "ready" : "not ready: " + st.readiness.reason, st.readiness.ready ? "ok" : "bad");
-  text("st-uptime", duration(st.uptimeSeconds));
-  text("st-profile", st.profile + " (min " + st.policy.minBatch + " / " + st.policy.maxWaitMillis + " ms / max " + st.policy.maxBatch + ")");
-  text("st-residency", st.residency.active + " of " + st.residency.maxActiveSectors);
-  $("busiest").innerHTML = s.busiest.map((b) =>
-    '<tr data-sector="' + b.sector + '"><td>' + b.sector + "</td><td>" + b.phase + "</td><td>" + b.pending + "</td><td>" + b.mailbox +
-    "</td><td>" + b.lag + "</td><td>" + (b.epoch ?? "–") + "</td></tr>").join("") || '<tr><td colspan="6" class="dim">no resident sector</td></tr>';
+  text("ops-accepted", String(s.opsAcceptedPerSecond), "big");
+  chart("c-ops", [series("accepted", (x) => x.opsAcceptedPerSecond), series("persisted", (x) => x.opsPersistedPerSecond)], "/s");
+  chart("c-batches", [series("batches", (x) => x.batchesPerSecond), series("commits", (x) => x.commitsPerSecond)], "/s");
+  chart("c-mean", [series("mean batch", (x) => x.meanBatch)], " ops");
+  chart("c-triggers", Object.keys(s.triggersPerSecond).map((k) => series(k, (x) => x.triggersPerSecond[k])), "/s");
+  chart("c-collapse", [series("collapsed", (x) => x.collapsePercent)], " %");
+  chart("c-latency", [series("p50", (x) => x.durableP50Millis), series("p99", (x) => x.durableP99Millis)], " ms");
+  chart("c-buffer", [series("buffered", (x) => x.bufferedBytes), series("budget", (x) => x.bufferBudgetBytes, "#8a97a6")], "", bytes);
+  chart("c-mailbox", [series("mailbox depth", (x) => x.mailboxDepth)]);
+
+  const { database, circuit, readiness, policy, residency } = s.state;
+  text("st-db", database.reachable ? "reachable" : "unreachable since " + clock(database.downSince), database.reachable ? "ok" : "bad");
+  text("st-circuit", circuit.state + (circuit.until ? " until " + clock(circuit.until) : ""), circuit.state === "Closed" ? "ok" : "warn");
+  text("st-ready", readiness.ready ? "ready" : "not ready: " + readiness.reason, readiness.ready ? "ok" : "bad");
+  text("st-uptime", duration(s.state.uptimeSeconds));
+  text("st-profile", s.state.profile + " (min " + policy.minBatch + " / " + policy.maxWaitMillis + " ms / max " + policy.maxBatch + ")");
+  text("st-residency", residency.active + " of " + residency.maxActiveSectors);
+
+  const busiest = s.busiest.map((b) => {
+    const tr = row([b.sector, b.phase, b.pending, b.mailbox, b.lag, b.epoch ?? "–"]);
+    tr.dataset.sector = b.sector;
+    return tr;
+  });
+  $("busiest").replaceChildren(...(busiest.length > 0 ? busiest : [row(["no resident sector"])]));
+
   const c = s.cluster;
   $("cluster").classList.toggle("hidden", !c);
   if (c) {
     text("cl-runner", c.runner + " · " + c.shardsPerGroup + " shards · " + c.handoffsTotal + " handoffs (" + c.handoffsPerSecond + "/s)");
-    $("cl-runners").innerHTML = c.runners.map((r) => "<tr><td>" + r.address + (r.address === c.runner ? " (this host)" : "") +
-      '</td><td class="' + (r.healthy ? "ok" : "bad") + '">' + (r.healthy ? "healthy" : "unhealthy") + "</td><td>" + r.shards + "</td></tr>").join("");
+    $("cl-runners").replaceChildren(...c.runners.map((r) => {
+      const tr = row([r.address + (r.address === c.runner ? " (this host)" : ""), r.healthy ? "healthy" : "unhealthy", r.shards]);
+      tr.children[1].className = r.healthy ? "ok" : "bad";
+      return tr;
+    }));
     text("cl-resident", c.resident.join(", ") || "none");
   }
 }
 
 $("busiest").addEventListener("click", (e) => {
-  const row = e.target.closest("tr[data-sector]");
-  if (row) drill(row.dataset.sector);
+  const tr = e.target.closest("tr[data-sector]");
+  if (tr) drill(tr.dataset.sector);
 });
 $("drill-form").addEventListener("submit", (e) => { e.preventDefault(); drill($("drill-id").value.trim()); });
 
+/** Shows one sector: its status, who holds it, its dead letters (each read with the token). */
 async function drill(id) {
   const panel = $("drill");
   panel.dataset.sector = "";
   $("drill-title").textContent = "sector " + id;
   $("drill-status").textContent = "loading…";
-  $("drill-letters").textContent = "";
+  $("drill-letters").replaceChildren();
+  const read = (path) => fetch(path, { headers: headers() }).then((r) => r.json());
+  const sector = encodeURIComponent(id);
+  let status, letters, holder;
   try {
-    const read = (path) => fetch(path, { headers: headers() }).then((r) => r.json());
-    const sector = encodeURIComponent(id);
-    const [status, letters, holder] = await Promise.all([
+    [status, letters, holder] = await Promise.all([
       read("/sectors/" + sector), read("/sectors/" + sector + "/dead-letters"), read("/status/sectors/" + sector)
     ]);
-    if (status.status && status.title) { $("drill-status").textContent = status.title + ": " + status.detail; return; }
-    const held = holder.mode === "cluster" ? (holder.heldBy === null ? "no runner yet" : "runner " + holder.heldBy + (holder.here ? " (this host)" : "")) : "this host";
-    const rows = [["held by", held], ["phase", status.phase], ["epoch", status.epoch], ["mailbox", status.mailboxDepth + " of " + status.mailboxCapacity],
-      ["pending", status.pendingOps + " ops, " + status.pendingKeys + " keys of " + status.maxPendingKeys], ["in flight", status.inFlightOps],
-      ["lastSeq", status.lastSeq], ["persistedSeq", status.persistedSeq], ["lag", status.lastSeq - status.persistedSeq],
-      ["persisted at", status.persistedAt ?? "–"], ["entities", status.entities], ["awake", status.awake],
-      ["circuit", status.circuit && status.circuit.state], ["counters", JSON.stringify(status.counters)]];
-    $("drill-status").innerHTML = "<dl>" + rows.map(([k, v]) => "<dt>" + k + "</dt><dd>" + escape(String(v)) + "</dd>").join("") + "</dl>";
-    const list = letters.deadLetters || [];
-    $("drill-letters").innerHTML = list.length === 0 ? '<span class="dim">no dead letters</span>' :
-      "<table><thead><tr><th>seq</th><th>code</th><th>error</th><th>at</th></tr></thead><tbody>" + list.map((l) =>
-        "<tr><td>" + l.seq + "</td><td>" + escape(String(l.code ?? "")) + "</td><td>" + escape(String(l.error)) + "</td><td>" + l.at + "</td></tr>").join("") + "</tbody></table>";
-    panel.dataset.sector = id;
   } catch (e) {
     $("drill-status").textContent = "could not read sector " + id;
+    return;
   }
+  if (status.title && status.detail) { $("drill-status").textContent = status.title + ": " + status.detail; return; }
+  const held = holder.mode !== "cluster" ? "this host"
+    : holder.heldBy === null ? "no runner yet"
+    : "runner " + holder.heldBy + (holder.here ? " (this host)" : "");
+  const facts = [
+    ["held by", held], ["phase", status.phase], ["epoch", status.epoch],
+    ["mailbox", status.mailboxDepth + " of " + status.mailboxCapacity],
+    ["pending", status.pendingOps + " ops, " + status.pendingKeys + " keys of " + status.maxPendingKeys],
+    ["in flight", status.inFlightOps], ["lastSeq", status.lastSeq], ["persistedSeq", status.persistedSeq],
+    ["lag", status.lastSeq - status.persistedSeq], ["persisted at", status.persistedAt ?? "–"],
+    ["entities", status.entities], ["awake", status.awake], ["circuit", status.circuit && status.circuit.state],
+    ["counters", JSON.stringify(status.counters)]
+  ];
+  const list = element("dl");
+  for (const [name, value] of facts) list.append(element("dt", name), element("dd", value));
+  $("drill-status").replaceChildren(list);
+  const dead = letters.deadLetters || [];
+  if (dead.length === 0) {
+    $("drill-letters").replaceChildren(element("span", "no dead letters", "dim"));
+  } else {
+    const table = element("table"), head = element("tr"), body = element("tbody");
+    head.append(...["seq", "code", "error", "at"].map((h) => element("th", h)));
+    body.append(...dead.map((l) => row([l.seq, l.code ?? "", l.error, l.at])));
+    table.append(head, body);
+    $("drill-letters").replaceChildren(table);
+  }
+  panel.dataset.sector = id;
 }
-const escape = (s) => s.replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
+
 
 connect();
 `
