@@ -82,6 +82,17 @@ describe("GET /", () => {
     }).pipe(Effect.provide(serve())))
 })
 
+describe("GET / without AUTH_TOKEN", () => {
+  it.effect("tells the page to open its stream without asking for a token", () =>
+    Effect.gen(function*() {
+      const client = yield* HttpClient.HttpClient
+      const text = yield* (yield* client.execute(HttpClientRequest.get("/"))).text
+      assert.include(text, `data-auth="none"`)
+      const stream = yield* client.execute(HttpClientRequest.get("/status/stream"))
+      assert.strictEqual(stream.status, 200)
+    }).pipe(Effect.scoped, Effect.provide(serve({ authToken: [] }))))
+})
+
 describe("GET /status/sectors/{sector}", () => {
   it.effect("says a standalone host holds every sector itself, and refuses a bad id", () =>
     Effect.gen(function*() {
