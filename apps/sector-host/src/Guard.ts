@@ -20,8 +20,11 @@ import * as Exposure from "./Exposure.ts"
 import type { HostConfig } from "./HostConfig.ts"
 import * as Problem from "./Problem.ts"
 
-/** The paths that answer without a token: an orchestrator's probes carry none. */
-const openPaths: ReadonlySet<string> = new Set(["/healthz", "/readyz"])
+/**
+ * The paths that answer without a token: an orchestrator's probes carry none, and the status page (`/`) holds no
+ * data (its stream and the data it reads need the token).
+ */
+const openPaths: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/"])
 
 /** The SHA-256 digest tokens are compared as. */
 export const digest = (text: string) => crypto.createHash("sha256").update(text, "utf8").digest()

@@ -43,6 +43,7 @@ import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
 import * as Request from "./Request.ts"
 import { Sectors } from "./Sectors.ts"
+import * as StatusPage from "./StatusPage.ts"
 
 /** How deep a body may nest (see `Request`). */
 export const maxJsonDepth = Request.maxJsonDepth
@@ -100,6 +101,8 @@ const endpoints = Effect.gen(function*() {
   const { waiting } = waiters
   /** `GET /ingest`: the WebSocket stream of submissions (`Ingest`). */
   const ingest = yield* Ingest.make(waiters)
+  /** `GET /`, `GET /status/stream`, `GET /status/sectors/{sector}`: the live status page and its data (`StatusPage`). */
+  const statusPage = yield* StatusPage.endpoints
 
   /** `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`: the hot path, without a span of its own. */
   const submitOps = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest) {
@@ -258,7 +261,8 @@ const endpoints = Effect.gen(function*() {
     { method: "GET", path: "/cluster", handler: cluster },
     { method: "GET", path: "/healthz", handler: healthz },
     { method: "GET", path: "/readyz", handler: readyz },
-    { method: "GET", path: "/metrics", handler: metrics }
+    { method: "GET", path: "/metrics", handler: metrics },
+    ...statusPage
   ]
   return [
     ...table.map((endpoint) => HttpRouter.route(endpoint.method, endpoint.path, endpoint.handler)),
