@@ -11,11 +11,13 @@
  */
 import type { PgClient } from "@effect/sql-pg"
 import { type Batch, type Errors, SectorSink } from "@sectors/core"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Migrator from "effect/sql/Migrator"
 import type * as SqlClient from "effect/sql/SqlClient"
@@ -67,7 +69,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const statements = yield* Statements.make
   const context = yield* Effect.context<never>()
 
-  /** A group's commit for `GroupCommit`: each batch answered by its outcome, a fenced one with its own error. */
+  /**
+   * A group's commit for `GroupCommit`: each batch answered by its outcome, a fenced one with its own error. Traced
+   * as `SinkPg.commit` (one span per transaction; its SQL statements are its children).
+   */
   const commit = (batches: ReadonlyArray<Batch.Batch>) =>
     statements.commit(batches).pipe(
       Effect.map((outcomes) => {
@@ -76,7 +81,24 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
         return batches.map((batch) =>
           outcomes.get(batch.sectorId) === "fenced" ? Exit.fail(Statements.fenced(batch)) : Exit.void
         )
-      })
+      }),
+      Effect.onExit((exit) =>
+        Effect.annotateCurrentSpan({
+          outcome: Exit.isSuccess(exit) ? "success" : Option.getOrElse(
+            Option.map(Cause.findErrorOption(exit.cause), (error) => error.reason),
+            () => Cause.hasInterruptsOnly(exit.cause) ? "interrupted" : "defect"
+          ),
+          "pg.group.fenced": Exit.isSuccess(exit) ? exit.value.filter(Exit.isFailure).length : 0
+        })
+      ),
+      Effect.withSpan("SinkPg.commit", {
+        attributes: {
+          "sector.ids": batches.map((batch) => batch.sectorId),
+          "pg.group.batches": batches.length,
+          "pg.group.ops": batches.reduce((sum, batch) => sum + batch.ops, 0),
+          "pg.group.rows": batches.reduce((sum, batch) => sum + batch.entries.length, 0)
+        }
+      }, { captureStackTrace: false }) // one per transaction, in a writer fiber: no call site worth a stack
     )
 
   const groups = yield* GroupCommit.make({
