@@ -68,6 +68,8 @@ export const fallbacks = Metric.counter("sectors_pg_group_fallbacks_total", {
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const statements = yield* Statements.make
   const context = yield* Effect.context<never>()
+  // every series from zero (reading one registers it), so that `rate()` has a series before the first commit
+  for (const metric of [transactions, groupSize, fallbacks]) metric.valueUnsafe(context)
 
   /**
    * A group's commit for `GroupCommit`: each batch answered by its outcome, a fenced one with its own error. Traced
