@@ -1,10 +1,9 @@
 /**
  * The example's own domain: ships moving through the sectors of a world. A ship is an entity of its sector and its
  * position one component of it, so a ship that moves ten times between two flushes costs one row write. `Fleet` is
- * all this service knows of `@sectors/core`: it turns a move into an op and an entity back into a position.
+ * the only module of the service that speaks in ops: it turns a move into an op and an entity back into a position.
  */
-import type { Errors, Sector } from "@sectors/core"
-import { SectorHost } from "@sectors/core"
+import { type Errors, type Sector, SectorHost } from "@sectors/core"
 import { Context, Effect, Layer, Option, Schema } from "effect"
 
 /** Where a ship is. */

@@ -2,7 +2,8 @@
  * The service's OpenTelemetry SDK, bridged to Effect by `@effect/opentelemetry`'s `NodeSdk.layer`: the service's
  * own spans (`Fleet.move`, `Fleet.locate`) and the runtime's (`SectorHost.submit`, `Sector.persist`,
  * `SinkPg.commit` and its SQL statements) go to the SDK's span processor — a request's trace holds its `Fleet.move`
- * and the `SectorHost.submit` under it; batches and transactions, the runtime's own work, are traces of their own —
+ * and the `SectorHost.submit` under it; batches and transactions, the runtime's own work, are traces of their own,
+ * a transaction linked to the batches it commits —
  * and the runtime's metrics to its metric reader.
  *
  * **Gotcha**: provide it under everything that starts fibers of its own — `Service.layer` and the sink — not only

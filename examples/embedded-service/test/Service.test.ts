@@ -2,7 +2,8 @@
  * The service over real HTTP, once on the memory sink and once on PostgreSQL (a fresh database on the run's
  * embedded server): a move is answered with its seq, is readable at once, is in the sink once the durable answer
  * comes. Traced: a request's trace holds its `Fleet.move` and, under it, `SectorHost.submit`; a batch is a
- * `Sector.persist` of its own (it is the flusher's work, not a request's), a PostgreSQL transaction a `SinkPg.commit`.
+ * `Sector.persist` of its own (it is the flusher's work, not a request's), a PostgreSQL transaction a `SinkPg.commit`
+ * linked to the batches it commits.
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
@@ -72,6 +73,8 @@ for (const [name, sink] of Object.entries(sinks)) {
           const commit = spans.find((span) => span.name === "SinkPg.commit")
           assert.isDefined(commit, "a SinkPg.commit span")
           assert.deepInclude(commit!.attributes, { "sector.ids": [3], outcome: "success" })
+          const persisted = new Set(spans.filter((span) => span.name === "Sector.persist").map((span) => span.spanContext().spanId))
+          assert.isTrue(commit!.links.some((link) => persisted.has(link.context.spanId)), "the commit links to its batch")
         }
       }).pipe(Effect.provide(serviceOn(sink, exporter)))
     })

@@ -22,6 +22,7 @@ import type * as Redacted from "effect/Redacted"
 import type * as Migrator from "effect/sql/Migrator"
 import type * as SqlClient from "effect/sql/SqlClient"
 import type * as SqlError from "effect/sql/SqlError"
+import type * as Tracer from "effect/Tracer"
 import * as Client from "./Client.ts"
 import * as GroupCommit from "./GroupCommit.ts"
 import * as Statements from "./Statements.ts"
@@ -64,6 +65,12 @@ export const fallbacks = Metric.counter("sectors_pg_group_fallbacks_total", {
   incremental: true
 })
 
+/** A batch waiting for a group, with the span persisting it, if any (the group's span links to it). */
+interface Queued {
+  readonly batch: Batch.Batch
+  readonly span: Tracer.AnySpan | undefined
+}
+
 /** Builds the sink on the `SqlClient` in context; starts its writers in the current scope. */
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const statements = yield* Statements.make
@@ -73,10 +80,12 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
   /**
    * A group's commit for `GroupCommit`: each batch answered by its outcome, a fenced one with its own error. Traced
-   * as `SinkPg.commit` (one span per transaction; its SQL statements are its children).
+   * as `SinkPg.commit` (one span per transaction; its SQL statements are its children), linked to the span that
+   * persists each of its batches (`Sector.persist`).
    */
-  const commit = (batches: ReadonlyArray<Batch.Batch>) =>
-    statements.commit(batches).pipe(
+  const commit = (group: ReadonlyArray<Queued>) => {
+    const batches = group.map((queued) => queued.batch)
+    return statements.commit(batches).pipe(
       Effect.map((outcomes) => {
         transactions.updateUnsafe(1, context)
         groupSize.updateUnsafe(batches.length, context)
@@ -99,14 +108,16 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
           "pg.group.batches": batches.length,
           "pg.group.ops": batches.reduce((sum, batch) => sum + batch.ops, 0),
           "pg.group.rows": batches.reduce((sum, batch) => sum + batch.entries.length, 0)
-        }
+        },
+        links: group.flatMap((queued) => queued.span === undefined ? [] : [{ span: queued.span, attributes: {} }])
       }, { captureStackTrace: false }) // one per transaction, in a writer fiber: no call site worth a stack
     )
+  }
 
   const groups = yield* GroupCommit.make({
     commit,
-    rows: (batch: Batch.Batch) => batch.entries.length,
-    key: (batch: Batch.Batch) => batch.sectorId,
+    rows: (queued: Queued) => queued.batch.entries.length,
+    key: (queued: Queued) => queued.batch.sectorId,
     fallback: (error: Errors.SinkError) => error.reason !== "Transient",
     onFallback: () => fallbacks.updateUnsafe(1, context),
     writers: options.writers ?? defaults.writers,
@@ -118,7 +129,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   return SectorSink.SectorSink.of({
     load: statements.load,
     read: statements.read,
-    persist: groups.submit,
+    persist: (batch) =>
+      Effect.flatMap(Effect.exit(Effect.currentSpan), (span) =>
+        groups.submit({ batch, span: Exit.isSuccess(span) ? span.value : undefined })),
     verify: statements.verify,
     deadLetter: statements.deadLetter,
     deadLetters: statements.deadLetters
