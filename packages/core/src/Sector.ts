@@ -72,6 +72,7 @@ import { Backlog } from "./internal/backlog.ts"
 import type { Budget } from "./internal/budget.ts"
 import { IdempotencyStore, type Pending } from "./internal/idempotency.ts"
 import * as Isolation from "./internal/isolation.ts"
+import { withOutcome } from "./internal/tracing.ts"
 import { Watermark } from "./internal/watermark.ts"
 
 /** When `submit` returns: once the ops are accepted (seqs assigned, applied in memory) or once they are durable. */
@@ -834,6 +835,7 @@ class SectorActor implements Sector {
     return this.rt.resilience.guard(this.rt.sink.persist(batch)).pipe(
       Effect.as(0),
       Effect.catchIf(Isolation.isRejected, (error) => this.deadLetterPoison(batch, error)),
+      withOutcome,
       Effect.withSpan("Sector.persist", {
         attributes: {
           "sector.id": this.sectorId,

@@ -22,6 +22,7 @@ import { SinkUnavailable } from "./Errors.ts"
 import { Budget } from "./internal/budget.ts"
 import { IdempotencyStore } from "./internal/idempotency.ts"
 import * as Residency from "./internal/residency.ts"
+import { withOutcome } from "./internal/tracing.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Op from "./Op.ts"
 import * as Resilience from "./Resilience.ts"
@@ -73,7 +74,10 @@ export interface ResidencyStatus {
 }
 
 export class SectorHost extends Context.Service<SectorHost, {
-  /** Submits ops to a sector, activating (and claiming) it if needed. See `Sector.submit`. */
+  /**
+   * Submits ops to a sector, activating (and claiming) it if needed. See `Sector.submit`. Traced as
+   * `SectorHost.submit` (`sector.id`, `submit.ops`, `submit.ack`, `outcome`); each batch as `Sector.persist`.
+   */
   readonly submit: (
     sectorId: number,
     ops: ReadonlyArray<Op.Op>,
@@ -198,7 +202,13 @@ export const make = Effect.gen(function*() {
   yield* Effect.addFinalizer(() => shutdown)
 
   return SectorHost.of({
-    submit: (sectorId, ops, options) => residency.use(sectorId, (sector) => sector.submit(ops, options)),
+    submit: (sectorId, ops, options) =>
+      residency.use(sectorId, (sector) => sector.submit(ops, options)).pipe(
+        withOutcome,
+        Effect.withSpan("SectorHost.submit", {
+          attributes: { "sector.id": sectorId, "submit.ops": ops.length, "submit.ack": options?.ack ?? "accepted" }
+        }, { captureStackTrace: false }) // one per submission: no `Error` a call to capture its stack
+      ),
     get: (sectorId, entity) =>
       residency.peek(sectorId, (resident) =>
         Option.isSome(resident)
