@@ -41,14 +41,19 @@ describe("OpenTelemetry through NodeSdk.layer", () => {
     const reader = new CollectedReader()
     return Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
+      // the embedder's own request span: a submission inside it is traced
+      const request = Effect.withSpan("embedder.request")
       // three writes, two keys: one batch of 3 ops collapsed to 2 rows
-      yield* host.submit(7, [set(1, "c", 1), set(1, "c", 2), set(2)])
+      yield* request(host.submit(7, [set(1, "c", 1), set(1, "c", 2), set(2)]))
       yield* host.flush(7)
-      const refused = yield* Effect.flip(host.submit(7, []))
+      const refused = yield* Effect.flip(request(host.submit(7, [])))
+      // a caller outside any span gets no submission span (it would cost ~6 µs a submission for nobody)
+      yield* host.submit(8, [set(3)])
 
       const spans = exporter.getFinishedSpans()
       const submits = named(spans, "SectorHost.submit")
       assert.strictEqual(submits.length, 2)
+      assert.deepStrictEqual(submits.map((span) => span.attributes["sector.id"]), [7, 7])
       assert.deepInclude(submits[0]!.attributes, {
         "sector.id": 7,
         "submit.ops": 3,
