@@ -4,9 +4,9 @@
  * scraping `/metrics` text.
  *
  * Rates are deltas of the counters since the previous sample over the time between them; the op→durable percentiles
- * come from the deltas of two histograms' buckets. There is no histogram of one op's way to durability: the figure is
- * the batch's accumulation (its first op to the start of its persist) plus its persist, each percentile read from its
- * own histogram's buckets (their upper bounds), so it bounds the wait of a batch's oldest op from above.
+ * come from the deltas of `sectors_batch_durable_seconds`' buckets (their upper bounds): the time from each committed
+ * batch's first op being accepted to the batch being durable — its slowest op's op→durable, so every op of the batch
+ * took at most that long.
  *
  * A sampler is made when sampling starts (`sampler`): its first sample measures from then.
  *
@@ -99,8 +99,7 @@ const counters = Effect.gen(function*() {
     commits: yield* count(SinkPg.transactions),
     handoffs: yield* count(Cluster.handoffs),
     triggers,
-    accumulation: yield* Metric.value(Metrics.accumulationSeconds),
-    persist: yield* Metric.value(Metrics.persistSeconds)
+    durable: yield* Metric.value(Metrics.durableSeconds)
   }
 })
 
@@ -151,9 +150,8 @@ export const sampler = Effect.gen(function*() {
     const batches = now.batches - last.batches
     const collapsed = now.collapsed - last.collapsed
     const durable = (q: number) => {
-      const accumulation = quantileBetween(last.accumulation, now.accumulation, q)
-      const persist = quantileBetween(last.persist, now.persist, q)
-      return accumulation === null || persist === null ? null : round((accumulation + persist) * 1000)
+      const seconds = quantileBetween(last.durable, now.durable, q)
+      return seconds === null ? null : round(seconds * 1000)
     }
 
     const phase = yield* lifecycle.phase

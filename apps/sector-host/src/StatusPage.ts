@@ -423,7 +423,7 @@ const html = (auth: boolean) => `<!doctype html>
     ${chartPanel("c-mean", "Mean batch size")}
     ${chartPanel("c-triggers", "Batches per second by trigger")}
     ${chartPanel("c-collapse", "Collapsed ops")}
-    ${chartPanel("c-latency", "Op→durable (batch accumulation + persist, upper bound)")}
+    ${chartPanel("c-latency", "Op→durable (each batch's slowest op)")}
     ${chartPanel("c-buffer", "Buffered bytes against the budget")}
     ${chartPanel("c-mailbox", "Mailbox depth (all sectors)")}
   </div>

@@ -88,6 +88,15 @@ export const accumulationSeconds = Metric.histogram("sectors_batch_accumulation_
   boundaries: seconds
 })
 
+/**
+ * Time from a batch's first (oldest) op being accepted to the batch being durable: the op→durable of the slowest op
+ * of each committed batch, so its percentiles bound every op's from above.
+ */
+export const durableSeconds = Metric.histogram("sectors_batch_durable_seconds", {
+  description: "Time from a batch's first op being accepted to the batch being durable (its slowest op's op→durable)",
+  boundaries: seconds
+})
+
 /** Time to persist a batch, retries included. */
 export const persistSeconds = Metric.histogram("sectors_persist_duration_seconds", {
   description: "Time to persist a batch, retries included",
@@ -256,6 +265,7 @@ export const series: ReadonlyArray<Metric.Metric<never, unknown>> = [
   batchOps,
   batchRows,
   accumulationSeconds,
+  durableSeconds,
   persistSeconds,
   ...Object.values(flushTriggersBy),
   retries,

@@ -899,6 +899,7 @@ class SectorActor implements Sector {
         counters.collapsed += batch.ops - rows
         counters.batches++
         Metrics.persistSeconds.updateUnsafe((persistedAt - startedAt) / 1000, context)
+        Metrics.durableSeconds.updateUnsafe((persistedAt - segment.firstAt) / 1000, context)
         Metrics.opsPersisted.updateUnsafe(batch.ops, context)
         Metrics.opsCollapsed.updateUnsafe(batch.ops - rows, context)
         Metrics.batches.updateUnsafe(1, context)

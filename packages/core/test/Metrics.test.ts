@@ -8,6 +8,19 @@ const count = (metric: Metric.Metric<number, Metric.CounterState<number>>) =>
   Effect.map(Metric.value(metric), (state) => state.count)
 
 describe("Metrics", () => {
+  it.effect("time each batch from its first op being accepted to its being durable (its slowest op's op→durable)", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const before = yield* Metric.value(Metrics.durableSeconds)
+      yield* host.submit(1, [set(1)]) // t = 0: the batch's first op
+      yield* advance(10)
+      yield* host.submit(1, [set(2)]) // t = 10 ms
+      yield* advance(20) // the batch goes at its 25 ms deadline and commits at once (memory sink)
+      const after = yield* Metric.value(Metrics.durableSeconds)
+      assert.strictEqual(after.count - before.count, 1)
+      assert.strictEqual(after.sum - before.sum, 0.025) // from the first op, not the last (10 ms later)
+    }).pipe(Effect.provide(hostLayer())))
+
   it.effect("count ops received, persisted and collapsed, batches and their triggers, without sector labels", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
