@@ -5,14 +5,9 @@
  * metric, or a panel over one the host does not have, turns this red.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { SectorsConfig } from "@sectors/core"
-import { TestDatabase } from "@sectors/pg-embedded/testing"
-import { Context, Duration, Effect, Layer, Metric, Option } from "effect"
-import { HttpServer } from "effect/http"
+import { Effect } from "effect"
 import { readFileSync } from "node:fs"
-import * as Host from "../src/Host.ts"
-import * as HostConfig from "../src/HostConfig.ts"
-import * as Lifecycle from "../src/Lifecycle.ts"
+import { withFreshHost } from "./freshHost.ts"
 
 interface Target {
   readonly expr: string
@@ -102,20 +97,10 @@ describe("docs/grafana/sectors.json", () => {
     }
   })
 
-  /** A real host on a fresh database, listening on a free port, with a metric registry of its own. */
-  const host = Layer.unwrap(Effect.gen(function*() {
-    const url = yield* TestDatabase.fresh(TestDatabase.serverUrl())
-    return Host.app.pipe(
-      Layer.provideMerge(Lifecycle.layer),
-      Layer.provideMerge(HostConfig.layer({ host: "127.0.0.1", port: 0, databaseUrl: Option.some(url) })),
-      Layer.provideMerge(SectorsConfig.layer())
-    )
-  }))
-
+  
   it.live("queries only metrics a freshly started host exports", () =>
-    Effect.gen(function*() {
-      const context = yield* Layer.build(host)
-      const address = yield* HttpServer.addressFormattedWith(Effect.succeed).pipe(Effect.provideContext(context))
+    withFreshHost((address) =>
+      Effect.gen(function*() {
       const exposition = families(yield* Effect.promise(() => fetch(`${address}/metrics`).then((r) => r.text())))
       assert.isAtLeast(exposition.size, 40)
       const missing = queries.flatMap((panel) =>
@@ -124,6 +109,6 @@ describe("docs/grafana/sectors.json", () => {
         )
       )
       assert.deepStrictEqual(missing, [], "queried by the dashboard but not exported")
-      yield* Context.get(context, Lifecycle.Lifecycle).requestShutdown
-    }).pipe(Effect.scoped, Effect.provideService(Metric.MetricRegistry, new Map()), Effect.timeout(Duration.seconds(60))))
+      })
+    ))
 })

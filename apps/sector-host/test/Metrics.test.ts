@@ -5,14 +5,9 @@
  * process figures move. `RuntimeMetrics.LoopDelay` runs its monitor only after a busy window.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { SectorsConfig } from "@sectors/core"
-import { TestDatabase } from "@sectors/pg-embedded/testing"
-import { Context, Duration, Effect, Layer, Metric, Option } from "effect"
-import { HttpServer } from "effect/http"
+import { Effect } from "effect"
 import { readFileSync } from "node:fs"
-import * as Host from "../src/Host.ts"
-import * as HostConfig from "../src/HostConfig.ts"
-import * as Lifecycle from "../src/Lifecycle.ts"
+import { withFreshHost } from "./freshHost.ts"
 import { LoopDelay } from "../src/RuntimeMetrics.ts"
 
 // ---- the README's tables ----
@@ -83,15 +78,6 @@ const samplesOf = (samples: ReadonlyMap<string, number>, named: string): Readonl
   return found
 }
 
-/** A real host on a fresh database, listening on a free port, with a metric registry of its own. */
-const host = Layer.unwrap(Effect.gen(function*() {
-  const url = yield* TestDatabase.fresh(TestDatabase.serverUrl())
-  return Host.app.pipe(
-    Layer.provideMerge(Lifecycle.layer),
-    Layer.provideMerge(HostConfig.layer({ host: "127.0.0.1", port: 0, databaseUrl: Option.some(url) })),
-    Layer.provideMerge(SectorsConfig.layer())
-  )
-}))
 
 const scrape = (address: string) =>
   Effect.promise(async () => {
@@ -102,9 +88,8 @@ const scrape = (address: string) =>
 
 describe("GET /metrics on a freshly started host", () => {
   it.live("exports every metric the README's tables name, the runtime's at zero, before any write", () =>
-    Effect.gen(function*() {
-      const context = yield* Layer.build(host)
-      const address = yield* HttpServer.addressFormattedWith(Effect.succeed).pipe(Effect.provideContext(context))
+    withFreshHost((address) =>
+      Effect.gen(function*() {
       const samples = yield* scrape(address)
       const named = namedInReadme()
       assert.isAtLeast(named.length, 40, `the README's tables name the metrics: ${named.join(", ")}`)
@@ -126,8 +111,8 @@ describe("GET /metrics on a freshly started host", () => {
       const later = yield* scrape(address)
       assert.isAbove(later.get("process_cpu_seconds_total")!, samples.get("process_cpu_seconds_total")!)
       assert.isAbove(later.get("nodejs_eventloop_active_seconds_total")!, samples.get("nodejs_eventloop_active_seconds_total")!)
-      yield* Context.get(context, Lifecycle.Lifecycle).requestShutdown
-    }).pipe(Effect.scoped, Effect.provideService(Metric.MetricRegistry, new Map()), Effect.timeout(Duration.seconds(60))))
+      })
+    ))
 })
 
 describe("RuntimeMetrics.LoopDelay", () => {
