@@ -95,7 +95,11 @@ export class SectorHost extends Context.Service<SectorHost, {
   ) => Effect.Effect<Option.Option<SectorState.EntityView>, ActivationError>
   /** A sector's figures: live if resident, otherwise its durable figures (phase `passive`). Never activates. */
   readonly stats: (sectorId: number) => Effect.Effect<Sector.SectorStats, ActivationError>
-  /** Waits until everything a sector accepted so far is durable; returns its watermark. Never activates. */
+  /**
+   * Waits until everything a sector accepted so far is durable; returns its watermark. Never activates. Fails with
+   * `SectorFenced` when the sector's instance here was fenced with ops it had accepted (they are lost); the next
+   * request loads it anew.
+   */
   readonly flush: (sectorId: number) => Effect.Effect<number, ActivationError>
   /** The sectors living here, least recently used first. */
   readonly list: Effect.Effect<ReadonlyArray<SectorSummary>>
@@ -233,10 +237,11 @@ export const make = Effect.gen(function*() {
           ? resident.value.stats
           : Effect.map(read(sectorId), (loaded) => passiveStats(config, loaded))),
     flush: (sectorId) =>
+      // a fenced instance still here answers SectorFenced: what it accepted was lost, whatever the owner's watermark
       residency.peek(sectorId, (resident): Effect.Effect<number, ActivationError> =>
         Option.isSome(resident)
           ? resident.value.flush
-          : Effect.map(read(sectorId), (loaded) => loaded.persistedSeq)),
+          : Effect.map(read(sectorId), (loaded) => loaded.persistedSeq), "resident"),
     list: Effect.suspend(() =>
       Effect.forEach(residency.sectors(), (sector) =>
         Effect.map(sector.stats, (stats): SectorSummary => ({

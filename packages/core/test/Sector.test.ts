@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Duration, Effect, Exit, Fiber, Option } from "effect"
 import { type Op, SectorHost, SectorSink, SectorState } from "../src/index.ts"
-import { CountingClock, FaultSink, MemorySink } from "../src/testing.ts"
+import { CountingClock, FaultSink, MemorySink, SinkConformance } from "../src/testing.ts"
 import { advance, hostLayer, policy, set } from "./support.ts"
 
 const commitsOf = (store: MemorySink.MemorySink["Service"], sectorId: number) =>
@@ -329,6 +329,23 @@ describe("Sector backpressure and failures", () => {
         store.rows(1).components.map((row) => [row.entity, row.data["x"]]),
         [[1, 1], [2, 2], [3, 3]]
       )
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("a flush after the sector was fenced says so, even once the write that found out is past", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const sink = yield* SectorSink.SectorSink
+      yield* host.submit(1, [set(1, "a", 1)])
+      yield* host.flush(1)
+      yield* sink.load(1) // another owner claims it
+      yield* sink.persist(SinkConformance.batchOf(1, 2, [set(2, "b", 1), set(3, "b", 1)], 2)) // and writes seqs 2..3
+      yield* host.submit(1, [set(1, "a", 2)]) // accepted by the stale instance as seq 2
+      yield* advance(30) // its batch goes out at maxWait and is fenced: the ops are lost
+      assert.strictEqual((yield* host.stats(1)).phase, "passive") // reads go to the sink now
+      // not the owner's watermark (3, which would pass for this op's seq 2): the op this host accepted is lost
+      assert.strictEqual((yield* Effect.flip(host.flush(1)))._tag, "SectorFenced")
+      // the fenced instance is dropped; the sector's flush is the owner's watermark again
+      assert.strictEqual(yield* host.flush(1), 3)
     }).pipe(Effect.provide(hostLayer())))
 
   it.effect("stops writing once another owner claimed the sector (fencing)", () =>

@@ -249,11 +249,14 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   /**
    * Runs `f` with the sector if it is resident (waiting out an activation or passivation in progress), or `f` with
-   * `None` if it is not. Never activates.
+   * `None` if it is not. Never activates. A fenced instance counts as not resident (its memory is stale: read what
+   * the owner made durable) unless `fenced` is `"resident"`: a flush must hear that what the instance accepted is
+   * lost, not the new owner's watermark (letting go of it then drops the instance).
    */
   const peek = <A, E>(
     sectorId: number,
-    f: (sector: Option.Option<Sector.Sector>) => Effect.Effect<A, E>
+    f: (sector: Option.Option<Sector.Sector>) => Effect.Effect<A, E>,
+    fenced: "absent" | "resident" = "absent"
   ): Effect.Effect<A, E | ShuttingDown> =>
     Effect.suspend((): Effect.Effect<A, E | ShuttingDown> => {
       if (!accepting) return Effect.fail(new ShuttingDown({ sectorId }))
@@ -261,15 +264,14 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       if (slot === undefined) return f(Option.none())
       switch (slot._tag) {
         case "Resident": {
-          // a fenced instance's memory is stale: read what the owner made durable
-          if (slot.sector.phase() === "fenced") return f(Option.none())
+          if (fenced === "absent" && slot.sector.phase() === "fenced") return f(Option.none())
           const sector = hold(sectorId, slot)
           return Effect.ensuring(f(Option.some(sector)), release(sectorId, sector))
         }
         case "Activating":
-          return Effect.andThen(Effect.exit(Deferred.await(slot.done)), peek(sectorId, f))
+          return Effect.andThen(Effect.exit(Deferred.await(slot.done)), peek(sectorId, f, fenced))
         case "Passivating":
-          return Effect.andThen(Deferred.await(slot.closed), peek(sectorId, f))
+          return Effect.andThen(Deferred.await(slot.closed), peek(sectorId, f, fenced))
         default:
           return absurd(slot)
       }
