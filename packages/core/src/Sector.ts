@@ -390,11 +390,6 @@ class SectorActor implements Sector {
     return this.backlog.unflushed
   }
 
-  /** Whether fibers are at work (false for an idle sector: nothing runs, nothing wakes it). */
-  awake(): boolean {
-    return this.run !== undefined
-  }
-
   // ---- submissions ----
 
   submit(ops: ReadonlyArray<Op.Op>, options?: SubmitOptions): Effect.Effect<Accepted, SubmitError> {
@@ -594,18 +589,6 @@ class SectorActor implements Sector {
   /** A log line annotated with the sector (only logging pays for the annotation, not every run). */
   private log(line: Effect.Effect<void>): Effect.Effect<void> {
     return Effect.annotateLogs(line, { sectorId: this.sectorId })
-  }
-
-  /** A run with an empty mailbox (`Queue.make` wants a fiber only for its dispatcher: the host's). */
-  private newRun(): Run {
-    return new Run(Effect.runSyncWith(this.rt.context)(Queue.bounded(this.rt.config.mailboxCapacity)))
-  }
-
-  /** Wakes the flusher (a flush asks for one), starting fibers if none are at work. */
-  private wake(): void {
-    const run = this.run ?? (this.run = this.newRun())
-    this.start(run)
-    run.wake.openUnsafe()
   }
 
   private incarnation(run: Run): Effect.Effect<void, Restart> {
@@ -996,7 +979,8 @@ class SectorActor implements Sector {
       if (target <= this.watermark.seq) return Effect.succeed(this.watermark.seq)
       if (this.current === "running" && target > this.flushTarget) {
         this.flushTarget = target
-        this.wake()
+        // ops not yet durable are held by a run (a run ends only with nothing pending or in flight): wake its flusher
+        this.run?.wake.openUnsafe()
       }
       return this.watermark.await(target, () => this.refuseWait()).pipe(Effect.as(target))
     })
