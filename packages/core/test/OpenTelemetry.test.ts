@@ -8,8 +8,8 @@ import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
 import { assert, describe, it } from "@effect/vitest"
 import { MetricReader } from "@opentelemetry/sdk-metrics"
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { Effect, Layer } from "effect"
-import { SectorHost, SectorsConfig, SectorSink } from "../src/index.ts"
+import { Duration, Effect, Layer } from "effect"
+import { BatchPolicy, SectorHost, SectorsConfig, SectorSink } from "../src/index.ts"
 import { set } from "./support.ts"
 
 /** A metric reader that exports only when the test collects. */
@@ -29,7 +29,10 @@ const otel = (exporter: InMemorySpanExporter, reader: MetricReader) =>
 const hostWith = (exporter: InMemorySpanExporter, reader: MetricReader) =>
   SectorHost.layer.pipe(
     Layer.provide(SectorSink.layerMemory),
-    Layer.provide(SectorsConfig.layer({ profile: "balanced" })),
+    // a maxWait no test run reaches: the batch goes out by the test's flush (trigger "manual"), not by the clock
+    Layer.provide(SectorsConfig.layer({
+      policy: BatchPolicy.BatchPolicy.make({ ...BatchPolicy.profiles.balanced, maxWait: Duration.minutes(10) })
+    })),
     Layer.provideMerge(otel(exporter, reader))
   )
 
