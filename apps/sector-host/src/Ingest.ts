@@ -15,8 +15,10 @@
  * code and reason: a binary frame 1003, a frame over `maxBodyBytes` 1009 (the WebSocket server refuses it while
  * reading it, `websocketOptions`), text that is not UTF-8 1007.
  *
- * **Order.** Frames for one sector are submitted in the order they arrive, each once the one before it is answered:
- * their seqs follow the frame order and their answers come in that order. Frames for other sectors run meanwhile.
+ * **Order.** Frames for one sector are submitted in the order they arrive, each once the one before it has its seqs
+ * (an accepted frame once it is answered, a durable one once it is accepted): their seqs follow the frame order, and
+ * the answers to accepted frames come in that order. A durable frame is answered when it is durable, which may be
+ * after the answers to later frames. Frames for other sectors run meanwhile.
  *
  * **Backpressure.** At most `maxInflightFrames` frames of a connection are read and unanswered at once; at the bound
  * the connection stops pulling frames, the WebSocket's buffer fills (64 KiB) and the socket is paused, so TCP pushes
@@ -27,9 +29,9 @@
  * connection is closed with 1001. A connection closed by its client interrupts its frames in flight: their durable
  * waits give their places back, nothing of the connection outlives it.
  *
- * **Gotchas** an `ack: "durable"` frame holds back the frames after it for the same sector on the same connection
- * until it is durable (or times out): the order of seqs is the order of frames. A producer that wants durability
- * without the wait sends `ack: "accepted"` frames and a durable one now and then.
+ * **Gotchas** in a cluster (`RUNNER_PORT`), a frame goes to its sector's entity, which answers once, so there a durable
+ * frame still holds back the frames after it for the same sector on the same connection until it is durable (or
+ * times out): the order of seqs is the order of frames.
  */
 import { Errors, type Op, SectorsConfig } from "@sectors/core"
 import { Cause, Effect, FiberSet, Latch, Metric, Predicate, Result } from "effect"
@@ -162,8 +164,11 @@ export const make = (waiters: DurableWaiters) =>
       yield* Effect.addFinalizer(() => Effect.sync(registration.remove))
     }
 
-    /** Submits one valid frame and renders its answer, success or problem. */
-    const submit = (frame: Submission) => {
+    /**
+     * Submits one valid frame and renders its answer, success or problem; `onAccepted` hears when a durable frame has
+     * its seqs (see `Sectors.SubmitOptions`).
+     */
+    const submit = (frame: Submission, onAccepted?: () => void) => {
       const idempotency = frame.key === undefined
         ? undefined
         : { key: frame.key, fingerprint: Sectors.fingerprintOps(frame.ops) }
@@ -173,7 +178,8 @@ export const make = (waiters: DurableWaiters) =>
           ack: "durable",
           durableTimeout: config.durableTimeout,
           mailboxWait: sectorsConfig.mailboxWait,
-          idempotency
+          idempotency,
+          onAccepted
         }))
         : sectors.submit(frame.sector, frame.ops, { ack: "accepted", mailboxWait: sectorsConfig.mailboxWait, idempotency })
       return submitted.pipe(
@@ -252,13 +258,28 @@ export const make = (waiters: DurableWaiters) =>
           room.openUnsafe()
           return closing && inflight === 0 ? goingAway : Effect.void
         })
-        /** Answers a frame, then the frames queued behind it for its sector, in order. */
+        /**
+         * Submits a frame, then the frames queued behind it for its sector, in order, each once the one before has its
+         * seqs: an accepted frame when it is answered, a durable one as soon as it is accepted (its answer waits for
+         * durability in a fiber of its own, and may come after those of later frames).
+         */
         const lane = (first: Submission) =>
           Effect.gen(function*() {
             const queued = lanes.get(first.sector)!
             let frame: Submission | undefined = first
             while (frame !== undefined) {
-              yield* Effect.ensuring(Effect.flatMap(submit(frame), send), finish)
+              if (frame.ack === "durable") {
+                // open when it has its seqs, or once it is answered (refused, or forwarded: no word before then)
+                const accepted = Latch.makeUnsafe(false)
+                const open = () => accepted.openUnsafe()
+                yield* FiberSet.run(
+                  fibers,
+                  Effect.ensuring(Effect.flatMap(submit(frame, open), send), Effect.andThen(Effect.sync(open), finish))
+                )
+                yield* accepted.await
+              } else {
+                yield* Effect.ensuring(Effect.flatMap(submit(frame), send), finish)
+              }
               frame = queued.shift()
             }
             lanes.delete(first.sector)

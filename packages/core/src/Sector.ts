@@ -91,6 +91,12 @@ export interface SubmitOptions {
   /** With `ack: "durable"`, stop waiting after this long with `DurableTimeout` (the ops stay accepted). */
   readonly durableTimeout?: Duration.Input | undefined
   /**
+   * With `ack: "durable"`, called once the ops have their seqs (accepted, or recognised by their key), before the
+   * wait for durability: a caller that keeps the order of its submissions (a stream of frames, say) can send the
+   * next one then instead of after the wait. Not called for a submission refused before it had seqs.
+   */
+  readonly onAccepted?: ((accepted: Omit<Accepted, "persisted">) => void) | undefined
+  /**
    * Makes a retry safe: a submission with a `key` the sector remembers (for `idempotencyTtl`, also after a crash or
    * by a new owner once its ops were durable) is answered with the original seqs (`replayed: true`) and applies
    * nothing; the same key with another `fingerprint` (whatever identifies the content for the caller, e.g. a hash
@@ -476,6 +482,7 @@ class SectorActor implements Sector {
     const sectorId = this.sectorId
     const result = { sectorId, accepted: lastSeq - firstSeq + 1, firstSeq, lastSeq, ...(replayed ? { replayed } : {}) }
     if (options?.ack !== "durable") return Effect.succeed({ ...result, persisted: lastSeq <= this.watermark.seq })
+    options.onAccepted?.(result)
     const durable = this.watermark.await(lastSeq, () => this.refuseWait()).pipe(
       Effect.as({ ...result, persisted: true })
     )

@@ -210,6 +210,25 @@ describe("Sector backpressure and failures", () => {
       assert.strictEqual(store.sector(1)?.persistedSeq, 3, "at maxPendingKeys it does not wait for the deadline")
     }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 100, maxBatch: 100, maxWait: 600_000, maxPendingKeys: 3 }) }))))
 
+  it.effect("a durable submission's onAccepted hears its seqs when they are given, before it is durable", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const heard: Array<[number, number]> = []
+      const durable = yield* Effect.forkChild(
+        host.submit(1, [set(1), set(2)], { ack: "durable", onAccepted: (a) => void heard.push([a.firstSeq, a.lastSeq]) }),
+        { startImmediately: true }
+      )
+      assert.deepStrictEqual(heard, [[1, 2]])
+      assert.isUndefined(durable.pollUnsafe())
+      yield* advance(30)
+      assert.deepStrictEqual((yield* Fiber.join(durable)).persisted, true)
+      assert.deepStrictEqual(heard, [[1, 2]], "heard once")
+      // not for an accepted ack (its answer is the news), nor for a submission refused before it had seqs
+      yield* host.submit(1, [set(3)], { onAccepted: () => void heard.push([0, 0]) })
+      yield* host.submit(1, [], { ack: "durable", onAccepted: () => void heard.push([0, 0]) }).pipe(Effect.flip)
+      assert.deepStrictEqual(heard, [[1, 2]])
+    }).pipe(Effect.provide(hostLayer())))
+
   it.effect("a free sector accepts in the submitter's fiber: seqs in call order, the mailbox never used", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
