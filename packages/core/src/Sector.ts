@@ -12,8 +12,9 @@
  *   it reloads after a defect, say. A full mailbox answers `MailboxFull`. At `maxPendingKeys` pending keys a
  *   submission waits (at most `mailboxWait`, else `BacklogFull`) until a batch goes out, and the sector sends its
  *   batch at once: backpressure instead of an unbounded heap.
- * - The **flusher** fiber asks `BatchPolicy.decide` what to do. With ops pending below `minBatch` it arms one timer
- *   for the batch's `BatchPolicy.deadline` (at most `maxWait` after its oldest op); on a trigger it takes the oldest
+ * - The **flusher** fiber asks `BatchPolicy.decide` what to do. With ops pending below `minBatch` it waits for the
+ *   batch's `BatchPolicy.deadline` (at most `maxWait` after its oldest op) on the host's timer for that deadline,
+ *   shared with every sector due at it (`internal/deadlines`), so that they wake and flush together; on a trigger it takes the oldest
  *   buffer as a batch and persists it through `Resilience` (retries, circuit breaker). At most one batch is in
  *   flight; ops arriving meanwhile pile up and go out together next (natural batching), a backlog goes out as
  *   back-to-back `maxBatch` batches. A batch that fails goes back under the newer ops and is retried; nothing is
@@ -74,6 +75,7 @@ import { SectorsConfig } from "./SectorsConfig.ts"
 import * as SectorState from "./SectorState.ts"
 import { Backlog } from "./internal/backlog.ts"
 import type { Budget } from "./internal/budget.ts"
+import { Deadlines } from "./internal/deadlines.ts"
 import { IdempotencyStore, type Pending } from "./internal/idempotency.ts"
 import * as Isolation from "./internal/isolation.ts"
 import { withOutcome } from "./internal/tracing.ts"
@@ -254,6 +256,8 @@ export interface Runtime {
   readonly sink: SectorSink["Service"]
   readonly resilience: Resilience["Service"]
   readonly clock: Clock.Clock
+  /** The flushers' deadline timers: one per deadline, shared by every sector due at it. */
+  readonly deadlines: Deadlines
   readonly context: Context.Context<never>
   readonly budget: Budget | undefined
   readonly keys: IdempotencyStore
@@ -273,11 +277,13 @@ export const runtime = Effect.fnUntraced(function*(
   const config = yield* SectorsConfig
   const context = yield* Effect.context<never>()
   const budget = options.budget
+  const clock = yield* Clock.Clock
   const self: Runtime = {
     config,
     sink: yield* SectorSink,
     resilience: yield* Resilience,
-    clock: yield* Clock.Clock,
+    clock,
+    deadlines: new Deadlines(clock),
     context,
     budget,
     keys: options.idempotency ?? new IdempotencyStore({
@@ -809,8 +815,12 @@ class SectorActor implements Sector {
             break
           }
           case "Wait": {
-            const woken = yield* Effect.timeoutOption(run.wake.await, decision.millis)
-            if (Option.isNone(woken)) {
+            // the batch's deadline, on the host's timer for it: shared with every sector due at the same grid point
+            const due = yield* Effect.raceFirst(
+              Effect.as(run.wake.await, false),
+              Effect.as(this.rt.deadlines.until(BatchPolicy.deadline(policy, first!.firstAt)), true)
+            )
+            if (due) {
               this.counters.timerWakeups++
               Metrics.timerWakeups.updateUnsafe(1, this.rt.context)
             }

@@ -120,6 +120,24 @@ describe("Sector batching", () => {
       }).pipe(Effect.provide(hostLayer()))
     ))
 
+  it.effect("waits for a deadline on one timer for the host, not one per sector: sectors due together flush together", () =>
+    CountingClock.withCountingClock((clock) =>
+      Effect.gen(function*() {
+        const host = yield* SectorHost.SectorHost
+        const store = yield* MemorySink.MemorySink
+        // 50 sectors' first ops arrive over the whole grid window: every one of them falls due at 25
+        for (let sector = 0; sector < 50; sector++) {
+          yield* host.submit(sector, [set(1)])
+          if (sector % 2 === 1 && sector < 49) yield* advance(1)
+        }
+        assert.deepStrictEqual(store.commits, []) // 24 ms
+        yield* advance(1)
+        assert.deepStrictEqual(clock.counts(), { started: 1, fired: 1 })
+        assert.deepStrictEqual(new Set(store.commits.map((c) => c.at)), new Set([25]))
+        assert.strictEqual(store.commits.length, 50)
+      }).pipe(Effect.provide(hostLayer()))
+    ))
+
   it.effect("passivates idle sectors with one timer for the host, not one per sector", () =>
     CountingClock.withCountingClock((clock) =>
       Effect.gen(function*() {
