@@ -14,10 +14,10 @@
  *   batch at once: backpressure instead of an unbounded heap.
  * - The **flusher** fiber asks `BatchPolicy.decide` what to do. With ops pending below `minBatch` it waits for the
  *   batch's `BatchPolicy.deadline` (at most `maxWait` after its oldest op) on the host's timer for that deadline,
- *   shared with every sector due at it (`internal/deadlines`), so that they wake and flush together; on a trigger it takes the oldest
- *   buffer as a batch and persists it through `Resilience` (retries, circuit breaker). At most one batch is in
- *   flight; ops arriving meanwhile pile up and go out together next (natural batching), a backlog goes out as
- *   back-to-back `maxBatch` batches. A batch that fails goes back under the newer ops and is retried; nothing is
+ *   shared with every sector due at it (`internal/deadlines`), so that they wake and flush together; on a trigger it
+ *   takes the oldest buffer as a batch and persists it through `Resilience` (retries, circuit breaker). At most one
+ *   batch is in flight; ops arriving meanwhile pile up and go out together next (natural batching), a backlog goes
+ *   out as back-to-back `maxBatch` batches. A batch that fails goes back under the newer ops and is retried; nothing is
  *   dropped. A batch the sink rejects for its data is bisected with trial runs to the poison entries
  *   (`internal/isolation`), which are dead-lettered once and dropped from the buffer; the rest commits. Commits
  *   advance the durable watermark (`internal/watermark`), which answers `ack: "durable"` and `flush` waiters. With
