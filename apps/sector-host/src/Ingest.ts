@@ -33,8 +33,8 @@
  * frame still holds back the frames after it for the same sector on the same connection until it is durable (or
  * times out): the order of seqs is the order of frames.
  */
-import { Errors, type Op, SectorsConfig } from "@sectors/core"
-import { Cause, Effect, FiberSet, Latch, Metric, Predicate, Result } from "effect"
+import { Errors, type Op, type Sector, SectorsConfig } from "@sectors/core"
+import { Cause, Effect, Exit, FiberSet, Latch, Metric, Predicate, Result } from "effect"
 import type { HttpServerRequest } from "effect/http"
 import { HttpServerResponse } from "effect/http"
 import * as Socket from "effect/socket/Socket"
@@ -183,25 +183,37 @@ export const make = (waiters: DurableWaiters) =>
         }))
         : sectors.submit(frame.sector, frame.ops, { ack: "accepted", mailboxWait: sectorsConfig.mailboxWait, idempotency })
       return submitted.pipe(
-        Effect.map((accepted): object => ({
-          id: frame.id,
-          sector: frame.sector,
-          accepted: accepted.accepted,
-          firstSeq: accepted.firstSeq,
-          lastSeq: accepted.lastSeq,
-          ...(durable ? { persisted: true } : {}),
-          ...(accepted.replayed === true ? { replayed: true } : {})
-        })),
+        Effect.map((accepted) => answer(frame, accepted)),
         Effect.catch((error) => Effect.map(Problem.of(error), (problem) => refusal(frame.id, problem))),
-        Effect.catchCause((cause) =>
-          Cause.hasInterruptsOnly(cause)
-            ? Effect.failCause(cause)
-            : Effect.map(
-              Problem.incident(Problem.internal, "Error", "an /ingest frame failed unexpectedly", cause),
-              (problem) => refusal(frame.id, problem)
-            )
-        )
+        Effect.catchCause(unexpected(frame))
       )
+    }
+    const answer = (frame: Submission, accepted: Sector.Accepted): object => ({
+      id: frame.id,
+      sector: frame.sector,
+      accepted: accepted.accepted,
+      firstSeq: accepted.firstSeq,
+      lastSeq: accepted.lastSeq,
+      ...(frame.ack === "durable" ? { persisted: true } : {}),
+      ...(accepted.replayed === true ? { replayed: true } : {})
+    })
+    const unexpected = (frame: Submission) => <E>(cause: Cause.Cause<E>): Effect.Effect<object, E> =>
+      Cause.hasInterruptsOnly(cause)
+        ? Effect.failCause(cause)
+        : Effect.map(
+          Problem.incident(Problem.internal, "Error", "an /ingest frame failed unexpectedly", cause),
+          (problem) => refusal(frame.id, problem)
+        )
+
+    /**
+     * A frame its sector takes at once, answered without a fiber or an effect pipeline of its own (most frames of a
+     * busy stream: `Sectors.trySubmit`); `undefined` when it must be submitted the usual way.
+     */
+    const submitNow = (frame: Submission): Effect.Effect<object> | undefined => {
+      if (frame.ack !== "accepted" || frame.key !== undefined) return undefined
+      const exit = sectors.trySubmit(frame.sector, frame.ops)
+      if (exit === undefined) return undefined
+      return Exit.isSuccess(exit) ? Effect.succeed(answer(frame, exit.value)) : unexpected(frame)(exit.cause)
     }
 
     /** Serves one upgraded connection until it closes; `raw`: its TCP socket, when the server is Node's. */
@@ -319,6 +331,11 @@ export const make = (waiters: DurableWaiters) =>
             const queued = lanes.get(frame.sector)
             if (queued !== undefined) {
               queued.push(frame)
+              continue
+            }
+            const now = submitNow(frame)
+            if (now !== undefined) {
+              yield* Effect.ensuring(Effect.flatMap(now, send), finish)
               continue
             }
             lanes.set(frame.sector, [])

@@ -59,6 +59,12 @@ export class Sectors extends Context.Service<Sectors, {
     ops: ReadonlyArray<Op.Op>,
     options: SubmitOptions
   ) => Effect.Effect<Sector.Accepted, Sector.SubmitError | Errors.ResidencyFull | Errors.SinkUnavailable | Cluster.SectorUnreachable>
+  /**
+   * Submits ops with an accepted ack at once, synchronously, when the sector is here and can take them now (see
+   * `SectorHost.trySubmit`); `undefined` otherwise (always in a cluster: a sector's entity answers there) — then
+   * `submit` them.
+   */
+  readonly trySubmit: (sectorId: number, ops: ReadonlyArray<Op.Op>) => Exit.Exit<Sector.Accepted> | undefined
   /** Reads an entity (see `SectorHost.get`). */
   readonly get: (sectorId: number, entity: number) => Effect.Effect<Option.Option<SectorState.EntityView>, ReachError>
   /** A sector's figures, with the circuit of the host that owns it. */
@@ -87,6 +93,7 @@ export const layerLocal: Layer.Layer<Sectors, never, SectorHost.SectorHost> = La
     const host = yield* SectorHost.SectorHost
     return Sectors.of({
       submit: (sectorId, ops, options) => host.submit(sectorId, ops, options),
+      trySubmit: host.trySubmit,
       get: host.get,
       stats: (sectorId) => Effect.map(host.stats(sectorId), (stats) => ({ stats, circuit: host.circuit() })),
       flush: host.flush,
@@ -247,6 +254,7 @@ export const layerCluster = <E>(
           })
         )
       },
+      trySubmit: () => undefined,
       get: (sectorId, entity) => forward("Get", sectorId, Duration.zero, makeClient(String(sectorId)).Get({ entity })),
       stats: (sectorId) => forward("Stats", sectorId, Duration.zero, makeClient(String(sectorId)).Stats()),
       flush: (sectorId) => forward("Flush", sectorId, options.flushWait, makeClient(String(sectorId)).Flush()),

@@ -214,6 +214,13 @@ export interface Sector {
   readonly phase: () => Phase
   /** Accepted ops not yet durable (synchronous). */
   readonly unflushed: () => number
+  /**
+   * Accepts `ops` (an accepted ack, no idempotency key) at once, synchronously, when nothing stands in the way: the
+   * sector is awake and free (see `submit`), its backlog and the host's budget have room. `undefined` otherwise — then
+   * `submit` them, which waits, refuses or wakes the sector as it must; nothing was applied. A defect applying an op
+   * is the exit's (the sector restarts, as with `submit`).
+   */
+  readonly tryAccept: (ops: ReadonlyArray<Op.Op>) => Exit.Exit<Accepted> | undefined
 }
 
 interface Envelope {
@@ -449,6 +456,35 @@ class SectorActor implements Sector {
             : this.enqueue(ops, options)
         })
       )
+    })
+  }
+
+  tryAccept(ops: ReadonlyArray<Op.Op>): Exit.Exit<Accepted> | undefined {
+    const run = this.run
+    if (ops.length === 0 || this.backlog.full || run === undefined || !this.free(run)) return undefined
+    const budget = this.rt.budget
+    const cells = ops.map(cellBytes)
+    let reserved = 0
+    if (budget !== undefined) {
+      for (let i = 0; i < ops.length; i++) reserved += opBytes(ops[i]!, cells[i])
+      if (!budget.tryReserve(reserved)) return undefined
+    }
+    const deferred = Deferred.makeUnsafe<readonly [number, number], ShuttingDown | SectorFenced>()
+    let seqs: readonly [number, number] | undefined
+    try {
+      seqs = this.accept(run, { ops, cells, reserved, deferred, pending: undefined }, false)
+    } catch (defect) {
+      run.intakeDefect = { defect }
+      run.wake.openUnsafe()
+      return Exit.die(defect)
+    }
+    // free: the sector was running, so it was not fenced and `accept` gave seqs
+    return Exit.succeed({
+      sectorId: this.sectorId,
+      accepted: ops.length,
+      firstSeq: seqs![0],
+      lastSeq: seqs![1],
+      persisted: seqs![1] <= this.watermark.seq
     })
   }
 

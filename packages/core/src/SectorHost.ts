@@ -14,6 +14,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -85,6 +86,13 @@ export class SectorHost extends Context.Service<SectorHost, {
     ops: ReadonlyArray<Op.Op>,
     options?: Sector.SubmitOptions
   ) => Effect.Effect<Sector.Accepted, Sector.SubmitError | ResidencyFull | SinkUnavailable>
+  /**
+   * Submits ops with an accepted ack and no idempotency key at once, synchronously, when the sector is resident,
+   * awake and free and has room (`Sector.tryAccept`): the answer `submit` would give, without an effect. `undefined`
+   * when it cannot — nothing was applied: `submit` them. For a transport that handles many small submissions in a
+   * loop of its own (`/ingest`); not traced.
+   */
+  readonly trySubmit: (sectorId: number, ops: ReadonlyArray<Op.Op>) => Exit.Exit<Sector.Accepted> | undefined
   /**
    * Reads an entity: from memory if the sector is resident (read-your-writes), otherwise from the sink without
    * claiming or activating it.
@@ -220,6 +228,7 @@ export const make = Effect.gen(function*() {
         )
       )
     },
+    trySubmit: (sectorId, ops) => residency.residentNow(sectorId)?.tryAccept(ops),
     get: (sectorId, entity) =>
       residency.peek(sectorId, (resident) =>
         Option.isSome(resident)

@@ -271,6 +271,7 @@ describe("Sector backpressure and failures", () => {
         (i) => Effect.forkChild(Effect.exit(host.submit(1, [set(i)])), { startImmediately: true })
       )
       assert.strictEqual((yield* host.stats(1)).mailboxDepth, 2)
+      assert.isUndefined(host.trySubmit(1, [set(5)]), "nothing jumps the mailbox")
       yield* advance(2_000, 10)
       const outcomes = (yield* Effect.forEach(fibers, Fiber.join)).map(outcome)
       assert.deepStrictEqual(outcomes, ["accepted", "accepted", "MailboxFull", "MailboxFull"])

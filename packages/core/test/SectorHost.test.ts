@@ -1,10 +1,76 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Metric, Option } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Metric, Option } from "effect"
 import { Metrics, SectorHost } from "../src/index.ts"
 import { FaultSink, MemorySink } from "../src/testing.ts"
 import { advance, hostLayer, policy, set } from "./support.ts"
 
 describe("SectorHost", () => {
+  it.effect("trySubmit accepts at once what submit would, and leaves to submit whatever must wait, refuse or wake", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const store = yield* MemorySink.MemorySink
+      const faults = yield* FaultSink.Faults
+      const seqs = (exit: Exit.Exit<{ readonly firstSeq: number; readonly lastSeq: number }> | undefined) =>
+        exit !== undefined && Exit.isSuccess(exit) ? [exit.value.firstSeq, exit.value.lastSeq] : exit
+      assert.isUndefined(host.trySubmit(1, [set(1)]), "not resident: submit activates it")
+      yield* host.submit(1, [set(1)])
+      // awake: at once, in call order with submit's, the same answer
+      assert.deepStrictEqual(seqs(host.trySubmit(1, [set(2), set(3)])), [2, 3])
+      assert.strictEqual((yield* host.submit(1, [set(4)])).firstSeq, 4)
+      assert.deepStrictEqual(seqs(host.trySubmit(1, [set(5)])), [5, 5])
+      assert.isUndefined(host.trySubmit(1, []), "an empty submission is submit's to refuse")
+      assert.strictEqual((yield* host.stats(1)).lastSeq, 5)
+      yield* host.flush(1)
+      assert.deepStrictEqual(store.rows(1).components.map((row) => [row.entity, row.seq]), [[1, 1], [2, 2], [3, 3], [4, 4], [5, 5]])
+      yield* advance(30) // nothing left to do: the sector's fibers end, it is idle
+      assert.strictEqual((yield* host.stats(1)).awake, false)
+      assert.isUndefined(host.trySubmit(1, [set(8)]), "idle: submit wakes it")
+      yield* host.submit(1, [set(8)])
+      assert.deepStrictEqual(seqs(host.trySubmit(1, [set(9)])), [7, 7])
+      // at maxPendingKeys (7) with a batch in flight: submit waits for room, trySubmit applies nothing
+      yield* faults.slow(Duration.seconds(1))
+      yield* host.submit(1, [10, 11, 12, 13, 14].map((e) => set(e))) // minBatch: out at once, in flight for 1 s
+      yield* advance(1)
+      yield* host.submit(1, [15, 16, 17, 18, 19, 20, 21].map((e) => set(e))) // 7 keys again
+      assert.isUndefined(host.trySubmit(1, [set(22)]), "at maxPendingKeys")
+      assert.strictEqual((yield* host.stats(1)).lastSeq, 19)
+      yield* faults.reset
+      yield* advance(1_100, 10)
+      yield* host.shutdown
+      assert.isUndefined(host.trySubmit(1, [set(10)]), "shutting down")
+    }).pipe(Effect.provide(hostLayer({ policy: policy({ maxPendingKeys: 7 }) }))))
+
+  it.effect("trySubmit counts as a use: at the cap, the sector least recently submitted to is let go first", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      yield* host.submit(1, [set(1)])
+      yield* host.submit(2, [set(1)])
+      assert.isDefined(host.trySubmit(1, [set(2)])) // sector 1 is now the most recently used
+      yield* advance(30) // both flush and go idle
+      yield* host.submit(3, [set(1)]) // at the cap of 2: the least recently used idle sector goes
+      yield* advance(10)
+      assert.deepStrictEqual(
+        [(yield* host.stats(1)).phase, (yield* host.stats(2)).phase, (yield* host.stats(3)).phase],
+        ["running", "passive", "running"]
+      )
+    }).pipe(Effect.provide(hostLayer({ maxActiveSectors: 2 }))))
+
+  it.effect("trySubmit of an op the state cannot apply is a defect, and the sector restarts losing nothing accepted", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const store = yield* MemorySink.MemorySink
+      yield* host.submit(1, [set(1)])
+      const bogus = { type: "set", component: "c", data: {}, get entity(): number { throw new Error("unreadable entity") } }
+      const exit = host.trySubmit(1, [set(2), bogus as never])
+      assert.isTrue(exit !== undefined && Exit.isFailure(exit) && Cause.hasDies(exit.cause))
+      const later = yield* Effect.forkChild(host.submit(1, [set(3)]))
+      yield* advance(500, 5)
+      const accepted = yield* Fiber.join(later)
+      assert.strictEqual((yield* host.stats(1)).counters.restarts, 1)
+      assert.strictEqual(yield* host.flush(1), accepted.lastSeq)
+      assert.deepStrictEqual(store.rows(1).components.map((row) => row.entity), [1, 2, 3])
+    }).pipe(Effect.provide(hostLayer())))
+
   it.effect("activates sectors on their first write and lists them; reading an unknown sector activates nothing", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost

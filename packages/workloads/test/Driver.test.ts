@@ -34,6 +34,7 @@ const sum = (reports: ReadonlyArray<Driver.Second>, key: "offered" | "accepted" 
 const hostWith = (submit: SectorHost.SectorHost["Service"]["submit"]) =>
   Layer.succeed(SectorHost.SectorHost, {
     submit,
+    trySubmit: () => undefined,
     get: () => Effect.die("unused"),
     stats: () => Effect.die("unused"),
     flush: () => Effect.die("unused"),

@@ -258,6 +258,19 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     })
 
   /**
+   * The sector if it is resident now and takes work (not fenced, not shutting down), counted as used now, as `use`
+   * counts it: for callers that do something synchronous with it. `undefined` otherwise.
+   */
+  const residentNow = (sectorId: number): Sector.Sector | undefined => {
+    const slot = slots.get(sectorId)
+    if (!accepting || slot?._tag !== "Resident" || slot.sector.phase() !== "running") return undefined
+    // as `hold` and `release` back to back; the sweep is armed already: the sector was let go of before
+    slot.lastUsed = now()
+    touch(sectorId, slot)
+    return slot.sector
+  }
+
+  /**
    * Runs `f` with the sector if it is resident (waiting out an activation or passivation in progress), or `f` with
    * `None` if it is not. Never activates. A fenced instance counts as not resident (its memory is stale: read what
    * the owner made durable) unless `fenced` is `"resident"`: a flush must hear that what the instance accepted is
@@ -338,6 +351,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   return {
     use,
+    residentNow,
     peek,
     handOff,
     sectors,

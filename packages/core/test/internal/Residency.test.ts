@@ -16,7 +16,8 @@ const fakeSector = (sectorId: number, gate: Deferred.Deferred<void>): Sector.Sec
     drain: Effect.as(Deferred.await(gate), report),
     stop: Effect.succeed(report),
     phase: () => "running",
-    unflushed: () => 0
+    unflushed: () => 0,
+    tryAccept: () => undefined
   }
 }
 
