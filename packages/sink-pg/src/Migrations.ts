@@ -5,8 +5,14 @@
  *
  * Tables and why they have the indexes they have (only the queries we run):
  * - `sectors(sector_id PK, epoch, persisted_seq, persisted_at)` — one row per sector. Claimed by
- *   `INSERT … ON CONFLICT DO UPDATE SET epoch = epoch + 1`; written once per batch by an `UPDATE … WHERE epoch = $
- *   AND persisted_seq < $` that is both the fence and the replay guard. The primary key is the only index.
+ *   `INSERT … ON CONFLICT DO UPDATE SET epoch = epoch + 1`; written by an `UPDATE … WHERE epoch = $ AND persisted_seq
+ *   < $` (fence, replay guard and watermark) only by the batches the claim fence cannot vouch for (see
+ *   `Statements`): the first of a sector after a claim anywhere, and those whose last op leaves no row. The primary
+ *   key is the only index.
+ * - `sector_claims`, a sequence: every claim draws a number from it in its own statement, so its last value changes
+ *   whenever a sector changes hands. Read (without a snapshot: sequences are not transactional) by
+ *   `sectors_fence()`, a function that first takes the advisory lock `fenceKey` shared for the rest of the
+ *   transaction, then returns the sequence's last value. Every group commit calls it once.
  * - `entity_components(sector_id, entity_id, component, data jsonb, seq)`, PK `(sector_id, entity_id, component)`:
  *   the upsert's conflict target, the guarded deletes (prefix `(sector_id, entity_id)` for a tombstone, the full key
  *   for a remove) and the load (prefix `sector_id`) all use the primary key; no second index to maintain on every
@@ -25,6 +31,14 @@ import * as Effect from "effect/Effect"
 import * as Migrator from "effect/sql/Migrator"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+
+/**
+ * The one-bigint advisory lock key of the claim fence (the ASCII bytes of `sectorsF`): every group commit holds it
+ * shared until it ends (`sectors_fence()`), a claim takes it exclusive for a moment after its epoch is committed, so
+ * that it waits for the commits in flight. Apart from `HostLock.key` (`sectorsH`) and from effect's two-int shard
+ * locks (see `HostLock`).
+ */
+export const fenceKey = 0x736563746f727346n
 
 /** The table recording which migrations ran. */
 export const table = "sectors_migrations"
@@ -78,6 +92,17 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
       PRIMARY KEY (sector_id, last_seq)
     )`
     yield* sql`CREATE INDEX idempotency_keys_expiry ON idempotency_keys (sector_id, expires_at)`
+  }),
+  "3_claim_fence": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE SEQUENCE sector_claims`
+    // called once, so that `pg_sequence_last_value` is never null
+    yield* sql`SELECT nextval('sector_claims')`
+    yield* sql.unsafe(`CREATE FUNCTION sectors_fence() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+      BEGIN
+        PERFORM pg_advisory_xact_lock_shared(${fenceKey});
+        RETURN pg_sequence_last_value('sector_claims');
+      END $$`)
   })
 }
 

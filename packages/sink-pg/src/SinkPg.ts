@@ -64,7 +64,7 @@ export const fallbacks = Metric.counter("sectors_pg_group_fallbacks_total", {
 
 /** Builds the sink on the `SqlClient` in context; starts its writers in the current scope. */
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
-  const statements = yield* Statements.make
+  const statements = yield* Statements.make()
   const context = yield* Effect.context<never>()
 
   /** A group's commit for `GroupCommit`: each batch answered by its outcome, a fenced one with its own error. */

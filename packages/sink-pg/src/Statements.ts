@@ -21,6 +21,8 @@ import * as SqlClient from "effect/sql/SqlClient"
 import * as SqlError from "effect/sql/SqlError"
 import type * as Statement from "effect/sql/Statement"
 import { type Columns, columnsOf, float8s, int8s, jsonbs, texts, writesOnly } from "./internal/columns.ts"
+import { Fence } from "./internal/fence.ts"
+import { fenceKey } from "./Migrations.ts"
 import * as SqlState from "./SqlState.ts"
 
 /** A sector's row as the load and read statements return it. */
@@ -91,20 +93,50 @@ class Rollback {
   readonly _tag = "Rollback"
 }
 
-/**
- * The sector rows of a group: fence (epoch), replay guard (persisted_seq < to) and watermark in one `UPDATE`,
- * returning the sectors it applies to. `= ANY` lets it find the rows through the primary key: a join alone makes
- * the planner scan every sector.
- */
-const sectorRows = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>) => {
-  const ids = int8s(batches.map((b) => b.sectorId))
-  return sql`UPDATE sectors AS s SET persisted_seq = v.to_seq, persisted_at = now()
-    FROM unnest(${ids}::bigint[], ${int8s(batches.map((b) => b.epoch))}::bigint[],
-                ${int8s(batches.map((b) => b.toSeq))}::bigint[]) AS v(sector_id, epoch, to_seq)
-    WHERE s.sector_id = ANY(${ids}::bigint[]) AND s.sector_id = v.sector_id AND s.epoch = v.epoch
-      AND s.persisted_seq < v.to_seq
-    RETURNING s.sector_id`
+/** How a group is fenced: the sectors `Fence` vouches for, and the `sector_claims` value they were checked at. */
+interface Vouched {
+  readonly sectors: ReadonlySet<number>
+  readonly claims: number
 }
+
+const nobody: Vouched = { sectors: new Set(), claims: -1 }
+
+/**
+ * The fence of a group, as the CTEs `f`, `checked` and `s` (the sectors it applies to, `checked` true for those
+ * whose row it updated), to follow a `WITH`:
+ * - `f` calls `sectors_fence()` once: the advisory lock `fenceKey` shared until the transaction ends, and the last
+ *   value of `sector_claims`;
+ * - while that value is still `vouched.claims`, the vouched sectors apply without touching their rows;
+ * - every other sector (all of them, once a claim moved the sequence) goes through the sector-row `UPDATE`: fence
+ *   (epoch), replay guard (`persisted_seq < to`) and watermark in one step. `= ANY` lets it find the rows through
+ *   the primary key: a join alone makes the planner scan every sector.
+ */
+const fenceOf = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>, vouched: Vouched) => {
+  const ids = int8s(batches.map((b) => b.sectorId))
+  const others = int8s(batches.filter((b) => !vouched.sectors.has(b.sectorId)).map((b) => b.sectorId))
+  const fast = int8s([...vouched.sectors])
+  const holds = sql`(SELECT claims FROM f) = ${vouched.claims}::bigint`
+  return sql`f AS MATERIALIZED (SELECT sectors_fence() AS claims),
+    checked AS (UPDATE sectors AS s SET persisted_seq = v.to_seq, persisted_at = now()
+      FROM unnest(${ids}::bigint[], ${int8s(batches.map((b) => b.epoch))}::bigint[],
+                  ${int8s(batches.map((b) => b.toSeq))}::bigint[]) AS v(sector_id, epoch, to_seq)
+      WHERE s.sector_id = ANY(CASE WHEN ${holds} THEN ${others}::bigint[] ELSE ${ids}::bigint[] END)
+        AND s.sector_id = v.sector_id AND s.epoch = v.epoch AND s.persisted_seq < v.to_seq
+      RETURNING s.sector_id),
+    s AS (SELECT sector_id, true AS checked FROM checked
+      UNION ALL SELECT sector_id, false FROM unnest(${fast}::bigint[]) AS sector_id WHERE ${holds})`
+}
+
+/** A sector the fence let through, and the `sector_claims` value the commit read. */
+interface Applied {
+  readonly sector_id: bigint
+  readonly checked: boolean
+  readonly claims: bigint
+}
+
+/** The final `SELECT` of a statement that ends with the fence's CTEs. */
+const appliedOf = (sql: SqlClient.SqlClient) =>
+  sql`SELECT sector_id, checked, (SELECT claims FROM f) AS claims FROM s`
 
 /**
  * The upserts of a group's components and authority, each one statement over its column arrays; a row changes
@@ -167,41 +199,56 @@ const keyStatements = (
 }
 
 /** `upsertGroup` on columns already built. */
-const upsertGroupOf = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>, columns: Columns) => {
-  // only the rows of sectors the sector-row CTE `s` updated
+const upsertGroupOf = (
+  sql: SqlClient.SqlClient,
+  batches: ReadonlyArray<Batch.Batch>,
+  columns: Columns,
+  vouched: Vouched
+) => {
+  // only the rows of sectors the fence let through (`s`)
   const onlyApplied = sql`WHERE u.sector_id IN (SELECT sector_id FROM s)`
   if (!hasKeys(batches)) {
-    return sql<{ readonly sector_id: bigint }>`
-      WITH s AS (${sectorRows(sql, batches)}),
+    return sql<Applied>`
+      WITH ${fenceOf(sql, batches, vouched)},
         components AS (${upsertComponents(sql, columns.components, onlyApplied)}),
         authority AS (${upsertAuthority(sql, columns.authority, onlyApplied)})
-      SELECT sector_id FROM s`
+      ${appliedOf(sql)}`
   }
   const keys = keyStatements(sql, batches, () => true, true)
-  return sql<{ readonly sector_id: bigint }>`
-    WITH s AS (${sectorRows(sql, batches)}),
+  return sql<Applied>`
+    WITH ${fenceOf(sql, batches, vouched)},
       components AS (${upsertComponents(sql, columns.components, onlyApplied)}),
       authority AS (${upsertAuthority(sql, columns.authority, onlyApplied)}),
       stored_keys AS (${keys.store}),
       forgotten_keys AS (${keys.forget})
-    SELECT sector_id FROM s`
+    ${appliedOf(sql)}`
 }
 
 /**
  * The single statement that commits a group of batches (of distinct sectors) that only write — no tombstone,
- * removal or cleared authority, whose entries it would skip: the sector rows (fence, replay guard, watermark) and
- * both upserts as data-modifying CTEs; the rows of sectors the first CTE did not update are filtered out. Returns
- * the sectors it applied. The sink runs it for such groups; benchmarks `EXPLAIN` it.
+ * removal or cleared authority, whose entries it would skip: the fence (`sectors_fence()`, and the sector-row
+ * `UPDATE` for the sectors not vouched for) and both upserts as data-modifying CTEs; the rows of sectors the fence
+ * did not let through are filtered out. Returns the sectors it applied. The sink runs it for such groups;
+ * benchmarks `EXPLAIN` it, `vouched` (default: none) saying which sectors skip their row at which `sector_claims`
+ * value.
  */
-export const upsertGroup = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>) =>
-  upsertGroupOf(sql, batches, columnsOf(batches, () => true))
+export const upsertGroup = (
+  sql: SqlClient.SqlClient,
+  batches: ReadonlyArray<Batch.Batch>,
+  vouched: { readonly sectors: ReadonlySet<number>; readonly claims: number } = nobody
+) => upsertGroupOf(sql, batches, columnsOf(batches, () => true), vouched)
 
-/** The statements on the `SqlClient` in context. */
-export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effect.map(SqlClient.SqlClient, (sql) => {
-  /** Each sector's outcome: the ones the sector statement updated are applied; the others replays or fenced. */
+/** The statements on the `SqlClient` in context; `fenceCapacity`: sectors the fence remembers (see `Fence`). */
+export const make = (
+  fenceCapacity = 100_000
+): Effect.Effect<Statements, never, SqlClient.SqlClient> =>
+  Effect.map(SqlClient.SqlClient, (sql) => {
+  const fence = new Fence(fenceCapacity)
+
+  /** Each sector's outcome: the ones the fence let through are applied; the others replays or fenced. */
   const outcomesOf = Effect.fnUntraced(function*(
     batches: ReadonlyArray<Batch.Batch>,
-    applied: ReadonlyArray<{ readonly sector_id: bigint }>
+    applied: ReadonlyArray<Applied>
   ) {
     const outcomes = new Map<number, Outcome>()
     for (const row of applied) outcomes.set(Number(row.sector_id), "applied")
@@ -213,13 +260,14 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
       const epochs = new Map(rows.map((row) => [Number(row.sector_id), Number(row.epoch)]))
       for (const b of others) outcomes.set(b.sectorId, epochs.get(b.sectorId) === b.epoch ? "replay" : "fenced")
     }
-    return outcomes
+    return { outcomes, applied }
   })
 
   /** The statements of a group, in the current transaction; returns each sector's outcome. */
-  const writeGroup = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns) {
-    const applied = yield* sql<{ sector_id: bigint }>`${sectorRows(sql, batches)}`
-    const outcomes = yield* outcomesOf(batches, applied)
+  const writeGroup = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns, vouched: Vouched) {
+    const applied = yield* sql<Applied>`WITH ${fenceOf(sql, batches, vouched)} ${appliedOf(sql)}`
+    const result = yield* outcomesOf(batches, applied)
+    const { outcomes } = result
 
     // the columns of every batch, unless one is a replay or fenced (rare): then of the applied ones only
     const { authority, cleared, components, removed, tombstones } = applied.length === batches.length
@@ -248,32 +296,54 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
       yield* keys.store
       yield* keys.forget
     }
-    return outcomes
+    return result
   })
 
   /** The common case in one statement, so in one round trip and without BEGIN/COMMIT. */
-  const writeUpserts = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns) {
-    return yield* outcomesOf(batches, yield* upsertGroupOf(sql, batches, all))
+  const writeUpserts = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns, vouched: Vouched) {
+    return yield* outcomesOf(batches, yield* upsertGroupOf(sql, batches, all, vouched))
   })
 
   /**
    * One transaction for `batches` (of distinct sectors): their entries split into columns once; when nothing is
-   * deleted or removed (only writes), `upsertGroup`'s single statement does it all.
+   * deleted or removed (only writes), `upsertGroup`'s single statement does it all. Batches the fence remembers as
+   * applied are answered as replays without a statement; once committed, the fence learns what the commit saw.
    */
   const commit = (batches: ReadonlyArray<Batch.Batch>): Effect.Effect<ReadonlyMap<number, Outcome>, Errors.SinkError> =>
     Effect.suspend(() => {
-      const all = columnsOf(batches, () => true)
+      const outcomes = new Map<number, Outcome>()
+      const written: Array<Batch.Batch> = []
+      for (const batch of batches) {
+        if (fence.isReplay(batch)) outcomes.set(batch.sectorId, "replay")
+        else written.push(batch)
+      }
+      if (written.length === 0) return Effect.succeed(outcomes)
+      const vouched: Vouched = {
+        sectors: new Set(written.filter((b) => fence.vouches(b)).map((b) => b.sectorId)),
+        claims: fence.claims
+      }
+      const all = columnsOf(written, () => true)
       return recoverConnectionLoss(
-        writesOnly(all) ? writeUpserts(batches, all) : sql.withTransaction(writeGroup(batches, all))
-      )
+        writesOnly(all) ? writeUpserts(written, all, vouched) : sql.withTransaction(writeGroup(written, all, vouched))
+      ).pipe(Effect.map((result) => {
+        const checked = new Map(result.applied.map((row) => [Number(row.sector_id), row]))
+        for (const batch of written) {
+          const outcome = result.outcomes.get(batch.sectorId)!
+          outcomes.set(batch.sectorId, outcome)
+          const row = checked.get(batch.sectorId)
+          if (row !== undefined) fence.applied(batch, Number(row.claims), row.checked)
+          else if (outcome === "fenced") fence.forget(batch.sectorId)
+        }
+        return outcomes
+      }))
     }).pipe(Effect.mapError((error) => toSinkError(error, "persist")))
 
   const verify = (batch: Batch.Batch): Effect.Effect<void, Errors.SinkError> =>
     recoverConnectionLoss(
       sql.withTransaction(
         Effect.flatMap(
-          writeGroup([batch], columnsOf([batch], () => true)),
-          (outcomes): Effect.Effect<never, Errors.SinkError | Rollback> =>
+          writeGroup([batch], columnsOf([batch], () => true), nobody),
+          ({ outcomes }): Effect.Effect<never, Errors.SinkError | Rollback> =>
             outcomes.get(batch.sectorId) === "fenced" ? Effect.fail(fenced(batch)) : Effect.fail(new Rollback())
         )
       )
@@ -307,20 +377,35 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
       }))
     })))
 
+  /** The highest seq of the rows: with the written watermark, the last committed `toSeq` (see `Fence`). */
+  const highestSeq = (rows: SectorState.Rows) => {
+    let highest = 0
+    for (const row of rows.components) if (row.seq > highest) highest = row.seq
+    for (const row of rows.authority) if (row.seq > highest) highest = row.seq
+    return highest
+  }
+
   const loaded = (sectorId: number, row: SectorRow | undefined, rows: SectorState.Rows): SectorSink.LoadedSector => ({
     sectorId,
     epoch: row === undefined ? 0 : Number(row.epoch),
-    persistedSeq: row === undefined ? 0 : Number(row.persisted_seq),
+    persistedSeq: row === undefined ? 0 : Math.max(Number(row.persisted_seq), highestSeq(rows)),
     persistedAt: row?.persisted_at == null ? undefined : Math.round(row.persisted_at),
     rows
   })
 
   const load = (sectorId: number) =>
     Effect.gen(function*() {
+      // the claim draws from `sector_claims` once the row is locked and updated, in the same transaction
       const claimed = yield* sql<SectorRow>`
-        INSERT INTO sectors (sector_id, epoch) VALUES (${BigInt(sectorId)}, 1)
-        ON CONFLICT (sector_id) DO UPDATE SET epoch = sectors.epoch + 1
-        RETURNING epoch, persisted_seq, (extract(epoch FROM persisted_at) * 1000)::float8 AS persisted_at`
+        WITH claimed AS (
+          INSERT INTO sectors (sector_id, epoch) VALUES (${BigInt(sectorId)}, 1)
+          ON CONFLICT (sector_id) DO UPDATE SET epoch = sectors.epoch + 1
+          RETURNING epoch, persisted_seq, (extract(epoch FROM persisted_at) * 1000)::float8 AS persisted_at)
+        SELECT claimed.*, nextval('sector_claims') AS claim FROM claimed`
+      fence.forget(sectorId)
+      // wait for the group commits in flight, which may have read the sequence before the claim: what they write is
+      // in the rows read below; every later one reads the claim's number and checks the sector row
+      yield* sql`SELECT pg_advisory_xact_lock(${fenceKey})`
       const rows = yield* rowsOf(sectorId)
       const keys = yield* sql<
         { key: string; fingerprint: string; first_seq: bigint; last_seq: bigint; expires_at: number }
@@ -378,4 +463,4 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
     )
 
   return { commit, verify, load, read, deadLetter, deadLetters }
-})
+  })

@@ -1,0 +1,110 @@
+/**
+ * The claim fence on a real PostgreSQL: a sector's row is written by the first batch after a claim and by batches
+ * whose last op leaves no row, and skipped otherwise; `load` still returns the last committed seq; a stale owner
+ * whose batches skipped the row is fenced once another sink has claimed the sector, in both statement paths; a claim
+ * waits for the group commits in flight. Two sinks on one database stand for two hosts.
+ */
+import { assert, layer } from "@effect/vitest"
+import { type Op, SectorSink } from "@sectors/core"
+import { SinkConformance } from "@sectors/core/testing"
+import { Deferred, Effect, Fiber, Schedule } from "effect"
+import { SqlClient } from "effect/sql"
+import { Migrations, SinkPg } from "../src/index.ts"
+import { sinkLayer } from "./support.ts"
+
+let nextSector = 1
+const set = (entity: number, x: number): Op.Op => ({ type: "set", entity, component: "a", data: { x } })
+
+/** The watermark written in the sector's row. */
+const rowWatermark = (sectorId: number) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.map(
+      sql<{ persisted_seq: bigint }>`SELECT persisted_seq FROM sectors WHERE sector_id = ${sectorId}`,
+      (rows) => Number(rows[0]!.persisted_seq)
+    ))
+
+layer(sinkLayer(), { excludeTestServices: true })("the claim fence", (it) => {
+  it.effect("writes the sector row on the first batch after a claim, then lets the rows carry the watermark", () =>
+    Effect.gen(function*() {
+      const sink = yield* SectorSink.SectorSink
+      const sectorId = nextSector++
+      const { epoch } = yield* sink.load(sectorId)
+      yield* sink.persist(SinkConformance.batchOf(sectorId, epoch, [set(1, 1)]))
+      assert.strictEqual(yield* rowWatermark(sectorId), 1)
+      yield* sink.persist(SinkConformance.batchOf(sectorId, epoch, [set(1, 2), set(2, 3)], 2))
+      assert.strictEqual(yield* rowWatermark(sectorId), 1, "the second batch skipped the sector row")
+      assert.strictEqual((yield* sink.read(sectorId)).persistedSeq, 3)
+      const loaded = yield* sink.load(sectorId)
+      assert.strictEqual(loaded.persistedSeq, 3)
+      // after the claim the row is written again
+      yield* sink.persist(SinkConformance.batchOf(sectorId, loaded.epoch, [set(3, 4)], 4))
+      assert.strictEqual(yield* rowWatermark(sectorId), 4)
+    }))
+
+  it.effect("writes the watermark for a batch whose last op leaves no row", () =>
+    Effect.gen(function*() {
+      const sink = yield* SectorSink.SectorSink
+      const sectorId = nextSector++
+      const { epoch } = yield* sink.load(sectorId)
+      yield* sink.persist(SinkConformance.batchOf(sectorId, epoch, [set(1, 1), set(9, 1)]))
+      yield* sink.persist(SinkConformance.batchOf(sectorId, epoch, [set(1, 3), { type: "delete", entity: 9 }], 3))
+      assert.strictEqual(yield* rowWatermark(sectorId), 4)
+      yield* sink.persist(SinkConformance.batchOf(sectorId, epoch, [set(2, 5), { type: "remove", entity: 2, component: "a" }], 5))
+      assert.strictEqual(yield* rowWatermark(sectorId), 6)
+      assert.strictEqual((yield* sink.load(sectorId)).persistedSeq, 6)
+    }))
+
+  for (
+    const [path, last] of [
+      ["its single statement", set(1, 666)],
+      ["its transaction", { type: "remove", entity: 2, component: "a" }]
+    ] as const satisfies ReadonlyArray<readonly [string, Op.Op]>
+  ) {
+    it.effect(`fences a stale owner whose batches skipped the sector row, in ${path}`, () =>
+      Effect.scoped(Effect.gen(function*() {
+        const hostA = yield* SectorSink.SectorSink
+        // another host: a sink of its own (its own fence memory) on the same database
+        const hostB = yield* SinkPg.make()
+        const sectorId = nextSector++
+        const { epoch } = yield* hostA.load(sectorId)
+        yield* hostA.persist(SinkConformance.batchOf(sectorId, epoch, [set(1, 1), set(2, 1)]))
+        yield* hostA.persist(SinkConformance.batchOf(sectorId, epoch, [set(1, 3)], 3))
+        assert.strictEqual(yield* rowWatermark(sectorId), 2, "host A's second batch skipped the sector row")
+        const claimed = yield* hostB.load(sectorId)
+        assert.strictEqual(claimed.persistedSeq, 3)
+        const late = yield* Effect.flip(hostA.persist(SinkConformance.batchOf(sectorId, epoch, [set(3, 666), last], 4)))
+        assert.strictEqual(late.reason, "Fenced")
+        const rows = (yield* hostB.read(sectorId)).rows.components.map((r) => [r.entity, r.data])
+        assert.deepStrictEqual(rows.sort(), [[1, { x: 3 }], [2, { x: 1 }]])
+      })))
+  }
+
+  it.effect("a claim waits for the group commits in flight that read the claim sequence before it", () =>
+    Effect.gen(function*() {
+      const sink = yield* SectorSink.SectorSink
+      const sql = yield* SqlClient.SqlClient
+      const sectorId = nextSector++
+      yield* sink.load(sectorId)
+      // a group commit in flight: it has called the fence and not ended yet
+      const fenced = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const commit = yield* Effect.forkChild(sql.withTransaction(
+        sql`SELECT sectors_fence()`.pipe(Effect.andThen(Deferred.succeed(fenced, undefined)), Effect.andThen(Deferred.await(release)))
+      ))
+      yield* Deferred.await(fenced)
+      const claim = yield* Effect.forkChild(sink.load(sectorId))
+      const waiting = sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM pg_locks
+        WHERE locktype = 'advisory' AND NOT granted AND mode = 'ExclusiveLock'
+          AND ((classid::bigint << 32) | objid::bigint) = ${Migrations.fenceKey}`.pipe(
+        Effect.map((rows) => rows[0]!.n),
+        Effect.repeat({ until: (n) => n > 0, schedule: Schedule.spaced("10 millis") }),
+        Effect.as("the claim waits" as const)
+      )
+      const first = yield* Effect.raceFirst(waiting, Effect.as(Fiber.await(claim), "the claim ended" as const))
+      assert.strictEqual(first, "the claim waits")
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(commit)
+      assert.strictEqual((yield* Fiber.join(claim)).epoch, 2)
+    }))
+})
