@@ -14,10 +14,11 @@
  * producers send continuously; draws come from a seeded generator, so both sides get the same ops in the same order.
  *
  * The sector-row share: the old loop's timestamp upsert is its own statement, so `pg_stat_statements` gives it
- * directly (of all statement time, BEGIN and COMMIT included). Ours writes the sector row inside the group statement
- * (a data-modifying CTE), which `pg_stat_statements` cannot split; it is that statement's share of database time
- * times the sector-row `UPDATE`'s part of the statement, read from `EXPLAIN ANALYZE` at the measured rows per batch
- * (`SectorRow`), plus any standalone sector-row `UPDATE` (groups with deletes; none in this shape).
+ * directly (of all statement time, BEGIN and COMMIT included). Ours fences and writes the watermark inside the group
+ * statement (the claim fence and, for the sectors it does not vouch for, the sector-row `UPDATE`, as CTEs), which
+ * `pg_stat_statements` cannot split; it is that statement's share of database time times the fence's part of the
+ * statement in the steady state, read from `EXPLAIN ANALYZE` at the measured rows per batch (`SectorRow`), plus any
+ * standalone fence statement (groups with deletes; none in this shape).
  */
 import { PgClient } from "@effect/sql-pg"
 import { Metrics, type Op, SectorHost, SectorsConfig } from "@sectors/core"
@@ -410,8 +411,8 @@ export const run = (
       rows,
       collapse: ops === 0 ? 0 : 1 - rows / ops,
       commits: w.delta.database.xids,
-      sectorRowShare: Stats.share(w.delta, /^\s*UPDATE sectors\b/) +
-        Stats.share(w.delta, /^\s*WITH s AS \(\s*UPDATE sectors\b/) * sectorRowFraction,
+      sectorRowShare: Stats.share(w.delta, SectorRow.fenceStatement) +
+        Stats.share(w.delta, SectorRow.groupStatement) * sectorRowFraction,
       statements: statementsOf(w.delta),
       latencyMillis: Summary.summarize(w.latencyMillis),
       cpuCores: w.cpuCores,

@@ -1,11 +1,14 @@
 /**
  * What the sector-row write costs — the field report's "timestamp update", 8 % of database time there. Here the
- * sector row (watermark, fence and replay guard in one `UPDATE`) is written inside the batch's own statement, so
- * `pg_stat_statements` cannot separate it. The server can: each round runs the sink's group statement
- * (`Statements.upsertGroup`, the one the sink sends for a group that only upserts) under
- * `EXPLAIN (ANALYZE, FORMAT JSON)` — 50 sectors (of 10 000 in the table) with 1, 5, 25 and 100 rows per sector
- * batch, on rows that exist already (the steady state: upserts update) — inside a transaction that is rolled back,
- * and reads the time of the sector-row `UPDATE` node against the statement's execution time. Medians of the rounds.
+ * fence and watermark are part of the batch's own statement, so `pg_stat_statements` cannot separate them. The
+ * server can: each round runs the sink's group statement (`Statements.upsertGroup`, the one the sink sends for a
+ * group that only upserts) under `EXPLAIN (ANALYZE, FORMAT JSON)` — 50 sectors (of 10 000 in the table) with 1, 5, 25
+ * and 100 rows per sector batch, on rows that exist already (the steady state: upserts update) — inside a
+ * transaction that is rolled back, and reads the time of the fence's nodes (the `sectors_fence()` call, the
+ * sector-row `UPDATE`, the list of sectors let through) against the statement's execution time. Two cases:
+ * `steady` — every sector vouched for by the claim fence (no claim since the sink last checked them: the sector rows
+ * are skipped), the case of every batch but the first after a claim — and `afterClaim` — none vouched for, every
+ * sector row updated as before the fence (the first batch of each sector after any claim). Medians of the rounds.
  */
 import { PgClient } from "@effect/sql-pg"
 import type { Batch } from "@sectors/core"
@@ -18,12 +21,16 @@ import { SqlClient } from "effect/sql"
 /** The share at one batch size. */
 export interface Point {
   readonly rowsPerSectorBatch: number
-  /** The statement's execution time. */
+  /** The statement's execution time, steady state (sector rows skipped). */
   readonly withMillis: number
-  /** Its execution time less the sector-row update. */
+  /** Its execution time less the fence's nodes. */
   readonly withoutMillis: number
-  /** Fraction (0–1) of the statement's time spent on the sector rows. */
+  /** Fraction (0–1) of the statement's time spent on the fence, steady state. */
   readonly share: number
+  /** The same fraction when no sector is vouched for (after a claim: every sector row updated). */
+  readonly afterClaimShare?: number | undefined
+  /** The statement's execution time in that case. */
+  readonly afterClaimMillis?: number | undefined
 }
 
 const SECTORS = 50
@@ -38,13 +45,10 @@ class Elapsed {
 
 interface PlanNode {
   readonly "Node Type": string
-  readonly Operation?: string
+  readonly "Subplan Name"?: string
   readonly "Actual Total Time": number
   readonly Plans?: ReadonlyArray<PlanNode>
 }
-
-const findNode = (node: PlanNode, test: (node: PlanNode) => boolean): PlanNode | undefined =>
-  test(node) ? node : node.Plans?.map((child) => findNode(child, test)).find((found) => found !== undefined)
 
 /** Measures the marginal cost on a fresh database of the server at `serverUrl`. */
 export const run = (serverUrl: Redacted.Redacted<string>, rounds: number) =>
@@ -78,33 +82,57 @@ export const run = (serverUrl: Redacted.Redacted<string>, rounds: number) =>
           trigger: "manual"
         }))
       }
-      /** Runs the group statement under EXPLAIN ANALYZE in a rolled-back transaction: [sector rows, total] ms. */
-      const measure = (rows: number) =>
+      const claims = Number((yield* sql<{ claims: bigint }>`SELECT pg_sequence_last_value('sector_claims') AS claims`)[0]!.claims)
+      const everySector: ReadonlySet<number> = new Set(sectors)
+      /**
+       * Runs the group statement under EXPLAIN ANALYZE in a rolled-back transaction: [fence, total] ms. The fence is
+       * the `sectors_fence()` CTE, the sector-row update and the list of sectors let through: the node of CTE `s`.
+       */
+      const measure = (rows: number, vouched: boolean) =>
         sql.withTransaction(Effect.gen(function*() {
-          const [row] = yield* sql`EXPLAIN (ANALYZE, FORMAT JSON) ${Statements.upsertGroup(sql, batches(rows))}`
+          const statement = Statements.upsertGroup(sql, batches(rows), vouched ? { sectors: everySector, claims } : undefined)
+          const [row] = yield* sql`EXPLAIN (ANALYZE, FORMAT JSON) ${statement}`
           const plan = (Object.values(row!)[0] as Array<{ Plan: PlanNode; "Execution Time": number }>)[0]!
-          const update = findNode(plan.Plan, (node) => node["Node Type"] === "ModifyTable" && node.Operation === "Update")
-          return yield* Effect.fail(new Elapsed([update?.["Actual Total Time"] ?? Number.NaN, plan["Execution Time"]]))
+          // `s` reads `checked`, whose quals read `f`: its node's time is the three together
+          const fence = plan.Plan.Plans?.find((node) => node["Subplan Name"] === "CTE s")?.["Actual Total Time"] ?? Number.NaN
+          return yield* Effect.fail(new Elapsed([fence, plan["Execution Time"]]))
         })).pipe(
           Effect.catch((error) => error instanceof Elapsed ? Effect.succeed(error.millis) : Effect.fail(error))
         )
+      const medians = (rows: number, vouched: boolean) =>
+        Effect.gen(function*() {
+          const fence: Array<number> = []
+          const total: Array<number> = []
+          for (let i = 0; i < 5; i++) yield* measure(rows, vouched) // warm-up
+          for (let i = 0; i < rounds; i++) {
+            const [a, b] = yield* measure(rows, vouched)
+            fence.push(a)
+            total.push(b)
+          }
+          return { fence: Summary.summarize(fence).p50, total: Summary.summarize(total).p50 }
+        })
       const points: Array<Point> = []
       for (const rows of [1, 5, 25, 100]) {
-        const sector: Array<number> = []
-        const total: Array<number> = []
-        for (let i = 0; i < 5; i++) yield* measure(rows) // warm-up
-        for (let i = 0; i < rounds; i++) {
-          const [a, b] = yield* measure(rows)
-          sector.push(a)
-          total.push(b)
-        }
-        const withMillis = Summary.summarize(total).p50
-        const sectorMillis = Summary.summarize(sector).p50
-        points.push({ rowsPerSectorBatch: rows, withMillis, withoutMillis: withMillis - sectorMillis, share: sectorMillis / withMillis })
+        const steady = yield* medians(rows, true)
+        const afterClaim = yield* medians(rows, false)
+        points.push({
+          rowsPerSectorBatch: rows,
+          withMillis: steady.total,
+          withoutMillis: steady.total - steady.fence,
+          share: steady.fence / steady.total,
+          afterClaimShare: afterClaim.fence / afterClaim.total,
+          afterClaimMillis: afterClaim.total
+        })
       }
       return points
     }).pipe(Effect.provide(PgClient.layer({ url, maxConnections: 1 })))
   }).pipe(Effect.scoped, Effect.provide(Logger.layer([])))
+
+/** The statement of a group that also deletes: its first statement is the fence alone (`pg_stat_statements`). */
+export const fenceStatement = /^\s*WITH f AS MATERIALIZED \(SELECT sectors_fence\(\)(?![\s\S]*INSERT INTO entity_components)/
+
+/** The single statement of an upsert-only group: the fence is part of it (`shareAt` says how much). */
+export const groupStatement = /^\s*WITH f AS MATERIALIZED \(SELECT sectors_fence\(\)[\s\S]*INSERT INTO entity_components/
 
 /** The share for a given mean rows per sector batch, interpolated between the measured points. */
 export const shareAt = (points: ReadonlyArray<Point>, rows: number): number => {

@@ -13,6 +13,9 @@
  *   whenever a sector changes hands. Read (without a snapshot: sequences are not transactional) by
  *   `sectors_fence()`, a function that first takes the advisory lock `fenceKey` shared for the rest of the
  *   transaction, then returns the sequence's last value. Every group commit calls it once.
+ * - `sector_watermarks(sector_id, epoch, persisted_at, persisted_seq)`, a view: a sector's durable watermark is the
+ *   greater of `sectors.persisted_seq` and its rows' highest seq (what `load` returns). Read it, not
+ *   `sectors.persisted_seq`, from outside the sink.
  * - `entity_components(sector_id, entity_id, component, data jsonb, seq)`, PK `(sector_id, entity_id, component)`:
  *   the upsert's conflict target, the guarded deletes (prefix `(sector_id, entity_id)` for a tombstone, the full key
  *   for a remove) and the load (prefix `sector_id`) all use the primary key; no second index to maintain on every
@@ -103,6 +106,11 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
         PERFORM pg_advisory_xact_lock_shared(${fenceKey});
         RETURN pg_sequence_last_value('sector_claims');
       END $$`)
+    yield* sql`CREATE VIEW sector_watermarks AS
+      SELECT s.sector_id, s.epoch, s.persisted_at, greatest(s.persisted_seq,
+        coalesce((SELECT max(c.seq) FROM entity_components c WHERE c.sector_id = s.sector_id), 0),
+        coalesce((SELECT max(a.seq) FROM entity_authority a WHERE a.sector_id = s.sector_id), 0)) AS persisted_seq
+      FROM sectors s`
   })
 }
 
