@@ -4,8 +4,8 @@
  * server can: each round runs the sink's group statement (`Statements.upsertGroup`, the one the sink sends for a
  * group that only upserts) under `EXPLAIN (ANALYZE, FORMAT JSON)` — 50 sectors (of 10 000 in the table) with 1, 5, 25
  * and 100 rows per sector batch, on rows that exist already (the steady state: upserts update) — inside a
- * transaction that is rolled back, and reads the time of the fence's nodes (the `sectors_fence()` call, the
- * sector-row `UPDATE`, the list of sectors let through) against the statement's execution time. Two cases:
+ * transaction that is rolled back, and reads the time of the fence's nodes (the advisory lock and sequence read, the
+ * sector-row `UPDATE`s, the list of sectors let through) against the statement's execution time. Two cases:
  * `steady` — every sector vouched for by the claim fence (no claim since the sink last checked them: the sector rows
  * are skipped), the case of every batch but the first after a claim — and `afterClaim` — none vouched for, every
  * sector row updated as before the fence (the first batch of each sector after any claim). Medians of the rounds.
@@ -86,14 +86,14 @@ export const run = (serverUrl: Redacted.Redacted<string>, rounds: number) =>
       const everySector: ReadonlySet<number> = new Set(sectors)
       /**
        * Runs the group statement under EXPLAIN ANALYZE in a rolled-back transaction: [fence, total] ms. The fence is
-       * the `sectors_fence()` CTE, the sector-row update and the list of sectors let through: the node of CTE `s`.
+       * the lock and sequence read (`f`), the sector-row updates and the list of sectors let through: the node of CTE `s`.
        */
       const measure = (rows: number, vouched: boolean) =>
         sql.withTransaction(Effect.gen(function*() {
           const statement = Statements.upsertGroup(sql, batches(rows), vouched ? { sectors: everySector, claims } : undefined)
           const [row] = yield* sql`EXPLAIN (ANALYZE, FORMAT JSON) ${statement}`
           const plan = (Object.values(row!)[0] as Array<{ Plan: PlanNode; "Execution Time": number }>)[0]!
-          // `s` reads `checked`, whose quals read `f`: its node's time is the three together
+          // `s` reads `checked` and `rechecked`, whose quals read `f`: its node's time is all of them together
           const fence = plan.Plan.Plans?.find((node) => node["Subplan Name"] === "CTE s")?.["Actual Total Time"] ?? Number.NaN
           return yield* Effect.fail(new Elapsed([fence, plan["Execution Time"]]))
         })).pipe(
@@ -129,10 +129,10 @@ export const run = (serverUrl: Redacted.Redacted<string>, rounds: number) =>
   }).pipe(Effect.scoped, Effect.provide(Logger.layer([])))
 
 /** The statement of a group that also deletes: its first statement is the fence alone (`pg_stat_statements`). */
-export const fenceStatement = /^\s*WITH f AS MATERIALIZED \(SELECT sectors_fence\(\)(?![\s\S]*INSERT INTO entity_components)/
+export const fenceStatement = /^\s*WITH f AS MATERIALIZED \(\s*SELECT pg_sequence_last_value(?![\s\S]*INSERT INTO entity_components)/
 
 /** The single statement of an upsert-only group: the fence is part of it (`shareAt` says how much). */
-export const groupStatement = /^\s*WITH f AS MATERIALIZED \(SELECT sectors_fence\(\)[\s\S]*INSERT INTO entity_components/
+export const groupStatement = /^\s*WITH f AS MATERIALIZED \(\s*SELECT pg_sequence_last_value[\s\S]*INSERT INTO entity_components/
 
 /** The share for a given mean rows per sector batch, interpolated between the measured points. */
 export const shareAt = (points: ReadonlyArray<Point>, rows: number): number => {

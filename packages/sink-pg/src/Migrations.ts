@@ -10,9 +10,9 @@
  *   `Statements`): the first of a sector after a claim anywhere, and those whose last op leaves no row. The primary
  *   key is the only index.
  * - `sector_claims`, a sequence: every claim draws a number from it in its own statement, so its last value changes
- *   whenever a sector changes hands. Read (without a snapshot: sequences are not transactional) by
- *   `sectors_fence()`, a function that first takes the advisory lock `fenceKey` shared for the rest of the
- *   transaction, then returns the sequence's last value. Every group commit calls it once.
+ *   whenever a sector changes hands. Every group commit takes the advisory lock `fenceKey` shared for the rest of
+ *   its transaction, then reads the sequence's last value (`pg_sequence_last_value`: without a snapshot, sequences
+ *   are not transactional).
  * - `sector_watermarks(sector_id, epoch, persisted_at, persisted_seq)`, a view: a sector's durable watermark is the
  *   greater of `sectors.persisted_seq` and its rows' highest seq (what `load` returns). Read it, not
  *   `sectors.persisted_seq`, from outside the sink.
@@ -37,7 +37,7 @@ import type { SqlError } from "effect/sql/SqlError"
 
 /**
  * The one-bigint advisory lock key of the claim fence (the ASCII bytes of `sectorsF`): every group commit holds it
- * shared until it ends (`sectors_fence()`), a claim takes it exclusive for a moment after its epoch is committed, so
+ * shared until it ends, a claim takes it exclusive for a moment after its epoch is committed, so
  * that it waits for the commits in flight. Apart from `HostLock.key` (`sectorsH`) and from effect's two-int shard
  * locks (see `HostLock`).
  */
@@ -101,11 +101,6 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
     yield* sql`CREATE SEQUENCE sector_claims`
     // called once, so that `pg_sequence_last_value` is never null
     yield* sql`SELECT nextval('sector_claims')`
-    yield* sql.unsafe(`CREATE FUNCTION sectors_fence() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
-      BEGIN
-        PERFORM pg_advisory_xact_lock_shared(${fenceKey});
-        RETURN pg_sequence_last_value('sector_claims');
-      END $$`)
     yield* sql`CREATE VIEW sector_watermarks AS
       SELECT s.sector_id, s.epoch, s.persisted_at, greatest(s.persisted_seq,
         coalesce((SELECT max(c.seq) FROM entity_components c WHERE c.sector_id = s.sector_id), 0),

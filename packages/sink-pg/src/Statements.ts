@@ -102,29 +102,47 @@ interface Vouched {
 const nobody: Vouched = { sectors: new Set(), claims: -1 }
 
 /**
- * The fence of a group, as the CTEs `f`, `checked` and `s` (the sectors it applies to, `checked` true for those
- * whose row it updated), to follow a `WITH`:
- * - `f` calls `sectors_fence()` once: the advisory lock `fenceKey` shared until the transaction ends, and the last
- *   value of `sector_claims`;
- * - while that value is still `vouched.claims`, the vouched sectors apply without touching their rows;
- * - every other sector (all of them, once a claim moved the sequence) goes through the sector-row `UPDATE`: fence
- *   (epoch), replay guard (`persisted_seq < to`) and watermark in one step. `= ANY` lets it find the rows through
- *   the primary key: a join alone makes the planner scan every sector.
+ * The fence of a group, as the CTEs `f`, `checked`, `rechecked` and `s` (the sectors it applies to, `checked` true
+ * for those whose row it updated), to follow a `WITH`:
+ * - `f`, once: the advisory lock `fenceKey` shared until the transaction ends, then (the subquery is evaluated
+ *   first) the last value of `sector_claims`;
+ * - the sectors not vouched for go through the sector-row `UPDATE` (`checked`): fence (epoch), replay guard
+ *   (`persisted_seq < to`) and watermark in one step. `= ANY` lets it find the rows through the primary key: a join
+ *   alone makes the planner scan every sector;
+ * - the vouched sectors apply without touching their rows while the sequence still reads `vouched.claims`; once a
+ *   claim has moved it, they go through the same `UPDATE` (`rechecked`, gated so that it costs nothing otherwise).
  */
 const fenceOf = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>, vouched: Vouched) => {
-  const ids = int8s(batches.map((b) => b.sectorId))
-  const others = int8s(batches.filter((b) => !vouched.sectors.has(b.sectorId)).map((b) => b.sectorId))
-  const fast = int8s([...vouched.sectors])
+  const others = batches.filter((b) => !vouched.sectors.has(b.sectorId))
+  const fast = batches.filter((b) => vouched.sectors.has(b.sectorId))
   const holds = sql`(SELECT claims FROM f) = ${vouched.claims}::bigint`
-  return sql`f AS MATERIALIZED (SELECT sectors_fence() AS claims),
-    checked AS (UPDATE sectors AS s SET persisted_seq = v.to_seq, persisted_at = now()
-      FROM unnest(${ids}::bigint[], ${int8s(batches.map((b) => b.epoch))}::bigint[],
-                  ${int8s(batches.map((b) => b.toSeq))}::bigint[]) AS v(sector_id, epoch, to_seq)
-      WHERE s.sector_id = ANY(CASE WHEN ${holds} THEN ${others}::bigint[] ELSE ${ids}::bigint[] END)
-        AND s.sector_id = v.sector_id AND s.epoch = v.epoch AND s.persisted_seq < v.to_seq
-      RETURNING s.sector_id),
-    s AS (SELECT sector_id, true AS checked FROM checked
-      UNION ALL SELECT sector_id, false FROM unnest(${fast}::bigint[]) AS sector_id WHERE ${holds})`
+  const update = (of: ReadonlyArray<Batch.Batch>, gate: Statement.Fragment) => {
+    const ids = int8s(of.map((b) => b.sectorId))
+    return sql`UPDATE sectors AS s SET persisted_seq = v.to_seq, persisted_at = now()
+      FROM unnest(${ids}::bigint[], ${int8s(of.map((b) => b.epoch))}::bigint[],
+                  ${int8s(of.map((b) => b.toSeq))}::bigint[]) AS v(sector_id, epoch, to_seq)
+      WHERE ${gate} s.sector_id = ANY(${ids}::bigint[]) AND s.sector_id = v.sector_id AND s.epoch = v.epoch
+        AND s.persisted_seq < v.to_seq
+      RETURNING s.sector_id`
+  }
+  // each part only when it has sectors (the statement text, so its prepared plan, differs by which parts it has)
+  const parts: Array<Statement.Fragment> = [sql`f AS MATERIALIZED (
+    SELECT pg_sequence_last_value('sector_claims'::regclass) AS claims
+    FROM (SELECT pg_advisory_xact_lock_shared(${fenceKey}) OFFSET 0) AS locked)`]
+  const applied: Array<Statement.Fragment> = []
+  if (others.length > 0) {
+    parts.push(sql`checked AS (${update(others, sql.literal(""))})`)
+    applied.push(sql`SELECT sector_id, true AS checked FROM checked`)
+  }
+  if (fast.length > 0) {
+    // runs only once the sequence has moved (a one-time filter: nothing is scanned otherwise)
+    parts.push(sql`rechecked AS (${update(fast, sql`NOT ${holds} AND`)})`)
+    applied.push(sql`SELECT sector_id, true AS checked FROM rechecked`)
+    applied.push(sql`SELECT sector_id, false FROM unnest(${int8s(fast.map((b) => b.sectorId))}::bigint[]) AS sector_id
+      WHERE ${holds}`)
+  }
+  parts.push(sql`s AS (${sql.join(" UNION ALL ", false)(applied)})`)
+  return sql.join(",\n", false)(parts)
 }
 
 /** A sector the fence let through, and the `sector_claims` value the commit read. */
@@ -226,7 +244,7 @@ const upsertGroupOf = (
 
 /**
  * The single statement that commits a group of batches (of distinct sectors) that only write — no tombstone,
- * removal or cleared authority, whose entries it would skip: the fence (`sectors_fence()`, and the sector-row
+ * removal or cleared authority, whose entries it would skip: the fence (the advisory lock and `sector_claims`, and the sector-row
  * `UPDATE` for the sectors not vouched for) and both upserts as data-modifying CTEs; the rows of sectors the fence
  * did not let through are filtered out. Returns the sectors it applied. The sink runs it for such groups;
  * benchmarks `EXPLAIN` it, `vouched` (default: none) saying which sectors skip their row at which `sector_claims`

@@ -95,17 +95,32 @@ layer(sinkLayer(), { excludeTestServices: true })("the claim fence", (it) => {
       })))
   }
 
+  it.effect("writes a vouched sector's batch through its sector row once a claim of another sector moved the sequence", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const sink = yield* SectorSink.SectorSink
+      const other = yield* SinkPg.make()
+      const sectorId = nextSector++
+      const { epoch } = yield* sink.load(sectorId)
+      yield* sink.persist(SinkConformance.batchOf(sectorId, epoch, [set(1, 1)]))
+      yield* sink.persist(SinkConformance.batchOf(sectorId, epoch, [set(1, 2)], 2))
+      assert.strictEqual(yield* rowWatermark(sectorId), 1)
+      yield* other.load(nextSector++)
+      yield* sink.persist(SinkConformance.batchOf(sectorId, epoch, [set(1, 3)], 3))
+      assert.strictEqual(yield* rowWatermark(sectorId), 3, "checked again")
+      assert.deepStrictEqual((yield* sink.read(sectorId)).rows.components.map((r) => r.data), [{ x: 3 }])
+    })))
+
   it.effect("a claim waits for the group commits in flight that read the claim sequence before it", () =>
     Effect.gen(function*() {
       const sink = yield* SectorSink.SectorSink
       const sql = yield* SqlClient.SqlClient
       const sectorId = nextSector++
       yield* sink.load(sectorId)
-      // a group commit in flight: it has called the fence and not ended yet
+      // a group commit in flight: it holds the fence's lock shared and has not ended yet
       const fenced = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
       const commit = yield* Effect.forkChild(sql.withTransaction(
-        sql`SELECT sectors_fence()`.pipe(Effect.andThen(Deferred.succeed(fenced, undefined)), Effect.andThen(Deferred.await(release)))
+        sql`SELECT pg_advisory_xact_lock_shared(${Migrations.fenceKey})`.pipe(Effect.andThen(Deferred.succeed(fenced, undefined)), Effect.andThen(Deferred.await(release)))
       ))
       yield* Deferred.await(fenced)
       const claim = yield* Effect.forkChild(sink.load(sectorId))
