@@ -169,7 +169,7 @@ const foreignMethod: fc.Arbitrary<Malformed> = fc.record({
 }))
 
 /** Route names (the router matches them case-insensitively, after percent-decoding). */
-const routeWords = new Set(["sectors", "healthz", "readyz", "metrics"])
+const routeWords = new Set(["sectors", "healthz", "readyz", "metrics", "status"])
 const sectorWords = new Set(["ops", "flush", "dead-letters", "entities"])
 const segment = segmentText.map(encodeURIComponent).filter(notDotSegment)
 const not = (words: ReadonlySet<string>) => (encoded: string) => {
@@ -186,7 +186,7 @@ const unknownRoute: fc.Arbitrary<Malformed> = fc.record({
     fc.tuple(fc.oneof(validSectorId, badId), segment.filter(not(sectorWords))).map(([s, x]) => `/sectors/${s}/${x}`),
     fc.tuple(validSectorId, validEntityId, segment).map(([s, e, x]) => `/sectors/${s}/entities/${e}/${x}`),
     fc.tuple(validSectorId, segment).map(([s, x]) => `/sectors/${s}/ops/${x}`),
-    fc.constantFrom("/", "/sectors/1/entities", "/api/sectors/1/ops", "/sectors/1/ops/ops", "/metrics/x", "/healthzz")
+    fc.constantFrom("/status", "/sectors/1/entities", "/api/sectors/1/ops", "/sectors/1/ops/ops", "/metrics/x", "/healthzz")
   ),
   method: fc.constantFrom("GET", "POST", "PUT", "PATCH", "DELETE", "QUERY"),
   body: anyBody

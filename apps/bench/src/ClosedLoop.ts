@@ -47,7 +47,7 @@ const agentFor = (connections: number) =>
   new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections, scheduling: "lifo" })
 
 /** One POST with a JSON body; resolves with the status once the whole answer was read (0 on a transport error). */
-const post = (agent: http.Agent, url: URL, path: string, body: string, key?: string): Promise<number> =>
+export const post = (agent: http.Agent, url: URL, path: string, body: string, key?: string): Promise<number> =>
   new Promise((resolve) => {
     const request = http.request({
       agent,

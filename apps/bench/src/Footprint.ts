@@ -53,17 +53,14 @@ export const standard: Options = {
  * while the sector is idle (bytes only reachable through them).
  */
 export const groups: ReadonlyArray<HeapSummary.Group> = [
-  { name: "everything of the sector (its residency slot and its fibers)", matches: (k) => k.startsWith("Object {_tag, sector, scope}") || k === "FiberImpl" },
-  { name: "fibers (FiberImpl: supervisor, intake, flusher, idle timer)", matches: (k) => k === "FiberImpl" },
-  { name: "mailbox (Queue)", matches: (k) => k.startsWith("Object {dispatcher, strategy, messages}") },
-  { name: "Latch (the flusher's wake-up)", matches: (k) => k === "Latch" },
-  { name: "fibers + mailbox + Latch together", matches: (k) => k === "FiberImpl" || k === "Latch" || k.startsWith("Object {dispatcher, strategy, messages}") },
+  { name: "everything of the sector (its residency slot)", matches: (k) => k.startsWith("Object {_tag, sector") },
+  { name: "the sector (SectorActor: its fields and counters, not its state)", matches: (k) => k === "SectorActor" },
+  { name: "fibers (FiberImpl; an idle sector should have none)", matches: (k) => k === "FiberImpl" },
+  { name: "runs (Run: mailbox, wake-up; an idle sector should have none)", matches: (k) => k === "Run" },
   { name: "Backlog", matches: (k) => k === "Backlog" },
   { name: "Watermark", matches: (k) => k === "Watermark" },
   { name: "Deferreds", matches: (k) => k === "DeferredImpl" },
-  { name: "SectorState (entities map and rows)", matches: (k) => k.startsWith("Object {entities}") },
-  { name: "the Sector object (its API closures)", matches: (k) => k.startsWith("Object {submit, get, stats}") },
-  { name: "the sector's scope", matches: (k) => k.startsWith("Object {") && k.includes("strategy") && !k.includes("dispatcher") }
+  { name: "SectorState (entities map and rows)", matches: (k) => k.startsWith("Object {entities}") }
 ]
 
 /** Everything the suite measured. */
@@ -161,5 +158,6 @@ export const run = (
 /** Growth per item of a probe, in bytes. */
 export const perItem = (m: FootprintProbe.Measured) => ({
   rss: (m.after.rss - m.before.rss) / m.count,
+  rssPlain: (m.afterPlain.rss - m.beforePlain.rss) / m.count,
   heap: (m.after.heapUsed - m.before.heapUsed) / m.count
 })

@@ -38,8 +38,12 @@ export interface Measured {
   readonly probe: Probe
   /** Items the growth is divided by: sectors, or entities. */
   readonly count: number
+  /** After a memory-reducing collection (see `settle`). */
   readonly before: Memory
   readonly after: Memory
+  /** After plain full collections only: V8's young generation still at the size the set-up grew it to. */
+  readonly beforePlain: Memory
+  readonly afterPlain: Memory
   /** Seconds to submit and flush everything. */
   readonly setupSeconds: number
   /** Process CPU over the idle window, as a fraction of one core (`idle` only). */
@@ -48,7 +52,9 @@ export interface Measured {
   readonly accepted?: number | undefined
 }
 
-const gc = (globalThis as { gc?: () => void }).gc
+const gc = (globalThis as {
+  gc?: (options?: { type: "major"; execution: "sync"; flavor?: "regular" | "last-resort" }) => void
+}).gc
 const memory = (): Memory => {
   const m = process.memoryUsage()
   return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }
@@ -64,6 +70,23 @@ const collect = Effect.gen(function*() {
   yield* pause(500)
 })
 
+/**
+ * Two readings: after plain full collections (`collect`), then after memory-reducing ones — V8's "last resort"
+ * collection, the one it runs under memory pressure, which also compacts the old generation and shrinks the young
+ * one back from whatever size a burst of allocation grew it to. The second is what the sectors themselves hold; the
+ * difference is the young generation's size, a per-process figure that does not grow with the number of sectors.
+ */
+const settle = Effect.gen(function*() {
+  yield* collect
+  const plain = memory()
+  for (let i = 0; i < 2; i++) {
+    gc!({ type: "major", execution: "sync", flavor: "last-resort" })
+    yield* pause(100)
+  }
+  yield* pause(500)
+  return { plain, reduced: memory() }
+})
+
 const smallOp = (sectorId: number) => ({ type: "set" as const, entity: 1, component: "position", data: { x: sectorId } })
 
 /** Runs `probe` against a host on the sink at `url`. */
@@ -74,8 +97,7 @@ export const run = (url: string, probe: Probe) =>
     const warm = Array.from({ length: 64 }, (_, i) => -1 - i)
     yield* Effect.forEach(warm, (id) => host.submit(id, [smallOp(id)]), { concurrency: 64, discard: true })
     yield* Effect.forEach(warm, (id) => host.flush(id), { concurrency: 64, discard: true })
-    yield* collect
-    const before = memory()
+    const { plain: beforePlain, reduced: before } = yield* settle
     if (probe._tag === "idle" && probe.snapshotDir !== undefined) {
       v8.writeHeapSnapshot(path.join(probe.snapshotDir, "before.heapsnapshot"))
       yield* collect
@@ -87,8 +109,7 @@ export const run = (url: string, probe: Probe) =>
         yield* Effect.forEach(ids(probe.sectors), (id) => host.submit(id, [smallOp(id)]), { concurrency: 64, discard: true })
         yield* Effect.forEach(ids(probe.sectors), (id) => host.flush(id), { concurrency: 64, discard: true })
         const setupSeconds = (performance.now() - started) / 1000
-        yield* collect
-        const after = memory()
+        const { plain: afterPlain, reduced: after } = yield* settle
         if (probe.snapshotDir !== undefined) v8.writeHeapSnapshot(path.join(probe.snapshotDir, "after.heapsnapshot"))
         const cpuBefore = process.cpuUsage()
         const wallBefore = performance.now()
@@ -96,7 +117,16 @@ export const run = (url: string, probe: Probe) =>
         yield* pause(probe.idleSeconds * 1000)
         const cpu = process.cpuUsage(cpuBefore)
         const idleCpuOfOneCore = (cpu.user + cpu.system) / 1000 / (performance.now() - wallBefore)
-        return { probe, count: probe.sectors, before, after, setupSeconds, idleCpuOfOneCore } satisfies Measured
+        return {
+          probe,
+          count: probe.sectors,
+          before,
+          after,
+          beforePlain,
+          afterPlain,
+          setupSeconds,
+          idleCpuOfOneCore
+        } satisfies Measured
       }
       case "active": {
         const sectors = ids(probe.sectors)
@@ -116,11 +146,10 @@ export const run = (url: string, probe: Probe) =>
         })))
         yield* pause((probe.loadSeconds * 1000) / 2)
         const setupSeconds = (performance.now() - started) / 1000
-        yield* collect
-        const after = memory()
+        const { plain: afterPlain, reduced: after } = yield* settle
         yield* pause((probe.loadSeconds * 1000) / 2)
         yield* Fiber.interrupt(producer)
-        return { probe, count: probe.sectors, before, after, setupSeconds, accepted } satisfies Measured
+        return { probe, count: probe.sectors, before, after, beforePlain, afterPlain, setupSeconds, accepted } satisfies Measured
       }
       case "entities": {
         const chunk = 1_000
@@ -135,9 +164,8 @@ export const run = (url: string, probe: Probe) =>
         }
         yield* host.flush(0)
         const setupSeconds = (performance.now() - started) / 1000
-        yield* collect
-        const after = memory()
-        return { probe, count: probe.entities, before, after, setupSeconds } satisfies Measured
+        const { plain: afterPlain, reduced: after } = yield* settle
+        return { probe, count: probe.entities, before, after, beforePlain, afterPlain, setupSeconds } satisfies Measured
       }
     }
   }).pipe(

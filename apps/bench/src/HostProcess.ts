@@ -8,6 +8,7 @@
 import { Port } from "@sectors/pg-embedded"
 import { Deferred, Effect, Exit, type Redacted, Stream } from "effect"
 import { ChildProcess } from "effect/process"
+import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
 
 /** The host's entry point in this checkout (another checkout's can be given to `start`, to compare with it). */
@@ -25,21 +26,33 @@ export interface Host {
   readonly baseUrl: string
   /** Everything it wrote to stdout and stderr so far. */
   readonly output: () => string
+  /** CPU seconds it has used so far (user and system, from `/proc`; `NaN` where there is none). */
+  readonly cpuSeconds: () => number
   /** SIGTERM, then its exit: fails with its last output unless it exits 0 (it drained and flushed everything). */
   readonly stop: Effect.Effect<void, Error>
 }
 
 /**
- * Starts the host of `options.entry` (default: this checkout's) with `env` (`DATABASE_URL`, `RUNNER_PORT`, …) on a
+ * Starts the host of `options.entry` (default: this checkout's; or another server that logs `listening on`) with `env` (`DATABASE_URL`, `RUNNER_PORT`, …) on a
  * free port and waits until it listens. Fails with its output if it exits first or does not listen within a minute.
  */
 export const start = (
   env: Record<string, string | Redacted.Redacted<string>>,
-  options: { readonly entry?: string | undefined } = {}
+  options: {
+    readonly entry?: string | undefined
+    /** Node's own flags, before the entry (`--cpu-prof`). */
+    readonly execArgv?: ReadonlyArray<string> | undefined
+    /** The entry's arguments. */
+    readonly args?: ReadonlyArray<string> | undefined
+  } = {}
 ) =>
   Effect.gen(function*() {
     const port = yield* Port.free
-    const host = yield* ChildProcess.make(process.execPath, [options.entry ?? entry], {
+    const host = yield* ChildProcess.make(process.execPath, [
+      ...(options.execArgv ?? []),
+      options.entry ?? entry,
+      ...(options.args ?? [])
+    ], {
       env: { PATH: process.env.PATH ?? "", PORT: String(port), LOG_FORMAT: "json", ...env },
       stdin: "ignore",
       detached: false,
@@ -73,5 +86,14 @@ export const start = (
         return yield* Effect.fail(new Error(`sector-host exited with ${describe(exit)}:\n${output.slice(-2000)}`))
       }
     }).pipe(Effect.mapError((error) => error instanceof Error ? error : new Error(String(error))))
-    return { baseUrl: `http://127.0.0.1:${port}`, output: () => output, stop } satisfies Host
+    const cpuSeconds = () => {
+      try {
+        // fields 14 and 15 of /proc/<pid>/stat, after the command's closing parenthesis: utime, stime in clock ticks
+        const fields = fs.readFileSync(`/proc/${host.pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+        return (Number(fields[11]) + Number(fields[12])) / 100
+      } catch {
+        return Number.NaN
+      }
+    }
+    return { baseUrl: `http://127.0.0.1:${port}`, output: () => output, cpuSeconds, stop } satisfies Host
   })

@@ -9,7 +9,10 @@ import * as Capacity from "./Capacity.ts"
 import * as Charts from "./Charts.ts"
 import type * as ClusterVariant from "./ClusterVariant.ts"
 import * as Footprint from "./Footprint.ts"
+import * as CpuProfile from "./CpuProfile.ts"
 import type * as Idle from "./Idle.ts"
+import type * as IngestCapacity from "./IngestCapacity.ts"
+import * as Lean from "./Lean.ts"
 import * as Limit from "./Limit.ts"
 import * as NetResult from "./NetResult.ts"
 import * as Run from "./Run.ts"
@@ -30,6 +33,8 @@ export interface Results {
   readonly sectorRow?: ReadonlyArray<SectorRow.Point> | undefined
   readonly sink?: ReadonlyArray<SinkThroughput.Figure> | undefined
   readonly http?: { readonly rate: number; readonly accepted: number; readonly latency: Run.Result["latencyMillis"] } | undefined
+  readonly lean?: Lean.Result | undefined
+  readonly ingest?: IngestCapacity.Result | undefined
   readonly cluster?: ClusterVariant.Result | undefined
   readonly netResult?: NetResult.Result | undefined
   readonly footprint?: Footprint.Result | undefined
@@ -410,10 +415,143 @@ export const render = async (
       ""
     )
   }
+  if (results.lean !== undefined) {
+    md.push(...leanSection(results.lean, chartDir), "")
+    if (results.lean.profile !== undefined) {
+      charts.set(
+        "lean-flame.svg",
+        CpuProfile.flameGraph(
+          results.lean.profile.tree,
+          `sector-host, single-op POST /sectors/{id}/ops, ${results.lean.options.connections} connections: ` +
+            `${n(results.lean.profile.requestsPerSecond)} requests/s under --cpu-prof`
+        )
+      )
+    }
+  }
+  if (results.ingest !== undefined) {
+    const inProcess = results.capacity.find((c) => c.profile === "balanced")?.maxSustained
+    md.push(...ingestSection(results.ingest, inProcess, chartDir), "")
+    const i = results.ingest
+    charts.set(
+      "ingest-capacity.svg",
+      await Charts.bars({
+        title: "Highest sustained single-op submissions/s",
+        rows: [
+          ...(inProcess === undefined ? [] : [{ path: "in-process (balanced, this run)", rate: inProcess }]),
+          { path: `/ingest frames (${i.options.sockets} connections)`, rate: i.frames.maxSustained },
+          { path: "POST /sectors/{id}/ops", rate: i.post.maxSustained }
+        ],
+        x: "path",
+        y: "rate",
+        yTitle: "submissions/s (one op each)"
+      })
+    )
+  }
   if (results.cluster !== undefined) md.push(...clusterSection(results.cluster, Number.parseInt(results.machine, 10)), "")
   if (results.netResult !== undefined) md.push(...netResultSection(results.netResult), "")
   if (results.footprint !== undefined) md.push(...footprintSection(results.footprint), "")
   return { markdown: md.join("\n"), charts }
+}
+
+/** The "Lean request path" section: the three servers round by round, the ratio, and the host's profile. */
+const leanSection = (r: Lean.Result, chartDir: string): Array<string> => {
+  const cpu = (f: Lean.Figure) => f.cpuMicrosPerRequest ?? Number.NaN
+  const bare = Lean.meanRate(r, "bare node:http")
+  const router = Lean.meanRate(r, "effect HttpRouter")
+  const host = Lean.meanRate(r, "sector-host")
+  const o = r.options
+  const lines = [
+    "## A lean request path (single-op POST)",
+    "",
+    `Closed loop (\`ClosedLoop\`, the generator in the bench process on the same machine): ${o.connections} keep-alive ` +
+      "connections, each sending `POST /sectors/{id}/ops?ack=accepted` with one op (the sustained workload's 50 " +
+      "sectors, seeded) and the next as soon as the answer is read. Each server is a process of its own: `bare " +
+      "node:http` and `effect HttpRouter` only read the body, parse its JSON and answer 202 (`BaselineServer.ts`); " +
+      "`sector-host` is the host on a fresh database of the embedded PostgreSQL, every sector activated first. " +
+      `${o.rounds} rounds of ${o.seconds} s, the order turning each round, after ${o.warmupSeconds} s of warm-up each; ` +
+      `load average at start ${r.loadAverageAtStart.map((x) => n(x, 2)).join(" / ")}.`,
+    "",
+    "| round | server | load avg | requests/s | server CPU µs / request | p50 ms | p99 ms | answers |",
+    "|---:|---|---:|---:|---:|---:|---:|---|",
+    ...r.figures.map((f) =>
+      `| ${f.round + 1} | ${f.server} | ${n(f.loadAverage, 2)} | ${n(f.requestsPerSecond)} | ` +
+      `${n(f.cpuMicrosPerRequest ?? Number.NaN)} | ${n(f.latency.p50, 2)} | ` +
+      `${n(f.latency.p99, 2)} | ${Object.entries(f.statuses).map(([s, c]) => `${s === "0" ? "no answer" : s}: ${n(c)}`).join(", ")} |`
+    ),
+    "",
+    `**Means of the rounds: bare ${n(bare)}, HttpRouter ${n(router)}, sector-host ${n(host)} requests/s; ` +
+      `sector-host / bare = ${pct(host / bare)} (goal ≥ 70 %), HttpRouter / bare = ${pct(router / bare)}.** ` +
+      `Server CPU per request (means): bare ${n(Lean.mean(r, "bare node:http", cpu))} µs, HttpRouter ` +
+      `${n(Lean.mean(r, "effect HttpRouter", cpu))} µs, sector-host ${n(Lean.mean(r, "sector-host", cpu))} µs ` +
+      "(the host's includes its sectors and the write-behind to PostgreSQL; the database's own processes are not counted)." +
+      (r.figures.some((f) => f.server === "sector-host, baseline")
+        ? ` **Baseline checkout \`${r.options.baseline}\` in the same rounds: ${n(Lean.meanRate(r, "sector-host, baseline"))} ` +
+          `requests/s = ${pct(Lean.meanRate(r, "sector-host, baseline") / bare)} of bare, ` +
+          `${n(Lean.mean(r, "sector-host, baseline", cpu))} µs CPU per request.**`
+        : "")
+  ]
+  const p = r.profile
+  if (p !== undefined) {
+    const busy = p.tree.total
+    const share = (x: number) => pct(x / busy)
+    lines.push(
+      "",
+      `### Where the host's time goes`,
+      "",
+      `The host once more, under \`node --cpu-prof\` (${n(p.intervalMillis, 2)} ms sampling) and the same load for ` +
+        `${o.profileSeconds} s (${n(p.requestsPerSecond)} requests/s while profiled), the profile sliced to that window: ` +
+        `${n(p.samples)} samples, ${pct(busy / p.samples)} busy. Shares below are of the busy samples. ` +
+        `[Flame graph](${chartDir}/lean-flame.svg) (the root at the bottom; hover a frame for its share):`,
+      "",
+      `![flame graph of the host under single-op POSTs](${chartDir}/lean-flame.svg)`,
+      "",
+      "| part of the code (self time) | share |",
+      "|---|---:|",
+      ...p.byPart.filter((x) => x.part !== "(idle)").map((x) => `| ${x.part} | ${share(x.samples)} |`),
+      "",
+      "| function (self time) | part | share |",
+      "|---|---|---:|",
+      ...p.topSelf.slice(0, 20).map((x) => `| \`${x.name.replaceAll("|", "\\|")}\` | ${x.part} | ${share(x.samples)} |`),
+      "",
+      "| function (total time, inclusive) | part | share |",
+      "|---|---|---:|",
+      ...p.topTotal.slice(0, 25).map((x) => `| \`${x.name.replaceAll("|", "\\|")}\` | ${x.part} | ${share(x.samples)} |`)
+    )
+  }
+  return lines
+}
+
+/** The "HTTP and WebSocket ingest capacity" section: both searches, their ratio, against the in-process capacity. */
+const ingestSection = (r: IngestCapacity.Result, inProcess: number | undefined, chartDir: string): Array<string> => {
+  const steps = (s: IngestCapacity.Search) =>
+    s.steps.map((x) =>
+      `${n(x.rate)} → ${n(x.accepted / x.seconds)}/s, p99 ${n(x.latency.p99)} ms, ${n(x.cpuCores, 2)} cores${x.sustained ? "" : " ✗"}`
+    ).join("; ")
+  const ratio = r.frames.maxSustained / r.post.maxSustained
+  return [
+    "## HTTP and WebSocket ingest capacity (single-op submissions)",
+    "",
+    `A host process on a fresh database per kind, every sector of the sustained workload activated, the load generator ` +
+      `in the bench process on the same machine; one op per submission, one in 20 with a durable ack. Open load: ` +
+      `submissions due at the offered rate for ${r.options.seconds} s (POSTs over at most ${r.options.connections} ` +
+      `keep-alive connections; frames round-robin over ${r.options.sockets} WebSocket connections). Sustained: at least ` +
+      "95 % of what was due accepted, answered within a second of the window, durable p99 from when it was due under " +
+      "2 s; searched by doubling then bisection (`Capacity.highestSustained`), as the in-process capacity. Load average " +
+      `at start ${r.loadAverageAtStart.map((x) => n(x, 2)).join(" / ")}.`,
+    "",
+    `![ingest capacity](${chartDir}/ingest-capacity.svg)`,
+    "",
+    "| path | highest sustained submissions/s | steps (offered → accepted/s, durable p99, host CPU) |",
+    "|---|---:|---|",
+    `| \`POST /sectors/{id}/ops\`, one op each | ${n(r.post.maxSustained)} | ${steps(r.post)} |`,
+    `| \`/ingest\`, one op per frame, ${r.options.sockets} connections | ${n(r.frames.maxSustained)} | ${steps(r.frames)} |`,
+    ...(inProcess === undefined ? [] : [`| in-process, balanced (the capacity search above) | ${n(inProcess)} | |`]),
+    "",
+    `Frames / POSTs: ${n(ratio, 1)}× (issue 17: ≥ 5×)` +
+      (inProcess === undefined
+        ? " (no in-process capacity in this run: `npm run bench -- capacity ingest` measures both)."
+        : `; frames / in-process capacity: ${pct(r.frames.maxSustained / inProcess)} (issue 17: ≥ 50 %).`)
+  ]
 }
 
 /** The "Cluster" section: each layout's figures, then the ratios between them. */
@@ -583,16 +721,18 @@ const footprintSection = (f: Footprint.Result): Array<string> => {
   const row = (what: string, m: Footprint.Result["active"], extra: string) => {
     const per = Footprint.perItem(m)
     return `| ${what} | ${n(m.count)} | ${mib(m.after.rss - m.before.rss)} | ${kib(per.rss)} | ` +
-      `${mib(m.after.heapUsed - m.before.heapUsed)} | ${kib(per.heap)} | ${extra} |`
+      `${kib(per.rssPlain)} | ${mib(m.after.heapUsed - m.before.heapUsed)} | ${kib(per.heap)} | ${extra} |`
   }
   const md = [
     "## Footprint",
     "",
     `Load average at start ${f.loadAverage.map((x) => n(x, 2)).join(" / ")} (1 / 5 / 15 min). Each line is a child ` +
-      "`node --expose-gc` of its own; growth is after minus before, both after `global.gc()` and a settle.",
+      "`node --expose-gc` of its own; growth is after minus before, both after memory-reducing full collections " +
+      "(V8's last-resort `gc`) and a settle; \"plain GC\" is the same after plain full collections only, with the young " +
+      "generation still as large as the set-up grew it.",
     "",
-    "| probe | count | RSS growth | RSS per item | heap growth | heap per item | notes |",
-    "|---|---:|---:|---:|---:|---:|---|",
+    "| probe | count | RSS growth | RSS per item | RSS per item, plain GC | heap growth | heap per item | notes |",
+    "|---|---:|---:|---:|---:|---:|---:|---|",
     ...f.idle.map((m) =>
       row(
         "idle resident sectors (one small entity each, flushed)",

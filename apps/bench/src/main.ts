@@ -3,7 +3,8 @@
  * suites may be named to run only those (`npm run bench -- sink idle`): `scenarios`, `capacity`, `idle`, `limit`,
  * `sector-row`, `sink`, `http`, `cluster` (`--baseline <checkout>`: also measure another checkout's standalone host,
  * alternately with this one's), `netresult` (the field report's Net Result table, old loop against ours; only by
- * name or with `--full`), `footprint` (memory per idle and active sector and per entity, with a heap-snapshot
+ * name or with `--full`), `lean` (single-op POSTs: bare node:http, effect HttpRouter and the host side by side, and
+ * the host's CPU profile), `ingest` (HTTP and WebSocket ingest capacity), `footprint` (memory per idle and active sector and per entity, with a heap-snapshot
  * breakdown, each probe in a child `node --expose-gc`; only by name). Runs on an embedded PostgreSQL with durable settings (or `DATABASE_URL`), writes
  * `apps/bench/results/<timestamp>.json` (raw figures), `<timestamp>.md` and its charts in `<timestamp>/`, and
  * prints the Markdown report. `--render <results.json> [--out <report.md>]` renders a saved run again (charts in a
@@ -22,6 +23,8 @@ import * as ClusterVariant from "./ClusterVariant.ts"
 import * as Footprint from "./Footprint.ts"
 import * as HttpVariant from "./HttpVariant.ts"
 import * as Idle from "./Idle.ts"
+import * as IngestCapacity from "./IngestCapacity.ts"
+import * as Lean from "./Lean.ts"
 import * as Limit from "./Limit.ts"
 import * as NetResult from "./NetResult.ts"
 import * as Report from "./Report.ts"
@@ -39,7 +42,7 @@ const renderFrom = valueOf("--render")
 const renderTo = valueOf("--out")
 const baseline = valueOf("--baseline")
 const suites = args.filter((arg, i) => !arg.startsWith("--") && !["--render", "--out", "--baseline"].includes(args[i - 1] ?? ""))
-const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http", "cluster", "netresult", "footprint"]
+const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http", "cluster", "netresult", "footprint", "lean", "ingest"]
 for (const suite of suites) {
   if (!known.includes(suite)) {
     console.error(`bench: unknown suite "${suite}" (known: ${known.join(", ")})`)
@@ -115,8 +118,8 @@ const program = Effect.gen(function*() {
   }
   let idle: Idle.Result | undefined
   if (wants("idle")) {
-    yield* log("idle, 10 000 sectors")
-    idle = yield* Idle.run(url, { sectors: 10_000, seconds: full ? 30 : 5 })
+    yield* log("idle, 100 000 sectors")
+    idle = yield* Idle.run(url, { sectors: 100_000, seconds: full ? 30 : 5 })
   }
   let limit: Limit.Result | undefined
   if (wants("limit")) {
@@ -137,6 +140,19 @@ const program = Effect.gen(function*() {
   if (wants("http")) {
     yield* log("through HTTP")
     http = yield* HttpVariant.run(url, { rate: 2_000, seconds: full ? 20 : 6 })
+  }
+  let lean: Lean.Result | undefined
+  if (wants("lean")) {
+    yield* log("lean: single-op POSTs, bare node:http / effect HttpRouter / sector-host side by side, then a profile")
+    lean = yield* Lean.run(url, {
+      ...(full ? Lean.full : Lean.quick),
+      baseline: baseline === undefined ? undefined : path.resolve(baseline)
+    }, log)
+  }
+  let ingest: IngestCapacity.Result | undefined
+  if (wants("ingest")) {
+    yield* log("ingest: highest sustained single-op POSTs and single-op /ingest frames (8 connections)")
+    ingest = yield* IngestCapacity.run(url, full ? IngestCapacity.full : IngestCapacity.quick, log)
   }
   let cluster: ClusterVariant.Result | undefined
   if (wants("cluster")) {
@@ -174,6 +190,8 @@ const program = Effect.gen(function*() {
     sectorRow,
     sink,
     http,
+    lean,
+    ingest,
     cluster,
     netResult,
     footprint

@@ -29,6 +29,7 @@ import { Batch, Errors, Op, SectorHost } from "@sectors/core"
 import { Duration, Effect, HashRing, Layer, Metric, Option, Redacted, Schema } from "effect"
 import {
   Entity,
+  EntityId,
   MessageStorage,
   RunnerAddress,
   RunnerHealth,
@@ -96,6 +97,7 @@ const SectorStats = Schema.Struct({
   persistedSeq: Schema.Number,
   persistedAt: Schema.UndefinedOr(Schema.Number),
   entities: Schema.Number,
+  awake: Schema.Boolean,
   counters: Schema.Struct({
     received: Schema.Number,
     persisted: Schema.Number,
@@ -388,9 +390,9 @@ export interface ClusterView {
 
 /**
  * Reads the runners from storage and assigns the shards as `Sharding` does (one hash ring per shard group over the
- * healthy runners, by weight), so each runner's shard count is the one the cluster converges to.
+ * healthy runners, by weight): every runner with its health, and each group's owners by shard (shard id − 1).
  */
-export const status = Effect.gen(function*() {
+const assignments = Effect.gen(function*() {
   const config = yield* ShardingConfig.ShardingConfig
   const storage = yield* RunnerStorage.RunnerStorage
   const runners = yield* storage.getRunners
@@ -403,9 +405,20 @@ export const status = Effect.gen(function*() {
       HashRing.add(ring, runner.address, { weight: runner.weight })
     }
   }
+  const owners = new Map<string, ReadonlyArray<RunnerAddress.RunnerAddress>>()
+  for (const [group, ring] of rings) owners.set(group, HashRing.getShards(ring, config.shardsPerGroup) ?? [])
+  return { config, runners, owners }
+})
+
+/**
+ * Reads the runners from storage and assigns the shards as `Sharding` does, so each runner's shard count is the one
+ * the cluster converges to.
+ */
+export const status = Effect.gen(function*() {
+  const { config, owners, runners } = yield* assignments
   const counts = new Map<string, number>()
-  for (const ring of rings.values()) {
-    for (const owner of HashRing.getShards(ring, config.shardsPerGroup) ?? []) {
+  for (const shards of owners.values()) {
+    for (const owner of shards) {
       const key = format(owner)
       counts.set(key, (counts.get(key) ?? 0) + 1)
     }
@@ -420,6 +433,18 @@ export const status = Effect.gen(function*() {
     })).sort((a, b) => a.address.localeCompare(b.address))
   } satisfies ClusterView
 })
+
+/**
+ * The runner a sector's shard is assigned to (`host:port`), the way `status` assigns shards; `undefined` while no
+ * healthy runner serves its group. **Gotchas** while a shard moves, the runner named may not have claimed it yet.
+ */
+export const ownerOf = (sectorId: number) =>
+  Effect.gen(function*() {
+    const shard = yield* Sector.getShardId(EntityId.make(String(sectorId)))
+    const { owners } = yield* assignments
+    const owner = owners.get(shard.group)?.[shard.id - 1]
+    return owner === undefined ? undefined : format(owner)
+  })
 
 /** `host:port` (`[::1]:34431` for IPv6). */
 export const format = (address: RunnerAddress.RunnerAddress): string =>

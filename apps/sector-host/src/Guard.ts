@@ -20,8 +20,11 @@ import * as Exposure from "./Exposure.ts"
 import type { HostConfig } from "./HostConfig.ts"
 import * as Problem from "./Problem.ts"
 
-/** The paths that answer without a token: an orchestrator's probes carry none. */
-const openPaths: ReadonlySet<string> = new Set(["/healthz", "/readyz"])
+/**
+ * The paths that answer without a token: an orchestrator's probes carry none, and the status page (`/`) holds no
+ * data (its stream and the data it reads need the token).
+ */
+const openPaths: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/"])
 
 /** The SHA-256 digest tokens are compared as. */
 export const digest = (text: string) => crypto.createHash("sha256").update(text, "utf8").digest()
@@ -49,8 +52,20 @@ export const hostName = (header: string): string | undefined => {
 /** Whether a content type is JSON: `application/json`, with parameters or without. */
 export const isJson = (contentType: string): boolean => /^\s*application\/json\s*(?:;|$)/i.test(contentType)
 
+/** What the checks read of a request: Node's `IncomingMessage` and effect's `HttpServerRequest` both have these. */
+export interface RequestHead {
+  readonly method?: string | undefined
+  readonly url?: string | undefined
+  readonly headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
+}
+
+const header = (request: RequestHead, name: string): string | undefined => {
+  const value = request.headers[name]
+  return typeof value === "string" ? value : undefined
+}
+
 /** Whether a request carries a body (a non-zero `Content-Length`, or a `Transfer-Encoding`). */
-const hasBody = (request: HttpServerRequest.HttpServerRequest): boolean =>
+export const hasBody = (request: RequestHead): boolean =>
   (request.headers["content-length"] !== undefined && request.headers["content-length"] !== "0") ||
   request.headers["transfer-encoding"] !== undefined
 
@@ -61,35 +76,79 @@ const preflightHeaders = {
   "access-control-max-age": "600"
 }
 
-/** The checks for `config`, as a wrapper around the router's app. */
-export const make = (config: HostConfig["Service"]) => {
+/** The checks of steps 2 to 4 and the CORS headers of step 5, for `config`: the pure part of `make`. */
+export interface Checks {
+  /** The refusal a request gets before any route sees it (421, 401, 415), or `undefined` to serve it. */
+  readonly refusal: (request: RequestHead) => Problem.Problem | undefined
+  /** The CORS headers an answer to `origin` carries, or `undefined` when `corsOrigins` does not list it. */
+  readonly corsHeaders: (origin: string | undefined) => Readonly<Record<string, string>> | undefined
+}
+
+/** The checks for `config`. */
+export const checks = (config: HostConfig["Service"]): Checks => {
   const tokens = config.authToken.map((token) => digest(Redacted.value(token)))
   const origins: ReadonlySet<string> = new Set(config.corsOrigins)
   const loopbackBind = Exposure.isLoopback(config.host)
-
-  const refusal = (request: HttpServerRequest.HttpServerRequest): Problem.Problem | undefined => {
-    const headers = request.headers
-    if (loopbackBind && headers.host !== undefined) {
-      const name = hostName(headers.host)
-      if (name === undefined || !Exposure.isLoopback(name)) return Problem.misdirected
+  /** The last `Host` header judged and its verdict: a client sends the same one on every request. */
+  let lastHost: string | undefined
+  let lastHostLoopback = false
+  const loopbackHost = (value: string): boolean => {
+    if (value !== lastHost) {
+      const name = hostName(value)
+      lastHostLoopback = name !== undefined && Exposure.isLoopback(name)
+      lastHost = value
     }
-    if (tokens.length > 0 && !openPaths.has(request.url.split("?", 1)[0]!)) {
-      if (!bearerMatches(headers.authorization, tokens)) return Problem.unauthorized
+    return lastHostLoopback
+  }
+
+  /** The last `Content-Type` judged and its verdict, remembered the same way. */
+  let lastType: string | undefined
+  let lastTypeJson = false
+  const json = (value: string): boolean => {
+    if (value !== lastType) {
+      lastTypeJson = isJson(value)
+      lastType = value
+    }
+    return lastTypeJson
+  }
+
+  const refusal = (request: RequestHead): Problem.Problem | undefined => {
+    const host = header(request, "host")
+    if (loopbackBind && host !== undefined && !loopbackHost(host)) return Problem.misdirected
+    if (tokens.length > 0 && !openPaths.has((request.url ?? "/").split("?", 1)[0]!)) {
+      if (!bearerMatches(header(request, "authorization"), tokens)) return Problem.unauthorized
     }
     if (request.method === "POST") {
-      const type = headers["content-type"]
-      if ((type !== undefined || hasBody(request)) && (type === undefined || !isJson(type))) {
+      const type = header(request, "content-type")
+      if ((type !== undefined || hasBody(request)) && (type === undefined || !json(type))) {
         return Problem.unsupportedMediaType(type)
       }
     }
     return undefined
   }
 
+  const corsHeaders = (origin: string | undefined) =>
+    origin !== undefined && origins.size > 0 && origins.has(origin)
+      ? {
+        "access-control-allow-origin": origin,
+        "access-control-expose-headers": "idempotent-replayed, retry-after",
+        vary: "Origin"
+      }
+      : undefined
+
+  return { refusal, corsHeaders }
+}
+
+/** The checks for `config`, as a wrapper around the router's app. */
+export const make = (config: HostConfig["Service"]) => {
+  const { corsHeaders, refusal } = checks(config)
+  const origins: ReadonlySet<string> = new Set(config.corsOrigins)
+
   return <E, R>(
     httpApp: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
     request: HttpServerRequest.HttpServerRequest
   ): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R> => {
-    const origin = request.headers.origin
+    const origin = origins.size === 0 ? undefined : request.headers.origin
     const allowed = origin !== undefined && origins.has(origin)
     if (allowed && request.method === "OPTIONS" && request.headers["access-control-request-method"] !== undefined) {
       return Effect.succeed(HttpServerResponse.empty({
@@ -107,13 +166,7 @@ export const make = (config: HostConfig["Service"]) => {
           ? HttpServerResponse.setHeader(Problem.toResponse(problem), "connection", "close")
           : Problem.toResponse(problem)
       )
-    return allowed
-      ? Effect.map(answer, (response) =>
-        HttpServerResponse.setHeaders(response, {
-          "access-control-allow-origin": origin,
-          "access-control-expose-headers": "idempotent-replayed, retry-after",
-          vary: "Origin"
-        }))
-      : answer
+    const cors = corsHeaders(origin)
+    return cors === undefined ? answer : Effect.map(answer, (response) => HttpServerResponse.setHeaders(response, cors))
   }
 }

@@ -32,6 +32,7 @@ import * as Cluster from "./Cluster.ts"
 import * as Http from "./Http.ts"
 import * as Ingest from "./Ingest.ts"
 import * as Lifecycle from "./Lifecycle.ts"
+import * as RuntimeMetrics from "./RuntimeMetrics.ts"
 import * as Sectors from "./Sectors.ts"
 import * as Simulator from "./Simulator.ts"
 import * as Tls from "./Tls.ts"
@@ -111,11 +112,12 @@ const server = Layer.unwrap(HostConfig.useSync((config) =>
   })
 ))
 
-/** Everything the running host is made of. */
+/** Everything the running host is made of; `/metrics` includes the process and runtime figures (`RuntimeMetrics`). */
 export const app = HttpRouter.serve(Http.routes, { disableListenLog: true, disableLogger: true }).pipe(
   Layer.provideMerge(server),
   Layer.provideMerge(routing),
-  Layer.provideMerge(sectors)
+  Layer.provideMerge(sectors),
+  Layer.provideMerge(RuntimeMetrics.layer)
 )
 
 /** The host lock was lost to another host while this one ran: it shut down in order, and exits non-zero. */

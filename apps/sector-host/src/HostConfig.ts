@@ -64,6 +64,11 @@ export class HostConfig extends Context.Service<HostConfig, {
    * free places. Defaults to `1024`.
    */
   readonly maxInflightFrames: number
+  /**
+   * Most status-page streams (`GET /status/stream`) open at once; one more gets 503 `too-many-subscribers` with
+   * `Retry-After`. Defaults to `16`.
+   */
+  readonly maxStatusSubscribers: number
   /** How long a client may take to send a request's headers before the server answers 408. Defaults to 60 seconds. */
   readonly headersTimeout: Duration.Duration
   /** How long a client may take to send a whole request (headers and body). Defaults to 5 minutes. */
@@ -148,6 +153,7 @@ export const defaults: HostConfig["Service"] = {
   durableTimeout: Duration.seconds(30),
   maxDurableWaiters: 10_000,
   maxInflightFrames: 1024,
+  maxStatusSubscribers: 16,
   headersTimeout: Duration.seconds(60),
   requestTimeout: Duration.minutes(5),
   keepAliveTimeout: Duration.seconds(5),
@@ -261,6 +267,9 @@ export const config: Config.Config<HostConfig["Service"]> = Config.all({
   durableTimeout: SectorsConfig.duration("durableTimeout", defaults.durableTimeout),
   maxDurableWaiters: SectorsConfig.positiveInt("maxDurableWaiters").pipe(Config.withDefault(defaults.maxDurableWaiters)),
   maxInflightFrames: SectorsConfig.positiveInt("maxInflightFrames").pipe(Config.withDefault(defaults.maxInflightFrames)),
+  maxStatusSubscribers: SectorsConfig.positiveInt("maxStatusSubscribers").pipe(
+    Config.withDefault(defaults.maxStatusSubscribers)
+  ),
   headersTimeout: SectorsConfig.duration("headersTimeout", defaults.headersTimeout),
   requestTimeout: SectorsConfig.duration("requestTimeout", defaults.requestTimeout),
   keepAliveTimeout: SectorsConfig.duration("keepAliveTimeout", defaults.keepAliveTimeout),

@@ -28,8 +28,8 @@
  * nothing of it is applied. The server's own limits
  * (header, request and keep-alive timeouts, the connection cap) are set from `HostConfig` by `makeServer`.
  */
-import { Op, type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
-import { Cause, Duration, Effect, Layer, Option, Predicate, Result } from "effect"
+import { type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
+import { Cause, Duration, Effect, Layer, Option } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import * as http from "node:http"
@@ -43,6 +43,7 @@ import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
 import * as Request from "./Request.ts"
 import { Sectors } from "./Sectors.ts"
+import * as StatusPage from "./StatusPage.ts"
 
 /** How deep a body may nest (see `Request`). */
 export const maxJsonDepth = Request.maxJsonDepth
@@ -100,53 +101,34 @@ const endpoints = Effect.gen(function*() {
   const { waiting } = waiters
   /** `GET /ingest`: the WebSocket stream of submissions (`Ingest`). */
   const ingest = yield* Ingest.make(waiters)
+  /** `GET /`, `GET /status/stream`, `GET /status/sectors/{sector}`: the live status page and its data (`StatusPage`). */
+  const statusPage = yield* StatusPage.endpoints
 
-  /** `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`. */
-  const submit = Effect.fn("Http.submit")(function*(request: HttpServerRequest.HttpServerRequest) {
+  /** `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`: the hot path, without a span of its own. */
+  const submitOps = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest) {
     const params = yield* HttpRouter.params
     const search = yield* HttpServerRequest.ParsedSearchParams
     const text = yield* Request.readBody(request, config.maxBodyBytes)
-    const body = yield* Request.parseJson(text)
-
-    const overLimits = Request.limitIssues(body, config)
-    if (overLimits.length > 0) return yield* Problem.tooLarge(overLimits)
-
-    const sector = Request.parseId("sector", params.sector)
-    const ack = Request.parseAck(search.ack)
-    const idempotency = Request.parseIdempotencyKey(request.headers["idempotency-key"], text)
-    const issues: Array<Problem.Issue> = [
-      ...(Result.isFailure(sector) ? [sector.failure] : []),
-      ...(Result.isFailure(ack) ? [ack.failure] : []),
-      ...(Result.isFailure(idempotency) ? [idempotency.failure] : []),
-      ...Request.envelopeIssues(body)
-    ]
-    const ops = Predicate.isObject(body)
-      ? yield* Effect.result(Op.decodeOps(body.ops, { maxOps: config.maxOpsPerRequest }))
-      : Result.succeed([])
-    if (Result.isFailure(ops)) issues.push(...ops.failure.issues)
-    // (the Result checks only narrow: any failure has put its issue in `issues`)
-    if (
-      issues.length > 0 || Result.isFailure(sector) || Result.isFailure(ack) || Result.isFailure(idempotency) ||
-      Result.isFailure(ops)
-    ) {
-      return yield* Problem.invalid(issues)
-    }
-
-    const durable = ack.success === "durable"
+    const submission = yield* Effect.fromResult(Request.readSubmission(text, {
+      sector: params.sector,
+      ack: search.ack,
+      idempotencyKey: request.headers["idempotency-key"]
+    }, config))
+    const durable = submission.ack === "durable"
     const accepted = yield* (durable
-      ? waiting(sectors.submit(sector.success, ops.success, {
+      ? waiting(sectors.submit(submission.sector, submission.ops, {
         ack: "durable",
         durableTimeout: config.durableTimeout,
         mailboxWait: sectorsConfig.mailboxWait,
-        idempotency: idempotency.success
+        idempotency: submission.idempotency
       }))
-      : sectors.submit(sector.success, ops.success, {
+      : sectors.submit(submission.sector, submission.ops, {
         ack: "accepted",
         mailboxWait: sectorsConfig.mailboxWait,
-        idempotency: idempotency.success
+        idempotency: submission.idempotency
       }))
     const result = {
-      sector: sector.success,
+      sector: submission.sector,
       accepted: accepted.accepted,
       firstSeq: accepted.firstSeq,
       lastSeq: accepted.lastSeq
@@ -154,7 +136,9 @@ const endpoints = Effect.gen(function*() {
     const response = durable ? json({ ...result, persisted: true }, 200) : json(result, 202)
     // the answer to an earlier request with this Idempotency-Key: nothing was applied this time
     return accepted.replayed === true ? HttpServerResponse.setHeader(response, "idempotent-replayed", "true") : response
-  }, orProblem)
+  })
+  // (not `fnUntraced(body, orProblem)`: its pipeable form spreads `arguments` on every call)
+  const submit = (request: HttpServerRequest.HttpServerRequest) => orProblem(submitOps(request))
 
   /** `GET /sectors/{sector}/entities/{entity}`. */
   const entity = Effect.fn("Http.entity")(function*() {
@@ -277,7 +261,8 @@ const endpoints = Effect.gen(function*() {
     { method: "GET", path: "/cluster", handler: cluster },
     { method: "GET", path: "/healthz", handler: healthz },
     { method: "GET", path: "/readyz", handler: readyz },
-    { method: "GET", path: "/metrics", handler: metrics }
+    { method: "GET", path: "/metrics", handler: metrics },
+    ...statusPage
   ]
   return [
     ...table.map((endpoint) => HttpRouter.route(endpoint.method, endpoint.path, endpoint.handler)),
@@ -326,8 +311,11 @@ const answerProblems = <E, R>(httpApp: Effect.Effect<HttpServerResponse.HttpServ
 const edge = HttpRouter.middleware(
   Effect.map(HostConfig.useSync((config) => config), (config) => {
     const guard = Guard.make(config)
-    return (httpApp) =>
-      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => guard(answerProblems(httpApp), request))
+    return (httpApp) => {
+      // built once per app, not per request
+      const answered = answerProblems(httpApp)
+      return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => guard(answered, request))
+    }
   }),
   { global: true }
 )

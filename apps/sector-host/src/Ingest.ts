@@ -31,7 +31,7 @@
  * until it is durable (or times out): the order of seqs is the order of frames. A producer that wants durability
  * without the wait sends `ack: "accepted"` frames and a durable one now and then.
  */
-import { Errors, Op, SectorsConfig } from "@sectors/core"
+import { Errors, type Op, SectorsConfig } from "@sectors/core"
 import { Cause, Deferred, Effect, Exit, FiberSet, Metric, Predicate, Result, Semaphore } from "effect"
 import type { HttpServerRequest } from "effect/http"
 import { HttpServerResponse } from "effect/http"
@@ -100,7 +100,7 @@ const readFrame = (text: string, config: HostConfig["Service"]): Effect.Effect<F
     if (Result.isFailure(json)) return { _tag: "Refused", id: null, problem: json.failure } as const
     const body = json.success
     const id = frameId(body)
-    const overLimits = Request.limitIssues(body, config)
+    const overLimits = Request.limitIssues(body, config, text.length)
     if (overLimits.length > 0) return { _tag: "Refused", id, problem: Problem.tooLarge(overLimits) } as const
 
     const fields: Record<string, unknown> = Predicate.isObject(body) ? body : {}
@@ -120,10 +120,8 @@ const readFrame = (text: string, config: HostConfig["Service"]): Effect.Effect<F
       ...(Result.isFailure(key) ? [key.failure] : []),
       ...Request.envelopeIssues(body, frameFields, frameShape)
     ]
-    const ops = Predicate.isObject(body)
-      ? yield* Effect.result(Op.decodeOps(body.ops, { maxOps: config.maxOpsPerRequest }))
-      : Result.succeed([])
-    if (Result.isFailure(ops)) issues.push(...ops.failure.issues)
+    const ops = Predicate.isObject(body) ? Request.decodeOps(body.ops, config.maxOpsPerRequest) : Result.succeed([])
+    if (Result.isFailure(ops)) issues.push(...ops.failure)
     // (the Result checks only narrow: any failure has put its issue in `issues`)
     if (
       issues.length > 0 || Result.isFailure(sector) || Result.isFailure(ack) || Result.isFailure(key) ||

@@ -39,7 +39,12 @@ export type ReachError = SectorHost.ActivationError | Cluster.SectorUnreachable
 /** `GET /cluster`: this host alone, or its cluster. */
 export type Mode =
   | { readonly _tag: "Standalone" }
-  | { readonly _tag: "Cluster"; readonly view: Effect.Effect<Cluster.ClusterView, Cluster.SectorUnreachable> }
+  | {
+    readonly _tag: "Cluster"
+    readonly view: Effect.Effect<Cluster.ClusterView, Cluster.SectorUnreachable>
+    /** The runner a sector's shard is assigned to (`Cluster.ownerOf`). */
+    readonly ownerOf: (sectorId: number) => Effect.Effect<string | undefined, Cluster.SectorUnreachable>
+  }
 
 export class Sectors extends Context.Service<Sectors, {
   /** Submits ops to a sector (see `SectorHost.submit`). */
@@ -158,6 +163,12 @@ export const layerCluster = <E>(
     const context = yield* Layer.buildWithScope(runner, scope)
     const makeClient = yield* Effect.provideContext(Cluster.Sector.client, context)
     const view = Effect.provideContext(Cluster.status, context)
+    const unreadable = (error: { readonly message: string }) =>
+      new Cluster.SectorUnreachable({
+        sectorId: -1,
+        retryAfterMillis: options.retryAfterMillis,
+        reason: `cannot read the runners: ${error.message}`
+      })
     let leaving = false
 
     /** Runs a call on the owner within `wait` + `forwardTimeout`; the cluster's own failures are `SectorUnreachable`. */
@@ -236,17 +247,9 @@ export const layerCluster = <E>(
       deadLetters: (sectorId) => forward("DeadLetters", sectorId, Duration.zero, makeClient(String(sectorId)).DeadLetters()),
       mode: {
         _tag: "Cluster",
-        view: view.pipe(
-          Effect.catch((error) =>
-            Effect.fail(
-              new Cluster.SectorUnreachable({
-                sectorId: -1,
-                retryAfterMillis: options.retryAfterMillis,
-                reason: `cannot read the runners: ${error.message}`
-              })
-            )
-          )
-        )
+        view: view.pipe(Effect.mapError(unreadable)),
+        ownerOf: (sectorId) =>
+          Cluster.ownerOf(sectorId).pipe(Effect.provideContext(context), Effect.mapError(unreadable))
       },
       leave: Effect.suspend(() => {
         leaving = true

@@ -138,20 +138,21 @@ const limitsOf = (config: HostConfig.HostConfig["Service"]) => [
   Duration.toMillis(config.keepAliveTimeout),
   config.maxConnections,
   config.maxDurableWaiters,
-  config.maxInflightFrames
+  config.maxInflightFrames,
+  config.maxStatusSubscribers
 ]
 
 describe("HostConfig server limits", () => {
-  it.effect("defaults the timeouts, the connection cap, the durable waiters and the in-flight frames to documented values", () =>
+  it.effect("defaults the timeouts, the connection cap, the durable waiters, the in-flight frames and the status subscribers to documented values", () =>
     Effect.gen(function*() {
       const config = yield* fromEnv({})
       assert.deepStrictEqual(
         limitsOf(config),
-        [60_000, 300_000, 5000, 10_000, 10_000, 1024]
+        [60_000, 300_000, 5000, 10_000, 10_000, 1024, 16]
       )
     }))
 
-  it.effect("reads HEADERS_TIMEOUT, REQUEST_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, MAX_DURABLE_WAITERS and MAX_INFLIGHT_FRAMES", () =>
+  it.effect("reads HEADERS_TIMEOUT, REQUEST_TIMEOUT, KEEP_ALIVE_TIMEOUT, MAX_CONNECTIONS, MAX_DURABLE_WAITERS, MAX_INFLIGHT_FRAMES and MAX_STATUS_SUBSCRIBERS", () =>
     Effect.gen(function*() {
       const config = yield* fromEnv({
         HEADERS_TIMEOUT: "10 seconds",
@@ -159,11 +160,12 @@ describe("HostConfig server limits", () => {
         KEEP_ALIVE_TIMEOUT: "500",
         MAX_CONNECTIONS: "2000",
         MAX_DURABLE_WAITERS: "64",
-        MAX_INFLIGHT_FRAMES: "16"
+        MAX_INFLIGHT_FRAMES: "16",
+        MAX_STATUS_SUBSCRIBERS: "3"
       })
       assert.deepStrictEqual(
         limitsOf(config),
-        [10_000, 30_000, 500, 2000, 64, 16]
+        [10_000, 30_000, 500, 2000, 64, 16, 3]
       )
     }))
 
@@ -172,6 +174,7 @@ describe("HostConfig server limits", () => {
     ["MAX_DURABLE_WAITERS", "-1"],
     ["MAX_DURABLE_WAITERS", "many"],
     ["MAX_INFLIGHT_FRAMES", "0"],
+    ["MAX_STATUS_SUBSCRIBERS", "0"],
     ["HEADERS_TIMEOUT", "soon"]
   ] as const)("refuses %s=%s with one line naming it", ([name, value]) =>
     Effect.gen(function*() {

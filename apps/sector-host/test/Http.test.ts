@@ -7,8 +7,8 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { BatchPolicy, SectorHost, type SectorsConfig } from "@sectors/core"
 import { FaultSink, MemorySink, TestHost } from "@sectors/core/testing"
-import { Duration, Effect, Fiber, Layer, Logger, Redacted, Stream } from "effect"
-import { HttpClient, HttpClientRequest, HttpRouter, HttpServer } from "effect/http"
+import { Duration, Effect, Fiber, Layer, Logger, Redacted, Stream, Tracer } from "effect"
+import { FetchHttpClient, HttpClient, HttpClientRequest, HttpRouter, HttpServer } from "effect/http"
 import { request as httpRequest, type Server } from "node:http"
 import { connect } from "node:net"
 import * as HostConfig from "../src/HostConfig.ts"
@@ -29,15 +29,25 @@ const policy = (options: Partial<{ minBatch: number; maxWait: Duration.Input; ma
     maxPendingKeys: options.maxPendingKeys ?? 1000
   })
 
+/** `NodeHttpServer.layerTest` on the host's own server (`Http.makeServer` with the default limits). */
+const hostServer = HttpServer.layerTestClient.pipe(
+  Layer.provide(
+    Layer.fresh(FetchHttpClient.layer).pipe(Layer.provide(Layer.succeed(FetchHttpClient.RequestInit)({ keepalive: false })))
+  ),
+  Layer.provideMerge(NodeHttpServer.layer(() => Http.makeServer(HostConfig.defaults), { port: 0 }))
+)
+
 /** The API on `NodeHttpServer.layerTest`; every batch is persisted as soon as it is pending unless `sectors` says. */
 const serve = (
   options: {
     readonly host?: Partial<HostConfig.HostConfig["Service"]>
     readonly sectors?: Partial<SectorsConfig.SectorsConfig["Service"]>
+    /** The host's own Node server (`Http.makeServer`, as `Host` serves) rather than a plain one. */
+    readonly hostServer?: boolean
   } = {}
 ) =>
   HttpRouter.serve(Http.routes, { disableListenLog: true, disableLogger: true }).pipe(
-    Layer.provideMerge(NodeHttpServer.layerTest),
+    Layer.provideMerge(options.hostServer === true ? hostServer : NodeHttpServer.layerTest),
     Layer.provideMerge(Sectors.layerLocal),
     Layer.provideMerge(TestHost.layer({
       policy: policy(),
@@ -262,6 +272,34 @@ describe("POST /sectors/{sector}/ops", () => {
       assertProblem(refused, 503)
       assert.strictEqual(refused.headers["retry-after"], "1")
     }).pipe(Effect.provide(serve())))
+})
+
+describe("tracing", () => {
+  /** A tracer that keeps every span it starts (the native one's), as an exporter would see them. */
+  const recording = () => {
+    const spans: Array<Tracer.Span> = []
+    const tracer = Tracer.make({
+      span(options) {
+        const span = Tracer.nativeTracer.span(options)
+        spans.push(span)
+        return span
+      }
+    })
+    return { spans, layer: Layer.succeed(Tracer.Tracer)(tracer) }
+  }
+
+  it.effect("gives a submission on the host's server its http.server span from the router, with route and status, when a tracer exports", () => {
+    const { layer, spans } = recording()
+    return Effect.gen(function*() {
+      assert.strictEqual((yield* post("/sectors/3/ops", { ops: [set(1)] })).status, 202)
+      const servers = spans.filter((span) => span.kind === "server")
+      assert.strictEqual(servers.length, 1, servers.map((span) => span.name).join(", "))
+      const [span] = servers
+      assert.strictEqual(span!.name, "POST")
+      assert.strictEqual(span!.attributes.get("http.route"), "/sectors/:sector/ops")
+      assert.strictEqual(span!.attributes.get("http.response.status_code"), 202)
+    }).pipe(Effect.provide(serve({ hostServer: true }).pipe(Layer.provide(layer))))
+  })
 })
 
 describe("Idempotency-Key", () => {
@@ -689,6 +727,7 @@ describe("GET /sectors/{sector} and GET /sectors", () => {
         lastSeq: 3,
         persistedSeq: 3,
         entities: 2,
+        awake: false,
         circuit: { state: "Closed" }
       })
     }).pipe(Effect.provide(serve())))
@@ -708,12 +747,12 @@ describe("GET /sectors/{sector} and GET /sectors", () => {
 
   it.effect("lists the resident sectors with one summary each, and the residency cap", () =>
     Effect.gen(function*() {
-      assert.deepStrictEqual((yield* get("/sectors")).body, { active: 0, maxActiveSectors: 10_000, sectors: [] })
+      assert.deepStrictEqual((yield* get("/sectors")).body, { active: 0, maxActiveSectors: 100_000, sectors: [] })
       yield* post("/sectors/5/ops", { ops: [set(1), set(2)] })
       yield* post("/sectors/2/ops", { ops: [set(1)] })
       const reply = yield* get("/sectors")
       assert.strictEqual(reply.status, 200)
-      assert.deepStrictEqual([reply.body.active, reply.body.maxActiveSectors], [2, 10_000])
+      assert.deepStrictEqual([reply.body.active, reply.body.maxActiveSectors], [2, 100_000])
       assert.deepStrictEqual(reply.body.sectors.map((s: any) => [s.sector, s.phase, s.lastSeq, s.entities]), [
         [2, "running", 1, 1],
         [5, "running", 2, 2]

@@ -1,12 +1,20 @@
 /**
  * The runtime's metrics (effect `Metric`), exported by the host to Prometheus and OTLP. They follow the field
  * report's list: batch size and accumulation time, flush triggers by reason, ops received / persisted / collapsed,
- * batches, persist latency, retries, circuit state, mailbox depth and pending keys, shutdown figures, dead letters.
+ * batches, persist latency, retries, circuit state, mailbox depth and pending keys, shutdown figures, dead letters,
+ * ops lost.
  *
  * No metric carries a sector id: with 10 000 sectors that would explode cardinality. Per-sector figures are in
  * `Sector.stats`. Gauges such as mailbox depth are sums over all active sectors.
+ *
+ * A labelled counter has one series per known label value (`flushTriggersBy`, `persistFailuresBy`, `refusedBy`,
+ * `shutdownsBy`, `opsLostBy`), and `register` puts every series of this module in the registry at its zero when a
+ * host starts: effect registers a series on its first update, and `rate()` or an alert on a series that appears only
+ * with its first increment has nothing to work on until then.
  */
+import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
+import * as BatchPolicy from "./BatchPolicy.ts"
 
 const sizes = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
 const seconds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -80,6 +88,15 @@ export const accumulationSeconds = Metric.histogram("sectors_batch_accumulation_
   boundaries: seconds
 })
 
+/**
+ * Time from a batch's first (oldest) op being accepted to the batch being durable: the op→durable of the slowest op
+ * of each committed batch, so its percentiles bound every op's from above.
+ */
+export const durableSeconds = Metric.histogram("sectors_batch_durable_seconds", {
+  description: "Time from a batch's first op being accepted to the batch being durable (its slowest op's op→durable)",
+  boundaries: seconds
+})
+
 /** Time to persist a batch, retries included. */
 export const persistSeconds = Metric.histogram("sectors_persist_duration_seconds", {
   description: "Time to persist a batch, retries included",
@@ -92,6 +109,12 @@ export const flushTriggers = Metric.counter("sectors_flush_triggers_total", {
   incremental: true
 })
 
+/** `flushTriggers`, one series per trigger. */
+export const flushTriggersBy: Readonly<Record<BatchPolicy.Trigger, Metric.Counter<number>>> = byLabel(
+  flushTriggers,
+  BatchPolicy.triggers
+)
+
 /** Retries of failed persists. */
 export const retries = Metric.counter("sectors_persist_retries_total", {
   description: "Retries of failed persists",
@@ -103,6 +126,15 @@ export const persistFailures = Metric.counter("sectors_persist_failures_total", 
   description: "Persists that failed after retries, by reason",
   incremental: true
 })
+
+/** Why a persist failed after its retries: the `reason` label of `persistFailures`. */
+export type PersistFailureReason = "Transient" | "Rejected" | "Fenced" | "Fatal" | "Unavailable"
+
+/** `persistFailures`, one series per reason. `Fenced` counts batches refused because another owner claimed the sector. */
+export const persistFailuresBy: Readonly<Record<PersistFailureReason, Metric.Counter<number>>> = byLabel(
+  persistFailures,
+  ["Transient", "Rejected", "Fenced", "Fatal", "Unavailable"]
+)
 
 /** Circuit state: 0 closed, 1 half-open, 2 open. */
 export const circuitState = Metric.gauge("sectors_circuit_state", {
@@ -125,9 +157,27 @@ export const pendingKeysUtilisation = Metric.histogram("sectors_pending_keys_uti
   boundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1]
 })
 
-/** Submissions refused; label `reason` (MailboxFull, SinkUnavailable, ShuttingDown). */
+/** Submissions refused; label `reason` (MailboxFull, BacklogFull, BufferFull, ShuttingDown, ResidencyFull). */
 export const refused = Metric.counter("sectors_submissions_refused_total", {
   description: "Submissions refused, by reason",
+  incremental: true
+})
+
+/** Why a submission was refused: the `reason` label of `refused` (the refusal's error tag). */
+export type RefusalReason = "MailboxFull" | "BacklogFull" | "BufferFull" | "ShuttingDown" | "ResidencyFull"
+
+/** `refused`, one series per reason. */
+export const refusedBy: Readonly<Record<RefusalReason, Metric.Counter<number>>> = byLabel(
+  refused,
+  ["MailboxFull", "BacklogFull", "BufferFull", "ShuttingDown", "ResidencyFull"]
+)
+
+/**
+ * Submissions that found their sector at `maxPendingKeys` (the safety limit on what a sector holds pending) and had
+ * to wait for its flusher; those that waited in vain are also `refused{reason="BacklogFull"}`.
+ */
+export const pendingKeysLimitHits = Metric.counter("sectors_pending_keys_limit_hits_total", {
+  description: "Submissions that found their sector at maxPendingKeys and waited for a batch to be taken",
   incremental: true
 })
 
@@ -166,3 +216,95 @@ export const shutdownUnflushed = Metric.gauge("sectors_shutdown_unflushed_ops", 
 export const shutdownSeconds = Metric.gauge("sectors_shutdown_duration_seconds", {
   description: "Duration of the last shutdown"
 })
+
+/** Host shutdowns; label `outcome`: `success` when every accepted op was durable at its end, else `failure`. */
+export const shutdowns = Metric.counter("sectors_shutdowns_total", {
+  description: "Host shutdowns, by outcome (success: nothing left unflushed; failure: ops left unflushed)",
+  incremental: true
+})
+
+/** How a shutdown ended: the `outcome` label of `shutdowns`. */
+export type ShutdownOutcome = "success" | "failure"
+
+/** `shutdowns`, one series per outcome. */
+export const shutdownsBy: Readonly<Record<ShutdownOutcome, Metric.Counter<number>>> = byLabel(
+  shutdowns,
+  ["success", "failure"],
+  "outcome"
+)
+
+/**
+ * Accepted ops that never became durable; label `reason`: `shutdown` (unflushed when the host's shutdown ended) or
+ * `fenced` (dropped when another owner claimed the sector).
+ */
+export const opsLost = Metric.counter("sectors_ops_lost_total", {
+  description: "Accepted ops that never became durable, by reason (shutdown, fenced)",
+  incremental: true
+})
+
+/** Why accepted ops were lost: the `reason` label of `opsLost`. */
+export type LossReason = "shutdown" | "fenced"
+
+/** `opsLost`, one series per reason. */
+export const opsLostBy: Readonly<Record<LossReason, Metric.Counter<number>>> = byLabel(opsLost, ["shutdown", "fenced"])
+
+/**
+ * Every series of this module: each metric without labels, each labelled counter once per known label value (a
+ * labelled counter's unlabelled series is left out: it would be an extra, always-zero series).
+ */
+export const series: ReadonlyArray<Metric.Metric<never, unknown>> = [
+  bufferedBytes,
+  bufferBudgetBytes,
+  sinkUp,
+  evictions,
+  passivations,
+  opsReceived,
+  opsPersisted,
+  opsCollapsed,
+  batches,
+  batchOps,
+  batchRows,
+  accumulationSeconds,
+  durableSeconds,
+  persistSeconds,
+  ...Object.values(flushTriggersBy),
+  retries,
+  ...Object.values(persistFailuresBy),
+  circuitState,
+  mailboxDepth,
+  pendingKeys,
+  pendingKeysUtilisation,
+  ...Object.values(refusedBy),
+  pendingKeysLimitHits,
+  activeSectors,
+  restarts,
+  deadLetters,
+  timerWakeups,
+  shutdownFlushed,
+  shutdownUnflushed,
+  shutdownSeconds,
+  ...Object.values(shutdownsBy),
+  ...Object.values(opsLostBy)
+]
+
+/**
+ * Puts every series of `series` in the current metric registry, at its zero unless something updated it already.
+ * `SectorHost` runs it when it starts. Reading a series is what registers it: nothing is updated.
+ */
+export const register: Effect.Effect<void> = Effect.contextWith((context) =>
+  Effect.sync(() => {
+    for (const metric of series) metric.valueUnsafe(context)
+  })
+)
+
+/** One series of a counter per value of its label (`reason` unless said). */
+function byLabel<const Value extends string>(
+  metric: Metric.Counter<number>,
+  values: ReadonlyArray<Value>,
+  label = "reason"
+): Record<Value, Metric.Counter<number>> {
+  return Object.fromEntries(values.map((value) => [value, Metric.withAttributes(metric, { [label]: value })])) as Record<
+    Value,
+    Metric.Counter<number>
+  >
+}

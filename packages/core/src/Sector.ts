@@ -1,33 +1,41 @@
 /**
- * A sector actor: a bounded mailbox, the sector's state in memory, and two fibers under one supervisor.
+ * A sector actor: a bounded mailbox, the sector's state in memory, and two fibers under one supervisor — the
+ * fibers and the mailbox only while it has work. An idle resident sector is its fields (state, seq, watermark,
+ * epoch, an empty backlog) and nothing that runs: a submission starts its fibers, and they end once everything it
+ * accepted is durable, so holding many idle sectors costs memory for their data and no CPU.
  *
  * - The **intake** fiber takes submissions from the mailbox, gives every op the next seq (per sector, gap-free),
  *   applies it to the in-memory state and folds it into the backlog (`internal/backlog`: `Batch.Pending` segments of
  *   `maxBatch` ops). Past `maxPendingKeys` pending keys it stops taking, the mailbox fills, and submitters get
  *   `MailboxFull`: backpressure instead of an unbounded heap.
- * - The **flusher** fiber asks `BatchPolicy.decide` what to do. Idle, it waits for the intake's signal with no timer
- *   armed (an idle sector wakes up for nothing); with ops pending below `minBatch` it also arms one timer for the
- *   batch's `BatchPolicy.deadline` (at most `maxWait` after its oldest op); on a trigger it takes the oldest buffer
- *   as a batch and persists it through `Resilience` (retries, circuit breaker). At most one batch is in flight; ops
- *   arriving meanwhile pile up and go out together next (natural batching), a backlog goes out as back-to-back
- *   `maxBatch` batches. A batch that fails goes back under the newer ops and is retried; nothing is dropped. A batch
- *   the sink rejects for its data is bisected with trial runs to the poison entries (`internal/isolation`), which
- *   are dead-lettered once and dropped from the buffer; the rest commits. Commits advance the durable watermark
- *   (`internal/watermark`), which answers `ack: "durable"` and `flush` waiters.
+ * - The **flusher** fiber asks `BatchPolicy.decide` what to do. With ops pending below `minBatch` it arms one timer
+ *   for the batch's `BatchPolicy.deadline` (at most `maxWait` after its oldest op); on a trigger it takes the oldest
+ *   buffer as a batch and persists it through `Resilience` (retries, circuit breaker). At most one batch is in
+ *   flight; ops arriving meanwhile pile up and go out together next (natural batching), a backlog goes out as
+ *   back-to-back `maxBatch` batches. A batch that fails goes back under the newer ops and is retried; nothing is
+ *   dropped. A batch the sink rejects for its data is bisected with trial runs to the poison entries
+ *   (`internal/isolation`), which are dead-lettered once and dropped from the buffer; the rest commits. Commits
+ *   advance the durable watermark (`internal/watermark`), which answers `ack: "durable"` and `flush` waiters. With
+ *   nothing left — mailbox empty, nothing pending or in flight — it ends the run: the intake stops, no timer is
+ *   armed, and the next submission starts a new run.
  * - The **supervisor** restarts both after a defect with exponential backoff: the in-flight batch goes back to the
  *   buffer, the durable state is reloaded (claiming a new epoch) and the buffer is laid over it. Accepted ops are
  *   never lost to a restart.
+ *
+ * The fibers run with the services of the host's `Runtime` (captured once), not with those of the request that
+ * woke the sector. A sector is a class rather than a closure so that a resident one costs its fields only.
  *
  * `drain` (scope close, passivation, host shutdown) stops intake (`ShuttingDown`), lets the intake take what is
  * already in the mailbox, flushes everything back-to-back and reports `{ flushed, unflushed }`.
  *
  * Why this module is longer than ~450 lines: about 170 of them are the sector's public types (`Sector`,
- * `SectorStats`, `Accepted`, …) and their documentation, and the rest is one concept — the four parts above share one sector's state, which
- * they change without yielding in between, so they are written as one closure over it. Everything that stands on its
- * own (the backlog, the watermark, poison isolation, the trigger) lives in its own module with its own tests.
+ * `SectorStats`, `Accepted`, …) and their documentation, and the rest is one concept — the parts above share one
+ * sector's state, which they change without yielding in between. Everything that stands on its own (the backlog,
+ * the watermark, poison isolation, the trigger) lives in its own module with its own tests.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -35,7 +43,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Latch from "effect/Latch"
-import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
@@ -52,18 +59,20 @@ import {
   MailboxFull,
   SectorFenced,
   ShuttingDown,
-  SinkError
+  SinkError,
+  type SinkUnavailable
 } from "./Errors.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Op from "./Op.ts"
 import { Resilience } from "./Resilience.ts"
-import { type DeadLetter, SectorSink } from "./SectorSink.ts"
+import { type DeadLetter, type LoadedSector, SectorSink } from "./SectorSink.ts"
 import { SectorsConfig } from "./SectorsConfig.ts"
 import * as SectorState from "./SectorState.ts"
 import { Backlog } from "./internal/backlog.ts"
 import type { Budget } from "./internal/budget.ts"
 import { IdempotencyStore, type Pending } from "./internal/idempotency.ts"
 import * as Isolation from "./internal/isolation.ts"
+import { withOutcome } from "./internal/tracing.ts"
 import { Watermark } from "./internal/watermark.ts"
 
 /** When `submit` returns: once the ops are accepted (seqs assigned, applied in memory) or once they are durable. */
@@ -131,6 +140,8 @@ export interface SectorStats {
   /** When the watermark last moved (ms since the epoch). */
   readonly persistedAt: number | undefined
   readonly entities: number
+  /** Whether its fibers are at work: false while it is idle (nothing runs, nothing can wake it but a request). */
+  readonly awake: boolean
   readonly counters: {
     readonly received: number
     readonly persisted: number
@@ -204,35 +215,19 @@ interface Envelope {
   readonly pending: Pending | undefined
 }
 
-/** Options of `make`. */
-export interface MakeOptions {
-  /** The host-wide buffer budget this sector's held bytes count against; none: unbounded. */
+/** Options of `runtime`. */
+export interface RuntimeOptions {
+  /** The host-wide buffer budget every sector's held bytes count against; none: unbounded. */
   readonly budget?: Budget | undefined
-  /** The host-wide store of idempotency keys; none: one of this sector's own, sized by the configuration. */
+  /** The host-wide store of idempotency keys; none: one of its own, sized by the configuration. */
   readonly idempotency?: IdempotencyStore | undefined
 }
 
+/** Options of `make`. */
+export type MakeOptions = RuntimeOptions
+
 /** The supervisor's signal that the sector's fibers must be started again. */
 class Restart extends Data.TaggedError("Restart")<{ readonly cause: unknown }> {}
-
-const triggerCounters = Object.fromEntries(
-  BatchPolicy.triggers.map((trigger) => [trigger, Metric.withAttributes(Metrics.flushTriggers, { reason: trigger })])
-) as Record<BatchPolicy.Trigger, typeof Metrics.flushTriggers>
-
-const failureCounters = {
-  Transient: Metric.withAttributes(Metrics.persistFailures, { reason: "Transient" }),
-  Rejected: Metric.withAttributes(Metrics.persistFailures, { reason: "Rejected" }),
-  Fenced: Metric.withAttributes(Metrics.persistFailures, { reason: "Fenced" }),
-  Fatal: Metric.withAttributes(Metrics.persistFailures, { reason: "Fatal" }),
-  Unavailable: Metric.withAttributes(Metrics.persistFailures, { reason: "Unavailable" })
-}
-
-const refusedCounters = {
-  MailboxFull: Metric.withAttributes(Metrics.refused, { reason: "MailboxFull" }),
-  BacklogFull: Metric.withAttributes(Metrics.refused, { reason: "BacklogFull" }),
-  BufferFull: Metric.withAttributes(Metrics.refused, { reason: "BufferFull" }),
-  ShuttingDown: Metric.withAttributes(Metrics.refused, { reason: "ShuttingDown" })
-}
 
 const emptySubmission = new InvalidOp({ issues: [{ field: "ops", message: "must hold at least one op" }] })
 const badKey = new InvalidOp({
@@ -240,372 +235,69 @@ const badKey = new InvalidOp({
 })
 
 /**
- * Activates a sector: loads (claims) it, starts its fibers in the current scope, and drains it when the scope
- * closes (bounded by `shutdownTimeout`).
+ * What every sector of a host shares — the services, the configuration, the budget, the idempotency keys, the
+ * restart schedule — so that a sector holds one reference to it instead of a copy of each. Its fibers run with the
+ * services captured here, not with those of whichever request woke the sector.
+ */
+export interface Runtime {
+  readonly config: SectorsConfig["Service"]
+  readonly sink: SectorSink["Service"]
+  readonly resilience: Resilience["Service"]
+  readonly clock: Clock.Clock
+  readonly context: Context.Context<never>
+  readonly budget: Budget | undefined
+  readonly keys: IdempotencyStore
+  readonly retryAfterMillis: number
+  readonly restartSchedule: Schedule.Schedule<unknown, unknown>
+  /** The pending-keys gauge and the budget, as the backlogs report to them. */
+  readonly onKeys: (delta: number) => void
+  readonly onBytes: ((delta: number) => void) | undefined
+  /** Loads (claims) a sector and returns it, resident and idle: no fiber runs until it is given work. */
+  readonly activate: (sectorId: number) => Effect.Effect<Sector, SinkError>
+}
+
+/** The runtime of a host's sectors (see `Runtime`). */
+export const runtime = Effect.fnUntraced(function*(
+  options: RuntimeOptions = {}
+): Effect.fn.Return<Runtime, never, SectorSink | SectorsConfig | Resilience> {
+  const config = yield* SectorsConfig
+  const context = yield* Effect.context<never>()
+  const budget = options.budget
+  const self: Runtime = {
+    config,
+    sink: yield* SectorSink,
+    resilience: yield* Resilience,
+    clock: yield* Clock.Clock,
+    context,
+    budget,
+    keys: options.idempotency ?? new IdempotencyStore({
+      ttlMillis: Duration.toMillis(config.idempotencyTtl),
+      maxKeys: config.maxIdempotencyKeys
+    }),
+    retryAfterMillis: Duration.toMillis(config.mailboxRetryAfter),
+    restartSchedule: Schedule.min([Schedule.exponential(config.restartBase), Schedule.spaced(config.restartMax)]),
+    onKeys: (delta) => Metrics.pendingKeys.modifyUnsafe(delta, context),
+    onBytes: budget === undefined ? undefined : (delta) => budget.add(delta),
+    activate: (sectorId) =>
+      Effect.map(self.resilience.retrying(self.sink.load(sectorId)), (loaded) => new SectorActor(self, loaded))
+  }
+  return self
+})
+
+/**
+ * Activates a sector: loads (claims) it and drains it when the current scope closes (bounded by `shutdownTimeout`).
+ * A host activates its sectors through one `runtime` instead.
  */
 export const make = Effect.fnUntraced(function*(
   sectorId: number,
   options: MakeOptions = {}
 ): Effect.fn.Return<Sector, SinkError, Scope.Scope | SectorSink | SectorsConfig | Resilience> {
-  const config = yield* SectorsConfig
-  const sink = yield* SectorSink
-  const resilience = yield* Resilience
-  const clock = yield* Clock.Clock
-  const context = yield* Effect.context<never>()
-  const policy = config.policy
-  const now = () => clock.currentTimeMillisUnsafe()
-  const budget = options.budget
-  const retryAfterMillis = Duration.toMillis(config.mailboxRetryAfter)
-
-  const loaded = yield* resilience.retrying(sink.load(sectorId))
-  const keys = options.idempotency ?? new IdempotencyStore({
-    ttlMillis: Duration.toMillis(config.idempotencyTtl),
-    maxKeys: config.maxIdempotencyKeys
-  })
-  keys.adopt(sectorId, loaded.idempotencyKeys ?? [], now())
-
-  // ---- state shared by the fibers (single-threaded: every change below happens without yielding) ----
-  let epoch = loaded.epoch
-  let state = SectorState.fromRows(loaded.rows)
-  let phase: Phase = "running"
-  const watermark = new Watermark<ShuttingDown | SectorFenced>(loaded.persistedSeq, loaded.persistedAt)
-  const backlog = new Backlog({
-    nextSeq: Math.max(loaded.persistedSeq, SectorState.maxSeq(state)) + 1,
-    maxBatch: policy.maxBatch,
-    maxPendingKeys: policy.maxPendingKeys,
-    onKeys: (delta) => Metrics.pendingKeys.modifyUnsafe(delta, context),
-    onBytes: budget === undefined ? undefined : (delta) => budget.add(delta)
-  })
-  /** Keys of accepted submissions not yet durable, in seq order: each goes out with the batch of its last op. */
-  let unstoredKeys: Array<IdempotencyRecord> = []
-  let flushTarget = 0
-  let flusherIdle = false
-  let intakeDone = false
-  let needsResync = false
-  /** Entries were dead-lettered: memory still shows their values until a reload after the next commit. */
-  let reloadAfterCommit = false
-  const counters = { received: 0, persisted: 0, collapsed: 0, batches: 0, deadLetters: 0, restarts: 0, timerWakeups: 0 }
-
-  const mailbox = yield* Queue.bounded<Envelope, Cause.Done>(config.mailboxCapacity)
-  const wake = yield* Latch.make(false)
-
-  const refuseWait = () =>
-    phase === "fenced"
-      ? new SectorFenced({ sectorId })
-      : phase === "stopped"
-      ? new ShuttingDown({ sectorId })
-      : undefined
-
-  // ---- intake ----
-  /** An envelope leaves the mailbox: its reservation goes back (folded in, the backlog counts what it holds). */
-  const leave = (envelope: Envelope) => {
-    Metrics.mailboxDepth.modifyUnsafe(-1, context)
-    budget?.add(-envelope.reserved)
-  }
-
-  /** A submission leaves without seqs: it fails, and its key (if any) is forgotten so that a retry applies it. */
-  const reject = (envelope: Envelope, error: ShuttingDown | SectorFenced) => {
-    if (envelope.pending !== undefined) keys.forget(sectorId, envelope.pending.key, envelope.pending)
-    Deferred.doneUnsafe(envelope.deferred, Exit.fail(error))
-  }
-
-  /** Accepted keys whose ops will not become durable here (fenced, stopped): forgotten, so a retry applies them. */
-  const forgetUnstoredKeys = () => {
-    for (const record of unstoredKeys) keys.forget(sectorId, record.key, record)
-    unstoredKeys = []
-  }
-
-  const accept = (envelope: Envelope) => {
-    leave(envelope)
-    if (phase === "fenced") {
-      reject(envelope, new SectorFenced({ sectorId }))
-      return
-    }
-    let firstSeq: number
-    try {
-      firstSeq = backlog.accept(envelope.ops, now(), (op, seq) => SectorState.apply(state, op, seq), envelope.cells)
-    } catch (defect) {
-      Deferred.doneUnsafe(envelope.deferred, Exit.die(defect))
-      throw defect
-    }
-    const count = envelope.ops.length
-    const lastSeq = backlog.nextSeq - 1
-    counters.received += count
-    Metrics.opsReceived.updateUnsafe(count, context)
-    if (envelope.pending !== undefined) unstoredKeys.push(keys.accept(envelope.pending, firstSeq, lastSeq, now()))
-    Deferred.doneUnsafe(envelope.deferred, Exit.succeed([firstSeq, lastSeq] as const))
-    if (flusherIdle || backlog.ops >= policy.minBatch) wake.openUnsafe()
-  }
-
-  const intake = Effect.gen(function*() {
-    while (true) {
-      const taken = yield* Effect.exit(Queue.take(mailbox))
-      if (Exit.isFailure(taken)) break
-      accept(taken.value)
-      // take what else is waiting without suspending
-      while (true) {
-        const next = Queue.takeUnsafe(mailbox)
-        if (next === undefined || Exit.isFailure(next)) break
-        accept(next.value)
-      }
-    }
-    intakeDone = true
-    wake.openUnsafe()
-  })
-
-  // ---- flusher ----
-
-  /** Reloads the durable state (a new claim) and lays every buffered, not yet durable change over it. */
-  const resync = Effect.gen(function*() {
-    const fresh = yield* resilience.retrying(sink.load(sectorId))
-    epoch = fresh.epoch
-    keys.adopt(sectorId, fresh.idempotencyKeys ?? [], now())
-    const next = SectorState.fromRows(fresh.rows)
-    backlog.dropThrough(fresh.persistedSeq)
-    for (const entries of backlog.entries()) SectorState.applyEntries(next, entries)
-    state = next
-    watermark.advance(fresh.persistedSeq, fresh.persistedAt)
-    backlog.nextSeq = Math.max(backlog.nextSeq, watermark.seq + 1, SectorState.maxSeq(state) + 1)
-  })
-
-  /** A rejected batch: dead-letter every poison entry once, drop it from the buffer, then persist the rest. */
-  const deadLetterPoison = Effect.fnUntraced(function*(batch: Batch, rejection: SinkError) {
-    const { poison, rest } = yield* Isolation.isolate(
-      `batch ${batch.fromSeq}..${batch.toSeq}`,
-      batch.entries,
-      rejection,
-      (entries) => resilience.retrying(sink.verify(withEntries(batch, entries)))
-    )
-    const at = now()
-    const letters: Array<DeadLetter> = poison.map(({ entry, error }) => ({
-      sectorId,
-      seq: entry.seq,
-      entry,
-      error: error.message,
-      code: error.code,
-      at
-    }))
-    yield* Effect.logWarning(`sector ${sectorId}: dead-lettering ${letters.length} rejected entries`).pipe(
-      Effect.annotateLogs({
-        seqs: letters.map((letter) => letter.seq).join(","),
-        error: poison[poison.length - 1]!.error.message
-      })
-    )
-    yield* resilience.retrying(sink.deadLetter(letters))
-    // recorded: the entries never go out again, even if the persist below fails and the segment is retried
-    for (const { entry } of poison) backlog.discard(entry)
-    counters.deadLetters += letters.length
-    Metrics.deadLetters.updateUnsafe(letters.length, context)
-    reloadAfterCommit = true
-    yield* resilience.guard(sink.persist(withEntries(batch, rest)))
-    return letters.length
-  })
-
-  const persist = (batch: Batch) =>
-    resilience.guard(sink.persist(batch)).pipe(
-      Effect.as(0),
-      Effect.catchIf(Isolation.isRejected, (error) => deadLetterPoison(batch, error)),
-      Effect.withSpan("Sector.persist", {
-        attributes: {
-          "sector.id": sectorId,
-          "batch.ops": batch.ops,
-          "batch.rows": batch.entries.length,
-          "batch.trigger": batch.trigger,
-          "batch.collapse_ratio": collapseRatio(batch)
-        }
-      })
-    )
-
-  const becomeFenced = Effect.fnUntraced(function*() {
-    const lost = backlog.clear()
-    forgetUnstoredKeys()
-    phase = "fenced"
-    watermark.failAll(new SectorFenced({ sectorId }))
-    Queue.endUnsafe(mailbox)
-    yield* Effect.logError(`sector ${sectorId}: claimed by another owner; ${lost} accepted ops were not persisted`)
-  })
-
-  /** How many of the unstored keys (a prefix: they are in seq order) a batch up to `toSeq` makes durable. */
-  const keysThrough = (toSeq: number) => {
-    let count = 0
-    while (count < unstoredKeys.length && unstoredKeys[count]!.lastSeq <= toSeq) count++
-    return count
-  }
-
-  /** The batch with the keys of the submissions whose last op it makes durable. */
-  const withKeys = (batch: Batch, at: number): Batch => {
-    const count = keysThrough(batch.toSeq)
-    return count === 0 ? batch : {
-      ...batch,
-      idempotencyKeys: unstoredKeys.slice(0, count),
-      forgetKeysExpiredBy: at
-    }
-  }
-
-  const flushOnce = Effect.fnUntraced(function*(trigger: BatchPolicy.Trigger) {
-    Metrics.pendingKeysUtilisation.updateUnsafe(backlog.keys / policy.maxPendingKeys, context)
-    const segment = backlog.take()
-    const startedAt = now()
-    const batch = withKeys(segment.toBatch(sectorId, epoch, trigger), startedAt)
-    triggerCounters[trigger].updateUnsafe(1, context)
-    Metrics.accumulationSeconds.updateUnsafe((startedAt - segment.firstAt) / 1000, context)
-    const outcome = yield* Effect.exit(persist(batch))
-    if (Exit.isSuccess(outcome)) {
-      backlog.commit()
-      unstoredKeys.splice(0, keysThrough(batch.toSeq))
-      const persistedAt = now()
-      const rows = batch.entries.length - outcome.value
-      counters.persisted += batch.ops
-      counters.collapsed += batch.ops - rows
-      counters.batches++
-      Metrics.persistSeconds.updateUnsafe((persistedAt - startedAt) / 1000, context)
-      Metrics.opsPersisted.updateUnsafe(batch.ops, context)
-      Metrics.opsCollapsed.updateUnsafe(batch.ops - rows, context)
-      Metrics.batches.updateUnsafe(1, context)
-      Metrics.batchOps.updateUnsafe(batch.ops, context)
-      Metrics.batchRows.updateUnsafe(rows, context)
-      watermark.advance(batch.toSeq, persistedAt)
-      // dead letters: memory still shows the rejected values; reload the truth
-      if (reloadAfterCommit) {
-        yield* resync
-        reloadAfterCommit = false
-      }
-      return
-    }
-    const error = Cause.findErrorOption(outcome.cause)
-    if (Option.isNone(error)) return yield* Effect.failCause(outcome.cause) // a defect or an interruption
-    const failure = error.value
-    if (failure._tag === "SinkError" && failure.reason === "Fenced") {
-      failureCounters.Fenced.updateUnsafe(1, context)
-      return yield* becomeFenced()
-    }
-    failureCounters[failure._tag === "SinkUnavailable" ? "Unavailable" : failure.reason].updateUnsafe(1, context)
-    backlog.requeue(true)
-    const delay = failure._tag === "SinkUnavailable"
-      ? Math.max(failure.retryAfterMillis, Duration.toMillis(config.retryBase))
-      : Duration.toMillis(config.retryBase)
-    if (failure._tag === "SinkError") {
-      yield* Effect.logWarning(`sector ${sectorId}: persist failed (${failure.reason}): ${failure.message}`)
-    }
-    yield* Effect.sleep(delay)
-  })
-
-  const flusher = Effect.gen(function*() {
-    while (phase !== "fenced") {
-      wake.closeUnsafe()
-      const first = backlog.first
-      const requested = phase === "draining"
-        ? "shutdown"
-        : first !== undefined && flushTarget >= first.fromSeq
-        ? "manual"
-        : undefined
-      const decision = BatchPolicy.decide(policy, {
-        ops: backlog.ops,
-        oldestAt: first?.firstAt ?? 0,
-        now: now(),
-        requested
-      })
-      switch (decision._tag) {
-        case "Idle": {
-          if (intakeDone) return
-          flusherIdle = true
-          yield* wake.await
-          flusherIdle = false
-          break
-        }
-        case "Wait": {
-          const woken = yield* Effect.timeoutOption(wake.await, decision.millis)
-          if (Option.isNone(woken)) {
-            counters.timerWakeups++
-            Metrics.timerWakeups.updateUnsafe(1, context)
-          }
-          break
-        }
-        case "Flush": {
-          yield* flushOnce(decision.trigger)
-          break
-        }
-        default:
-          absurd(decision)
-      }
-    }
-  })
-
-  // ---- supervisor ----
-  const incarnation = Effect.gen(function*() {
-    if (needsResync) {
-      yield* resync.pipe(Effect.mapError((cause) => new Restart({ cause })))
-      needsResync = false
-    }
-    yield* Effect.all([intake, flusher], { concurrency: 2, discard: true })
-  }).pipe(
-    Effect.catchDefect((defect) =>
-      Effect.gen(function*() {
-        counters.restarts++
-        Metrics.restarts.updateUnsafe(1, context)
-        backlog.requeue(false)
-        flusherIdle = false
-        needsResync = true
-        yield* Effect.logError(`sector ${sectorId}: died of a defect, restarting`, defect)
-        return yield* new Restart({ cause: defect })
-      })
-    ),
-    Effect.tapError((restart) =>
-      restart.cause instanceof SinkError
-        ? Effect.logWarning(`sector ${sectorId}: cannot reload (${restart.cause.message}), retrying`)
-        : Effect.void
-    )
-  )
-
-  const restartSchedule = Schedule.min([Schedule.exponential(config.restartBase), Schedule.spaced(config.restartMax)])
-  const supervisor = yield* incarnation.pipe(
-    Effect.retry(restartSchedule),
-    Effect.annotateLogs({ sectorId }),
-    Effect.forkScoped({ startImmediately: true })
-  )
-  Metrics.activeSectors.modifyUnsafe(1, context)
-
-  // ---- lifecycle ----
-  let drainStartedAt = 0
-
-  const beginDrain = () => {
-    if (phase !== "running") return
-    phase = "draining"
-    drainStartedAt = counters.persisted
-    Queue.endUnsafe(mailbox)
-    wake.openUnsafe()
-  }
-
-  /** Stops the sector at once: once, however many callers (the host's shutdown, passivation) race to it. */
-  const stop: Effect.Effect<DrainReport> = yield* Effect.cached(Effect.gen(function*() {
-    beginDrain()
-    yield* Fiber.interrupt(supervisor)
-    const refused = yield* Queue.clear(mailbox).pipe(Effect.orElseSucceed(() => [] as Array<Envelope>))
-    for (const envelope of refused) {
-      leave(envelope)
-      reject(envelope, new ShuttingDown({ sectorId }))
-    }
-    const left = backlog.unflushed
-    forgetUnstoredKeys()
-    if (phase !== "fenced") {
-      phase = "stopped"
-      watermark.failAll(new ShuttingDown({ sectorId }))
-    }
-    backlog.detach()
-    Metrics.activeSectors.modifyUnsafe(-1, context)
-    return { sectorId, flushed: counters.persisted - drainStartedAt, unflushed: left }
-  }))
-
-  /** Drains (the mailbox, then a last flush), then stops; after `stop`, just its report. */
-  const drain: Effect.Effect<DrainReport> = Effect.suspend(() => {
-    beginDrain()
-    return Fiber.await(supervisor).pipe(Effect.andThen(stop))
-  })
-
+  const shared = yield* runtime(options)
+  const sector = yield* shared.activate(sectorId)
   yield* Effect.addFinalizer(() =>
-    drain.pipe(
-      Effect.timeoutOption(config.shutdownTimeout),
-      Effect.andThen(stop),
+    sector.drain.pipe(
+      Effect.timeoutOption(shared.config.shutdownTimeout),
+      Effect.andThen(sector.stop),
       Effect.tap((result) =>
         result.unflushed > 0
           ? Effect.logWarning(`sector ${sectorId}: stopped with ${result.unflushed} accepted ops not persisted`)
@@ -613,159 +305,712 @@ export const make = Effect.fnUntraced(function*(
       )
     )
   )
+  return sector
+})
 
-  const refuse = <E extends MailboxFull | BacklogFull | BufferFull | ShuttingDown>(error: E) => {
-    refusedCounters[error._tag].updateUnsafe(1, context)
-    return Effect.fail(error)
+/**
+ * The fibers of a sector with work to do, and what they share: the mailbox, the flusher's wake-up, and whether the
+ * intake has ended. A sector has one while its mailbox or its backlog holds anything (or a drain or a restart is
+ * under way); an idle sector has none.
+ */
+class Run {
+  readonly mailbox: Queue.Queue<Envelope, Cause.Done>
+  readonly wake = Latch.makeUnsafe(false)
+  fiber: Fiber.Fiber<void> | undefined = undefined
+  intakeDone = false
+  flusherIdle = false
+  /** The intake died of this defect: the flusher dies of it too, and the supervisor restarts both. */
+  intakeDefect: { readonly defect: unknown } | undefined = undefined
+  constructor(mailbox: Queue.Queue<Envelope, Cause.Done>) {
+    this.mailbox = mailbox
+  }
+}
+
+/**
+ * A sector: its state, seq, watermark and epoch, and its backlog — and fibers only while it has work. Written as a
+ * class so that a resident sector costs its fields and nothing per closure: the methods live on the prototype.
+ * Single-threaded: every change below happens without yielding in between.
+ */
+class SectorActor implements Sector {
+  readonly sectorId: number
+  private readonly rt: Runtime
+  private epoch: number
+  private state: SectorState.SectorState
+  private current: Phase = "running"
+  private readonly watermark: Watermark<ShuttingDown | SectorFenced>
+  private readonly backlog: Backlog
+  /** Keys of accepted submissions not yet durable, in seq order: each goes out with the batch of its last op. */
+  private unstoredKeys: Array<IdempotencyRecord> = []
+  private flushTarget = 0
+  private needsResync = false
+  /** Entries were dead-lettered: memory still shows their values until a reload after the next commit. */
+  private reloadAfterCommit = false
+  private readonly counters = {
+    received: 0,
+    persisted: 0,
+    collapsed: 0,
+    batches: 0,
+    deadLetters: 0,
+    restarts: 0,
+    timerWakeups: 0
+  }
+  /** The fibers at work, if any. */
+  private run: Run | undefined = undefined
+  private drainStartedAt = 0
+  /** Set by the first `stop`: its report, for every later caller. */
+  private stopped: Deferred.Deferred<DrainReport> | undefined = undefined
+
+  constructor(rt: Runtime, loaded: LoadedSector) {
+    this.sectorId = loaded.sectorId
+    this.rt = rt
+    this.epoch = loaded.epoch
+    this.state = SectorState.fromRows(loaded.rows)
+    this.watermark = new Watermark(loaded.persistedSeq, loaded.persistedAt)
+    this.backlog = new Backlog({
+      nextSeq: Math.max(loaded.persistedSeq, SectorState.maxSeq(this.state)) + 1,
+      maxBatch: rt.config.policy.maxBatch,
+      maxPendingKeys: rt.config.policy.maxPendingKeys,
+      onKeys: rt.onKeys,
+      onBytes: rt.onBytes
+    })
+    const idempotencyKeys = loaded.idempotencyKeys ?? []
+    if (idempotencyKeys.length > 0) rt.keys.adopt(this.sectorId, idempotencyKeys, this.now())
+    Metrics.activeSectors.modifyUnsafe(1, rt.context)
   }
 
-  const submit = (ops: ReadonlyArray<Op.Op>, options?: SubmitOptions): Effect.Effect<Accepted, SubmitError> =>
-    Effect.suspend((): Effect.Effect<Accepted, SubmitError> => {
-      if (phase === "fenced") return Effect.fail(new SectorFenced({ sectorId }))
-      if (phase !== "running") return refuse(new ShuttingDown({ sectorId }))
+  private now(): number {
+    return this.rt.clock.currentTimeMillisUnsafe()
+  }
+
+  phase(): Phase {
+    return this.current
+  }
+
+  unflushed(): number {
+    return this.backlog.unflushed
+  }
+
+  // ---- submissions ----
+
+  submit(ops: ReadonlyArray<Op.Op>, options?: SubmitOptions): Effect.Effect<Accepted, SubmitError> {
+    return Effect.suspend((): Effect.Effect<Accepted, SubmitError> => {
+      const sectorId = this.sectorId
+      if (this.current === "fenced") return Effect.fail(new SectorFenced({ sectorId }))
+      if (this.current !== "running") return this.refuse(new ShuttingDown({ sectorId }))
       if (ops.length === 0) return Effect.fail(emptySubmission)
       const idempotency = options?.idempotency
       if (idempotency !== undefined) {
         if (idempotency.key.length === 0 || idempotency.key.length > 255) return Effect.fail(badKey)
-        const known = keys.find(sectorId, idempotency.key, now())
+        const known = this.rt.keys.find(sectorId, idempotency.key, this.now())
         if (known !== undefined) {
           if (known.fingerprint !== idempotency.fingerprint) {
             return Effect.fail(new IdempotencyMismatch({ sectorId, key: idempotency.key }))
           }
           return known._tag === "Accepted"
-            ? answer(known.firstSeq, known.lastSeq, options, true)
+            ? this.answer(known.firstSeq, known.lastSeq, options, true)
             : Effect.flatMap(
               Deferred.await(known.seqs),
-              ([firstSeq, lastSeq]) => answer(firstSeq, lastSeq, options, true)
+              ([firstSeq, lastSeq]) => this.answer(firstSeq, lastSeq, options, true)
             )
         }
       }
-      if (!backlog.full) return enqueue(ops, options)
+      if (!this.backlog.full) return this.enqueue(ops, options)
       // at maxPendingKeys: wait (bounded) for the flusher to take a batch, or refuse
-      return backlog.awaitSpace().pipe(
-        Effect.timeoutOption(options?.mailboxWait ?? config.mailboxWait),
+      Metrics.pendingKeysLimitHits.updateUnsafe(1, this.rt.context)
+      return this.backlog.awaitSpace().pipe(
+        Effect.timeoutOption(options?.mailboxWait ?? this.rt.config.mailboxWait),
         Effect.flatMap((): Effect.Effect<Accepted, SubmitError> => {
-          if (phase === "fenced") return Effect.fail(new SectorFenced({ sectorId }))
-          if (phase !== "running") return refuse(new ShuttingDown({ sectorId }))
-          return backlog.full
-            ? refuse(new BacklogFull({ sectorId, maxPendingKeys: policy.maxPendingKeys, retryAfterMillis }))
-            : enqueue(ops, options)
+          if (this.current === "fenced") return Effect.fail(new SectorFenced({ sectorId }))
+          if (this.current !== "running") return this.refuse(new ShuttingDown({ sectorId }))
+          return this.backlog.full
+            ? this.refuse(
+              new BacklogFull({
+                sectorId,
+                maxPendingKeys: this.rt.config.policy.maxPendingKeys,
+                retryAfterMillis: this.rt.retryAfterMillis
+              })
+            )
+            : this.enqueue(ops, options)
         })
       )
     })
+  }
+
+  private refuse<E extends MailboxFull | BacklogFull | BufferFull | ShuttingDown>(error: E) {
+    Metrics.refusedBy[error._tag].updateUnsafe(1, this.rt.context)
+    return Effect.fail(error)
+  }
+
+  /** Why a durable wait cannot succeed any more, if it cannot. */
+  private refuseWait(): ShuttingDown | SectorFenced | undefined {
+    return this.current === "fenced"
+      ? new SectorFenced({ sectorId: this.sectorId })
+      : this.current === "stopped"
+      ? new ShuttingDown({ sectorId: this.sectorId })
+      : undefined
+  }
 
   /** The answer to a submission with seqs `firstSeq..lastSeq`, once durable if `ack: "durable"` asks for it. */
-  const answer = (
+  private answer(
     firstSeq: number,
     lastSeq: number,
     options: SubmitOptions | undefined,
     replayed: boolean
-  ): Effect.Effect<Accepted, SubmitError> => {
+  ): Effect.Effect<Accepted, SubmitError> {
+    const sectorId = this.sectorId
     const result = { sectorId, accepted: lastSeq - firstSeq + 1, firstSeq, lastSeq, ...(replayed ? { replayed } : {}) }
-    if (options?.ack !== "durable") return Effect.succeed({ ...result, persisted: lastSeq <= watermark.seq })
-    const durable = watermark.await(lastSeq, refuseWait).pipe(Effect.as({ ...result, persisted: true }))
+    if (options?.ack !== "durable") return Effect.succeed({ ...result, persisted: lastSeq <= this.watermark.seq })
+    const durable = this.watermark.await(lastSeq, () => this.refuseWait()).pipe(
+      Effect.as({ ...result, persisted: true })
+    )
     return options.durableTimeout === undefined ? durable : durable.pipe(
       Effect.timeoutOrElse({
         duration: options.durableTimeout,
-        orElse: () => Effect.fail(new DurableTimeout({ sectorId, firstSeq, lastSeq, persistedSeq: watermark.seq }))
+        orElse: () =>
+          Effect.fail(new DurableTimeout({ sectorId, firstSeq, lastSeq, persistedSeq: this.watermark.seq }))
       })
     )
   }
 
-  /** Reserves the submission's bytes and puts it into the mailbox (waiting up to `mailboxWait` for room). */
-  const enqueue = (ops: ReadonlyArray<Op.Op>, options: SubmitOptions | undefined): Effect.Effect<Accepted, SubmitError> =>
-    Effect.suspend((): Effect.Effect<Accepted, SubmitError> => {
-      const cells = ops.map(cellBytes)
-      let reserved = 0
-      if (budget !== undefined) {
-        for (let i = 0; i < ops.length; i++) reserved += opBytes(ops[i]!, cells[i])
-        if (!budget.tryReserve(reserved)) {
-          return refuse(
-            new BufferFull({ sectorId, bufferedBytes: budget.used, budgetBytes: budget.max, retryAfterMillis })
-          )
-        }
-      }
-      const deferred = Deferred.makeUnsafe<readonly [number, number], ShuttingDown | SectorFenced>()
-      const key = options?.idempotency
-      const pending = key === undefined
-        ? undefined
-        : keys.begin(
-          sectorId,
-          key.key,
-          key.fingerprint,
-          deferred,
-          now(),
-          key.ttl === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(key.ttl))
+  /**
+   * Reserves the submission's bytes and puts it into the mailbox (waiting up to `mailboxWait` for room), waking the
+   * sector if it is idle.
+   */
+  private enqueue(ops: ReadonlyArray<Op.Op>, options: SubmitOptions | undefined): Effect.Effect<Accepted, SubmitError> {
+    const { budget, config, keys } = this.rt
+    const sectorId = this.sectorId
+    const cells = ops.map(cellBytes)
+    let reserved = 0
+    if (budget !== undefined) {
+      for (let i = 0; i < ops.length; i++) reserved += opBytes(ops[i]!, cells[i])
+      if (!budget.tryReserve(reserved)) {
+        return this.refuse(
+          new BufferFull({
+            sectorId,
+            bufferedBytes: budget.used,
+            budgetBytes: budget.max,
+            retryAfterMillis: this.rt.retryAfterMillis
+          })
         )
-      const giveBack = () => {
-        budget?.add(-reserved)
-        if (pending !== undefined) keys.forget(sectorId, pending.key, pending)
       }
-      const envelope: Envelope = { ops, cells, reserved, deferred, pending }
-      const accepted = Deferred.await(envelope.deferred).pipe(
-        Effect.flatMap(([firstSeq, lastSeq]) => answer(firstSeq, lastSeq, options, false))
+    }
+    const deferred = Deferred.makeUnsafe<readonly [number, number], ShuttingDown | SectorFenced>()
+    const key = options?.idempotency
+    const pending = key === undefined
+      ? undefined
+      : keys.begin(
+        sectorId,
+        key.key,
+        key.fingerprint,
+        deferred,
+        this.now(),
+        key.ttl === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(key.ttl))
       )
-      if (Queue.offerUnsafe(mailbox, envelope)) {
-        Metrics.mailboxDepth.modifyUnsafe(1, context)
+    const giveBack = () => {
+      budget?.add(-reserved)
+      if (pending !== undefined) keys.forget(sectorId, pending.key, pending)
+    }
+    const envelope: Envelope = { ops, cells, reserved, deferred, pending }
+    const accepted = Deferred.await(envelope.deferred).pipe(
+      Effect.flatMap(([firstSeq, lastSeq]) => this.answer(firstSeq, lastSeq, options, false))
+    )
+    const deliver = (run: Run): Effect.Effect<Accepted, SubmitError> => {
+      if (Queue.offerUnsafe(run.mailbox, envelope)) {
+        Metrics.mailboxDepth.modifyUnsafe(1, this.rt.context)
+        this.start(run)
         return accepted
       }
-      const full = new MailboxFull({ sectorId, capacity: config.mailboxCapacity, retryAfterMillis })
+      const full = new MailboxFull({
+        sectorId,
+        capacity: config.mailboxCapacity,
+        retryAfterMillis: this.rt.retryAfterMillis
+      })
       if (options?.mailboxWait === undefined) {
         giveBack()
-        return refuse(full)
+        return this.refuse(full)
       }
-      return Queue.offer(mailbox, envelope).pipe(
+      return Queue.offer(run.mailbox, envelope).pipe(
         Effect.timeoutOption(options.mailboxWait),
         Effect.onInterrupt(() => Effect.sync(giveBack)),
         Effect.flatMap((offered): Effect.Effect<Accepted, SubmitError> => {
           if (Option.isNone(offered) || !offered.value) {
             giveBack()
-            return refuse(Option.isNone(offered) ? full : new ShuttingDown({ sectorId }))
+            return this.refuse(Option.isNone(offered) ? full : new ShuttingDown({ sectorId }))
           }
-          Metrics.mailboxDepth.modifyUnsafe(1, context)
+          Metrics.mailboxDepth.modifyUnsafe(1, this.rt.context)
           return accepted
         })
       )
-    })
-
-  const flush = Effect.suspend((): Effect.Effect<number, ShuttingDown | SectorFenced> => {
-    if (phase === "fenced") return Effect.fail(new SectorFenced({ sectorId }))
-    const target = backlog.nextSeq - 1
-    if (target <= watermark.seq) return Effect.succeed(watermark.seq)
-    if (phase === "running" && target > flushTarget) {
-      flushTarget = target
-      wake.openUnsafe()
     }
-    return watermark.await(target, refuseWait).pipe(Effect.as(target))
-  })
+    if (this.run !== undefined) return deliver(this.run)
+    // idle: a mailbox for a new run (made without yielding, in practice; checked again in case it did)
+    return Effect.flatMap(Queue.bounded<Envelope, Cause.Done>(config.mailboxCapacity), (mailbox) => {
+      if (this.run !== undefined) return deliver(this.run)
+      if (this.current !== "running") {
+        giveBack()
+        return this.current === "fenced"
+          ? Effect.fail(new SectorFenced({ sectorId }))
+          : this.refuse(new ShuttingDown({ sectorId }))
+      }
+      return deliver(this.run = new Run(mailbox))
+    })
+  }
 
-  const stats = Effect.sync((): SectorStats => ({
-    sectorId,
-    phase,
-    epoch,
-    mailboxDepth: Queue.sizeUnsafe(mailbox),
-    mailboxCapacity: config.mailboxCapacity,
-    pendingOps: backlog.ops,
-    pendingKeys: backlog.keys,
-    maxPendingKeys: policy.maxPendingKeys,
-    oldestPendingMillis: backlog.first === undefined ? 0 : now() - backlog.first.firstAt,
-    inFlightOps: backlog.inFlight?.ops ?? 0,
-    lastSeq: backlog.nextSeq - 1,
-    persistedSeq: watermark.seq,
-    persistedAt: watermark.at,
-    entities: SectorState.size(state),
-    counters: { ...counters }
-  }))
+  // ---- the fibers ----
 
-  return {
-    sectorId,
-    submit,
-    get: (entity) => Effect.sync(() => Option.fromUndefinedOr(SectorState.view(state, entity))),
-    stats,
-    flush,
-    drain,
-    stop,
-    phase: () => phase,
-    unflushed: () => backlog.unflushed
-  } satisfies Sector
-})
+  /**
+   * Starts the run's fibers if they are not running: the supervisor, which runs the intake and the flusher and
+   * restarts them after a defect. They run with the host's services, not the caller's, and end when the sector has
+   * nothing left to do.
+   */
+  private start(run: Run): void {
+    if (run.fiber !== undefined) return
+    run.fiber = Effect.runForkWith(this.rt.context)(
+      this.incarnation(run).pipe(Effect.catch((restart) => this.restarting(run, restart)))
+    )
+  }
+
+  /**
+   * After a first failure, the incarnation again on the restart schedule, its first delay before the first restart
+   * (the failure is handed to the schedule as its first input). Built only then: a run that never fails, the common
+   * case, pays for no schedule.
+   */
+  private restarting(run: Run, first: Restart): Effect.Effect<void> {
+    let failed: Restart | undefined = first
+    const attempt = Effect.suspend((): Effect.Effect<void, Restart> => {
+      if (failed === undefined) return this.incarnation(run)
+      const restart = failed
+      failed = undefined
+      return Effect.fail(restart)
+    })
+    return attempt.pipe(Effect.retry(this.rt.restartSchedule), Effect.catch(() => Effect.void))
+  }
+
+  /** A log line annotated with the sector (only logging pays for the annotation, not every run). */
+  private log(line: Effect.Effect<void>): Effect.Effect<void> {
+    return Effect.annotateLogs(line, { sectorId: this.sectorId })
+  }
+
+  private incarnation(run: Run): Effect.Effect<void, Restart> {
+    return Effect.suspend(() => {
+      // the intake in a child fiber, the flusher in this one: a failure of either ends both (`intakeDefect`)
+      const work = Effect.flatMap(
+        Effect.forkChild(this.intake(run), { startImmediately: true }),
+        (intake) =>
+          this.flusher(run).pipe(
+            Effect.onError(() => Fiber.interrupt(intake)),
+            Effect.andThen(Fiber.join(intake))
+          )
+      )
+      return this.needsResync
+        ? this.resync().pipe(
+          Effect.mapError((cause) => new Restart({ cause })),
+          Effect.andThen(() => {
+            this.needsResync = false
+            return work
+          })
+        )
+        : work
+    }).pipe(
+      Effect.catchDefect((defect) =>
+        Effect.gen({ self: this }, function*() {
+          this.counters.restarts++
+          Metrics.restarts.updateUnsafe(1, this.rt.context)
+          this.backlog.requeue(false)
+          run.flusherIdle = false
+          this.needsResync = true
+          run.intakeDefect = undefined
+          yield* this.log(Effect.logError(`sector ${this.sectorId}: died of a defect, restarting`, defect))
+          return yield* new Restart({ cause: defect })
+        })
+      ),
+      Effect.tapError((restart) =>
+        restart.cause instanceof SinkError
+          ? this.log(Effect.logWarning(`sector ${this.sectorId}: cannot reload (${restart.cause.message}), retrying`))
+          : Effect.void
+      )
+    )
+  }
+
+  /** An envelope leaves the mailbox: its reservation goes back (folded in, the backlog counts what it holds). */
+  private leave(envelope: Envelope): void {
+    Metrics.mailboxDepth.modifyUnsafe(-1, this.rt.context)
+    this.rt.budget?.add(-envelope.reserved)
+  }
+
+  /** A submission leaves without seqs: it fails, and its key (if any) is forgotten so that a retry applies it. */
+  private reject(envelope: Envelope, error: ShuttingDown | SectorFenced): void {
+    if (envelope.pending !== undefined) this.rt.keys.forget(this.sectorId, envelope.pending.key, envelope.pending)
+    Deferred.doneUnsafe(envelope.deferred, Exit.fail(error))
+  }
+
+  /** Accepted keys whose ops will not become durable here (fenced, stopped): forgotten, so a retry applies them. */
+  private forgetUnstoredKeys(): void {
+    for (const record of this.unstoredKeys) this.rt.keys.forget(this.sectorId, record.key, record)
+    this.unstoredKeys = []
+  }
+
+  private accept(run: Run, envelope: Envelope): void {
+    this.leave(envelope)
+    if (this.current === "fenced") {
+      this.reject(envelope, new SectorFenced({ sectorId: this.sectorId }))
+      return
+    }
+    const backlog = this.backlog
+    const now = this.now()
+    let firstSeq: number
+    try {
+      firstSeq = backlog.accept(envelope.ops, now, (op, seq) => SectorState.apply(this.state, op, seq), envelope.cells)
+    } catch (defect) {
+      Deferred.doneUnsafe(envelope.deferred, Exit.die(defect))
+      throw defect
+    }
+    const count = envelope.ops.length
+    const lastSeq = backlog.nextSeq - 1
+    this.counters.received += count
+    Metrics.opsReceived.updateUnsafe(count, this.rt.context)
+    if (envelope.pending !== undefined) {
+      this.unstoredKeys.push(this.rt.keys.accept(envelope.pending, firstSeq, lastSeq, now))
+    }
+    Deferred.doneUnsafe(envelope.deferred, Exit.succeed([firstSeq, lastSeq] as const))
+    if (run.flusherIdle || backlog.ops >= this.rt.config.policy.minBatch) run.wake.openUnsafe()
+  }
+
+  private intake(run: Run): Effect.Effect<void> {
+    return Effect.gen({ self: this }, function*() {
+      while (true) {
+        const taken = yield* Effect.exit(Queue.take(run.mailbox))
+        if (Exit.isFailure(taken)) break
+        this.accept(run, taken.value)
+        // take what else is waiting without suspending
+        while (true) {
+          const next = Queue.takeUnsafe(run.mailbox)
+          if (next === undefined || Exit.isFailure(next)) break
+          this.accept(run, next.value)
+        }
+      }
+      run.intakeDone = true
+      run.wake.openUnsafe()
+    }).pipe(
+      // a defect here (an op the state cannot apply) is the flusher's to die of: it wakes and finds it
+      Effect.catchDefect((defect) =>
+        Effect.sync(() => {
+          run.intakeDefect = { defect }
+          run.wake.openUnsafe()
+        })
+      )
+    )
+  }
+
+  /**
+   * Whether the run can end: the sector is running (not draining) and holds nothing — an empty mailbox, nothing
+   * pending, nothing in flight, nothing to reload. Then it ends its mailbox (the intake stops) and forgets the run;
+   * the next submission starts another.
+   */
+  private retire(run: Run): boolean {
+    if (
+      this.current !== "running" || this.run !== run || this.needsResync ||
+      Queue.sizeUnsafe(run.mailbox) > 0 || this.backlog.ops > 0 || this.backlog.inFlight !== undefined
+    ) return false
+    this.run = undefined
+    Queue.endUnsafe(run.mailbox)
+    return true
+  }
+
+  private flusher(run: Run): Effect.Effect<void> {
+    return Effect.gen({ self: this }, function*() {
+      const policy = this.rt.config.policy
+      while (this.current !== "fenced") {
+        if (run.intakeDefect !== undefined) return yield* Effect.die(run.intakeDefect.defect)
+        run.wake.closeUnsafe()
+        const first = this.backlog.first
+        const requested = this.current === "draining"
+          ? "shutdown"
+          : first !== undefined && this.flushTarget >= first.fromSeq
+          ? "manual"
+          : undefined
+        const decision = BatchPolicy.decide(policy, {
+          ops: this.backlog.ops,
+          oldestAt: first?.firstAt ?? 0,
+          now: this.now(),
+          requested
+        })
+        switch (decision._tag) {
+          case "Idle": {
+            if (run.intakeDone || this.retire(run)) return
+            run.flusherIdle = true
+            yield* run.wake.await
+            run.flusherIdle = false
+            break
+          }
+          case "Wait": {
+            const woken = yield* Effect.timeoutOption(run.wake.await, decision.millis)
+            if (Option.isNone(woken)) {
+              this.counters.timerWakeups++
+              Metrics.timerWakeups.updateUnsafe(1, this.rt.context)
+            }
+            break
+          }
+          case "Flush": {
+            yield* this.flushOnce(run, decision.trigger)
+            break
+          }
+          default:
+            absurd(decision)
+        }
+      }
+    })
+  }
+
+  /** Reloads the durable state (a new claim) and lays every buffered, not yet durable change over it. */
+  private resync(): Effect.Effect<void, SinkError> {
+    return Effect.map(this.rt.resilience.retrying(this.rt.sink.load(this.sectorId)), (fresh) => {
+      const backlog = this.backlog
+      this.epoch = fresh.epoch
+      this.rt.keys.adopt(this.sectorId, fresh.idempotencyKeys ?? [], this.now())
+      const next = SectorState.fromRows(fresh.rows)
+      backlog.dropThrough(fresh.persistedSeq)
+      for (const entries of backlog.entries()) SectorState.applyEntries(next, entries)
+      this.state = next
+      this.watermark.advance(fresh.persistedSeq, fresh.persistedAt)
+      backlog.nextSeq = Math.max(backlog.nextSeq, this.watermark.seq + 1, SectorState.maxSeq(this.state) + 1)
+    })
+  }
+
+  /** A rejected batch: dead-letter every poison entry once, drop it from the buffer, then persist the rest. */
+  private deadLetterPoison(batch: Batch, rejection: SinkError): Effect.Effect<number, SinkError | SinkUnavailable> {
+    return Effect.gen({ self: this }, function*() {
+      const { resilience, sink } = this.rt
+      const sectorId = this.sectorId
+      const { poison, rest } = yield* Isolation.isolate(
+        `batch ${batch.fromSeq}..${batch.toSeq}`,
+        batch.entries,
+        rejection,
+        (entries) => resilience.retrying(sink.verify(withEntries(batch, entries)))
+      )
+      const at = this.now()
+      const letters: Array<DeadLetter> = poison.map(({ entry, error }) => ({
+        sectorId,
+        seq: entry.seq,
+        entry,
+        error: error.message,
+        code: error.code,
+        at
+      }))
+      yield* this.log(Effect.logWarning(`sector ${sectorId}: dead-lettering ${letters.length} rejected entries`)).pipe(
+        Effect.annotateLogs({
+          seqs: letters.map((letter) => letter.seq).join(","),
+          error: poison[poison.length - 1]!.error.message
+        })
+      )
+      yield* resilience.retrying(sink.deadLetter(letters))
+      // recorded: the entries never go out again, even if the persist below fails and the segment is retried
+      for (const { entry } of poison) this.backlog.discard(entry)
+      this.counters.deadLetters += letters.length
+      Metrics.deadLetters.updateUnsafe(letters.length, this.rt.context)
+      this.reloadAfterCommit = true
+      yield* resilience.guard(sink.persist(withEntries(batch, rest)))
+      return letters.length
+    })
+  }
+
+  private persist(batch: Batch): Effect.Effect<number, SinkError | SinkUnavailable> {
+    return this.rt.resilience.guard(this.rt.sink.persist(batch)).pipe(
+      Effect.as(0),
+      Effect.catchIf(Isolation.isRejected, (error) => this.deadLetterPoison(batch, error)),
+      withOutcome,
+      Effect.withSpan("Sector.persist", {
+        attributes: {
+          "sector.id": this.sectorId,
+          "batch.ops": batch.ops,
+          "batch.rows": batch.entries.length,
+          "batch.trigger": batch.trigger,
+          "batch.collapse_ratio": collapseRatio(batch)
+        }
+      }, { captureStackTrace: false }) // the span is the batch's, not a call site's: no `Error` a batch to capture
+    )
+  }
+
+  private becomeFenced(run: Run): Effect.Effect<void> {
+    const lost = this.backlog.clear()
+    Metrics.opsLostBy.fenced.updateUnsafe(lost, this.rt.context)
+    this.forgetUnstoredKeys()
+    this.current = "fenced"
+    this.watermark.failAll(new SectorFenced({ sectorId: this.sectorId }))
+    Queue.endUnsafe(run.mailbox)
+    return this.log(Effect.logError(
+      `sector ${this.sectorId}: claimed by another owner; ${lost} accepted ops were not persisted`
+    ))
+  }
+
+  /** How many of the unstored keys (a prefix: they are in seq order) a batch up to `toSeq` makes durable. */
+  private keysThrough(toSeq: number): number {
+    const keys = this.unstoredKeys
+    let count = 0
+    while (count < keys.length && keys[count]!.lastSeq <= toSeq) count++
+    return count
+  }
+
+  /** The batch with the keys of the submissions whose last op it makes durable. */
+  private withKeys(batch: Batch, at: number): Batch {
+    const count = this.keysThrough(batch.toSeq)
+    return count === 0 ? batch : {
+      ...batch,
+      idempotencyKeys: this.unstoredKeys.slice(0, count),
+      forgetKeysExpiredBy: at
+    }
+  }
+
+  private flushOnce(run: Run, trigger: BatchPolicy.Trigger): Effect.Effect<void> {
+    return Effect.gen({ self: this }, function*() {
+      const { config, context } = this.rt
+      const backlog = this.backlog
+      Metrics.pendingKeysUtilisation.updateUnsafe(backlog.keys / config.policy.maxPendingKeys, context)
+      const segment = backlog.take()
+      const startedAt = this.now()
+      const batch = this.withKeys(segment.toBatch(this.sectorId, this.epoch, trigger), startedAt)
+      Metrics.flushTriggersBy[trigger].updateUnsafe(1, context)
+      Metrics.accumulationSeconds.updateUnsafe((startedAt - segment.firstAt) / 1000, context)
+      const outcome = yield* Effect.exit(this.persist(batch))
+      if (Exit.isSuccess(outcome)) {
+        backlog.commit()
+        this.unstoredKeys.splice(0, this.keysThrough(batch.toSeq))
+        const persistedAt = this.now()
+        const rows = batch.entries.length - outcome.value
+        const counters = this.counters
+        counters.persisted += batch.ops
+        counters.collapsed += batch.ops - rows
+        counters.batches++
+        Metrics.persistSeconds.updateUnsafe((persistedAt - startedAt) / 1000, context)
+        Metrics.durableSeconds.updateUnsafe((persistedAt - segment.firstAt) / 1000, context)
+        Metrics.opsPersisted.updateUnsafe(batch.ops, context)
+        Metrics.opsCollapsed.updateUnsafe(batch.ops - rows, context)
+        Metrics.batches.updateUnsafe(1, context)
+        Metrics.batchOps.updateUnsafe(batch.ops, context)
+        Metrics.batchRows.updateUnsafe(rows, context)
+        this.watermark.advance(batch.toSeq, persistedAt)
+        // dead letters: memory still shows the rejected values; reload the truth
+        if (this.reloadAfterCommit) {
+          yield* this.resync().pipe(Effect.orDie)
+          this.reloadAfterCommit = false
+        }
+        return
+      }
+      const error = Cause.findErrorOption(outcome.cause)
+      if (Option.isNone(error)) return yield* Effect.failCause(outcome.cause as Cause.Cause<never>) // a defect or an interruption
+      const failure = error.value
+      if (failure._tag === "SinkError" && failure.reason === "Fenced") {
+        Metrics.persistFailuresBy.Fenced.updateUnsafe(1, context)
+        return yield* this.becomeFenced(run)
+      }
+      Metrics.persistFailuresBy[failure._tag === "SinkUnavailable" ? "Unavailable" : failure.reason].updateUnsafe(1, context)
+      backlog.requeue(true)
+      const delay = failure._tag === "SinkUnavailable"
+        ? Math.max(failure.retryAfterMillis, Duration.toMillis(config.retryBase))
+        : Duration.toMillis(config.retryBase)
+      if (failure._tag === "SinkError") {
+        yield* this.log(
+          Effect.logWarning(`sector ${this.sectorId}: persist failed (${failure.reason}): ${failure.message}`)
+        )
+      }
+      yield* Effect.sleep(delay)
+    })
+  }
+
+  // ---- lifecycle ----
+
+  private beginDrain(): void {
+    if (this.current !== "running") return
+    this.current = "draining"
+    this.drainStartedAt = this.counters.persisted
+    const run = this.run
+    if (run === undefined) return
+    Queue.endUnsafe(run.mailbox)
+    run.wake.openUnsafe()
+  }
+
+  /** Drains (the mailbox, then a last flush), then stops; after `stop`, just its report. */
+  get drain(): Effect.Effect<DrainReport> {
+    return Effect.suspend(() => {
+      this.beginDrain()
+      const fiber = this.run?.fiber
+      return fiber === undefined ? this.stop : Effect.andThen(Fiber.await(fiber), this.stop)
+    })
+  }
+
+  /** Stops the sector at once: once, however many callers (the host's shutdown, passivation) race to it. */
+  get stop(): Effect.Effect<DrainReport> {
+    return Effect.suspend(() => {
+      if (this.stopped !== undefined) return Deferred.await(this.stopped)
+      const stopped = Deferred.makeUnsafe<DrainReport>()
+      this.stopped = stopped
+      return Effect.uninterruptible(Effect.gen({ self: this }, function*() {
+        this.beginDrain()
+        const run = this.run
+        if (run?.fiber !== undefined) yield* Fiber.interrupt(run.fiber)
+        const refused = run === undefined
+          ? []
+          : yield* Queue.clear(run.mailbox).pipe(Effect.orElseSucceed(() => [] as Array<Envelope>))
+        for (const envelope of refused) {
+          this.leave(envelope)
+          this.reject(envelope, new ShuttingDown({ sectorId: this.sectorId }))
+        }
+        this.run = undefined
+        const left = this.backlog.unflushed
+        this.forgetUnstoredKeys()
+        if (this.current !== "fenced") {
+          this.current = "stopped"
+          this.watermark.failAll(new ShuttingDown({ sectorId: this.sectorId }))
+        }
+        this.backlog.detach()
+        Metrics.activeSectors.modifyUnsafe(-1, this.rt.context)
+        const report = { sectorId: this.sectorId, flushed: this.counters.persisted - this.drainStartedAt, unflushed: left }
+        Deferred.doneUnsafe(stopped, Exit.succeed(report))
+        return report
+      }))
+    })
+  }
+
+  /** Waits until everything accepted so far is durable, flushing at once; returns the watermark. */
+  get flush(): Effect.Effect<number, ShuttingDown | SectorFenced> {
+    return Effect.suspend((): Effect.Effect<number, ShuttingDown | SectorFenced> => {
+      if (this.current === "fenced") return Effect.fail(new SectorFenced({ sectorId: this.sectorId }))
+      const target = this.backlog.nextSeq - 1
+      if (target <= this.watermark.seq) return Effect.succeed(this.watermark.seq)
+      if (this.current === "running" && target > this.flushTarget) {
+        this.flushTarget = target
+        // ops not yet durable are held by a run (a run ends only with nothing pending or in flight): wake its flusher
+        this.run?.wake.openUnsafe()
+      }
+      return this.watermark.await(target, () => this.refuseWait()).pipe(Effect.as(target))
+    })
+  }
+
+  get(entity: number): Effect.Effect<Option.Option<SectorState.EntityView>> {
+    return Effect.sync(() => Option.fromUndefinedOr(SectorState.view(this.state, entity)))
+  }
+
+  get stats(): Effect.Effect<SectorStats> {
+    return Effect.sync((): SectorStats => {
+      const backlog = this.backlog
+      return {
+        sectorId: this.sectorId,
+        phase: this.current,
+        epoch: this.epoch,
+        mailboxDepth: this.run === undefined ? 0 : Queue.sizeUnsafe(this.run.mailbox),
+        mailboxCapacity: this.rt.config.mailboxCapacity,
+        pendingOps: backlog.ops,
+        pendingKeys: backlog.keys,
+        maxPendingKeys: this.rt.config.policy.maxPendingKeys,
+        oldestPendingMillis: backlog.first === undefined ? 0 : this.now() - backlog.first.firstAt,
+        inFlightOps: backlog.inFlight?.ops ?? 0,
+        lastSeq: backlog.nextSeq - 1,
+        persistedSeq: this.watermark.seq,
+        persistedAt: this.watermark.at,
+        entities: SectorState.size(this.state),
+        awake: this.run !== undefined,
+        counters: { ...this.counters }
+      }
+    })
+  }
+}

@@ -17,11 +17,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Tracer from "effect/Tracer"
 import type { ResidencyFull, SectorFenced, ShuttingDown, SinkError } from "./Errors.ts"
 import { SinkUnavailable } from "./Errors.ts"
 import { Budget } from "./internal/budget.ts"
 import { IdempotencyStore } from "./internal/idempotency.ts"
 import * as Residency from "./internal/residency.ts"
+import { withOutcome } from "./internal/tracing.ts"
 import * as Metrics from "./Metrics.ts"
 import type * as Op from "./Op.ts"
 import * as Resilience from "./Resilience.ts"
@@ -73,7 +75,11 @@ export interface ResidencyStatus {
 }
 
 export class SectorHost extends Context.Service<SectorHost, {
-  /** Submits ops to a sector, activating (and claiming) it if needed. See `Sector.submit`. */
+  /**
+   * Submits ops to a sector, activating (and claiming) it if needed. See `Sector.submit`. Traced as
+   * `SectorHost.submit` (`sector.id`, `submit.ops`, `submit.ack`, `outcome`) when the caller runs inside a span
+   * (a traced request, say; an untraced caller pays nothing for it); each batch as `Sector.persist`.
+   */
   readonly submit: (
     sectorId: number,
     ops: ReadonlyArray<Op.Op>,
@@ -89,7 +95,11 @@ export class SectorHost extends Context.Service<SectorHost, {
   ) => Effect.Effect<Option.Option<SectorState.EntityView>, ActivationError>
   /** A sector's figures: live if resident, otherwise its durable figures (phase `passive`). Never activates. */
   readonly stats: (sectorId: number) => Effect.Effect<Sector.SectorStats, ActivationError>
-  /** Waits until everything a sector accepted so far is durable; returns its watermark. Never activates. */
+  /**
+   * Waits until everything a sector accepted so far is durable; returns its watermark. Never activates. Fails with
+   * `SectorFenced` when the sector's instance here was fenced with ops it had accepted (they are lost); the next
+   * request loads it anew.
+   */
   readonly flush: (sectorId: number) => Effect.Effect<number, ActivationError>
   /** The sectors living here, least recently used first. */
   readonly list: Effect.Effect<ReadonlyArray<SectorSummary>>
@@ -136,6 +146,7 @@ const passiveStats = (config: SectorsConfig["Service"], loaded: LoadedSector): S
   persistedAt: loaded.persistedAt,
   entities: new Set(loaded.rows.components.map((row) => row.entity).concat(loaded.rows.authority.map((row) => row.entity)))
     .size,
+  awake: false,
   counters: { received: 0, persisted: 0, collapsed: 0, batches: 0, deadLetters: 0, restarts: 0, timerWakeups: 0 }
 })
 
@@ -147,18 +158,20 @@ export const make = Effect.gen(function*() {
   const clock = yield* Clock.Clock
   const services = yield* Effect.context<SectorSink | SectorsConfig | Resilience.Resilience>()
   const retryAfterMillis = Duration.toMillis(config.retryBase)
+  yield* Metrics.register // every series from zero, before the budget and the sectors update theirs
   const budget = new Budget(config.maxBufferedBytes, yield* Effect.context<never>())
   const idempotency = new IdempotencyStore({
     ttlMillis: Duration.toMillis(config.idempotencyTtl),
     maxKeys: config.maxIdempotencyKeys
   })
 
+  const sectors = yield* Effect.provideContext(Sector.runtime({ budget, idempotency }), services)
   const residency = yield* Residency.make({
     maxActive: config.maxActiveSectors,
     passivateAfter: config.passivateAfter,
     shutdownTimeout: config.shutdownTimeout,
     retryAfterMillis: Math.max(retryAfterMillis, Duration.toMillis(config.mailboxRetryAfter)),
-    activate: (sectorId) => Effect.provideContext(Sector.make(sectorId, { budget, idempotency }), services)
+    activate: sectors.activate
   })
 
   const unavailable = (error: SinkError) =>
@@ -182,6 +195,8 @@ export const make = Effect.gen(function*() {
     yield* Metric.update(Metrics.shutdownFlushed, report.flushed)
     yield* Metric.update(Metrics.shutdownUnflushed, report.unflushed)
     yield* Metric.update(Metrics.shutdownSeconds, report.durationMs / 1000)
+    yield* Metric.update(Metrics.shutdownsBy[report.unflushed === 0 ? "success" : "failure"], 1)
+    yield* Metric.update(Metrics.opsLostBy.shutdown, report.unflushed)
     const line = `shutdown: ${report.sectors} sectors, ${report.flushed} ops flushed, ${report.unflushed} unflushed, ` +
       `${report.durationMs} ms`
     yield* (report.unflushed > 0 ? Effect.logWarning(line) : Effect.logInfo(line)).pipe(
@@ -193,7 +208,18 @@ export const make = Effect.gen(function*() {
   yield* Effect.addFinalizer(() => shutdown)
 
   return SectorHost.of({
-    submit: (sectorId, ops, options) => residency.use(sectorId, (sector) => sector.submit(ops, options)),
+    submit: (sectorId, ops, options) => {
+      const submitted = residency.use(sectorId, (sector) => sector.submit(ops, options))
+      // a span only inside the caller's trace: an untraced caller pays nothing (a span is ~6 µs a submission)
+      return Effect.withFiber((fiber) =>
+        Context.getOrUndefined(fiber.context, Tracer.ParentSpan) === undefined ? submitted : submitted.pipe(
+          withOutcome,
+          Effect.withSpan("SectorHost.submit", {
+            attributes: { "sector.id": sectorId, "submit.ops": ops.length, "submit.ack": options?.ack ?? "accepted" }
+          }, { captureStackTrace: false }) // one per submission: no `Error` a call to capture its stack
+        )
+      )
+    },
     get: (sectorId, entity) =>
       residency.peek(sectorId, (resident) =>
         Option.isSome(resident)
@@ -211,10 +237,11 @@ export const make = Effect.gen(function*() {
           ? resident.value.stats
           : Effect.map(read(sectorId), (loaded) => passiveStats(config, loaded))),
     flush: (sectorId) =>
+      // a fenced instance still here answers SectorFenced: what it accepted was lost, whatever the owner's watermark
       residency.peek(sectorId, (resident): Effect.Effect<number, ActivationError> =>
         Option.isSome(resident)
           ? resident.value.flush
-          : Effect.map(read(sectorId), (loaded) => loaded.persistedSeq)),
+          : Effect.map(read(sectorId), (loaded) => loaded.persistedSeq), "resident"),
     list: Effect.suspend(() =>
       Effect.forEach(residency.sectors(), (sector) =>
         Effect.map(sector.stats, (stats): SectorSummary => ({

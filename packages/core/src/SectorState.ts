@@ -36,10 +36,21 @@ interface Cell<A> {
   readonly seq: number
 }
 
-/** One entity in memory. */
+/** One entity in memory. Its authority map is made on its first entry: most entities never have one. */
 export interface EntityState {
   readonly components: Map<string, Cell<Op.Data>>
-  readonly authority: Map<string, Cell<string>>
+  authority: Map<string, Cell<string>> | undefined
+}
+
+const noAuthority: ReadonlyMap<string, Cell<string>> = new Map()
+
+/** An entity's authority entries (none: an empty map shared by every entity without any). */
+const authorityOf = (found: EntityState): ReadonlyMap<string, Cell<string>> => found.authority ?? noAuthority
+
+/** Sets an authority entry, making the entity's map on its first one. */
+const setAuthority = (found: EntityState, component: string, cell: Cell<string>) => {
+  if (found.authority === undefined) found.authority = new Map()
+  found.authority.set(component, cell)
 }
 
 /** A sector's entities in memory. Mutable: owned by one sector. */
@@ -62,14 +73,14 @@ export const make = (): SectorState => ({ entities: new Map() })
 const entityOf = (state: SectorState, entity: number): EntityState => {
   let found = state.entities.get(entity)
   if (found === undefined) {
-    found = { components: new Map(), authority: new Map() }
+    found = { components: new Map(), authority: undefined }
     state.entities.set(entity, found)
   }
   return found
 }
 
 const dropIfEmpty = (state: SectorState, entity: number, found: EntityState) => {
-  if (found.components.size === 0 && found.authority.size === 0) state.entities.delete(entity)
+  if (found.components.size === 0 && authorityOf(found).size === 0) state.entities.delete(entity)
 }
 
 /** Applies one op with its seq (mutates `state`). */
@@ -94,10 +105,10 @@ export const apply = (state: SectorState, op: Op.Op, seq: number): void => {
       if (op.worker === null) {
         const found = state.entities.get(op.entity)
         if (found === undefined) return
-        found.authority.delete(op.component)
+        found.authority?.delete(op.component)
         dropIfEmpty(state, op.entity, found)
       } else {
-        entityOf(state, op.entity).authority.set(op.component, { value: op.worker, seq })
+        setAuthority(entityOf(state, op.entity), op.component, { value: op.worker, seq })
       }
       return
     }
@@ -125,8 +136,8 @@ export const applyEntries = (
         for (const [name, cell] of found.components) {
           if (cell.seq < entry.seq) changed = found.components.delete(name) || changed
         }
-        for (const [name, cell] of found.authority) {
-          if (cell.seq < entry.seq) changed = found.authority.delete(name) || changed
+        for (const [name, cell] of authorityOf(found)) {
+          if (cell.seq < entry.seq) changed = found.authority!.delete(name) || changed
         }
         dropIfEmpty(state, entry.entity, found)
         break
@@ -150,14 +161,14 @@ export const applyEntries = (
       }
       case "Authority": {
         const found = state.entities.get(entry.entity)
-        const cell = found?.authority.get(entry.component)
+        const cell = found?.authority?.get(entry.component)
         if (entry.worker === null) {
           if (found !== undefined && cell !== undefined && cell.seq < entry.seq) {
-            changed = found.authority.delete(entry.component)
+            changed = found.authority!.delete(entry.component)
             dropIfEmpty(state, entry.entity, found)
           }
         } else if (cell === undefined || cell.seq < entry.seq) {
-          entityOf(state, entry.entity).authority.set(entry.component, { value: entry.worker, seq: entry.seq })
+          setAuthority(entityOf(state, entry.entity), entry.component, { value: entry.worker, seq: entry.seq })
           changed = true
         }
         break
@@ -176,7 +187,7 @@ export const fromRows = (rows: Rows): SectorState => {
     entityOf(state, row.entity).components.set(row.component, { value: row.data, seq: row.seq })
   }
   for (const row of rows.authority) {
-    entityOf(state, row.entity).authority.set(row.component, { value: row.worker, seq: row.seq })
+    setAuthority(entityOf(state, row.entity), row.component, { value: row.worker, seq: row.seq })
   }
   return state
 }
@@ -192,7 +203,7 @@ export const toRows = (state: SectorState): Rows => {
     for (const [component, cell] of found.components) {
       components.push({ entity, component, data: cell.value, seq: cell.seq })
     }
-    for (const [component, cell] of found.authority) {
+    for (const [component, cell] of authorityOf(found)) {
       authority.push({ entity, component, worker: cell.value, seq: cell.seq })
     }
   }
@@ -210,7 +221,7 @@ export const maxSeq = (state: SectorState): number => {
   let max = 0
   for (const found of state.entities.values()) {
     for (const cell of found.components.values()) if (cell.seq > max) max = cell.seq
-    for (const cell of found.authority.values()) if (cell.seq > max) max = cell.seq
+    for (const cell of authorityOf(found).values()) if (cell.seq > max) max = cell.seq
   }
   return max
 }
@@ -230,7 +241,7 @@ export const view = (state: SectorState, entity: number): EntityView | undefined
     define(components, name, cell.value)
     if (cell.seq > seq) seq = cell.seq
   }
-  for (const [name, cell] of found.authority) {
+  for (const [name, cell] of authorityOf(found)) {
     define(authority, name, cell.value)
     if (cell.seq > seq) seq = cell.seq
   }

@@ -52,7 +52,8 @@ export class SectorsConfig extends Context.Service<SectorsConfig, {
   /**
    * Hard cap on resident sectors. A sector that needs a place passivates the least recently used one with nothing
    * unflushed; if every resident sector holds unflushed ops the request fails with `ResidencyFull`. Defaults to
-   * `10000`.
+   * `100000`: an idle resident sector costs about 1.5 KiB besides its data (docs/BENCHMARKS.md, "Footprint"), so a
+   * full host holds about 150 MiB of runtime plus the sectors' state.
    */
   readonly maxActiveSectors: number
   /**
@@ -87,7 +88,7 @@ export const defaults: SectorsConfig["Service"] = {
   circuitOpenBase: Duration.seconds(1),
   circuitOpenMax: Duration.seconds(5),
   passivateAfter: Duration.minutes(5),
-  maxActiveSectors: 10_000,
+  maxActiveSectors: 100_000,
   idempotencyTtl: Duration.minutes(10),
   maxIdempotencyKeys: 100_000,
   restartBase: Duration.millis(100),

@@ -1,12 +1,26 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Metric } from "effect"
-import { Metrics, Sector, SectorHost } from "../src/index.ts"
+import { Duration, Effect, Fiber, Metric } from "effect"
+import { BatchPolicy, Metrics, Sector, SectorHost } from "../src/index.ts"
+import { FaultSink } from "../src/testing.ts"
 import { advance, hostLayer, policy, set } from "./support.ts"
 
 const count = (metric: Metric.Metric<number, Metric.CounterState<number>>) =>
   Effect.map(Metric.value(metric), (state) => state.count)
 
 describe("Metrics", () => {
+  it.effect("time each batch from its first op being accepted to its being durable (its slowest op's op→durable)", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const before = yield* Metric.value(Metrics.durableSeconds)
+      yield* host.submit(1, [set(1)]) // t = 0: the batch's first op
+      yield* advance(10)
+      yield* host.submit(1, [set(2)]) // t = 10 ms
+      yield* advance(20) // the batch goes at its 25 ms deadline and commits at once (memory sink)
+      const after = yield* Metric.value(Metrics.durableSeconds)
+      assert.strictEqual(after.count - before.count, 1)
+      assert.strictEqual(after.sum - before.sum, 0.025) // from the first op, not the last (10 ms later)
+    }).pipe(Effect.provide(hostLayer())))
+
   it.effect("count ops received, persisted and collapsed, batches and their triggers, without sector labels", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
@@ -58,4 +72,115 @@ describe("Metrics: active sectors", () => {
       }))
       assert.strictEqual((yield* gauge) - before, 0)
     }).pipe(Effect.provide(hostLayer())))
+})
+
+/** The series of the current registry, as `name{label="value"}` → its snapshot. */
+const registered = Effect.map(Metric.snapshot, (snapshot) =>
+  new Map(snapshot.map((s) => [
+    `${s.id}${
+      Object.keys(s.attributes ?? {}).length === 0
+        ? ""
+        : `{${Object.entries(s.attributes!).map(([k, v]) => `${k}="${v}"`).join(",")}}`
+    }`,
+    s
+  ])))
+
+/** A registry of its own, so that the series a test sees are the ones its host made. */
+const freshRegistry = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provideService(effect, Metric.MetricRegistry, new Map())
+
+describe("Metrics from zero", () => {
+  it.effect("a host that has not written anything exports every series, every labelled counter with every known label", () =>
+    freshRegistry(
+      Effect.gen(function*() {
+        yield* SectorHost.SectorHost
+        const series = yield* registered
+        const expected = [
+          ...BatchPolicy.triggers.map((t) => `sectors_flush_triggers_total{reason="${t}"}`),
+          ...["Transient", "Rejected", "Fenced", "Fatal", "Unavailable"].map((r) =>
+            `sectors_persist_failures_total{reason="${r}"}`
+          ),
+          ...["MailboxFull", "BacklogFull", "BufferFull", "ShuttingDown", "ResidencyFull"].map((r) =>
+            `sectors_submissions_refused_total{reason="${r}"}`
+          ),
+          `sectors_shutdowns_total{outcome="success"}`,
+          `sectors_shutdowns_total{outcome="failure"}`,
+          `sectors_ops_lost_total{reason="shutdown"}`,
+          `sectors_ops_lost_total{reason="fenced"}`,
+          "sectors_persist_retries_total",
+          "sectors_dead_letters_total",
+          "sectors_pending_keys_limit_hits_total",
+          "sectors_batch_ops",
+          "sectors_shutdown_duration_seconds"
+        ]
+        for (const name of expected) {
+          const found = series.get(name)
+          assert.isDefined(found, `${name} is not exported`)
+          if (found!.type === "Counter") assert.strictEqual((found!.state as Metric.CounterState<number>).count, 0, name)
+        }
+      }).pipe(Effect.provide(hostLayer()))
+    ))
+
+  it.effect("Metrics.series holds every metric the module exports", () =>
+    Effect.sync(() => {
+      const inSeries = new Set(Metrics.series.map((metric) => metric.id))
+      const exported = Object.values(Metrics as Record<string, unknown>).filter(Metric.isMetric).map((metric) => metric.id)
+      assert.isAbove(exported.length, 30)
+      for (const id of exported) assert.isTrue(inSeries.has(id), `${id} is not in Metrics.series`)
+    }))
+})
+
+describe("Metrics: safety limits and losses", () => {
+  it.effect("count a submission that finds its sector at maxPendingKeys", () =>
+    freshRegistry(
+      Effect.gen(function*() {
+        const host = yield* SectorHost.SectorHost
+        yield* host.submit(1, [set(1), set(2), set(3)]) // at maxPendingKeys
+        assert.strictEqual(yield* count(Metrics.pendingKeysLimitHits), 0)
+        const refused = yield* Effect.forkChild(Effect.flip(host.submit(1, [set(4)])))
+        yield* advance(100)
+        assert.strictEqual((yield* Fiber.join(refused))._tag, "BacklogFull")
+        assert.strictEqual(yield* count(Metrics.pendingKeysLimitHits), 1)
+        assert.strictEqual(yield* count(Metrics.refusedBy.BacklogFull), 1)
+      }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 100, maxBatch: 100, maxWait: 600_000, maxPendingKeys: 3 }) })))
+    ))
+
+  it.effect("count a shutdown that flushed everything as a success, nothing lost", () =>
+    freshRegistry(
+      Effect.gen(function*() {
+        const host = yield* SectorHost.SectorHost
+        yield* host.submit(1, [set(1), set(2)])
+        yield* host.shutdown
+        assert.deepStrictEqual(
+          [
+            yield* count(Metrics.shutdownsBy.success),
+            yield* count(Metrics.shutdownsBy.failure),
+            yield* count(Metrics.opsLostBy.shutdown)
+          ],
+          [1, 0, 0]
+        )
+      }).pipe(Effect.provide(hostLayer()))
+    ))
+
+  it.effect("count a shutdown that left ops unflushed as a failure, and those ops as lost", () =>
+    freshRegistry(
+      Effect.gen(function*() {
+        const host = yield* SectorHost.SectorHost
+        const faults = yield* FaultSink.Faults
+        yield* host.submit(1, [set(1)])
+        yield* host.flush(1)
+        yield* faults.outage(Duration.hours(1))
+        yield* host.submit(1, [set(2), set(3)])
+        const shutdown = yield* Effect.forkChild(host.shutdown)
+        yield* advance(2_100, 50)
+        assert.strictEqual((yield* Fiber.join(shutdown)).unflushed, 2)
+        assert.deepStrictEqual(
+          [
+            yield* count(Metrics.shutdownsBy.success),
+            yield* count(Metrics.shutdownsBy.failure),
+            yield* count(Metrics.opsLostBy.shutdown)
+          ],
+          [0, 1, 2]
+        )
+      }).pipe(Effect.provide(hostLayer({ shutdownTimeout: Duration.seconds(2) })))
+    ))
 })

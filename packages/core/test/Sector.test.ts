@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Duration, Effect, Exit, Fiber, Option } from "effect"
-import { SectorHost, SectorSink, SectorState } from "../src/index.ts"
-import { CountingClock, FaultSink, MemorySink } from "../src/testing.ts"
+import { type Op, SectorHost, SectorSink, SectorState } from "../src/index.ts"
+import { CountingClock, FaultSink, MemorySink, SinkConformance } from "../src/testing.ts"
 import { advance, hostLayer, policy, set } from "./support.ts"
 
 const commitsOf = (store: MemorySink.MemorySink["Service"], sectorId: number) =>
@@ -89,6 +89,24 @@ describe("Sector batching", () => {
       assert.strictEqual(stats.counters.timerWakeups, 0)
     }).pipe(Effect.provide(hostLayer())))
 
+  it.effect("runs no fiber while idle: a submission starts them, and they end once everything is durable", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      yield* host.submit(1, [set(1)])
+      assert.isTrue((yield* host.stats(1)).awake) // one op pending, waiting for maxWait
+      yield* advance(30)
+      const idle = yield* host.stats(1)
+      assert.strictEqual(idle.persistedSeq, 1)
+      assert.isFalse(idle.awake)
+      // woken again by the next submission, asleep again once it is durable
+      yield* host.submit(1, [set(2), set(3)])
+      assert.isTrue((yield* host.stats(1)).awake)
+      assert.strictEqual(yield* host.flush(1), 3)
+      yield* Effect.yieldNow
+      const again = yield* host.stats(1)
+      assert.deepStrictEqual([again.persistedSeq, again.awake, again.counters.batches], [3, false, 2])
+    }).pipe(Effect.provide(hostLayer())))
+
   it.effect("arms no timer while idle: zero wakeups for an hour", () =>
     CountingClock.withCountingClock((clock) =>
       Effect.gen(function*() {
@@ -100,6 +118,19 @@ describe("Sector batching", () => {
         yield* advance(Duration.toMillis(Duration.hours(1)), 60_000)
         assert.deepStrictEqual(clock.counts(), { started: 0, fired: 0 })
       }).pipe(Effect.provide(hostLayer()))
+    ))
+
+  it.effect("passivates idle sectors with one timer for the host, not one per sector", () =>
+    CountingClock.withCountingClock((clock) =>
+      Effect.gen(function*() {
+        const host = yield* SectorHost.SectorHost
+        for (let sector = 0; sector < 50; sector++) yield* host.submit(sector, [set(1), set(2)])
+        yield* advance(30)
+        clock.reset()
+        yield* advance(Duration.toMillis(Duration.minutes(2)), 1000)
+        assert.deepStrictEqual(yield* host.list, [])
+        assert.strictEqual(clock.counts().fired, 1) // the sweep, armed when the first sector was let go
+      }).pipe(Effect.provide(hostLayer({ passivateAfter: Duration.minutes(1) })))
     ))
 })
 
@@ -270,6 +301,51 @@ describe("Sector backpressure and failures", () => {
         store.rows(1),
         SectorState.toRows(SectorState.fold([set(1, "a", 1), set(2, "a", 2), set(3, "a", 3)]))
       )
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("an op the state cannot apply fails its submission as a defect, restarts the sector, and loses nothing accepted", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const store = yield* MemorySink.MemorySink
+      yield* host.submit(1, [set(1, "a", 1)])
+      // ops are trusted past `Op.decodeOps`: one whose entity cannot be read dies in the intake, applying it
+      const bogus = {
+        type: "set",
+        component: "a",
+        data: { x: 9 },
+        get entity(): number {
+          throw new Error("unreadable entity")
+        }
+      } as Op.Op
+      const exit = yield* Effect.exit(host.submit(1, [set(2, "a", 2), bogus]))
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause))
+      // the sector comes back: the next submission is taken, and everything accepted is persisted
+      const later = yield* Effect.forkChild(host.submit(1, [set(3, "a", 3)]))
+      yield* advance(500, 5)
+      const accepted = yield* Fiber.join(later)
+      assert.strictEqual((yield* host.stats(1)).counters.restarts, 1)
+      assert.strictEqual(yield* host.flush(1), accepted.lastSeq)
+      assert.deepStrictEqual(
+        store.rows(1).components.map((row) => [row.entity, row.data["x"]]),
+        [[1, 1], [2, 2], [3, 3]]
+      )
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("a flush after the sector was fenced says so, even once the write that found out is past", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const sink = yield* SectorSink.SectorSink
+      yield* host.submit(1, [set(1, "a", 1)])
+      yield* host.flush(1)
+      yield* sink.load(1) // another owner claims it
+      yield* sink.persist(SinkConformance.batchOf(1, 2, [set(2, "b", 1), set(3, "b", 1)], 2)) // and writes seqs 2..3
+      yield* host.submit(1, [set(1, "a", 2)]) // accepted by the stale instance as seq 2
+      yield* advance(30) // its batch goes out at maxWait and is fenced: the ops are lost
+      assert.strictEqual((yield* host.stats(1)).phase, "passive") // reads go to the sink now
+      // not the owner's watermark (3, which would pass for this op's seq 2): the op this host accepted is lost
+      assert.strictEqual((yield* Effect.flip(host.flush(1)))._tag, "SectorFenced")
+      // the fenced instance is dropped; the sector's flush is the owner's watermark again
+      assert.strictEqual(yield* host.flush(1), 3)
     }).pipe(Effect.provide(hostLayer())))
 
   it.effect("stops writing once another owner claimed the sector (fencing)", () =>

@@ -17,7 +17,7 @@ describe("SectorHost", () => {
       assert.strictEqual((yield* host.stats(7)).phase, "passive")
       assert.strictEqual(yield* host.flush(7), 0)
       assert.strictEqual((yield* host.list).length, 2)
-      assert.deepStrictEqual(host.residency(), { active: 2, maxActiveSectors: 10_000 })
+      assert.deepStrictEqual(host.residency(), { active: 2, maxActiveSectors: 100_000 })
     }).pipe(Effect.provide(hostLayer())))
 
   it.effect("passivates an idle sector after flushing it, serves reads from the sink, and reloads it on the next write", () =>
@@ -35,6 +35,26 @@ describe("SectorHost", () => {
       const next = yield* host.submit(1, [set(2)])
       assert.strictEqual(next.firstSeq, 2)
       assert.strictEqual(store.sector(1)?.epoch, 2)
+    }).pipe(Effect.provide(hostLayer({ passivateAfter: Duration.minutes(1) }))))
+
+  it.effect("passivates every idle sector once its own passivateAfter has passed since its last use", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const resident = Effect.map(host.list, (sectors) => sectors.map((sector) => sector.sectorId).sort())
+      const seconds = (n: number) => advance(n * 1000, 1000)
+      yield* host.submit(1, [set(1)]) // t = 0
+      yield* seconds(10)
+      yield* host.submit(2, [set(1)]) // t = 10 s
+      yield* seconds(30)
+      yield* host.submit(1, [set(2)]) // t = 40 s: 1 is used again, so it is due at 100 s, not 60 s
+      yield* seconds(21) // t = 61 s
+      assert.deepStrictEqual(yield* resident, [1, 2])
+      yield* seconds(10) // t = 71 s: 2 is due (10 s + 60 s)
+      assert.deepStrictEqual(yield* resident, [1])
+      yield* seconds(30) // t = 101 s
+      assert.deepStrictEqual(yield* resident, [])
+      const store = yield* MemorySink.MemorySink
+      assert.deepStrictEqual([store.sector(1)?.persistedSeq, store.sector(2)?.persistedSeq], [2, 1])
     }).pipe(Effect.provide(hostLayer({ passivateAfter: Duration.minutes(1) }))))
 
   it.effect("shuts down in order: intake stops, everything is flushed, the report counts it", () =>

@@ -11,15 +11,18 @@
  */
 import type { PgClient } from "@effect/sql-pg"
 import { type Batch, type Errors, SectorSink } from "@sectors/core"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Migrator from "effect/sql/Migrator"
 import type * as SqlClient from "effect/sql/SqlClient"
 import type * as SqlError from "effect/sql/SqlError"
+import type * as Tracer from "effect/Tracer"
 import * as Client from "./Client.ts"
 import * as GroupCommit from "./GroupCommit.ts"
 import * as Statements from "./Statements.ts"
@@ -62,27 +65,59 @@ export const fallbacks = Metric.counter("sectors_pg_group_fallbacks_total", {
   incremental: true
 })
 
+/** A batch waiting for a group, with the span persisting it, if any (the group's span links to it). */
+interface Queued {
+  readonly batch: Batch.Batch
+  readonly span: Tracer.AnySpan | undefined
+}
+
 /** Builds the sink on the `SqlClient` in context; starts its writers in the current scope. */
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const statements = yield* Statements.make()
   const context = yield* Effect.context<never>()
+  // every series from zero (reading one registers it), so that `rate()` has a series before the first commit
+  for (const metric of [transactions, groupSize, fallbacks]) metric.valueUnsafe(context)
 
-  /** A group's commit for `GroupCommit`: each batch answered by its outcome, a fenced one with its own error. */
-  const commit = (batches: ReadonlyArray<Batch.Batch>) =>
-    statements.commit(batches).pipe(
+  /**
+   * A group's commit for `GroupCommit`: each batch answered by its outcome, a fenced one with its own error. Traced
+   * as `SinkPg.commit` (one span per transaction; its SQL statements are its children), linked to the span that
+   * persists each of its batches (`Sector.persist`).
+   */
+  const commit = (group: ReadonlyArray<Queued>) => {
+    const batches = group.map((queued) => queued.batch)
+    return statements.commit(batches).pipe(
       Effect.map((outcomes) => {
         transactions.updateUnsafe(1, context)
         groupSize.updateUnsafe(batches.length, context)
         return batches.map((batch) =>
           outcomes.get(batch.sectorId) === "fenced" ? Exit.fail(Statements.fenced(batch)) : Exit.void
         )
-      })
+      }),
+      Effect.onExit((exit) =>
+        Effect.annotateCurrentSpan({
+          outcome: Exit.isSuccess(exit) ? "success" : Option.getOrElse(
+            Option.map(Cause.findErrorOption(exit.cause), (error) => error.reason),
+            () => Cause.hasInterruptsOnly(exit.cause) ? "interrupted" : "defect"
+          ),
+          "pg.group.fenced": Exit.isSuccess(exit) ? exit.value.filter(Exit.isFailure).length : 0
+        })
+      ),
+      Effect.withSpan("SinkPg.commit", {
+        attributes: {
+          "sector.ids": batches.map((batch) => batch.sectorId),
+          "pg.group.batches": batches.length,
+          "pg.group.ops": batches.reduce((sum, batch) => sum + batch.ops, 0),
+          "pg.group.rows": batches.reduce((sum, batch) => sum + batch.entries.length, 0)
+        },
+        links: group.flatMap((queued) => queued.span === undefined ? [] : [{ span: queued.span, attributes: {} }])
+      }, { captureStackTrace: false }) // one per transaction, in a writer fiber: no call site worth a stack
     )
+  }
 
   const groups = yield* GroupCommit.make({
     commit,
-    rows: (batch: Batch.Batch) => batch.entries.length,
-    key: (batch: Batch.Batch) => batch.sectorId,
+    rows: (queued: Queued) => queued.batch.entries.length,
+    key: (queued: Queued) => queued.batch.sectorId,
     fallback: (error: Errors.SinkError) => error.reason !== "Transient",
     onFallback: () => fallbacks.updateUnsafe(1, context),
     writers: options.writers ?? defaults.writers,
@@ -94,7 +129,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   return SectorSink.SectorSink.of({
     load: statements.load,
     read: statements.read,
-    persist: groups.submit,
+    persist: (batch) =>
+      Effect.flatMap(Effect.exit(Effect.currentSpan), (span) =>
+        groups.submit({ batch, span: Exit.isSuccess(span) ? span.value : undefined })),
     verify: statements.verify,
     deadLetter: statements.deadLetter,
     deadLetters: statements.deadLetters

@@ -33,7 +33,7 @@ describe("a host on the PostgreSQL sink", () => {
         yield* Effect.sleep(40)
         const rows = yield* sql<{ n: number }>`
           SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
-          WHERE application_name = 'sink-pg-test' AND pid <> pg_backend_pid() AND state <> 'idle'`
+          WHERE application_name = 'sink-pg-test' AND pid <> pg_backend_pid()`
         killed += rows[0]?.n ?? 0
       }).pipe(Effect.ignore)))
       yield* Effect.forEach(streams, (ops, sectorId) =>

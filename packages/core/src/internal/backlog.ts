@@ -18,6 +18,8 @@ import * as Latch from "effect/Latch"
 import { type Entry, Pending } from "../Batch.ts"
 import type * as Op from "../Op.ts"
 
+const ignore = (_delta: number) => {}
+
 /** The backlog of one sector. */
 export class Backlog {
   /** The seq the next accepted op gets (seqs are per sector and gap-free). */
@@ -31,7 +33,8 @@ export class Backlog {
   /** The segment being persisted, if any. */
   inFlight: Pending | undefined = undefined
   private readonly segments: Array<Pending> = []
-  private readonly space = Latch.makeUnsafe(true)
+  /** Opened by a `take`; made on the first wait for room (an idle sector holds none). */
+  private space: Latch.Latch | undefined = undefined
   private readonly maxBatch: number
   private readonly maxPendingKeys: number
   private onKeys: (delta: number) => void
@@ -47,8 +50,8 @@ export class Backlog {
     this.nextSeq = options.nextSeq
     this.maxBatch = options.maxBatch
     this.maxPendingKeys = options.maxPendingKeys
-    this.onKeys = options.onKeys ?? (() => {})
-    this.onBytes = options.onBytes ?? (() => {})
+    this.onKeys = options.onKeys ?? ignore
+    this.onBytes = options.onBytes ?? ignore
   }
 
   /** The oldest waiting segment: the next batch. */
@@ -111,6 +114,7 @@ export class Backlog {
 
   /** Waits until a `take` (or `detach`) makes room; at once if the backlog is not full. Bound it with a timeout. */
   awaitSpace(): Effect.Effect<void> {
+    this.space ??= Latch.makeUnsafe(true)
     if (this.full) this.space.closeUnsafe()
     return this.space.await
   }
@@ -122,7 +126,7 @@ export class Backlog {
     this.keys -= segment.keys
     this.reportKeys(-segment.keys)
     this.inFlight = segment
-    this.space.openUnsafe()
+    this.space?.openUnsafe()
     return segment
   }
 
@@ -195,9 +199,9 @@ export class Backlog {
   detach(): void {
     this.reportKeys(-this.keys)
     this.reportBytes(-this.bytes)
-    this.onKeys = () => {}
-    this.onBytes = () => {}
-    this.space.openUnsafe()
+    this.onKeys = ignore
+    this.onBytes = ignore
+    this.space?.openUnsafe()
   }
 
   /** Every entry still waiting, oldest segment first (to lay over reloaded state). */

@@ -19,8 +19,11 @@
  * - **Shutdown sees every sector.** `shutdown` stops new requests first (`ShuttingDown`), waits for activations in
  *   progress, then drains every resident and passivating sector within `shutdownTimeout` and reports each one.
  *
- * Slots are kept in a `Map` in least-recently-used order (a use moves a slot to the end), so eviction looks at the
- * oldest first. An idle resident sector costs one sleeping fiber for its idle timer and no wakeup until it is due.
+ * Slots are kept in a `Map` in least-recently-used order (taking a sector and letting go of it move its slot to the
+ * end), so eviction looks at the oldest first, and the sectors nobody holds are in the order they were let go of.
+ * Passivation is one sweep for the whole host, not a timer per sector: one sleeping fiber, due when the oldest such
+ * sector is; it passivates every sector that is due and sleeps again until the next one is. An idle resident sector
+ * costs its slot and nothing that runs; a host with nothing due wakes up for nothing.
  */
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
@@ -28,7 +31,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { absurd } from "effect/Function"
-import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import { ResidencyFull, ShuttingDown, type SinkError, SinkUnavailable } from "../Errors.ts"
@@ -40,18 +42,14 @@ type Slot =
   | {
     readonly _tag: "Resident"
     readonly sector: Sector.Sector
-    readonly scope: Scope.Closeable
     /** Callers using the sector right now. */
     refs: number
     /** When the last caller let go (ms). */
     lastUsed: number
-    /** Whether an idle timer is armed. */
-    timer: boolean
   }
   | {
     readonly _tag: "Passivating"
     readonly sector: Sector.Sector
-    readonly scope: Scope.Closeable
     readonly closed: Deferred.Deferred<void>
   }
 
@@ -64,8 +62,8 @@ export interface Options {
   readonly shutdownTimeout: Duration.Duration
   /** `Retry-After` hint of `ResidencyFull` and of a failed activation. */
   readonly retryAfterMillis: number
-  /** Builds a sector in the scope given (closing it drains the sector). */
-  readonly activate: (sectorId: number) => Effect.Effect<Sector.Sector, SinkError, Scope.Scope>
+  /** Loads (claims) a sector; it ends with its `drain` or `stop`. */
+  readonly activate: (sectorId: number) => Effect.Effect<Sector.Sector, SinkError>
 }
 
 /** What a shutdown found: every sector that was resident, with its drain report. */
@@ -76,18 +74,19 @@ export interface Drained {
 /** Why a sector could not be had. */
 export type AcquireError = SinkUnavailable | ShuttingDown | ResidencyFull
 
-const refusedFull = Metric.withAttributes(Metrics.refused, { reason: "ResidencyFull" })
 
 /** The residency of one host; lives as long as the current scope. */
 export const make = Effect.fnUntraced(function*(options: Options) {
   const clock = yield* Clock.Clock
   const context = yield* Effect.context<never>()
   const outer = yield* Effect.scope
-  // background work (activations, passivations, idle timers) lives in a scope closed after `shutdown`
+  // background work (activations, passivations, the sweep) lives in a scope closed after `shutdown`
   const background = yield* Scope.fork(outer, "parallel")
   const slots = new Map<number, Slot>()
   const ttl = Duration.toMillis(options.passivateAfter)
   let accepting = true
+  /** Whether the passivation sweep is armed (one sleeping fiber for the host). */
+  let sweeping = false
   const now = () => clock.currentTimeMillisUnsafe()
   const spawn = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<void> =>
     Effect.asVoid(Effect.forkIn(effect, background, { startImmediately: true }))
@@ -104,11 +103,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   /** Begins passivating a resident sector: new requests wait for its end, then activate it anew. */
   const passivate = (sectorId: number, slot: Resident): Effect.Effect<Deferred.Deferred<void>> => {
     const closed = Deferred.makeUnsafe<void>()
-    slots.set(sectorId, { _tag: "Passivating", sector: slot.sector, scope: slot.scope, closed })
-    return Effect.as(spawn(Effect.gen(function*() {
-      yield* slot.sector.drain
-      yield* Scope.close(slot.scope, Exit.void)
-    }).pipe(
+    slots.set(sectorId, { _tag: "Passivating", sector: slot.sector, closed })
+    return Effect.as(spawn(slot.sector.drain.pipe(
       Effect.ensuring(Effect.sync(() => {
         const current = slots.get(sectorId)
         if (current?._tag === "Passivating" && current.closed === closed) slots.delete(sectorId)
@@ -120,27 +116,41 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   /** Whether a resident sector may be passivated now: no caller, nothing unflushed (or fenced: it holds nothing). */
   const idle = (slot: Resident) => slot.refs === 0 && (slot.sector.unflushed() === 0 || slot.sector.phase() === "fenced")
 
-  /** Arms the idle timer of a slot nobody uses (one sleeping fiber; it wakes when the sector is due). */
-  const armTimer = (sectorId: number, slot: Resident): Effect.Effect<void> => {
-    if (slot.timer || !Number.isFinite(ttl)) return Effect.void
-    slot.timer = true
+  /** The oldest resident sector nobody holds (they are in the order they were let go of). */
+  const oldestUnheld = (): [number, Resident] | undefined => {
+    for (const [sectorId, slot] of slots) {
+      if (slot._tag === "Resident" && slot.refs === 0) return [sectorId, slot]
+    }
+    return undefined
+  }
+
+  /**
+   * Arms the passivation sweep unless it is armed: one fiber that sleeps until the oldest unheld sector is due,
+   * passivates every sector that is due, and ends when no sector is left unheld.
+   */
+  const armSweep = (): Effect.Effect<void> => {
+    if (sweeping || !Number.isFinite(ttl)) return Effect.void
+    sweeping = true
     return spawn(Effect.gen(function*() {
-      while (slots.get(sectorId) === slot && slot.refs === 0) {
+      while (true) {
+        const found = oldestUnheld()
+        if (found === undefined) return
+        const [sectorId, slot] = found
         const wait = slot.lastUsed + ttl - now()
         if (wait > 0) {
           yield* Effect.sleep(wait)
           continue
         }
-        if (!idle(slot)) {
+        if (idle(slot)) {
+          Metrics.passivations.updateUnsafe(1, context)
+          yield* passivate(sectorId, slot)
+        } else {
           // still flushing (the database may be away): stay resident, look again a whole period later
           slot.lastUsed = now()
-          continue
+          touch(sectorId, slot)
         }
-        Metrics.passivations.updateUnsafe(1, context)
-        yield* passivate(sectorId, slot)
-        return
       }
-    }).pipe(Effect.ensuring(Effect.sync(() => void (slot.timer = false)))))
+    }).pipe(Effect.ensuring(Effect.sync(() => void (sweeping = false)))))
   }
 
   /** The least recently used resident sector that can go. */
@@ -156,7 +166,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     if (slots.size >= options.maxActive) {
       const found = victim()
       if (found === undefined) {
-        refusedFull.updateUnsafe(1, context)
+        Metrics.refusedBy.ResidencyFull.updateUnsafe(1, context)
         return Effect.fail(
           new ResidencyFull({ sectorId, maxActiveSectors: options.maxActive, retryAfterMillis: options.retryAfterMillis })
         )
@@ -167,15 +177,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     const done = Deferred.makeUnsafe<void, SinkUnavailable>()
     slots.set(sectorId, { _tag: "Activating", done })
     return spawn(Effect.gen(function*() {
-      const scope = yield* Scope.make()
-      const built = yield* Effect.exit(Scope.provide(scope)(options.activate(sectorId)))
+      const built = yield* Effect.exit(options.activate(sectorId))
       if (Exit.isSuccess(built)) {
-        slots.set(sectorId, { _tag: "Resident", sector: built.value, scope, refs: 0, lastUsed: now(), timer: false })
+        slots.set(sectorId, { _tag: "Resident", sector: built.value, refs: 0, lastUsed: now() })
         Deferred.doneUnsafe(done, Exit.void)
         return
       }
       slots.delete(sectorId)
-      yield* Scope.close(scope, built)
       yield* Effect.logWarning(`sector ${sectorId}: cannot activate`, built.cause)
       Deferred.doneUnsafe(done, Exit.fail(unavailable()))
     }).pipe(
@@ -219,7 +227,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     return slot.sector
   }
 
-  /** Lets go of a reference; a sector nobody uses arms its idle timer, a fenced one is passivated at once. */
+  /**
+   * Lets go of a reference; a sector nobody uses goes to the end of the order and is seen by the sweep, a fenced
+   * one is passivated at once.
+   */
   const release = (sectorId: number, sector: Sector.Sector): Effect.Effect<void> =>
     Effect.suspend(() => {
       const slot = slots.get(sectorId)
@@ -227,7 +238,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       slot.refs--
       slot.lastUsed = now()
       if (slot.refs > 0) return Effect.void
-      return sector.phase() === "fenced" ? Effect.asVoid(passivate(sectorId, slot)) : armTimer(sectorId, slot)
+      if (sector.phase() === "fenced") return Effect.asVoid(passivate(sectorId, slot))
+      touch(sectorId, slot)
+      return armSweep()
     })
 
   /** Runs `f` with the sector, activating it if needed. */
@@ -236,11 +249,14 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   /**
    * Runs `f` with the sector if it is resident (waiting out an activation or passivation in progress), or `f` with
-   * `None` if it is not. Never activates.
+   * `None` if it is not. Never activates. A fenced instance counts as not resident (its memory is stale: read what
+   * the owner made durable) unless `fenced` is `"resident"`: a flush must hear that what the instance accepted is
+   * lost, not the new owner's watermark (letting go of it then drops the instance).
    */
   const peek = <A, E>(
     sectorId: number,
-    f: (sector: Option.Option<Sector.Sector>) => Effect.Effect<A, E>
+    f: (sector: Option.Option<Sector.Sector>) => Effect.Effect<A, E>,
+    fenced: "absent" | "resident" = "absent"
   ): Effect.Effect<A, E | ShuttingDown> =>
     Effect.suspend((): Effect.Effect<A, E | ShuttingDown> => {
       if (!accepting) return Effect.fail(new ShuttingDown({ sectorId }))
@@ -248,15 +264,14 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       if (slot === undefined) return f(Option.none())
       switch (slot._tag) {
         case "Resident": {
-          // a fenced instance's memory is stale: read what the owner made durable
-          if (slot.sector.phase() === "fenced") return f(Option.none())
+          if (fenced === "absent" && slot.sector.phase() === "fenced") return f(Option.none())
           const sector = hold(sectorId, slot)
           return Effect.ensuring(f(Option.some(sector)), release(sectorId, sector))
         }
         case "Activating":
-          return Effect.andThen(Effect.exit(Deferred.await(slot.done)), peek(sectorId, f))
+          return Effect.andThen(Effect.exit(Deferred.await(slot.done)), peek(sectorId, f, fenced))
         case "Passivating":
-          return Effect.andThen(Deferred.await(slot.closed), peek(sectorId, f))
+          return Effect.andThen(Deferred.await(slot.closed), peek(sectorId, f, fenced))
         default:
           return absurd(slot)
       }
@@ -303,7 +318,6 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       Effect.timeoutOption(options.shutdownTimeout)
     )
     const reports = yield* Effect.forEach(held, ([, slot]) => slot.sector.stop, { concurrency: "unbounded" })
-    yield* Effect.forEach(held, ([, slot]) => Scope.close(slot.scope, Exit.void), { discard: true })
     for (const [sectorId, slot] of held) {
       slots.delete(sectorId)
       if (slot._tag === "Passivating") Deferred.doneUnsafe(slot.closed, Exit.void)

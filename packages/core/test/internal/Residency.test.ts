@@ -50,6 +50,34 @@ describe("Residency", () => {
       assert.strictEqual(residency.size(), 1)
     }).pipe(Effect.scoped))
 
+  it.effect("passivates by last use, not by first: a sector held long is due a whole period after it was let go", () =>
+    Effect.gen(function*() {
+      const open = yield* Deferred.make<void>()
+      yield* Deferred.succeed(open, undefined)
+      const residency = yield* Residency.make({
+        maxActive: 10,
+        passivateAfter: Duration.seconds(60),
+        shutdownTimeout: Duration.seconds(1),
+        retryAfterMillis: 1000,
+        activate: (sectorId) => Effect.sync(() => fakeSector(sectorId, open))
+      })
+      const resident = () => residency.sectors().map((sector) => sector.sectorId).sort()
+      const letGo = yield* Deferred.make<void>()
+      // t = 0: sector 1 is taken and held until t = 40 s
+      const held = yield* Effect.forkChild(residency.use(1, () => Deferred.await(letGo)), { startImmediately: true })
+      yield* TestClock.adjust(Duration.seconds(10))
+      yield* residency.use(2, Effect.succeed) // t = 10 s: taken and let go at once
+      yield* TestClock.adjust(Duration.seconds(30))
+      yield* Deferred.succeed(letGo, undefined) // t = 40 s
+      yield* Fiber.join(held)
+      yield* TestClock.adjust(Duration.seconds(31)) // t = 71 s: 2 is due (10 + 60), 1 is not (40 + 60)
+      yield* Effect.yieldNow
+      assert.deepStrictEqual(resident(), [1])
+      yield* TestClock.adjust(Duration.seconds(30)) // t = 101 s
+      yield* Effect.yieldNow
+      assert.deepStrictEqual(resident(), [])
+    }).pipe(Effect.scoped))
+
   it.effect("a request for a sector being activated shares that activation", () =>
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
