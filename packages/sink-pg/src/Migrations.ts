@@ -10,9 +10,9 @@
  *   `Statements`): the first of a sector after a claim anywhere, and those whose last op leaves no row. The primary
  *   key is the only index.
  * - `sector_claims`, a sequence: every claim draws a number from it in its own statement, so its last value changes
- *   whenever a sector changes hands. Every group commit takes the advisory lock `fenceKey` shared for the rest of
- *   its transaction, then reads the sequence's last value (`pg_sequence_last_value`: without a snapshot, sequences
- *   are not transactional).
+ *   whenever a sector changes hands. Every group commit takes its sectors' slot locks (`fenceLockClass`) shared for the
+ *   rest of its transaction, then reads the sequence's last value (`pg_sequence_last_value`: without a snapshot,
+ *   sequences are not transactional).
  * - `sector_watermarks(sector_id, epoch, persisted_at, persisted_seq)`, a view: a sector's durable watermark is the
  *   greater of `sectors.persisted_seq` and its rows' highest seq (what `load` returns). Read it, not
  *   `sectors.persisted_seq`, from outside the sink.
@@ -36,12 +36,15 @@ import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 
 /**
- * The one-bigint advisory lock key of the claim fence (the ASCII bytes of `sectorsF`): every group commit holds it
- * shared until it ends, a claim takes it exclusive for a moment after its epoch is committed, so
- * that it waits for the commits in flight. Apart from `HostLock.key` (`sectorsH`) and from effect's two-int shard
- * locks (see `HostLock`).
+ * The `classid` of the claim fence's slot locks (the ASCII bytes of `secf`): `pg_advisory_xact_lock_shared(
+ * fenceLockClass, slot)`, slot 0–63 (`pg_locks`: classid 1936024422, objid the slot, objsubid 2). Every group commit
+ * holds its sectors' slots shared until it ends; a claim holds its sector's slot exclusive while it bumps the epoch
+ * and draws from `sector_claims`. The two-int form never meets `HostLock.key` (one bigint, objsubid 1); effect's shard
+ * locks use the two-int form too, under `classid` = an FNV-1a hash of `effect-cluster:<prefix>` (prefix `cluster`:
+ * 0xa940cd03), which a table prefix would have to hash to exactly this value to meet. The slot count and the mapping
+ * (sector id modulo 64) are part of the format: every host of a database must use the same.
  */
-export const fenceKey = 0x736563746f727346n
+export const fenceLockClass = 0x73656366
 
 /** The table recording which migrations ran. */
 export const table = "sectors_migrations"

@@ -20,9 +20,9 @@ import * as Effect from "effect/Effect"
 import * as SqlClient from "effect/sql/SqlClient"
 import * as SqlError from "effect/sql/SqlError"
 import type * as Statement from "effect/sql/Statement"
-import { type Columns, columnsOf, float8s, int8s, jsonbs, texts, writesOnly } from "./internal/columns.ts"
-import { Fence } from "./internal/fence.ts"
-import { fenceKey } from "./Migrations.ts"
+import { type Columns, columnsOf, float8s, int4s, int8s, jsonbs, texts, writesOnly } from "./internal/columns.ts"
+import { Fence, slotOf, slotsOf } from "./internal/fence.ts"
+import { fenceLockClass } from "./Migrations.ts"
 import * as SqlState from "./SqlState.ts"
 
 /** A sector's row as the load and read statements return it. */
@@ -102,44 +102,59 @@ interface Vouched {
 const nobody: Vouched = { sectors: new Set(), claims: -1 }
 
 /**
+ * The CTE `f`, first of every commit: the slot locks of the group's sectors, shared until the transaction ends, in
+ * ascending order (`unnest` keeps the array's), then — the subquery is evaluated first — the last value of
+ * `sector_claims`. A group of one slot calls the lock once (no `unnest`, no aggregate).
+ */
+const claimsOf = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>) => {
+  const slots = slotsOf(batches)
+  const lockClass = sql.literal(`${fenceLockClass}`)
+  const locked = slots.length === 1
+    ? sql`SELECT pg_advisory_xact_lock_shared(${lockClass}, ${slots[0]!}::int4)`
+    : sql`SELECT count(pg_advisory_xact_lock_shared(${lockClass}, slot)) FROM unnest(${int4s(slots)}::int4[]) AS slot`
+  return sql`f AS MATERIALIZED (
+    SELECT pg_sequence_last_value('sector_claims'::regclass) AS claims FROM (${locked} OFFSET 0) AS locked)`
+}
+
+/** The one-time filter "the sequence still reads `claims`": no claim anywhere since the vouched sectors were checked. */
+const holds = (sql: SqlClient.SqlClient, claims: number) => sql`(SELECT claims FROM f) = ${claims}::bigint`
+
+/**
  * The fence of a group, as the CTEs `f`, `checked`, `rechecked` and `s` (the sectors it applies to, `checked` true
  * for those whose row it updated), to follow a `WITH`:
- * - `f`, once: the advisory lock `fenceKey` shared until the transaction ends, then (the subquery is evaluated
- *   first) the last value of `sector_claims`;
+ * - `f` (`claimsOf`);
  * - the sectors not vouched for go through the sector-row `UPDATE` (`checked`): fence (epoch), replay guard
  *   (`persisted_seq < to`) and watermark in one step. `= ANY` lets it find the rows through the primary key: a join
- *   alone makes the planner scan every sector;
+ *   alone makes the planner scan every sector. Its one-time filter on `f` makes it run after the locks are held
+ *   (the CTEs of a statement run in no set order otherwise);
  * - the vouched sectors apply without touching their rows while the sequence still reads `vouched.claims`; once a
  *   claim has moved it, they go through the same `UPDATE` (`rechecked`, gated so that it costs nothing otherwise).
  */
 const fenceOf = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>, vouched: Vouched) => {
   const others = batches.filter((b) => !vouched.sectors.has(b.sectorId))
   const fast = batches.filter((b) => vouched.sectors.has(b.sectorId))
-  const holds = sql`(SELECT claims FROM f) = ${vouched.claims}::bigint`
   const update = (of: ReadonlyArray<Batch.Batch>, gate: Statement.Fragment) => {
     const ids = int8s(of.map((b) => b.sectorId))
     return sql`UPDATE sectors AS s SET persisted_seq = v.to_seq, persisted_at = now()
       FROM unnest(${ids}::bigint[], ${int8s(of.map((b) => b.epoch))}::bigint[],
                   ${int8s(of.map((b) => b.toSeq))}::bigint[]) AS v(sector_id, epoch, to_seq)
-      WHERE ${gate} s.sector_id = ANY(${ids}::bigint[]) AND s.sector_id = v.sector_id AND s.epoch = v.epoch
+      WHERE ${gate} AND s.sector_id = ANY(${ids}::bigint[]) AND s.sector_id = v.sector_id AND s.epoch = v.epoch
         AND s.persisted_seq < v.to_seq
       RETURNING s.sector_id`
   }
   // each part only when it has sectors (the statement text, so its prepared plan, differs by which parts it has)
-  const parts: Array<Statement.Fragment> = [sql`f AS MATERIALIZED (
-    SELECT pg_sequence_last_value('sector_claims'::regclass) AS claims
-    FROM (SELECT pg_advisory_xact_lock_shared(${fenceKey}) OFFSET 0) AS locked)`]
+  const parts: Array<Statement.Fragment> = [claimsOf(sql, batches)]
   const applied: Array<Statement.Fragment> = []
   if (others.length > 0) {
-    parts.push(sql`checked AS (${update(others, sql.literal(""))})`)
+    parts.push(sql`checked AS (${update(others, sql`(SELECT claims FROM f) IS NOT NULL`)})`)
     applied.push(sql`SELECT sector_id, true AS checked FROM checked`)
   }
   if (fast.length > 0) {
     // runs only once the sequence has moved (a one-time filter: nothing is scanned otherwise)
-    parts.push(sql`rechecked AS (${update(fast, sql`NOT ${holds} AND`)})`)
+    parts.push(sql`rechecked AS (${update(fast, sql`NOT ${holds(sql, vouched.claims)}`)})`)
     applied.push(sql`SELECT sector_id, true AS checked FROM rechecked`)
     applied.push(sql`SELECT sector_id, false FROM unnest(${int8s(fast.map((b) => b.sectorId))}::bigint[]) AS sector_id
-      WHERE ${holds}`)
+      WHERE ${holds(sql, vouched.claims)}`)
   }
   parts.push(sql`s AS (${sql.join(" UNION ALL ", false)(applied)})`)
   return sql.join(",\n", false)(parts)
@@ -183,19 +198,20 @@ const upsertAuthority = (sql: SqlClient.SqlClient, a: Columns["authority"], wher
 const hasKeys = (batches: ReadonlyArray<Batch.Batch>) =>
   batches.some((b) => b.idempotencyKeys !== undefined && b.idempotencyKeys.length > 0)
 
+/** Which rows of the unnested input (`u`, `f`) a key statement takes: a filter, joined with `WHERE` or `AND`. */
+type KeyFilter = (alias: "u" | "f", join: "WHERE" | "AND") => Statement.Fragment
+
 /**
  * The idempotency keys of a group's batches (those `include` accepts), and the expired keys of the same sectors
- * (`forgetKeysExpiredBy`), as one insert and one delete. `inGroupStatement`: they are CTEs of `upsertGroup`, and take
- * only the sectors its sector-row CTE `s` updated.
+ * (`forgetKeysExpiredBy`), as one insert and one delete, their rows filtered by `only`: in a group statement, the
+ * sectors the fence let through.
  */
 const keyStatements = (
   sql: SqlClient.SqlClient,
   batches: ReadonlyArray<Batch.Batch>,
   include: (sectorId: number) => boolean,
-  inGroupStatement: boolean
+  only: KeyFilter
 ) => {
-  const applied = (alias: "u" | "f", join: "WHERE" | "AND") =>
-    inGroupStatement ? sql`${sql.literal(`${join} ${alias}`)}.sector_id IN (SELECT sector_id FROM s)` : sql.literal("")
   const records = batches.flatMap((b) =>
     include(b.sectorId) ? (b.idempotencyKeys ?? []).map((r) => ({ sectorId: b.sectorId, ...r })) : []
   )
@@ -207,16 +223,20 @@ const keyStatements = (
                   ${texts(records.map((r) => r.key))}::text[], ${texts(records.map((r) => r.fingerprint))}::text[],
                   ${int8s(records.map((r) => r.firstSeq))}::bigint[], ${float8s(records.map((r) => r.expiresAt))}::float8[])
         AS u(sector_id, last_seq, key, fingerprint, first_seq, expires_at)
-      ${applied("u", "WHERE")}
+      ${only("u", "WHERE")}
       ON CONFLICT (sector_id, last_seq) DO NOTHING`,
     forget: sql`DELETE FROM idempotency_keys AS k
       USING unnest(${int8s(forget.map((b) => b.sectorId))}::bigint[],
                    ${float8s(forget.map((b) => b.forgetKeysExpiredBy!))}::float8[]) AS f(sector_id, by)
-      WHERE k.sector_id = f.sector_id AND k.expires_at <= to_timestamp(f.by / 1000.0) ${applied("f", "AND")}`
+      WHERE k.sector_id = f.sector_id AND k.expires_at <= to_timestamp(f.by / 1000.0) ${only("f", "AND")}`
   }
 }
 
-/** `upsertGroup` on columns already built. */
+/** Whether the fence vouches for every batch of the group: the lean statement (`vouchedGroupOf`). */
+const everyVouched = (batches: ReadonlyArray<Batch.Batch>, vouched: Vouched) =>
+  batches.length > 0 && batches.every((b) => vouched.sectors.has(b.sectorId))
+
+/** `upsertGroup` on columns already built, for a group the fence does not wholly vouch for. */
 const upsertGroupOf = (
   sql: SqlClient.SqlClient,
   batches: ReadonlyArray<Batch.Batch>,
@@ -232,7 +252,12 @@ const upsertGroupOf = (
         authority AS (${upsertAuthority(sql, columns.authority, onlyApplied)})
       ${appliedOf(sql)}`
   }
-  const keys = keyStatements(sql, batches, () => true, true)
+  const keys = keyStatements(
+    sql,
+    batches,
+    () => true,
+    (alias, join) => sql`${sql.literal(`${join} ${alias}`)}.sector_id IN (SELECT sector_id FROM s)`
+  )
   return sql<Applied>`
     WITH ${fenceOf(sql, batches, vouched)},
       components AS (${upsertComponents(sql, columns.components, onlyApplied)}),
@@ -243,18 +268,54 @@ const upsertGroupOf = (
 }
 
 /**
+ * The lean statement of a group whose every sector the fence vouches for (the steady state): the slot locks and the
+ * sequence (`f`), then the upserts behind one one-time filter — the sequence still reads `claims` — and no sector
+ * row, no list of sectors. Returns the value it read: when that is not `claims`, a claim moved the sequence and the
+ * statement wrote nothing.
+ */
+const vouchedGroupOf = (
+  sql: SqlClient.SqlClient,
+  batches: ReadonlyArray<Batch.Batch>,
+  columns: Columns,
+  claims: number
+) => {
+  const gate = holds(sql, claims)
+  const where = sql`WHERE ${gate}`
+  if (!hasKeys(batches)) {
+    return sql<{ readonly claims: bigint }>`
+      WITH ${claimsOf(sql, batches)},
+        components AS (${upsertComponents(sql, columns.components, where)}),
+        authority AS (${upsertAuthority(sql, columns.authority, where)})
+      SELECT claims FROM f`
+  }
+  const keys = keyStatements(sql, batches, () => true, (_, join) => sql`${sql.literal(join)} ${gate}`)
+  return sql<{ readonly claims: bigint }>`
+    WITH ${claimsOf(sql, batches)},
+      components AS (${upsertComponents(sql, columns.components, where)}),
+      authority AS (${upsertAuthority(sql, columns.authority, where)}),
+      stored_keys AS (${keys.store}),
+      forgotten_keys AS (${keys.forget})
+    SELECT claims FROM f`
+}
+
+/**
  * The single statement that commits a group of batches (of distinct sectors) that only write — no tombstone,
- * removal or cleared authority, whose entries it would skip: the fence (the advisory lock and `sector_claims`, and the sector-row
- * `UPDATE` for the sectors not vouched for) and both upserts as data-modifying CTEs; the rows of sectors the fence
- * did not let through are filtered out. Returns the sectors it applied. The sink runs it for such groups;
- * benchmarks `EXPLAIN` it, `vouched` (default: none) saying which sectors skip their row at which `sector_claims`
- * value.
+ * removal or cleared authority, whose entries it would skip: the fence (the slot locks and `sector_claims`, and the
+ * sector-row `UPDATE` for the sectors not vouched for) and both upserts as data-modifying CTEs; the rows of sectors
+ * the fence did not let through are filtered out. The sink runs it for such groups; benchmarks `EXPLAIN` it,
+ * `vouched` (default: none) saying which sectors skip their row at which `sector_claims` value (all of them: the
+ * lean statement of the steady state).
  */
 export const upsertGroup = (
   sql: SqlClient.SqlClient,
   batches: ReadonlyArray<Batch.Batch>,
   vouched: { readonly sectors: ReadonlySet<number>; readonly claims: number } = nobody
-) => upsertGroupOf(sql, batches, columnsOf(batches, () => true), vouched)
+): Statement.Statement<object> => {
+  const columns = columnsOf(batches, () => true)
+  return everyVouched(batches, vouched)
+    ? vouchedGroupOf(sql, batches, columns, vouched.claims)
+    : upsertGroupOf(sql, batches, columns, vouched)
+}
 
 /** The statements on the `SqlClient` in context; `fenceCapacity`: sectors the fence remembers (see `Fence`). */
 export const make = (
@@ -310,16 +371,35 @@ export const make = (
     if (components.sector.length > 0) yield* upsertComponents(sql, components, sql.literal(""))
     if (authority.sector.length > 0) yield* upsertAuthority(sql, authority, sql.literal(""))
     if (hasKeys(batches)) {
-      const keys = keyStatements(sql, batches, (sectorId) => outcomes.get(sectorId) === "applied", false)
+      const keys = keyStatements(
+        sql,
+        batches,
+        (sectorId) => outcomes.get(sectorId) === "applied",
+        () => sql.literal("")
+      )
       yield* keys.store
       yield* keys.forget
     }
     return result
   })
 
-  /** The common case in one statement, so in one round trip and without BEGIN/COMMIT. */
-  const writeUpserts = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns, vouched: Vouched) {
-    return yield* outcomesOf(batches, yield* upsertGroupOf(sql, batches, all, vouched))
+  /**
+   * The common case in one statement, so in one round trip and without BEGIN/COMMIT. A group the fence wholly vouches
+   * for takes the lean statement; if a claim moved the sequence meanwhile, it wrote nothing and the group goes again,
+   * every sector row checked.
+   */
+  const writeUpserts = Effect.fnUntraced(function*(
+    batches: ReadonlyArray<Batch.Batch>,
+    all: Columns,
+    vouched: Vouched
+  ): Effect.fn.Return<{ outcomes: Map<number, Outcome>; applied: ReadonlyArray<Applied> }, SqlError.SqlError> {
+    if (!everyVouched(batches, vouched)) return yield* outcomesOf(batches, yield* upsertGroupOf(sql, batches, all, vouched))
+    const [read] = yield* vouchedGroupOf(sql, batches, all, vouched.claims)
+    if (read === undefined || Number(read.claims) !== vouched.claims) return yield* writeUpserts(batches, all, nobody)
+    return {
+      outcomes: new Map(batches.map((b) => [b.sectorId, "applied"])),
+      applied: batches.map((b) => ({ sector_id: BigInt(b.sectorId), checked: false, claims: read.claims }))
+    }
   })
 
   /**
@@ -413,17 +493,19 @@ export const make = (
 
   const load = (sectorId: number) =>
     Effect.gen(function*() {
-      // the claim draws from `sector_claims` once the row is locked and updated, in the same transaction
+      // one statement, so one transaction: the sector's slot exclusive (it waits for the group commits in flight that
+      // hold it, and the ones after it wait for it to commit), the epoch bump, then a number from `sector_claims`
       const claimed = yield* sql<SectorRow>`
-        WITH claimed AS (
-          INSERT INTO sectors (sector_id, epoch) VALUES (${BigInt(sectorId)}, 1)
+        WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(${sql.literal(`${fenceLockClass}`)}, ${
+        slotOf(sectorId)
+      }::int4)),
+        claimed AS (
+          INSERT INTO sectors (sector_id, epoch) SELECT ${BigInt(sectorId)}, 1 FROM locked
           ON CONFLICT (sector_id) DO UPDATE SET epoch = sectors.epoch + 1
           RETURNING epoch, persisted_seq, (extract(epoch FROM persisted_at) * 1000)::float8 AS persisted_at)
         SELECT claimed.*, nextval('sector_claims') AS claim FROM claimed`
       fence.forget(sectorId)
-      // wait for the group commits in flight, which may have read the sequence before the claim: what they write is
-      // in the rows read below; every later one reads the claim's number and checks the sector row
-      yield* sql`SELECT pg_advisory_xact_lock(${fenceKey})`
+      // the rows as the last commit before the claim left them: every later one of the old epoch is fenced
       const rows = yield* rowsOf(sectorId)
       const keys = yield* sql<
         { key: string; fingerprint: string; first_seq: bigint; last_seq: bigint; expires_at: number }

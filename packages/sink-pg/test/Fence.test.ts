@@ -4,12 +4,14 @@
  * whose batches skipped the row is fenced once another sink has claimed the sector, in both statement paths; a claim
  * waits for the group commits in flight. Two sinks on one database stand for two hosts.
  */
-import { assert, layer } from "@effect/vitest"
+import { assert, describe, it, layer } from "@effect/vitest"
 import { type Op, SectorSink } from "@sectors/core"
 import { SinkConformance } from "@sectors/core/testing"
 import { Deferred, Effect, Fiber, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
-import { Migrations, SinkPg } from "../src/index.ts"
+import * as fc from "fast-check"
+import { slotOf, slots, slotsOf } from "../src/internal/fence.ts"
+import { Migrations, SinkPg, Statements } from "../src/index.ts"
 import { sinkLayer } from "./support.ts"
 
 let nextSector = 1
@@ -110,32 +112,90 @@ layer(sinkLayer(), { excludeTestServices: true })("the claim fence", (it) => {
       assert.deepStrictEqual((yield* sink.read(sectorId)).rows.components.map((r) => r.data), [{ x: 3 }])
     })))
 
-  it.effect("a claim waits for the group commits in flight that read the claim sequence before it", () =>
+  /**
+   * A group commit of `sectorId` in flight: the sink's own statement for it (`Statements.upsertGroup`, so its slot
+   * locks), run in a transaction that stays open until `release` completes.
+   */
+  const inFlight = (sectorId: number, epoch: number, x: number) =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const holding = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const batch = SinkConformance.batchOf(sectorId, epoch, [set(1, x)], x)
+      const commit = yield* Effect.forkChild(sql.withTransaction(
+        Statements.upsertGroup(sql, [batch]).pipe(
+          Effect.andThen(Deferred.succeed(holding, undefined)),
+          Effect.andThen(Deferred.await(release))
+        )
+      ))
+      yield* Deferred.await(holding)
+      return { commit, release }
+    })
+
+  /** Whether `claim` is seen waiting for a slot lock (exclusive, not granted) before it ends. */
+  const waitsForSlot = <A, E>(claim: Fiber.Fiber<A, E>) =>
+    Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      Effect.raceFirst(
+        sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_locks
+          WHERE locktype = 'advisory' AND NOT granted AND mode = 'ExclusiveLock' AND objsubid = 2
+            AND classid = ${Migrations.fenceLockClass}::oid`.pipe(
+          Effect.map((rows) => rows[0]!.n),
+          Effect.repeat({ until: (n) => n > 0, schedule: Schedule.spaced("10 millis") }),
+          Effect.as("the claim waits" as const)
+        ),
+        Effect.as(Fiber.await(claim), "the claim ended" as const)
+      ))
+
+  it.effect("a claim waits for the group commits in flight that hold its sector's slot, and reads what they wrote", () =>
     Effect.gen(function*() {
       const sink = yield* SectorSink.SectorSink
-      const sql = yield* SqlClient.SqlClient
       const sectorId = nextSector++
-      yield* sink.load(sectorId)
-      // a group commit in flight: it holds the fence's lock shared and has not ended yet
-      const fenced = yield* Deferred.make<void>()
-      const release = yield* Deferred.make<void>()
-      const commit = yield* Effect.forkChild(sql.withTransaction(
-        sql`SELECT pg_advisory_xact_lock_shared(${Migrations.fenceKey})`.pipe(Effect.andThen(Deferred.succeed(fenced, undefined)), Effect.andThen(Deferred.await(release)))
-      ))
-      yield* Deferred.await(fenced)
+      const { epoch } = yield* sink.load(sectorId)
+      const { commit, release } = yield* inFlight(sectorId, epoch, 7)
       const claim = yield* Effect.forkChild(sink.load(sectorId))
-      const waiting = sql<{ n: number }>`
-        SELECT count(*)::int AS n FROM pg_locks
-        WHERE locktype = 'advisory' AND NOT granted AND mode = 'ExclusiveLock'
-          AND ((classid::bigint << 32) | objid::bigint) = ${Migrations.fenceKey}`.pipe(
-        Effect.map((rows) => rows[0]!.n),
-        Effect.repeat({ until: (n) => n > 0, schedule: Schedule.spaced("10 millis") }),
-        Effect.as("the claim waits" as const)
-      )
-      const first = yield* Effect.raceFirst(waiting, Effect.as(Fiber.await(claim), "the claim ended" as const))
-      assert.strictEqual(first, "the claim waits")
+      assert.strictEqual(yield* waitsForSlot(claim), "the claim waits")
       yield* Deferred.succeed(release, undefined)
       yield* Fiber.join(commit)
-      assert.strictEqual((yield* Fiber.join(claim)).epoch, 2)
+      const claimed = yield* Fiber.join(claim)
+      assert.strictEqual(claimed.epoch, epoch + 1)
+      assert.deepStrictEqual(claimed.rows.components.map((r) => [r.entity, r.data, r.seq]), [[1, { x: 7 }, 7]])
+      assert.strictEqual(claimed.persistedSeq, 7)
     }))
+
+  it.effect("a claim does not wait for the group commits in flight on other slots", () =>
+    Effect.gen(function*() {
+      const sink = yield* SectorSink.SectorSink
+      const busy = nextSector++
+      // a sector of another slot
+      const claimed = nextSector++
+      assert.notStrictEqual(slotOf(busy), slotOf(claimed))
+      const { epoch } = yield* sink.load(busy)
+      const { commit, release } = yield* inFlight(busy, epoch, 1)
+      const claim = yield* Effect.forkChild(sink.load(claimed))
+      assert.strictEqual(yield* waitsForSlot(claim), "the claim ended")
+      assert.strictEqual((yield* Fiber.join(claim)).epoch, 1)
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(commit)
+    }))
+})
+
+describe("the claim fence's slots", () => {
+  it("a group locks each of its sectors' slots once, in ascending order, and never more than the slot count", () => {
+    fc.assert(fc.property(
+      fc.uniqueArray(fc.integer({ min: 0, max: 1_000_000 }), { minLength: 1, maxLength: 1_000 }),
+      (sectors) => {
+        const locked = slotsOf(sectors.map((sectorId) => SinkConformance.batchOf(sectorId, 1, [set(1, 1)])))
+        assert.isAtMost(locked.length, slots)
+        assert.deepStrictEqual(locked, [...new Set(sectors.map(slotOf))].sort((a, b) => a - b))
+      }
+    ))
+  })
+
+  it("keeps the slot locks apart from effect's shard locks of the default table prefix", () => {
+    // effect's cluster SqlRunnerStorage: classid = FNV-1a of "effect-cluster:<prefix>" (a wire format it keeps)
+    let hash = 0x811c9dc5
+    for (const byte of new TextEncoder().encode("effect-cluster:cluster")) hash = Math.imul(hash ^ byte, 0x01000193)
+    assert.notStrictEqual(hash >>> 0, Migrations.fenceLockClass)
+  })
 })

@@ -1,26 +1,47 @@
 /**
- * What one sink remembers of the claim fence (private to `Statements`): the last value of the `sector_claims`
- * sequence it saw in a durable commit (`claims`) and, per sector it writes, the epoch it writes under, the highest
- * `toSeq` it saw applied, and the sequence value at which it last saw the sector's row at that epoch with its own
- * eyes (a locking `UPDATE … WHERE epoch = $epoch` that applied, `checkedAt`).
+ * The claim fence's slots and what one sink remembers of it (private to `Statements`). A sector belongs to one of
+ * `slots` slots (`slotOf`), each an advisory lock (`Migrations.fenceLockClass`, slot). A group commit holds the
+ * slots of its sectors shared until it ends and, once it holds them, reads the last value of the sequence
+ * `sector_claims`; a claim holds its sector's slot exclusive for its whole (one-statement) transaction — the epoch
+ * bump, then a number drawn from `sector_claims`. The sink remembers the last value it saw in a commit that checked a
+ * sector row (`claims`) and, per sector it writes, the epoch it writes under, the highest `toSeq` it saw applied,
+ * and the sequence value at which it last saw the sector's row at that epoch with its own eyes (a locking `UPDATE …
+ * WHERE epoch = $epoch` that applied: `checkedAt`).
  *
- * **Why it is safe to skip the sector row.** A claim bumps the epoch and draws a number from `sector_claims` in one
- * statement (the number after the row is locked), then waits for the advisory lock `fenceKey` exclusive; every group
- * commit holds that lock shared from the moment it reads the sequence until it ends. So when a commit reads the
- * sequence at the value at which it last checked a sector (`vouches`), no claim of that sector has got past its wait
- * since; a claim that has not yet waits for this commit to end before it reads the sector's rows, so it reads what
- * this commit wrote. Any other claim has moved the sequence, and the commit checks the sector's row again.
+ * **Why it is safe to skip the sector row.** On one slot, claims and commits exclude each other, so each commit
+ * of a sector runs wholly before or wholly after each claim of it. A commit that checked sector S's row at epoch e
+ * read the sequence at K while it held S's slot; a claim of S that ends before it was seen by its row check (the
+ * `UPDATE` would not have applied), and one that starts after it draws its number after it, so above K (the sequence
+ * only goes up). So when a later commit, holding S's slot, reads the sequence still at K (`vouches`), no claim of S
+ * has begun since that check, and none can until this commit ends: S is still at epoch e, and the claim that comes
+ * next reads S's rows after this commit wrote them. Once any claim moved the sequence, the commit checks S's row
+ * again (fenced if S moved on). A claim waits only for the commits in flight that hold its own slot, not for every
+ * commit on the database.
  *
  * **Why a skipped sector row loses no watermark.** A sector row is skipped only for a batch whose `toSeq` is the seq
  * of a row it writes (`carries`), so the sector's highest row seq or its written watermark is always its last
- * committed `toSeq`: `load` takes the greater of the two.
+ * committed `toSeq`: `load` and `read` take the greater of the two.
  *
- * **Gotchas.** A sequence value is trusted only once it has been seen in a commit that wrote (a commit that assigns a
- * transaction id is flushed with the WAL before it, sequence records included), so a crash cannot hand the same
- * value out again to a later claim. The memory is bounded (`capacity` sectors, least recently written first out);
- * a sector forgotten goes back to the sector-row path.
+ * **Gotchas.** Slots are taken in ascending order, so commits waiting for each other behind claims form no cycle (a
+ * claim takes one slot and, holding it, only the row of a sector of that slot, which no commit can hold then), and a
+ * commit takes at most `slots` advisory locks, whatever the size of its group (`max_locks_per_transaction`). A
+ * sequence value is trusted only once it has been seen in a commit that wrote (a commit that assigns a transaction id
+ * is flushed with the WAL before it, the sequence's record included), so a crash cannot hand the same value out
+ * again to a later claim; with `synchronous_commit = off`, or after a failover to an asynchronous replica, that
+ * holds no more (nor does the sink's idea of what is durable). The memory is bounded (`capacity` sectors, least
+ * recently written first out); a sector forgotten goes back to the sector-row path.
  */
 import type { Batch } from "@sectors/core"
+
+/** How many slots the sectors are spread over: the most advisory locks a group commit takes. */
+export const slots = 64
+
+/** The slot of a sector. */
+export const slotOf = (sectorId: number): number => ((sectorId % slots) + slots) % slots
+
+/** The slots of a group's sectors, each once, ascending: the order they are locked in. */
+export const slotsOf = (batches: ReadonlyArray<Batch.Batch>): Array<number> =>
+  [...new Set(batches.map((b) => slotOf(b.sectorId)))].sort((a, b) => a - b)
 
 interface Remembered {
   readonly epoch: number
