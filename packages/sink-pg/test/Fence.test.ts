@@ -113,20 +113,22 @@ layer(sinkLayer(), { excludeTestServices: true })("the claim fence", (it) => {
     })))
 
   /**
-   * A group commit of `sectorId` in flight: the sink's own statement for it (`Statements.upsertGroup`, so its slot
-   * locks), run in a transaction that stays open until `release` completes.
+   * A group commit of `sectorId` in flight, vouched for (the lean statement: it takes the sector's slot shared and
+   * does not touch the sector row), run in a transaction that stays open until `release` completes or the test
+   * ends.
    */
   const inFlight = (sectorId: number, epoch: number, x: number) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
+      const [read] = yield* sql<{ claims: bigint }>`SELECT pg_sequence_last_value('sector_claims') AS claims`
       const holding = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
+      yield* Effect.addFinalizer(() => Deferred.succeed(release, undefined))
       const batch = SinkConformance.batchOf(sectorId, epoch, [set(1, x)], x)
+      const statement = Statements.upsertGroup(sql, [batch], { sectors: new Set([sectorId]), claims: Number(read!.claims) })
+      assert.notInclude(statement.compile()[0], "UPDATE sectors")
       const commit = yield* Effect.forkChild(sql.withTransaction(
-        Statements.upsertGroup(sql, [batch]).pipe(
-          Effect.andThen(Deferred.succeed(holding, undefined)),
-          Effect.andThen(Deferred.await(release))
-        )
+        statement.pipe(Effect.andThen(Deferred.succeed(holding, undefined)), Effect.andThen(Deferred.await(release)))
       ))
       yield* Deferred.await(holding)
       return { commit, release }
@@ -148,7 +150,7 @@ layer(sinkLayer(), { excludeTestServices: true })("the claim fence", (it) => {
       ))
 
   it.effect("a claim waits for the group commits in flight that hold its sector's slot, and reads what they wrote", () =>
-    Effect.gen(function*() {
+    Effect.scoped(Effect.gen(function*() {
       const sink = yield* SectorSink.SectorSink
       const sectorId = nextSector++
       const { epoch } = yield* sink.load(sectorId)
@@ -161,10 +163,10 @@ layer(sinkLayer(), { excludeTestServices: true })("the claim fence", (it) => {
       assert.strictEqual(claimed.epoch, epoch + 1)
       assert.deepStrictEqual(claimed.rows.components.map((r) => [r.entity, r.data, r.seq]), [[1, { x: 7 }, 7]])
       assert.strictEqual(claimed.persistedSeq, 7)
-    }))
+    })))
 
   it.effect("a claim does not wait for the group commits in flight on other slots", () =>
-    Effect.gen(function*() {
+    Effect.scoped(Effect.gen(function*() {
       const sink = yield* SectorSink.SectorSink
       const busy = nextSector++
       // a sector of another slot
@@ -177,7 +179,7 @@ layer(sinkLayer(), { excludeTestServices: true })("the claim fence", (it) => {
       assert.strictEqual((yield* Fiber.join(claim)).epoch, 1)
       yield* Deferred.succeed(release, undefined)
       yield* Fiber.join(commit)
-    }))
+    })))
 })
 
 describe("the claim fence's slots", () => {

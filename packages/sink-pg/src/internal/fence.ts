@@ -22,7 +22,9 @@
  * of a row it writes (`carries`), so the sector's highest row seq or its written watermark is always its last
  * committed `toSeq`: `load` and `read` take the greater of the two.
  *
- * **Gotchas.** Slots are taken in ascending order, so commits waiting for each other behind claims form no cycle (a
+ * **Gotchas.** The claim draws its number while it holds the slot: drawn before (and the slot taken after), a commit
+ * in flight on the slot could read that number, check the row at the old epoch and vouch at that number for a
+ * sector about to change hands. Slots are taken in ascending order, so commits waiting for each other behind claims form no cycle (a
  * claim takes one slot and, holding it, only the row of a sector of that slot, which no commit can hold then), and a
  * commit takes at most `slots` advisory locks, whatever the size of its group (`max_locks_per_transaction`). A
  * sequence value is trusted only once it has been seen in a commit that wrote (a commit that assigns a transaction id
