@@ -10,8 +10,8 @@
  *   `Statements`): the first of a sector after a claim anywhere, and those whose last op leaves no row. The primary
  *   key is the only index.
  * - `sector_claims`, a sequence: every claim draws a number from it in its own statement, so its last value changes
- *   whenever a sector changes hands. Every group commit takes its sectors' slot locks (`fenceLockClass`) shared for the
- *   rest of its transaction, then reads the sequence's last value (`pg_sequence_last_value`: without a snapshot,
+ *   whenever a sector changes hands. Every group commit takes its sectors' slot (or range) locks (`fenceLockClass`)
+ *   shared for the rest of its transaction, then reads the sequence's last value (`pg_sequence_last_value`: without a snapshot,
  *   sequences are not transactional).
  * - `sector_watermarks(sector_id, epoch, persisted_at, persisted_seq)`, a view: a sector's durable watermark is the
  *   greater of `sectors.persisted_seq` and its rows' highest seq (what `load` returns). Read it, not
@@ -36,13 +36,14 @@ import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 
 /**
- * The `classid` of the claim fence's slot locks (the ASCII bytes of `secf`): `pg_advisory_xact_lock_shared(
- * fenceLockClass, slot)`, slot 0–63 (`pg_locks`: classid 1936024422, objid the slot, objsubid 2). Every group commit
- * holds its sectors' slots shared until it ends; a claim holds its sector's slot exclusive while it bumps the epoch
- * and draws from `sector_claims`. The two-int form never meets `HostLock.key` (one bigint, objsubid 1); effect's shard
- * locks use the two-int form too, under `classid` = an FNV-1a hash of `effect-cluster:<prefix>` (prefix `cluster`:
- * 0xa940cd03), which a table prefix would have to hash to exactly this value to meet. The slot count and the mapping
- * (sector id modulo 64) are part of the format: every host of a database must use the same.
+ * The `classid` of the claim fence's locks (the ASCII bytes of `secf`): `pg_advisory_xact_lock_shared(fenceLockClass,
+ * key)` with key 0–63 a slot (sector id modulo 64) and 64–71 a range of 8 slots (`pg_locks`: classid 1936024422,
+ * objid the key, objsubid 2). Every group commit holds its sectors' slots (or, past 8 of them, their ranges) shared
+ * until it ends; a claim holds its sector's range and slot exclusive while it bumps the epoch and draws from
+ * `sector_claims`. The two-int form never meets `HostLock.key` (one bigint, objsubid 1); effect's shard locks use the
+ * two-int form too, under `classid` = an FNV-1a hash of `effect-cluster:<prefix>` (prefix `cluster`: 0xa940cd03),
+ * which a table prefix would have to hash to exactly this value to meet. The keys and the mapping are part of the
+ * format: every host of a database must use the same.
  */
 export const fenceLockClass = 0x73656366
 

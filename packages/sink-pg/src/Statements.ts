@@ -21,7 +21,7 @@ import * as SqlClient from "effect/sql/SqlClient"
 import * as SqlError from "effect/sql/SqlError"
 import type * as Statement from "effect/sql/Statement"
 import { type Columns, columnsOf, float8s, int4s, int8s, jsonbs, texts, writesOnly } from "./internal/columns.ts"
-import { Fence, slotOf, slotsOf } from "./internal/fence.ts"
+import { Fence, locksOf, rangeKey, slotKey, slotOf } from "./internal/fence.ts"
 import { fenceLockClass } from "./Migrations.ts"
 import * as SqlState from "./SqlState.ts"
 
@@ -102,16 +102,16 @@ interface Vouched {
 const nobody: Vouched = { sectors: new Set(), claims: -1 }
 
 /**
- * The CTE `f`, first of every commit: the slot locks of the group's sectors, shared until the transaction ends, in
- * ascending order (`unnest` keeps the array's), then — the subquery is evaluated first — the last value of
- * `sector_claims`. A group of one slot calls the lock once (no `unnest`, no aggregate).
+ * The CTE `f`, first of every commit: the fence's locks of the group (`locksOf`: its sectors' slots, or their ranges),
+ * shared until the transaction ends, in ascending order (`unnest` keeps the array's), then — the subquery is
+ * evaluated first — the last value of `sector_claims`. A group of one lock calls it once (no `unnest`, no aggregate).
  */
 const claimsOf = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>) => {
-  const slots = slotsOf(batches)
+  const keys = locksOf(batches)
   const lockClass = sql.literal(`${fenceLockClass}`)
-  const locked = slots.length === 1
-    ? sql`SELECT pg_advisory_xact_lock_shared(${lockClass}, ${slots[0]!}::int4)`
-    : sql`SELECT count(pg_advisory_xact_lock_shared(${lockClass}, slot)) FROM unnest(${int4s(slots)}::int4[]) AS slot`
+  const locked = keys.length === 1
+    ? sql`SELECT pg_advisory_xact_lock_shared(${lockClass}, ${keys[0]!}::int4)`
+    : sql`SELECT count(pg_advisory_xact_lock_shared(${lockClass}, key)) FROM unnest(${int4s(keys)}::int4[]) AS key`
   return sql`f AS MATERIALIZED (
     SELECT pg_sequence_last_value('sector_claims'::regclass) AS claims FROM (${locked} OFFSET 0) AS locked)`
 }
@@ -317,6 +317,19 @@ export const upsertGroup = (
     : upsertGroupOf(sql, batches, columns, vouched)
 }
 
+/**
+ * `upsertGroup` without any fence — no lock, no sequence read, no sector row: what the group's writes cost by
+ * themselves. For benchmarks only (the marginal cost of the fence is the difference); the sink never sends it.
+ */
+export const unfencedUpsertGroup = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>) => {
+  const columns = columnsOf(batches, () => true)
+  const all = sql.literal("")
+  return sql`
+    WITH components AS (${upsertComponents(sql, columns.components, all)}),
+      authority AS (${upsertAuthority(sql, columns.authority, all)})
+    SELECT 1 AS done`
+}
+
 /** The statements on the `SqlClient` in context; `fenceCapacity`: sectors the fence remembers (see `Fence`). */
 export const make = (
   fenceCapacity = 100_000
@@ -493,12 +506,15 @@ export const make = (
 
   const load = (sectorId: number) =>
     Effect.gen(function*() {
-      // one statement, so one transaction: the sector's slot exclusive (it waits for the group commits in flight that
-      // hold it, and the ones after it wait for it to commit), the epoch bump, then a number from `sector_claims`
+      // one statement, so one transaction: the sector's range, then its slot, exclusive (it waits for the group
+      // commits in flight that hold either, and the ones after it wait for it to commit), the epoch bump, then a
+      // number from `sector_claims`
+      const lockClass = sql.literal(`${fenceLockClass}`)
+      const slot = slotOf(sectorId)
       const claimed = yield* sql<SectorRow>`
-        WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(${sql.literal(`${fenceLockClass}`)}, ${
-        slotOf(sectorId)
-      }::int4)),
+        WITH locked AS MATERIALIZED (
+          SELECT pg_advisory_xact_lock(${lockClass}, ${slotKey(slot)}::int4)
+          FROM (SELECT pg_advisory_xact_lock(${lockClass}, ${rangeKey(slot)}::int4) OFFSET 0) AS in_range),
         claimed AS (
           INSERT INTO sectors (sector_id, epoch) SELECT ${BigInt(sectorId)}, 1 FROM locked
           ON CONFLICT (sector_id) DO UPDATE SET epoch = sectors.epoch + 1

@@ -10,7 +10,7 @@ import { SinkConformance } from "@sectors/core/testing"
 import { Deferred, Effect, Fiber, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
 import * as fc from "fast-check"
-import { slotOf, slots, slotsOf } from "../src/internal/fence.ts"
+import { locksOf, maxLocks, rangeKey, slotKey, slotOf } from "../src/internal/fence.ts"
 import { Migrations, SinkPg, Statements } from "../src/index.ts"
 import { sinkLayer } from "./support.ts"
 
@@ -113,19 +113,22 @@ layer(sinkLayer(), { excludeTestServices: true })("the claim fence", (it) => {
     })))
 
   /**
-   * A group commit of `sectorId` in flight, vouched for (the lean statement: it takes the sector's slot shared and
-   * does not touch the sector row), run in a transaction that stays open until `release` completes or the test
-   * ends.
+   * A group commit of `sectors` (at their epochs) in flight, vouched for (the lean statement: it takes the fence's
+   * locks shared and touches no sector row), run in a transaction that stays open until `release` completes or the
+   * test ends.
    */
-  const inFlight = (sectorId: number, epoch: number, x: number) =>
+  const inFlight = (sectors: ReadonlyArray<readonly [sectorId: number, epoch: number]>, x: number) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const [read] = yield* sql<{ claims: bigint }>`SELECT pg_sequence_last_value('sector_claims') AS claims`
       const holding = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
       yield* Effect.addFinalizer(() => Deferred.succeed(release, undefined))
-      const batch = SinkConformance.batchOf(sectorId, epoch, [set(1, x)], x)
-      const statement = Statements.upsertGroup(sql, [batch], { sectors: new Set([sectorId]), claims: Number(read!.claims) })
+      const group = sectors.map(([sectorId, epoch]) => SinkConformance.batchOf(sectorId, epoch, [set(1, x)], x))
+      const statement = Statements.upsertGroup(sql, group, {
+        sectors: new Set(sectors.map(([sectorId]) => sectorId)),
+        claims: Number(read!.claims)
+      })
       assert.notInclude(statement.compile()[0], "UPDATE sectors")
       const commit = yield* Effect.forkChild(sql.withTransaction(
         statement.pipe(Effect.andThen(Deferred.succeed(holding, undefined)), Effect.andThen(Deferred.await(release)))
@@ -134,8 +137,8 @@ layer(sinkLayer(), { excludeTestServices: true })("the claim fence", (it) => {
       return { commit, release }
     })
 
-  /** Whether `claim` is seen waiting for a slot lock (exclusive, not granted) before it ends. */
-  const waitsForSlot = <A, E>(claim: Fiber.Fiber<A, E>) =>
+  /** Whether `claim` is seen waiting for one of the fence's locks (exclusive, not granted) before it ends. */
+  const waitsForFence = <A, E>(claim: Fiber.Fiber<A, E>) =>
     Effect.flatMap(SqlClient.SqlClient, (sql) =>
       Effect.raceFirst(
         sql<{ n: number }>`
@@ -154,9 +157,9 @@ layer(sinkLayer(), { excludeTestServices: true })("the claim fence", (it) => {
       const sink = yield* SectorSink.SectorSink
       const sectorId = nextSector++
       const { epoch } = yield* sink.load(sectorId)
-      const { commit, release } = yield* inFlight(sectorId, epoch, 7)
+      const { commit, release } = yield* inFlight([[sectorId, epoch]], 7)
       const claim = yield* Effect.forkChild(sink.load(sectorId))
-      assert.strictEqual(yield* waitsForSlot(claim), "the claim waits")
+      assert.strictEqual(yield* waitsForFence(claim), "the claim waits")
       yield* Deferred.succeed(release, undefined)
       yield* Fiber.join(commit)
       const claimed = yield* Fiber.join(claim)
@@ -169,27 +172,62 @@ layer(sinkLayer(), { excludeTestServices: true })("the claim fence", (it) => {
     Effect.scoped(Effect.gen(function*() {
       const sink = yield* SectorSink.SectorSink
       const busy = nextSector++
-      // a sector of another slot
+      // a sector of another slot, in the same range
       const claimed = nextSector++
       assert.notStrictEqual(slotOf(busy), slotOf(claimed))
+      assert.strictEqual(rangeKey(slotOf(busy)), rangeKey(slotOf(claimed)))
       const { epoch } = yield* sink.load(busy)
-      const { commit, release } = yield* inFlight(busy, epoch, 1)
+      const { commit, release } = yield* inFlight([[busy, epoch]], 1)
       const claim = yield* Effect.forkChild(sink.load(claimed))
-      assert.strictEqual(yield* waitsForSlot(claim), "the claim ended")
+      assert.strictEqual(yield* waitsForFence(claim), "the claim ended")
       assert.strictEqual((yield* Fiber.join(claim)).epoch, 1)
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(commit)
+    })))
+
+  /** The sectors of slots 0–8 (more than 8 slots: the group locks their ranges, 0–7 and 8–15). */
+  const manySlots = (base: number) => Array.from({ length: maxLocks + 1 }, (_, i) => base + i)
+
+  it.effect("a claim waits for a group of many sectors in flight that holds its sector's range", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const sink = yield* SectorSink.SectorSink
+      const base = 64 * 1_000
+      const group = yield* Effect.forEach(manySlots(base), (s) => Effect.map(sink.load(s), ({ epoch }) => [s, epoch] as const))
+      const { commit, release } = yield* inFlight(group, 3)
+      // slot 12: not in the group, but in its range 8–15
+      const claim = yield* Effect.forkChild(sink.load(base + 12))
+      assert.strictEqual(yield* waitsForFence(claim), "the claim waits")
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(commit)
+      assert.strictEqual((yield* Fiber.join(claim)).epoch, 1)
+    })))
+
+  it.effect("a claim does not wait for a group of many sectors in flight outside its sector's range", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const sink = yield* SectorSink.SectorSink
+      const base = 64 * 2_000
+      const group = yield* Effect.forEach(manySlots(base), (s) => Effect.map(sink.load(s), ({ epoch }) => [s, epoch] as const))
+      const { commit, release } = yield* inFlight(group, 3)
+      // slot 20: range 16–23
+      const claim = yield* Effect.forkChild(sink.load(base + 20))
+      assert.strictEqual(yield* waitsForFence(claim), "the claim ended")
       yield* Deferred.succeed(release, undefined)
       yield* Fiber.join(commit)
     })))
 })
 
 describe("the claim fence's slots", () => {
-  it("a group locks each of its sectors' slots once, in ascending order, and never more than the slot count", () => {
+  it("a group locks its sectors' slots, or past 8 of them their ranges, once each, ascending, never more than 8", () => {
     fc.assert(fc.property(
       fc.uniqueArray(fc.integer({ min: 0, max: 1_000_000 }), { minLength: 1, maxLength: 1_000 }),
       (sectors) => {
-        const locked = slotsOf(sectors.map((sectorId) => SinkConformance.batchOf(sectorId, 1, [set(1, 1)])))
-        assert.isAtMost(locked.length, slots)
-        assert.deepStrictEqual(locked, [...new Set(sectors.map(slotOf))].sort((a, b) => a - b))
+        const locked = locksOf(sectors.map((sectorId) => SinkConformance.batchOf(sectorId, 1, [set(1, 1)])))
+        assert.isAtMost(locked.length, maxLocks)
+        const fine = [...new Set(sectors.map((s) => slotKey(slotOf(s))))].sort((a, b) => a - b)
+        const coarse = [...new Set(sectors.map((s) => rangeKey(slotOf(s))))].sort((a, b) => a - b)
+        assert.deepStrictEqual(locked, fine.length <= maxLocks ? fine : coarse)
+        // every sector's claim conflicts with the group: it takes both its slot and its range
+        for (const s of sectors) assert.isTrue(locked.includes(slotKey(slotOf(s))) || locked.includes(rangeKey(slotOf(s))))
       }
     ))
   })

@@ -1,49 +1,72 @@
 /**
- * The claim fence's slots and what one sink remembers of it (private to `Statements`). A sector belongs to one of
- * `slots` slots (`slotOf`), each an advisory lock (`Migrations.fenceLockClass`, slot). A group commit holds the
- * slots of its sectors shared until it ends and, once it holds them, reads the last value of the sequence
- * `sector_claims`; a claim holds its sector's slot exclusive for its whole (one-statement) transaction — the epoch
- * bump, then a number drawn from `sector_claims`. The sink remembers the last value it saw in a commit that checked a
+ * The claim fence's locks and what one sink remembers of it (private to `Statements`). A sector belongs to one of
+ * `slots` slots (`slotOf`), and each 8 neighbouring slots to a range; each slot and each range is an advisory lock
+ * (`Migrations.fenceLockClass`, key: `slotKey`, `rangeKey`). A group commit holds shared, until it ends, the slots
+ * of its sectors — or, when they are more than `maxLocks`, their ranges (`locksOf`) — and, once it holds them, reads
+ * the last value of the sequence `sector_claims`; a claim holds its sector's range and slot exclusive for its whole
+ * (one-statement) transaction — the epoch bump, then a number drawn from `sector_claims`. The sink remembers the last value it saw in a commit that checked a
  * sector row (`claims`) and, per sector it writes, the epoch it writes under, the highest `toSeq` it saw applied,
  * and the sequence value at which it last saw the sector's row at that epoch with its own eyes (a locking `UPDATE …
  * WHERE epoch = $epoch` that applied: `checkedAt`).
  *
- * **Why it is safe to skip the sector row.** On one slot, claims and commits exclude each other, so each commit
- * of a sector runs wholly before or wholly after each claim of it. A commit that checked sector S's row at epoch e
+ * **Why it is safe to skip the sector row.** Every commit of a sector holds its slot or its range, a claim of
+ * it both, so claims and commits of a sector exclude each other: each commit runs wholly before or wholly after each
+ * claim. A commit that checked sector S's row at epoch e
  * read the sequence at K while it held S's slot; a claim of S that ends before it was seen by its row check (the
  * `UPDATE` would not have applied), and one that starts after it draws its number after it, so above K (the sequence
  * only goes up). So when a later commit, holding S's slot, reads the sequence still at K (`vouches`), no claim of S
  * has begun since that check, and none can until this commit ends: S is still at epoch e, and the claim that comes
  * next reads S's rows after this commit wrote them. Once any claim moved the sequence, the commit checks S's row
- * again (fenced if S moved on). A claim waits only for the commits in flight that hold its own slot, not for every
- * commit on the database.
+ * again (fenced if S moved on). A claim waits only for the commits in flight that hold its own slot or range,
+ * not for every commit on the database: a group of few sectors blocks the claims of its slots only; a group of many
+ * blocks those of its ranges.
  *
  * **Why a skipped sector row loses no watermark.** A sector row is skipped only for a batch whose `toSeq` is the seq
  * of a row it writes (`carries`), so the sector's highest row seq or its written watermark is always its last
  * committed `toSeq`: `load` and `read` take the greater of the two.
  *
- * **Gotchas.** The claim draws its number while it holds the slot: drawn before (and the slot taken after), a commit
- * in flight on the slot could read that number, check the row at the old epoch and vouch at that number for a
- * sector about to change hands. Slots are taken in ascending order, so commits waiting for each other behind claims form no cycle (a
- * claim takes one slot and, holding it, only the row of a sector of that slot, which no commit can hold then), and a
- * commit takes at most `slots` advisory locks, whatever the size of its group (`max_locks_per_transaction`). A
- * sequence value is trusted only once it has been seen in a commit that wrote (a commit that assigns a transaction id
- * is flushed with the WAL before it, the sequence's record included), so a crash cannot hand the same value out
- * again to a later claim; with `synchronous_commit = off`, or after a failover to an asynchronous replica, that
- * holds no more (nor does the sink's idea of what is durable). The memory is bounded (`capacity` sectors, least
- * recently written first out); a sector forgotten goes back to the sector-row path.
+ * **Gotchas.** The claim draws its number while it holds its locks: drawn before (and the locks taken after), a
+ * commit in flight on the slot could read that number, check the row at the old epoch and vouch at that number for a
+ * sector about to change hands. A commit takes its locks in ascending order and all of them before any row lock; a
+ * claim takes its range before its slot and, holding both, only the row of its sector, which no commit can hold
+ * then: so no wait forms a cycle (a commit never waits for a commit through the fence's locks). A commit takes at
+ * most `maxLocks` (8) advisory locks, whatever the size of its group (`max_locks_per_transaction`). A sequence value
+ * is trusted only once it has been seen in a commit that wrote (a commit that assigns a transaction id is flushed
+ * with the WAL before it, the sequence's record included), so a crash cannot hand the same value out again to a
+ * later claim; with `synchronous_commit = off`, or after a failover to an asynchronous replica, that holds no more
+ * (nor does the sink's idea of what is durable). The memory is bounded (`capacity` sectors, least recently written
+ * first out); a sector forgotten goes back to the sector-row path.
  */
 import type { Batch } from "@sectors/core"
 
-/** How many slots the sectors are spread over: the most advisory locks a group commit takes. */
+/** How many slots the sectors are spread over. */
 export const slots = 64
+
+/** Slots per range: a range is the coarse lock of 8 neighbouring slots. */
+export const slotsPerRange = 8
+
+/** The most locks a group commit takes: as many slots, or else its ranges (of which there are 8). */
+export const maxLocks = slots / slotsPerRange
 
 /** The slot of a sector. */
 export const slotOf = (sectorId: number): number => ((sectorId % slots) + slots) % slots
 
-/** The slots of a group's sectors, each once, ascending: the order they are locked in. */
-export const slotsOf = (batches: ReadonlyArray<Batch.Batch>): Array<number> =>
-  [...new Set(batches.map((b) => slotOf(b.sectorId)))].sort((a, b) => a - b)
+/** The lock key (`objid`) of a slot: the slot itself, 0–63. */
+export const slotKey = (slot: number): number => slot
+
+/** The lock key (`objid`) of the range holding a slot: 64–71. */
+export const rangeKey = (slot: number): number => slots + Math.floor(slot / slotsPerRange)
+
+/**
+ * The lock keys a group commit takes shared, each once, ascending (the order they are locked in): its sectors'
+ * slots if there are at most `maxLocks` of them, else their ranges. A claim takes both its range and its slot
+ * exclusive, so it conflicts with every commit of its sector either way.
+ */
+export const locksOf = (batches: ReadonlyArray<Batch.Batch>): Array<number> => {
+  const fine = new Set(batches.map((b) => slotOf(b.sectorId)))
+  const keys = fine.size <= maxLocks ? [...fine].map(slotKey) : [...new Set([...fine].map(rangeKey))]
+  return keys.sort((a, b) => a - b)
+}
 
 interface Remembered {
   readonly epoch: number
