@@ -17,7 +17,8 @@
  * directly (of all statement time, BEGIN and COMMIT included). Ours fences and writes the watermark inside the group
  * statement (the claim fence and, for the sectors it does not vouch for, the sector-row `UPDATE`, as CTEs), which
  * `pg_stat_statements` cannot split; it is that statement's share of database time times the fence's part of the
- * statement in the steady state, read from `EXPLAIN ANALYZE` at the measured rows per batch (`SectorRow`), plus any
+ * statement in the steady state, read from `EXPLAIN ANALYZE` on one-sector statements at the measured rows per batch
+ * (`SectorRow`; this shape's groups hold one sector, so the fence's fixed cost is not shared), plus any
  * standalone fence statement (groups with deletes; none in this shape).
  */
 import { PgClient } from "@effect/sql-pg"
@@ -400,7 +401,8 @@ export const run = (
     const rows = w.records.reduce((n, r) => n + r.rows, 0)
     yield* log("netresult: the sector-row write's part of the group statement (EXPLAIN ANALYZE)")
     const points = yield* SectorRow.run(serverUrl, 20)
-    const sectorRowFraction = SectorRow.shareAt(points, w.records.length === 0 ? 1 : rows / w.records.length)
+    // this run's groups hold one sector each: the fence's fixed cost is not shared, so the one-sector point applies
+    const sectorRowFraction = SectorRow.shareAt(points, w.records.length === 0 ? 1 : rows / w.records.length, 1)
     const oursFigures: Figures = {
       seconds: w.seconds,
       offered: w.offered,
