@@ -168,7 +168,10 @@ export const run = (serverUrl: Redacted.Redacted<string>, rounds: number) =>
       return points
     }))
 
-/** Measures the fence's part by difference (`pg_stat_statements`), `rounds` of each statement per shape. */
+/**
+ * Measures the fence's part by difference (`pg_stat_statements`): of each statement `rounds` rounds at 50 sectors ×
+ * 5 rows, as many rows' worth at the other shapes (at least 20 rounds).
+ */
 export const marginal = (serverUrl: Redacted.Redacted<string>, rounds: number) =>
   onFreshDatabase(serverUrl, ({ batches, vouched }) =>
     Effect.gen(function*() {
@@ -182,9 +185,14 @@ export const marginal = (serverUrl: Redacted.Redacted<string>, rounds: number) =
           ["afterClaim", (group: ReadonlyArray<Batch.Batch>) => Statements.upsertGroup(sql, group)]
         ] as const
         for (let i = 0; i < 20; i++) for (const [, statement] of kinds) yield* statement(batches(sectors, rows)) // warm-up
+        // the same amount of work for every shape: more rounds of small statements, fewer of large ones
+        const times = Math.max(20, Math.round(rounds * 250 / Math.max(50, sectors * rows)))
         const before = yield* Stats.snapshot
-        // in turn, so that drift in the machine's load falls on all three alike
-        for (let i = 0; i < rounds; i++) for (const [, statement] of kinds) yield* statement(batches(sectors, rows))
+        // in turn, each round starting with the next kind, so that drift in the machine's load and what one statement
+        // leaves in the caches fall on all three alike
+        for (let i = 0; i < times; i++) {
+          for (let k = 0; k < kinds.length; k++) yield* kinds[(i + k) % kinds.length]![1](batches(sectors, rows))
+        }
         const delta = Stats.diff(before, yield* Stats.snapshot)
         const mean = (pattern: RegExp) => {
           const found = delta.statements.filter((st) => pattern.test(st.query))
@@ -197,7 +205,7 @@ export const marginal = (serverUrl: Redacted.Redacted<string>, rounds: number) =
         results.push({
           sectors,
           rowsPerSectorBatch: rows,
-          rounds,
+          rounds: times,
           withMillis,
           withoutMillis,
           afterClaimMillis,

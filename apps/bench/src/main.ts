@@ -132,7 +132,7 @@ const program = Effect.gen(function*() {
     yield* log("sector-row cost (EXPLAIN ANALYZE)")
     sectorRow = yield* SectorRow.run(url, full ? 200 : 40)
     yield* log("sector-row cost (marginal, pg_stat_statements)")
-    sectorRowMarginal = yield* SectorRow.marginal(url, full ? 3000 : 1000)
+    sectorRowMarginal = yield* SectorRow.marginal(url, full ? 6000 : 2000)
   }
   let sink: ReadonlyArray<SinkThroughput.Figure> | undefined
   if (wants("sink")) {
