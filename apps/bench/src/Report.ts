@@ -383,11 +383,12 @@ export const render = async (
       "By difference: the lean statement, the same upserts with no fence, and the statement after a claim, committed in",
       "turn; mean execution time from `pg_stat_statements`:",
       "",
-      "| sectors per statement | rows per sector batch | rounds | lean ms | no fence ms | after a claim ms | fence share, steady | sector row share, after a claim |",
-      "|---:|---:|---:|---:|---:|---:|---:|---:|",
+      "| sectors per statement | rows per sector batch | rounds | lean ms | no fence ms | after a claim ms | fence share, steady | sector row share, after a claim | client medians ms (lean / no fence) | fence share by the medians |",
+      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
       ...results.sectorRowMarginal.map((m) =>
         `| ${m.sectors} | ${m.rowsPerSectorBatch} | ${m.rounds} | ${n(m.withMillis, 3)} | ${n(m.withoutMillis, 3)} | ` +
-        `${n(m.afterClaimMillis, 3)} | ${pct(m.share)} | ${pct(m.afterClaimShare)} |`
+        `${n(m.afterClaimMillis, 3)} | ${pct(m.share)} | ${pct(m.afterClaimShare)} | ` +
+        `${n(m.clientMillis.with, 3)} / ${n(m.clientMillis.without, 3)} | ${pct(m.clientShare)} |`
       ),
       ""
     )

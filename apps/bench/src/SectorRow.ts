@@ -15,7 +15,9 @@
  * - `marginal`, by difference: the lean statement, the same upserts with no fence at all
  *   (`Statements.unfencedUpsertGroup`) and the after-a-claim statement, committed in turn, many rounds; the mean
  *   execution time of each from `pg_stat_statements`; the fence's share is (with − without) / with. This counts what
- *   `EXPLAIN` leaves out (the one-time filters, the CTE plumbing) and nothing of `EXPLAIN`'s own overhead.
+ *   `EXPLAIN` leaves out (the one-time filters, the CTE plumbing) and nothing of `EXPLAIN`'s own overhead. Means
+ *   suffer from a loaded machine's long tails (a backend descheduled mid-statement), so the calls are also timed by
+ *   the client: the difference of the medians (round trip included on both sides) over the statement's mean.
  */
 import { PgClient } from "@effect/sql-pg"
 import type { Batch } from "@sectors/core"
@@ -57,6 +59,10 @@ export interface Marginal {
   readonly share: number
   /** (after a claim − without) / after a claim: what the sector row costs when it is written. */
   readonly afterClaimShare: number
+  /** Medians of the same calls timed by the client (round trip included), robust to a loaded machine's long tails. */
+  readonly clientMillis: { readonly with: number; readonly without: number; readonly afterClaim: number }
+  /** (median with − median without, client) / the lean statement's mean execution time. */
+  readonly clientShare: number
 }
 
 /** The shapes measured: sectors per statement and rows per sector batch. */
@@ -190,9 +196,17 @@ export const marginal = (serverUrl: Redacted.Redacted<string>, rounds: number) =
         const before = yield* Stats.snapshot
         // in turn, each round starting with the next kind, so that drift in the machine's load and what one statement
         // leaves in the caches fall on all three alike
+        const elapsed: Array<Array<number>> = kinds.map(() => [])
         for (let i = 0; i < times; i++) {
-          for (let k = 0; k < kinds.length; k++) yield* kinds[(i + k) % kinds.length]![1](batches(sectors, rows))
+          for (let k = 0; k < kinds.length; k++) {
+            const kind = (i + k) % kinds.length
+            const statement = kinds[kind]![1](batches(sectors, rows))
+            const sent = performance.now()
+            yield* statement
+            elapsed[kind]!.push(performance.now() - sent)
+          }
         }
+        const [withMedian, withoutMedian, afterClaimMedian] = elapsed.map((ms) => Summary.summarize(ms).p50)
         const delta = Stats.diff(before, yield* Stats.snapshot)
         const mean = (pattern: RegExp) => {
           const found = delta.statements.filter((st) => pattern.test(st.query))
@@ -210,7 +224,9 @@ export const marginal = (serverUrl: Redacted.Redacted<string>, rounds: number) =
           withoutMillis,
           afterClaimMillis,
           share: (withMillis - withoutMillis) / withMillis,
-          afterClaimShare: (afterClaimMillis - withoutMillis) / afterClaimMillis
+          afterClaimShare: (afterClaimMillis - withoutMillis) / afterClaimMillis,
+          clientMillis: { with: withMedian!, without: withoutMedian!, afterClaim: afterClaimMedian! },
+          clientShare: (withMedian! - withoutMedian!) / withMillis
         })
       }
       return results
