@@ -4,13 +4,14 @@
  * composes those).
  *
  * Every statement is a single `UNNEST` of array parameters (one stable prepared plan for every batch size, no
- * 65 535-parameter limit). The sector row comes first — `UPDATE sectors SET persisted_seq = $to … WHERE epoch =
- * $epoch AND persisted_seq < $to`, which fences a stale owner and skips a replay in the same step — then guarded
- * deletes for tombstones and removes, then `INSERT … ON CONFLICT DO UPDATE … WHERE t.seq < EXCLUDED.seq` upserts. No
- * statement reads before it writes. The common case, a group that only upserts, is one statement (`upsertGroup`: the
- * sector update and both upserts as data-modifying CTEs), so one round trip and no BEGIN/COMMIT. Groups with
- * deletes take a transaction of separate statements, because a delete and an upsert of the same row may not share
- * one statement.
+ * 65 535-parameter limit). The claim fence comes first (`internal/fence.ts`: the group's slot or range locks, shared,
+ * then the sequence `sector_claims`), then the sector row of the sectors the fence cannot vouch for — `UPDATE sectors
+ * SET persisted_seq = $to … WHERE epoch = $epoch AND persisted_seq < $to`, which fences a stale owner and skips a
+ * replay in the same step — then guarded deletes for tombstones and removes, then `INSERT … ON CONFLICT DO UPDATE …
+ * WHERE t.seq < EXCLUDED.seq` upserts. The common case, a group that only upserts, is one statement (`upsertGroup`:
+ * the fence and both upserts as data-modifying CTEs; for a group the fence wholly vouches for, no sector row at all),
+ * so one round trip and no BEGIN/COMMIT. Groups with deletes take a transaction of separate statements, because a
+ * delete and an upsert of the same row may not share one statement.
  *
  * Errors are classified by SQLSTATE (`SqlState`); a connection lost inside a transaction (which the driver reports
  * as a defect) is turned back into a transient failure.
