@@ -43,6 +43,27 @@ layer(sinkLayer(), { excludeTestServices: true })("the claim fence", (it) => {
       assert.strictEqual(yield* rowWatermark(sectorId), 4)
     }))
 
+  it.effect("stores a vouched batch's idempotency keys and forgets expired ones without the sector row", () =>
+    Effect.gen(function*() {
+      const sink = yield* SectorSink.SectorSink
+      const sectorId = nextSector++
+      const { epoch } = yield* sink.load(sectorId)
+      const record = (key: string, seq: number, expiresAt: number) =>
+        ({ key, fingerprint: `f-${key}`, firstSeq: seq, lastSeq: seq, expiresAt })
+      yield* sink.persist({
+        ...SinkConformance.batchOf(sectorId, epoch, [set(1, 1)]),
+        idempotencyKeys: [record("a", 1, 1_700_000_000_000)]
+      })
+      yield* sink.persist({
+        ...SinkConformance.batchOf(sectorId, epoch, [set(1, 2)], 2),
+        idempotencyKeys: [record("b", 2, 1_700_000_002_000)],
+        forgetKeysExpiredBy: 1_700_000_001_000
+      })
+      assert.strictEqual(yield* rowWatermark(sectorId), 1, "the second batch skipped the sector row")
+      const keys = (yield* sink.load(sectorId)).idempotencyKeys ?? []
+      assert.deepStrictEqual(keys.map((k) => k.key), ["b"])
+    }))
+
   it.effect("writes the watermark for a batch whose last op leaves no row", () =>
     Effect.gen(function*() {
       const sink = yield* SectorSink.SectorSink
