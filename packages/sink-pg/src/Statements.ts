@@ -237,6 +237,33 @@ const keyStatements = (
 const everyVouched = (batches: ReadonlyArray<Batch.Batch>, vouched: Vouched) =>
   batches.length > 0 && batches.every((b) => vouched.sectors.has(b.sectorId))
 
+/**
+ * The writes of a group statement as data-modifying CTEs, each only when it has rows — an empty one would still be
+ * planned on every call, and a group of one sector rarely has authority rows: the upserts, their rows filtered by
+ * `where`, and, when the group stores idempotency keys, the keys stored and the expired ones forgotten, filtered by
+ * `only`.
+ */
+const writesOf = (
+  sql: SqlClient.SqlClient,
+  batches: ReadonlyArray<Batch.Batch>,
+  columns: Columns,
+  where: Statement.Fragment,
+  only: KeyFilter
+): Array<Statement.Fragment> => {
+  const writes: Array<Statement.Fragment> = []
+  if (columns.components.sector.length > 0) {
+    writes.push(sql`components AS (${upsertComponents(sql, columns.components, where)})`)
+  }
+  if (columns.authority.sector.length > 0) {
+    writes.push(sql`authority AS (${upsertAuthority(sql, columns.authority, where)})`)
+  }
+  if (hasKeys(batches)) {
+    const keys = keyStatements(sql, batches, () => true, only)
+    writes.push(sql`stored_keys AS (${keys.store})`, sql`forgotten_keys AS (${keys.forget})`)
+  }
+  return writes
+}
+
 /** `upsertGroup` on columns already built, for a group the fence does not wholly vouch for. */
 const upsertGroupOf = (
   sql: SqlClient.SqlClient,
@@ -245,32 +272,19 @@ const upsertGroupOf = (
   vouched: Vouched
 ) => {
   // only the rows of sectors the fence let through (`s`)
-  const onlyApplied = sql`WHERE u.sector_id IN (SELECT sector_id FROM s)`
-  if (!hasKeys(batches)) {
-    return sql<Applied>`
-      WITH ${fenceOf(sql, batches, vouched)},
-        components AS (${upsertComponents(sql, columns.components, onlyApplied)}),
-        authority AS (${upsertAuthority(sql, columns.authority, onlyApplied)})
-      ${appliedOf(sql)}`
-  }
-  const keys = keyStatements(
+  const writes = writesOf(
     sql,
     batches,
-    () => true,
+    columns,
+    sql`WHERE u.sector_id IN (SELECT sector_id FROM s)`,
     (alias, join) => sql`${sql.literal(`${join} ${alias}`)}.sector_id IN (SELECT sector_id FROM s)`
   )
-  return sql<Applied>`
-    WITH ${fenceOf(sql, batches, vouched)},
-      components AS (${upsertComponents(sql, columns.components, onlyApplied)}),
-      authority AS (${upsertAuthority(sql, columns.authority, onlyApplied)}),
-      stored_keys AS (${keys.store}),
-      forgotten_keys AS (${keys.forget})
-    ${appliedOf(sql)}`
+  return sql<Applied>`WITH ${sql.join(",\n", false)([fenceOf(sql, batches, vouched), ...writes])} ${appliedOf(sql)}`
 }
 
 /**
- * The lean statement of a group whose every sector the fence vouches for (the steady state): the slot locks and the
- * sequence (`f`), then the upserts behind one one-time filter — the sequence still reads `claims` — and no sector
+ * The lean statement of a group whose every sector the fence vouches for (the steady state): the fence's locks and
+ * the sequence (`f`), then the writes behind one one-time filter — the sequence still reads `claims` — and no sector
  * row, no list of sectors. Returns the value it read: when that is not `claims`, a claim moved the sequence and the
  * statement wrote nothing.
  */
@@ -281,22 +295,9 @@ const vouchedGroupOf = (
   claims: number
 ) => {
   const gate = holds(sql, claims)
-  const where = sql`WHERE ${gate}`
-  if (!hasKeys(batches)) {
-    return sql<{ readonly claims: bigint }>`
-      WITH ${claimsOf(sql, batches)},
-        components AS (${upsertComponents(sql, columns.components, where)}),
-        authority AS (${upsertAuthority(sql, columns.authority, where)})
-      SELECT claims FROM f`
-  }
-  const keys = keyStatements(sql, batches, () => true, (_, join) => sql`${sql.literal(join)} ${gate}`)
+  const writes = writesOf(sql, batches, columns, sql`WHERE ${gate}`, (_, join) => sql`${sql.literal(join)} ${gate}`)
   return sql<{ readonly claims: bigint }>`
-    WITH ${claimsOf(sql, batches)},
-      components AS (${upsertComponents(sql, columns.components, where)}),
-      authority AS (${upsertAuthority(sql, columns.authority, where)}),
-      stored_keys AS (${keys.store}),
-      forgotten_keys AS (${keys.forget})
-    SELECT claims FROM f`
+    WITH ${sql.join(",\n", false)([claimsOf(sql, batches), ...writes])} SELECT claims FROM f`
 }
 
 /**
@@ -323,12 +324,9 @@ export const upsertGroup = (
  * themselves. For benchmarks only (the marginal cost of the fence is the difference); the sink never sends it.
  */
 export const unfencedUpsertGroup = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>) => {
-  const columns = columnsOf(batches, () => true)
   const all = sql.literal("")
-  return sql`
-    WITH components AS (${upsertComponents(sql, columns.components, all)}),
-      authority AS (${upsertAuthority(sql, columns.authority, all)})
-    SELECT 1 AS done`
+  const writes = writesOf(sql, batches, columnsOf(batches, () => true), all, () => all)
+  return sql`WITH ${sql.join(",\n", false)(writes)} SELECT 1 AS done`
 }
 
 /** The statements on the `SqlClient` in context; `fenceCapacity`: sectors the fence remembers (see `Fence`). */
