@@ -5,6 +5,7 @@
  */
 import { BatchPolicy } from "@sectors/core"
 import { Duration } from "effect"
+import { Summary } from "@sectors/workloads"
 import * as Capacity from "./Capacity.ts"
 import * as Charts from "./Charts.ts"
 import type * as ClusterVariant from "./ClusterVariant.ts"
@@ -12,6 +13,7 @@ import * as Footprint from "./Footprint.ts"
 import * as CpuProfile from "./CpuProfile.ts"
 import type * as Idle from "./Idle.ts"
 import type * as IngestCapacity from "./IngestCapacity.ts"
+import type * as Latency from "./Latency.ts"
 import * as Lean from "./Lean.ts"
 import * as Limit from "./Limit.ts"
 import * as NetResult from "./NetResult.ts"
@@ -39,6 +41,7 @@ export interface Results {
   readonly cluster?: ClusterVariant.Result | undefined
   readonly netResult?: NetResult.Result | undefined
   readonly footprint?: Footprint.Result | undefined
+  readonly latency?: Latency.Result | undefined
 }
 
 /** One target and whether it was met. */
@@ -66,6 +69,22 @@ const commitsPerOp = (r: Run.Result) => r.commits / Math.max(1, r.persisted)
 
 /** The balanced profile's `maxWait`, in ms. */
 const balancedMaxWait = Duration.toMillis(BatchPolicy.profiles.balanced.maxWait)
+
+/** Issue 17 item 5 from the `latency` suite: the runs' samples after each run's first second, pooled. */
+const latencyTarget = (latency: Latency.Result): Target => {
+  const bound = latency.maxWaitMillis + 2 * latency.persistP50
+  const perRun = latency.runs.map((r) => `${n(r.warm.p99, 1)} (${n(r.persistP50 * 2 + latency.maxWaitMillis, 1)})`)
+  return {
+    name: `p99 op→durable at ${n(latency.rate)} ops/s (balanced)`,
+    goal: "≤ maxWait + 2 × median persist time",
+    measured: `${n(latency.warm.p99, 1)} ms vs ${n(bound, 1)} ms (${n(latency.maxWaitMillis)} + 2 × ${n(latency.persistP50, 1)})`,
+    pass: latency.warm.p99 <= bound,
+    note: `${latency.runs.length} runs × ${n(latency.seconds)} s, each on a fresh database, one submission in 5 timed ` +
+      `(${n(latency.warm.count)} after each run's first second); p99 per run (its bound): ${perRun.join(", ")} ms; ` +
+      `p50 ${n(latency.warm.p50, 1)} ms; with the first seconds (cold database and code): p99 ${n(latency.all.p99, 1)} ms; ` +
+      "persist time = the sink.persist call, waiting for a group writer included"
+  }
+}
 
 /** Evaluates the issue's targets on the results. */
 export const targets = (results: Results): ReadonlyArray<Target> => {
@@ -124,24 +143,28 @@ export const targets = (results: Results): ReadonlyArray<Target> => {
           `commits over the other, and the old loop's would have to exceed ${n(grid * 20)}/s for it to reach 20`
       })
     }
-    // latency at moderate load: a fifth of the sustained workload's rate
+    // latency at moderate load: a fifth of the sustained workload's rate (the `latency` suite measures it better)
     const moderate = balanced.steps.find((s) => s.rate === 2_000)?.result
     const light = balanced.steps.find((s) => s.rate === 1_000)?.result
-    if (moderate !== undefined) {
+    if (moderate !== undefined && results.latency === undefined) {
       const persist = moderate.commitMillis.p50
       const bound = balancedMaxWait + 2 * persist
+      // the step's first second runs on a cold database and cold code (its first commits take 20–75 ms): shown apart
+      const warm = Summary.summarize(moderate.perSecond.slice(1).flatMap((s) => s.durableMillis))
       out.push({
         name: "p99 op→durable at 2,000 ops/s (balanced)",
         goal: "≤ maxWait + 2 × median persist time",
         measured: `${n(moderate.latencyMillis.p99, 1)} ms vs ${n(bound, 1)} ms (${n(balancedMaxWait)} + 2 × ${n(persist, 1)})`,
         pass: moderate.latencyMillis.p99 <= bound,
-        note: moderate.latencyMillis.p99 <= bound ? undefined : `p50 ${n(moderate.latencyMillis.p50, 1)} ms; the tail ` +
-          `adds waiting for the group transaction already in flight when a deadline falls during it, and the ` +
-          `event-loop delay of the producer sharing the process` +
+        note: `over the ${n(moderate.seconds)} s capacity step: ${n(moderate.latencyMillis.count)} sampled ops (one ` +
+          `submission in 20 acks durable), p50 ${n(moderate.latencyMillis.p50, 1)} ms; persist time = the ` +
+          `sink.persist call, waiting for a group writer included; without the step's first second (cold database ` +
+          `and code): p99 ${n(warm.p99, 1)} ms of ${n(warm.count)} samples` +
           (light === undefined ? "" : `; at 1,000 ops/s p99 is ${n(light.latencyMillis.p99, 1)} ms`)
       })
     }
   }
+  if (results.latency !== undefined) out.push(latencyTarget(results.latency))
   const sustained = find(results, "sustained", "balanced")
   if (sustained !== undefined) {
     // the fence is its own statement in groups with deletes: pg_stat_statements measures it directly; in
@@ -323,7 +346,8 @@ export const render = async (
     "fresh database of its own. Workloads are in-process (`@sectors/workloads` driving a `SectorHost` on the",
     "PostgreSQL sink) over 50 sectors × 500 entities with hot keys (10 entities per sector take 60 % of the writes,",
     "mostly position and velocity); `immediate` is the old tight loop: a batch the moment an op is pending (what queued while one was written goes in the next), one transaction per batch (group",
-    `commit off), ${Run.immediateSink.writers} writers. op→durable latency is sampled with a durable ack on one submission in 20.`,
+    `commit off), ${Run.immediateSink.writers} writers. op→durable latency is sampled with a durable ack on one submission in 20 ` +
+      "(one in 5 in the `latency` suite).",
     ""
   )
   md.push("## Targets", "", "| target | goal | measured | result |", "|---|---|---|---|")
@@ -346,6 +370,26 @@ export const render = async (
       md.push(`| ${c.profile} | ${n(c.maxSustained)}${failedAt === undefined ? "" : ` (not ${n(failedAt)})`} | ${steps.join("; ")} |`)
     }
     md.push("", "A rate is sustained when ≥ 95 % of the target rate is accepted (the producer shares the process), ≥ 95 % of those are persisted within the step, and p99 op→durable < 2 s. Rates double until one is not sustained, then geometric bisection narrows the bracket: each limit lies between its figure and the rate in parentheses.", "")
+  }
+  if (results.latency !== undefined) {
+    const latency = results.latency
+    md.push(
+      `## op→durable at ${n(latency.rate)} ops/s (balanced)`,
+      "",
+      `The sustained workload at ${n(latency.rate)} ops/s, ${latency.runs.length} runs of ${n(latency.seconds)} s, each on a ` +
+        "fresh host and database, one submission in 5 acking durable and timed. A run's first second (cold database and code) is " +
+        "shown apart. Bound: maxWait + 2 × the run's median persist time (the `sink.persist` call).",
+      "",
+      "| run | loadavg before | samples | p50 / p99 ms | p99 without the first second | median persist ms | bound ms |",
+      "|---:|---|---:|---|---:|---:|---:|"
+    )
+    latency.runs.forEach((r, i) =>
+      md.push(
+        `| ${i + 1} | ${r.load} | ${n(r.all.count)} | ${n(r.all.p50, 1)} / ${n(r.all.p99, 1)} | ${n(r.warm.p99, 1)} | ` +
+          `${n(r.persistP50, 1)} | ${n(latency.maxWaitMillis + 2 * r.persistP50, 1)} |`
+      )
+    )
+    md.push("")
   }
   md.push("## Scenarios × profiles", "", scenarioTable(runs), "")
   md.push(

@@ -24,6 +24,8 @@ export interface Plan {
   readonly workload: Workload.Workload
   readonly profile: BatchPolicy.ProfileName
   readonly seconds: number
+  /** One submission in this many acks durable and is timed. Defaults to 20. */
+  readonly durableSample?: number | undefined
 }
 
 /** The sink of the `immediate` baseline: group commit off, 8 writers standing for per-sector loops. */
@@ -119,6 +121,7 @@ export const run = (serverUrl: Redacted.Redacted<string>, plan: Plan) =>
       const wallBefore = performance.now()
       yield* Driver.drive(plan.workload, {
         duration: Duration.seconds(plan.seconds),
+        durableSample: plan.durableSample,
         commits: SinkPg.transactions,
         onSubmit: (sectorId, ops, at) => void log.push({ sectorId, ops, at }),
         onSecond: (second) =>

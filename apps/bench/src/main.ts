@@ -1,6 +1,7 @@
 /**
- * The benchmark harness: `npm run bench` (quick, about six minutes on two cores) or `npm run bench -- --full`;
- * suites may be named to run only those (`npm run bench -- sink idle`): `scenarios`, `capacity`, `idle`, `limit`,
+ * The benchmark harness: `npm run bench` (quick, about seven minutes on two cores) or `npm run bench -- --full`;
+ * suites may be named to run only those (`npm run bench -- sink idle`): `scenarios`, `capacity`, `latency` (issue 17
+ * item 5: op→durable at 2,000 ops/s, one submission in 5 timed), `idle`, `limit`,
  * `sector-row`, `sink`, `http`, `cluster` (`--baseline <checkout>`: also measure another checkout's standalone host,
  * alternately with this one's), `netresult` (the field report's Net Result table, old loop against ours; only by
  * name or with `--full`), `lean` (single-op POSTs: bare node:http, effect HttpRouter and the host side by side, and
@@ -24,6 +25,7 @@ import * as Footprint from "./Footprint.ts"
 import * as HttpVariant from "./HttpVariant.ts"
 import * as Idle from "./Idle.ts"
 import * as IngestCapacity from "./IngestCapacity.ts"
+import * as Latency from "./Latency.ts"
 import * as Lean from "./Lean.ts"
 import * as Limit from "./Limit.ts"
 import * as NetResult from "./NetResult.ts"
@@ -42,7 +44,7 @@ const renderFrom = valueOf("--render")
 const renderTo = valueOf("--out")
 const baseline = valueOf("--baseline")
 const suites = args.filter((arg, i) => !arg.startsWith("--") && !["--render", "--out", "--baseline"].includes(args[i - 1] ?? ""))
-const known = ["scenarios", "capacity", "idle", "limit", "sector-row", "sink", "http", "cluster", "netresult", "footprint", "lean", "ingest"]
+const known = ["scenarios", "capacity", "latency", "idle", "limit", "sector-row", "sink", "http", "cluster", "netresult", "footprint", "lean", "ingest"]
 for (const suite of suites) {
   if (!known.includes(suite)) {
     console.error(`bench: unknown suite "${suite}" (known: ${known.join(", ")})`)
@@ -115,6 +117,11 @@ const program = Effect.gen(function*() {
         refine: 2
       }))
     }
+  }
+  let latency: Latency.Result | undefined
+  if (wants("latency")) {
+    yield* log("latency: op→durable at 2,000 ops/s, balanced, one submission in 5 timed")
+    latency = yield* Latency.run(url, full ? Latency.full : Latency.quick)
   }
   let idle: Idle.Result | undefined
   if (wants("idle")) {
@@ -198,7 +205,8 @@ const program = Effect.gen(function*() {
     ingest,
     cluster,
     netResult,
-    footprint
+    footprint,
+    latency
   }
   const stamp = startedAt.replace(/[:.]/g, "-")
   yield* Effect.promise(async () => {

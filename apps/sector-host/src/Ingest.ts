@@ -15,8 +15,10 @@
  * code and reason: a binary frame 1003, a frame over `maxBodyBytes` 1009 (the WebSocket server refuses it while
  * reading it, `websocketOptions`), text that is not UTF-8 1007.
  *
- * **Order.** Frames for one sector are submitted in the order they arrive, each once the one before it is answered:
- * their seqs follow the frame order and their answers come in that order. Frames for other sectors run meanwhile.
+ * **Order.** Frames for one sector are submitted in the order they arrive, each once the one before it has its seqs
+ * (an accepted frame once it is answered, a durable one once it is accepted): their seqs follow the frame order, and
+ * the answers to accepted frames come in that order. A durable frame is answered when it is durable, which may be
+ * after the answers to later frames. Frames for other sectors run meanwhile.
  *
  * **Backpressure.** At most `maxInflightFrames` frames of a connection are read and unanswered at once; at the bound
  * the connection stops pulling frames, the WebSocket's buffer fills (64 KiB) and the socket is paused, so TCP pushes
@@ -27,15 +29,17 @@
  * connection is closed with 1001. A connection closed by its client interrupts its frames in flight: their durable
  * waits give their places back, nothing of the connection outlives it.
  *
- * **Gotchas** an `ack: "durable"` frame holds back the frames after it for the same sector on the same connection
- * until it is durable (or times out): the order of seqs is the order of frames. A producer that wants durability
- * without the wait sends `ack: "accepted"` frames and a durable one now and then.
+ * **Gotchas** in a cluster (`RUNNER_PORT`), a frame goes to its sector's entity, which answers once, so there a durable
+ * frame still holds back the frames after it for the same sector on the same connection until it is durable (or
+ * times out): the order of seqs is the order of frames.
  */
 import { Errors, type Op, SectorsConfig } from "@sectors/core"
-import { Cause, Deferred, Effect, Exit, FiberSet, Metric, Predicate, Result, Semaphore } from "effect"
+import { Cause, Effect, FiberSet, Latch, Metric, Predicate, Result } from "effect"
 import type { HttpServerRequest } from "effect/http"
 import { HttpServerResponse } from "effect/http"
 import * as Socket from "effect/socket/Socket"
+import * as http from "node:http"
+import type * as Net from "node:net"
 import type { DurableWaiters } from "./DurableWaiters.ts"
 import { HostConfig } from "./HostConfig.ts"
 import { Lifecycle } from "./Lifecycle.ts"
@@ -94,46 +98,47 @@ const frameId = (body: unknown): FrameId =>
 /**
  * Reads one text frame as a POST body is read (`Http.submit`): JSON, then the limits (413), then every field (400).
  */
-const readFrame = (text: string, config: HostConfig["Service"]): Effect.Effect<Frame> =>
-  Effect.gen(function*() {
-    const json = yield* Effect.result(Request.parseJson(text))
-    if (Result.isFailure(json)) return { _tag: "Refused", id: null, problem: json.failure } as const
-    const body = json.success
-    const id = frameId(body)
-    const overLimits = Request.limitIssues(body, config, text.length)
-    if (overLimits.length > 0) return { _tag: "Refused", id, problem: Problem.tooLarge(overLimits) } as const
+const readFrame = (text: string, config: HostConfig["Service"]): Frame => {
+  const json = Request.parseJsonResult(text)
+  if (Result.isFailure(json)) return { _tag: "Refused", id: null, problem: json.failure }
+  const body = json.success
+  const id = frameId(body)
+  const overLimits = Request.limitIssues(body, config, text.length)
+  if (overLimits.length > 0) return { _tag: "Refused", id, problem: Problem.tooLarge(overLimits) }
 
-    const fields: Record<string, unknown> = Predicate.isObject(body) ? body : {}
-    const sectorField = fields.sector
-    const sector = Request.parseId(
-      "sector",
-      typeof sectorField === "number" || typeof sectorField === "string" ? String(sectorField) : undefined
-    )
-    const ack = Request.parseAck(fields.ack as string | undefined)
-    const key = Request.parseKey("idempotencyKey", fields.idempotencyKey)
-    const issues: Array<Problem.Issue> = [
-      ...(id === null && Predicate.isObject(body)
-        ? [{ field: "id", message: "must be a string or a number, to match the answer to the frame" }]
-        : []),
-      ...(Result.isFailure(sector) ? [sector.failure] : []),
-      ...(Result.isFailure(ack) ? [ack.failure] : []),
-      ...(Result.isFailure(key) ? [key.failure] : []),
-      ...Request.envelopeIssues(body, frameFields, frameShape)
-    ]
-    const ops = Predicate.isObject(body) ? Request.decodeOps(body.ops, config.maxOpsPerRequest) : Result.succeed([])
-    if (Result.isFailure(ops)) issues.push(...ops.failure)
-    // (the Result checks only narrow: any failure has put its issue in `issues`)
-    if (
-      issues.length > 0 || Result.isFailure(sector) || Result.isFailure(ack) || Result.isFailure(key) ||
-      Result.isFailure(ops)
-    ) {
-      return { _tag: "Refused", id, problem: Problem.invalid(issues) } as const
-    }
+  const fields: Record<string, unknown> = Predicate.isObject(body) ? body : {}
+  const sectorField = fields.sector
+  const sector = Request.parseId(
+    "sector",
+    typeof sectorField === "number" || typeof sectorField === "string" ? String(sectorField) : undefined
+  )
+  const ack = Request.parseAck(fields.ack as string | undefined)
+  const key = Request.parseKey("idempotencyKey", fields.idempotencyKey)
+  const envelope = Request.envelopeIssues(body, frameFields, frameShape)
+  const ops = Predicate.isObject(body) ? Request.decodeOps(body.ops, config.maxOpsPerRequest) : Result.succeed([])
+  if (
+    id !== null && Result.isSuccess(sector) && Result.isSuccess(ack) && Result.isSuccess(key) &&
+    envelope.length === 0 && Result.isSuccess(ops)
+  ) {
     return { _tag: "Submission", id, sector: sector.success, ops: ops.success, ack: ack.success, key: key.success }
-  })
+  }
+  const issues: Array<Problem.Issue> = [
+    ...(id === null && Predicate.isObject(body)
+      ? [{ field: "id", message: "must be a string or a number, to match the answer to the frame" }]
+      : []),
+    ...(Result.isFailure(sector) ? [sector.failure] : []),
+    ...(Result.isFailure(ack) ? [ack.failure] : []),
+    ...(Result.isFailure(key) ? [key.failure] : []),
+    ...envelope,
+    ...(Result.isFailure(ops) ? ops.failure : [])
+  ]
+  return { _tag: "Refused", id, problem: Problem.invalid(issues) }
+}
 
 /** The answer to a refused frame. */
 const refusal = (id: FrameId, problem: Problem.Problem) => ({ id, error: Problem.body(problem) })
+
+type Submission = Extract<Frame, { _tag: "Submission" }>
 
 /**
  * The handler of `GET /ingest`, over the host's durable waiters (shared with the HTTP API). Needs the sectors, the
@@ -145,21 +150,25 @@ export const make = (waiters: DurableWaiters) =>
     const config = yield* HostConfig
     const sectorsConfig = yield* SectorsConfig.SectorsConfig
     const lifecycle = yield* Lifecycle
+    const context = yield* Effect.context<never>()
 
+    // the gauges are read when a scrape asks (`Metric.registerUnsafe`), not updated frame by frame
     let openConnections = 0
     let unanswered = 0
-    const count = (connectionsDelta: number, framesDelta: number) =>
-      Effect.suspend(() => {
-        openConnections += connectionsDelta
-        unanswered += framesDelta
-        return Effect.all([
-          Metric.update(connections, openConnections),
-          Metric.update(unansweredFrames, unanswered)
-        ], { discard: true })
+    for (const [gauge, read] of [[connections, () => openConnections], [unansweredFrames, () => unanswered]] as const) {
+      const registration = Metric.registerUnsafe(gauge, context, {
+        get: () => ({ value: read() }),
+        update: () => {},
+        modify: () => {}
       })
+      yield* Effect.addFinalizer(() => Effect.sync(registration.remove))
+    }
 
-    /** Submits one valid frame and renders its answer, success or problem. */
-    const submit = (frame: Extract<Frame, { _tag: "Submission" }>) => {
+    /**
+     * Submits one valid frame and renders its answer, success or problem; `onAccepted` hears when a durable frame has
+     * its seqs (see `Sectors.SubmitOptions`).
+     */
+    const submit = (frame: Submission, onAccepted?: () => void) => {
       const idempotency = frame.key === undefined
         ? undefined
         : { key: frame.key, fingerprint: Sectors.fingerprintOps(frame.ops) }
@@ -169,7 +178,8 @@ export const make = (waiters: DurableWaiters) =>
           ack: "durable",
           durableTimeout: config.durableTimeout,
           mailboxWait: sectorsConfig.mailboxWait,
-          idempotency
+          idempotency,
+          onAccepted
         }))
         : sectors.submit(frame.sector, frame.ops, { ack: "accepted", mailboxWait: sectorsConfig.mailboxWait, idempotency })
       return submitted.pipe(
@@ -194,20 +204,28 @@ export const make = (waiters: DurableWaiters) =>
       )
     }
 
-    /** Serves one upgraded connection until it closes. */
-    const serve = (socket: Socket.Socket) =>
+    /** Serves one upgraded connection until it closes; `raw`: its TCP socket, when the server is Node's. */
+    const serve = (socket: Socket.Socket, raw: Net.Socket | undefined) =>
       Effect.gen(function*() {
         const { pull } = yield* socket.reader
         const { write } = yield* socket.writer
-        const permits = yield* Semaphore.make(config.maxInflightFrames)
-        const fibers = yield* FiberSet.make<void>()
-        /** Per sector, the last frame submitted: the next one for it waits for its answer. */
-        const lanes = new Map<number, Deferred.Deferred<void>>()
         let inflight = 0
+        // released after the frames' fibers are interrupted (their `finish` ran): what is left was never started
+        yield* Effect.acquireRelease(
+          Effect.sync(() => void openConnections++),
+          () =>
+            Effect.sync(() => {
+              openConnections--
+              unanswered -= inflight // frames of a connection that went away are no one's to answer
+            })
+        )
+        const fibers = yield* FiberSet.make<void>()
+        /** Per sector with a frame in flight, the frames after it, in order: its lane runs them one by one. */
+        const lanes = new Map<number, Array<Submission>>()
+        /** Open while fewer than `maxInflightFrames` frames are read and unanswered. */
+        const room = Latch.makeUnsafe(true)
         let closing = false
         let closed = false
-
-        yield* Effect.acquireRelease(count(1, 0), () => count(-1, 0))
 
         const close = (code: number, reason: string) =>
           Effect.suspend(() => {
@@ -217,15 +235,55 @@ export const make = (waiters: DurableWaiters) =>
           })
         const goingAway = close(closeCodes.goingAway, "the host is shutting down")
 
-        const send = (message: object) => Effect.ignore(write(JSON.stringify(message)))
+        // every answer written in one turn of the event loop goes out in one write: the socket is corked at the
+        // first and uncorked once the turn's JavaScript is done (a write per answer cost a third of the CPU)
+        let corked = false
+        const uncork = () => {
+          corked = false
+          raw!.uncork()
+        }
+        const send = (message: object) =>
+          Effect.suspend(() => {
+            if (raw !== undefined && !corked) {
+              corked = true
+              raw.cork()
+              process.nextTick(uncork)
+            }
+            return Effect.ignore(write(JSON.stringify(message)))
+          })
         /** A frame is done — answered, or interrupted with its connection: its place is free. */
         const finish = Effect.suspend(() => {
           inflight--
-          return count(0, -1).pipe(
-            Effect.andThen(permits.release(1)),
-            Effect.andThen(closing && inflight === 0 ? goingAway : Effect.void)
-          )
+          unanswered--
+          room.openUnsafe()
+          return closing && inflight === 0 ? goingAway : Effect.void
         })
+        /**
+         * Submits a frame, then the frames queued behind it for its sector, in order, each once the one before has its
+         * seqs: an accepted frame when it is answered, a durable one as soon as it is accepted (its answer waits for
+         * durability in a fiber of its own, and may come after those of later frames).
+         */
+        const lane = (first: Submission) =>
+          Effect.gen(function*() {
+            const queued = lanes.get(first.sector)!
+            let frame: Submission | undefined = first
+            while (frame !== undefined) {
+              if (frame.ack === "durable") {
+                // open when it has its seqs, or once it is answered (refused, or forwarded: no word before then)
+                const accepted = Latch.makeUnsafe(false)
+                const open = () => accepted.openUnsafe()
+                yield* FiberSet.run(
+                  fibers,
+                  Effect.ensuring(Effect.flatMap(submit(frame, open), send), Effect.andThen(Effect.sync(open), finish))
+                )
+                yield* accepted.await
+              } else {
+                yield* Effect.ensuring(Effect.flatMap(submit(frame), send), finish)
+              }
+              frame = queued.shift()
+            }
+            lanes.delete(first.sector)
+          })
 
         yield* Effect.forkScoped(Effect.andThen(lifecycle.awaitShutdown, Effect.suspend(() => {
           closing = true
@@ -242,10 +300,13 @@ export const make = (waiters: DurableWaiters) =>
               return yield* close(closeCodes.messageTooBig, `a frame may be at most ${config.maxBodyBytes} bytes`)
             }
             // at the bound, wait here: nothing more is pulled until an answer frees a place
-            yield* permits.take(1)
+            if (inflight >= config.maxInflightFrames) {
+              room.closeUnsafe()
+              yield* room.await
+            }
             inflight++
-            yield* count(0, 1)
-            const frame = yield* readFrame(data, config)
+            unanswered++
+            const frame = readFrame(data, config)
             if (frame._tag === "Refused") {
               yield* Effect.ensuring(send(refusal(frame.id, frame.problem)), finish)
               continue
@@ -255,20 +316,14 @@ export const make = (waiters: DurableWaiters) =>
               yield* Effect.ensuring(send(refusal(frame.id, shuttingDown)), finish)
               continue
             }
-            const previous = lanes.get(frame.sector)
-            const mine = Deferred.makeUnsafe<void>()
-            lanes.set(frame.sector, mine)
-            yield* FiberSet.run(
-              fibers,
-              (previous === undefined ? submit(frame) : Effect.andThen(Deferred.await(previous), submit(frame))).pipe(
-                Effect.flatMap(send),
-                Effect.ensuring(Effect.suspend(() => {
-                  Deferred.doneUnsafe(mine, Exit.void)
-                  if (lanes.get(frame.sector) === mine) lanes.delete(frame.sector)
-                  return finish
-                }))
-              )
-            )
+            const queued = lanes.get(frame.sector)
+            if (queued !== undefined) {
+              queued.push(frame)
+              continue
+            }
+            lanes.set(frame.sector, [])
+            // started at once: a frame its sector takes without waiting is answered before the next is read
+            yield* FiberSet.run(fibers, lane(frame))
           }
         }
       }).pipe(
@@ -281,7 +336,8 @@ export const make = (waiters: DurableWaiters) =>
       Effect.gen(function*() {
         if (request.headers.upgrade?.toLowerCase() !== "websocket") return Problem.toResponse(Problem.upgradeRequired)
         const socket = yield* request.upgrade
-        yield* serve(socket)
+        const source: unknown = request.source
+        yield* serve(socket, source instanceof http.IncomingMessage ? source.socket as Net.Socket : undefined)
         return HttpServerResponse.empty()
       }).pipe(Effect.catch((error) => Problem.answer(error)))
   })

@@ -31,6 +31,12 @@ export interface SubmitOptions {
   readonly durableTimeout?: Duration.Duration | undefined
   /** The client's `Idempotency-Key` and the fingerprint of its body, if it sent one (see `Sector.SubmitOptions`). */
   readonly idempotency?: { readonly key: string; readonly fingerprint: string } | undefined
+  /**
+   * With `ack: "durable"`, called once the ops have their seqs, before the wait for durability (see
+   * `Sector.SubmitOptions`). Here only: a runner of a cluster hears of a forwarded submission once, when it is
+   * answered, and does not call it.
+   */
+  readonly onAccepted?: ((accepted: Omit<Sector.Accepted, "persisted">) => void) | undefined
 }
 
 /** Failing to reach a sector (`SectorHost.ActivationError`), or its owner in time. */

@@ -214,6 +214,24 @@ describe("GET /ingest", () => {
       }
     }).pipe(Effect.scoped, Effect.provide(serve({ routing: overtaking }))))
 
+  it.effect("goes on with a sector's later frames once a durable one is accepted, and answers it when it is durable", () =>
+    Effect.gen(function*() {
+      const store = yield* MemorySink.MemorySink
+      yield* holdSink(Duration.seconds(10)) // nothing becomes durable for 10 s
+      const client = yield* connect()
+      client.send({ id: "d", sector: 4, ops: [set(1)], ack: "durable" })
+      client.send({ id: 1, sector: 4, ops: [set(2)] })
+      client.send({ id: 2, sector: 4, ops: [set(3)] })
+      // the accepted frames are answered while the durable one waits, with the seqs after its own
+      assert.deepStrictEqual(
+        (yield* client.received(2)).map((answer) => [answer.id, answer.firstSeq]),
+        [[1, 2], [2, 3]]
+      )
+      assert.strictEqual(store.sector(4)?.persistedSeq ?? 0, 0)
+      yield* advanceUntil(Effect.sync(() => client.answers.length === 3), "100 millis")
+      assert.deepStrictEqual(client.answers[2], { id: "d", sector: 4, accepted: 1, firstSeq: 1, lastSeq: 1, persisted: true })
+    }).pipe(Effect.scoped, Effect.provide(serve())))
+
   it.effect("answers every kind of invalid frame with the HTTP API's problem for it, and keeps the connection open", () =>
     Effect.gen(function*() {
       const client = yield* connect()

@@ -26,8 +26,8 @@ export class BatchPolicy extends Schema.Class<BatchPolicy>("@sectors/core/BatchP
     /** Never put more ops than this in one batch; a longer backlog goes out as back-to-back batches. */
     maxBatch: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
     /**
-     * Distinct (entity, component) keys a sector may hold pending. Past it the sector stops draining its mailbox,
-     * so producers feel backpressure instead of the heap growing.
+     * Distinct (entity, component) keys a sector may hold pending. At it a submission waits for room (a batch going
+     * out, which the sector sends at once), so producers feel backpressure instead of the heap growing.
      */
     maxPendingKeys: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
   }).check(
@@ -98,6 +98,11 @@ export interface Observation {
   readonly now: number
   /** A flush that was asked for and must not wait for a trigger. */
   readonly requested?: "shutdown" | "manual" | undefined
+  /**
+   * The sector holds `maxPendingKeys` keys: it takes nothing more until a batch goes out, so the batch is as large
+   * as it can get (`max_batch`).
+   */
+  readonly full?: boolean | undefined
 }
 
 /** The answer of `decide`. */
@@ -127,16 +132,16 @@ export const deadline = (policy: BatchPolicy, oldestAt: number): number => {
 }
 
 /**
- * The trigger: `Idle` when nothing is pending; otherwise `Flush` when `maxBatch` or `minBatch` ops are pending, a
- * flush was requested, or the batch's `deadline` (at most `maxWait` after its oldest op) has come; otherwise
- * `Wait` until then.
+ * The trigger: `Idle` when nothing is pending; otherwise `Flush` when `maxBatch` ops are pending or the sector is
+ * `full` (both `max_batch`: the batch can grow no more), a flush was requested, `minBatch` ops are pending, or the
+ * batch's `deadline` (at most `maxWait` after its oldest op) has come; otherwise `Wait` until then.
  *
  * **Gotchas** Never answers `Flush` with nothing pending (a batch is never empty), and a `Wait` never reaches past
  * `maxWait` after the oldest op, so no pending op waits longer than `maxWait` plus the persist in flight.
  */
 export const decide = (policy: BatchPolicy, pending: Observation): Decision => {
   if (pending.ops <= 0) return idle
-  if (pending.ops >= policy.maxBatch) return flushes.max_batch
+  if (pending.ops >= policy.maxBatch || pending.full === true) return flushes.max_batch
   if (pending.requested !== undefined) return flushes[pending.requested]
   if (pending.ops >= policy.minBatch) return flushes.min_batch
   const left = deadline(policy, pending.oldestAt) - pending.now

@@ -4,15 +4,20 @@
  * epoch, an empty backlog) and nothing that runs: a submission starts its fibers, and they end once everything it
  * accepted is durable, so holding many idle sectors costs memory for their data and no CPU.
  *
- * - The **intake** fiber takes submissions from the mailbox, gives every op the next seq (per sector, gap-free),
- *   applies it to the in-memory state and folds it into the backlog (`internal/backlog`: `Batch.Pending` segments of
- *   `maxBatch` ops). Past `maxPendingKeys` pending keys it stops taking, the mailbox fills, and submitters get
- *   `MailboxFull`: backpressure instead of an unbounded heap.
- * - The **flusher** fiber asks `BatchPolicy.decide` what to do. With ops pending below `minBatch` it arms one timer
- *   for the batch's `BatchPolicy.deadline` (at most `maxWait` after its oldest op); on a trigger it takes the oldest
- *   buffer as a batch and persists it through `Resilience` (retries, circuit breaker). At most one batch is in
- *   flight; ops arriving meanwhile pile up and go out together next (natural batching), a backlog goes out as
- *   back-to-back `maxBatch` batches. A batch that fails goes back under the newer ops and is retried; nothing is
+ * - **Accepting** a submission gives every op the next seq (per sector, gap-free), applies it to the in-memory state
+ *   and folds it into the backlog (`internal/backlog`: `Batch.Pending` segments of `maxBatch` ops). A sector that is
+ *   free — running, nothing waiting in its mailbox, nothing to reload — accepts in the submitter's own fiber, with
+ *   no hand-off (single-threaded: nothing runs in between, so the order of calls is the order of seqs). Otherwise
+ *   the submission waits in the mailbox and the **intake** fiber accepts it, in order, once the sector can: while
+ *   it reloads after a defect, say. A full mailbox answers `MailboxFull`. At `maxPendingKeys` pending keys a
+ *   submission waits (at most `mailboxWait`, else `BacklogFull`) until a batch goes out, and the sector sends its
+ *   batch at once: backpressure instead of an unbounded heap.
+ * - The **flusher** fiber asks `BatchPolicy.decide` what to do. With ops pending below `minBatch` it waits for the
+ *   batch's `BatchPolicy.deadline` (at most `maxWait` after its oldest op) on the host's timer for that deadline,
+ *   shared with every sector due at it (`internal/deadlines`), so that they wake and flush together; on a trigger it
+ *   takes the oldest buffer as a batch and persists it through `Resilience` (retries, circuit breaker). At most one
+ *   batch is in flight; ops arriving meanwhile pile up and go out together next (natural batching), a backlog goes
+ *   out as back-to-back `maxBatch` batches. A batch that fails goes back under the newer ops and is retried; nothing is
  *   dropped. A batch the sink rejects for its data is bisected with trial runs to the poison entries
  *   (`internal/isolation`), which are dead-lettered once and dropped from the buffer; the rest commits. Commits
  *   advance the durable watermark (`internal/watermark`), which answers `ack: "durable"` and `flush` waiters. With
@@ -70,6 +75,7 @@ import { SectorsConfig } from "./SectorsConfig.ts"
 import * as SectorState from "./SectorState.ts"
 import { Backlog } from "./internal/backlog.ts"
 import type { Budget } from "./internal/budget.ts"
+import { Deadlines } from "./internal/deadlines.ts"
 import { IdempotencyStore, type Pending } from "./internal/idempotency.ts"
 import * as Isolation from "./internal/isolation.ts"
 import { withOutcome } from "./internal/tracing.ts"
@@ -86,6 +92,12 @@ export interface SubmitOptions {
   readonly mailboxWait?: Duration.Input | undefined
   /** With `ack: "durable"`, stop waiting after this long with `DurableTimeout` (the ops stay accepted). */
   readonly durableTimeout?: Duration.Input | undefined
+  /**
+   * With `ack: "durable"`, called once the ops have their seqs (accepted, or recognised by their key), before the
+   * wait for durability: a caller that keeps the order of its submissions (a stream of frames, say) can send the
+   * next one then instead of after the wait. Not called for a submission refused before it had seqs.
+   */
+  readonly onAccepted?: ((accepted: Omit<Accepted, "persisted">) => void) | undefined
   /**
    * Makes a retry safe: a submission with a `key` the sector remembers (for `idempotencyTtl`, also after a crash or
    * by a new owner once its ops were durable) is answered with the original seqs (`replayed: true`) and applies
@@ -244,6 +256,8 @@ export interface Runtime {
   readonly sink: SectorSink["Service"]
   readonly resilience: Resilience["Service"]
   readonly clock: Clock.Clock
+  /** The flushers' deadline timers: one per deadline, shared by every sector due at it. */
+  readonly deadlines: Deadlines
   readonly context: Context.Context<never>
   readonly budget: Budget | undefined
   readonly keys: IdempotencyStore
@@ -263,11 +277,13 @@ export const runtime = Effect.fnUntraced(function*(
   const config = yield* SectorsConfig
   const context = yield* Effect.context<never>()
   const budget = options.budget
+  const clock = yield* Clock.Clock
   const self: Runtime = {
     config,
     sink: yield* SectorSink,
     resilience: yield* Resilience,
-    clock: yield* Clock.Clock,
+    clock,
+    deadlines: new Deadlines(clock),
     context,
     budget,
     keys: options.idempotency ?? new IdempotencyStore({
@@ -417,7 +433,7 @@ class SectorActor implements Sector {
       if (!this.backlog.full) return this.enqueue(ops, options)
       // at maxPendingKeys: wait (bounded) for the flusher to take a batch, or refuse
       Metrics.pendingKeysLimitHits.updateUnsafe(1, this.rt.context)
-      return this.backlog.awaitSpace().pipe(
+      return this.room().pipe(
         Effect.timeoutOption(options?.mailboxWait ?? this.rt.config.mailboxWait),
         Effect.flatMap((): Effect.Effect<Accepted, SubmitError> => {
           if (this.current === "fenced") return Effect.fail(new SectorFenced({ sectorId }))
@@ -434,6 +450,18 @@ class SectorActor implements Sector {
         })
       )
     })
+  }
+
+  /**
+   * Waits until the backlog has room (or the sector stops running). Several submitters may wait: the first to run
+   * after a batch was taken can fill it again, and the others wait on (within their own `mailboxWait`).
+   */
+  private room(): Effect.Effect<void> {
+    return Effect.suspend(() =>
+      this.backlog.full && this.current === "running"
+        ? Effect.andThen(this.backlog.awaitSpace(), this.room())
+        : Effect.void
+    )
   }
 
   private refuse<E extends MailboxFull | BacklogFull | BufferFull | ShuttingDown>(error: E) {
@@ -460,6 +488,7 @@ class SectorActor implements Sector {
     const sectorId = this.sectorId
     const result = { sectorId, accepted: lastSeq - firstSeq + 1, firstSeq, lastSeq, ...(replayed ? { replayed } : {}) }
     if (options?.ack !== "durable") return Effect.succeed({ ...result, persisted: lastSeq <= this.watermark.seq })
+    options.onAccepted?.(result)
     const durable = this.watermark.await(lastSeq, () => this.refuseWait()).pipe(
       Effect.as({ ...result, persisted: true })
     )
@@ -515,6 +544,7 @@ class SectorActor implements Sector {
       Effect.flatMap(([firstSeq, lastSeq]) => this.answer(firstSeq, lastSeq, options, false))
     )
     const deliver = (run: Run): Effect.Effect<Accepted, SubmitError> => {
+      if (this.free(run)) return this.acceptNow(run, envelope, options)
       if (Queue.offerUnsafe(run.mailbox, envelope)) {
         Metrics.mailboxDepth.modifyUnsafe(1, this.rt.context)
         this.start(run)
@@ -554,6 +584,37 @@ class SectorActor implements Sector {
       }
       return deliver(this.run = new Run(mailbox))
     })
+  }
+
+  /**
+   * Whether a submission can be accepted in its submitter's fiber, now: the sector is running, nothing waits in its
+   * mailbox (so every submission before this one has its seqs: the intake takes a submission out of the mailbox only
+   * in the same step that accepts it) and nothing is to be reloaded. Otherwise it goes through the mailbox, in order.
+   */
+  private free(run: Run): boolean {
+    return this.current === "running" && !this.needsResync && run.intakeDefect === undefined && !run.intakeDone &&
+      Queue.sizeUnsafe(run.mailbox) === 0
+  }
+
+  /**
+   * Accepts a submission in the submitter's fiber (`free`): no hand-off to the intake, no scheduler hop. The run's
+   * fibers are started for the flusher. An op the state cannot apply fails the submission as a defect, as in the
+   * intake, and the flusher dies of it: the supervisor reloads the sector.
+   */
+  private acceptNow(run: Run, envelope: Envelope, options: SubmitOptions | undefined): Effect.Effect<Accepted, SubmitError> {
+    let seqs: readonly [number, number] | undefined
+    try {
+      seqs = this.accept(run, envelope, false)
+    } catch (defect) {
+      run.intakeDefect = { defect }
+      run.wake.openUnsafe()
+      this.start(run)
+      return Effect.die(defect)
+    }
+    this.start(run)
+    return seqs === undefined
+      ? Effect.fail(new SectorFenced({ sectorId: this.sectorId }))
+      : this.answer(seqs[0], seqs[1], options, false)
   }
 
   // ---- the fibers ----
@@ -632,9 +693,12 @@ class SectorActor implements Sector {
     )
   }
 
-  /** An envelope leaves the mailbox: its reservation goes back (folded in, the backlog counts what it holds). */
-  private leave(envelope: Envelope): void {
-    Metrics.mailboxDepth.modifyUnsafe(-1, this.rt.context)
+  /**
+   * An envelope leaves the mailbox (or is taken without it): its reservation goes back (folded in, the backlog
+   * counts what it holds).
+   */
+  private leave(envelope: Envelope, fromMailbox: boolean): void {
+    if (fromMailbox) Metrics.mailboxDepth.modifyUnsafe(-1, this.rt.context)
     this.rt.budget?.add(-envelope.reserved)
   }
 
@@ -650,11 +714,12 @@ class SectorActor implements Sector {
     this.unstoredKeys = []
   }
 
-  private accept(run: Run, envelope: Envelope): void {
-    this.leave(envelope)
+  /** Gives a submission its seqs and applies it; its seqs, or undefined when the sector was fenced meanwhile. */
+  private accept(run: Run, envelope: Envelope, fromMailbox: boolean): readonly [number, number] | undefined {
+    this.leave(envelope, fromMailbox)
     if (this.current === "fenced") {
       this.reject(envelope, new SectorFenced({ sectorId: this.sectorId }))
-      return
+      return undefined
     }
     const backlog = this.backlog
     const now = this.now()
@@ -672,21 +737,26 @@ class SectorActor implements Sector {
     if (envelope.pending !== undefined) {
       this.unstoredKeys.push(this.rt.keys.accept(envelope.pending, firstSeq, lastSeq, now))
     }
-    Deferred.doneUnsafe(envelope.deferred, Exit.succeed([firstSeq, lastSeq] as const))
-    if (run.flusherIdle || backlog.ops >= this.rt.config.policy.minBatch) run.wake.openUnsafe()
+    const seqs = [firstSeq, lastSeq] as const
+    Deferred.doneUnsafe(envelope.deferred, Exit.succeed(seqs))
+    if (run.flusherIdle || backlog.ops >= this.rt.config.policy.minBatch || backlog.full) run.wake.openUnsafe()
+    return seqs
   }
 
+  /**
+   * Takes submissions the sector could not take at once (`free`). It waits for one without taking it (`peek`), then
+   * takes and accepts every one waiting in one step: a submission stays in the mailbox until it has its seqs, so a
+   * submitter that finds the mailbox empty knows that none is ahead of it.
+   */
   private intake(run: Run): Effect.Effect<void> {
     return Effect.gen({ self: this }, function*() {
-      while (true) {
-        const taken = yield* Effect.exit(Queue.take(run.mailbox))
-        if (Exit.isFailure(taken)) break
-        this.accept(run, taken.value)
-        // take what else is waiting without suspending
+      while (Exit.isSuccess(yield* Effect.exit(Queue.peek(run.mailbox)))) {
         while (true) {
+          // a submission accepted in its submitter's fiber died applying: the flusher dies of it, nothing more here
+          if (run.intakeDefect !== undefined) return
           const next = Queue.takeUnsafe(run.mailbox)
           if (next === undefined || Exit.isFailure(next)) break
-          this.accept(run, next.value)
+          this.accept(run, next.value, true)
         }
       }
       run.intakeDone = true
@@ -733,7 +803,8 @@ class SectorActor implements Sector {
           ops: this.backlog.ops,
           oldestAt: first?.firstAt ?? 0,
           now: this.now(),
-          requested
+          requested,
+          full: this.backlog.full
         })
         switch (decision._tag) {
           case "Idle": {
@@ -744,8 +815,12 @@ class SectorActor implements Sector {
             break
           }
           case "Wait": {
-            const woken = yield* Effect.timeoutOption(run.wake.await, decision.millis)
-            if (Option.isNone(woken)) {
+            // the batch's deadline, on the host's timer for it: shared with every sector due at the same grid point
+            const due = yield* Effect.raceFirst(
+              Effect.as(run.wake.await, false),
+              Effect.as(this.rt.deadlines.until(BatchPolicy.deadline(policy, first!.firstAt)), true)
+            )
+            if (due) {
               this.counters.timerWakeups++
               Metrics.timerWakeups.updateUnsafe(1, this.rt.context)
             }
@@ -952,7 +1027,7 @@ class SectorActor implements Sector {
           ? []
           : yield* Queue.clear(run.mailbox).pipe(Effect.orElseSucceed(() => [] as Array<Envelope>))
         for (const envelope of refused) {
-          this.leave(envelope)
+          this.leave(envelope, true)
           this.reject(envelope, new ShuttingDown({ sectorId: this.sectorId }))
         }
         this.run = undefined

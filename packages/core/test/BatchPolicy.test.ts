@@ -65,6 +65,12 @@ describe("BatchPolicy.decide", () => {
         else assert.deepStrictEqual(decision, { _tag: "Flush", trigger: p.ops >= policy.maxBatch ? "max_batch" : requested })
       }
     )))
+
+  it("flushes a full sector (at maxPendingKeys) at once as max_batch: its batch can grow no more", () =>
+    fc.assert(fc.property(policyArb, pendingArb, fc.integer({ min: 0, max: 10_000 }), (policy, p, waited) => {
+      const decision = BatchPolicy.decide(policy, { ops: p.ops, oldestAt: p.oldestAt, now: p.oldestAt + waited, full: true })
+      assert.deepStrictEqual(decision, p.ops === 0 ? { _tag: "Idle" } : { _tag: "Flush", trigger: "max_batch" })
+    })))
 })
 
 describe("BatchPolicy profiles", () => {

@@ -134,13 +134,19 @@ describe("Metrics: safety limits and losses", () => {
     freshRegistry(
       Effect.gen(function*() {
         const host = yield* SectorHost.SectorHost
-        yield* host.submit(1, [set(1), set(2), set(3)]) // at maxPendingKeys
+        const faults = yield* FaultSink.Faults
+        yield* faults.slow(Duration.seconds(1)) // a batch in flight stays there
+        yield* host.submit(1, [set(1), set(2), set(3)]) // at maxPendingKeys: out at once
+        yield* advance(1)
+        yield* host.submit(1, [set(4), set(5), set(6)]) // at maxPendingKeys again, a batch in flight
         assert.strictEqual(yield* count(Metrics.pendingKeysLimitHits), 0)
-        const refused = yield* Effect.forkChild(Effect.flip(host.submit(1, [set(4)])))
+        const refused = yield* Effect.forkChild(Effect.flip(host.submit(1, [set(7)])))
         yield* advance(100)
         assert.strictEqual((yield* Fiber.join(refused))._tag, "BacklogFull")
         assert.strictEqual(yield* count(Metrics.pendingKeysLimitHits), 1)
         assert.strictEqual(yield* count(Metrics.refusedBy.BacklogFull), 1)
+        yield* faults.reset
+        yield* advance(2_000, 10)
       }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 100, maxBatch: 100, maxWait: 600_000, maxPendingKeys: 3 }) })))
     ))
 

@@ -120,6 +120,24 @@ describe("Sector batching", () => {
       }).pipe(Effect.provide(hostLayer()))
     ))
 
+  it.effect("waits for a deadline on one timer for the host, not one per sector: sectors due together flush together", () =>
+    CountingClock.withCountingClock((clock) =>
+      Effect.gen(function*() {
+        const host = yield* SectorHost.SectorHost
+        const store = yield* MemorySink.MemorySink
+        // 50 sectors' first ops arrive over the whole grid window: every one of them falls due at 25
+        for (let sector = 0; sector < 50; sector++) {
+          yield* host.submit(sector, [set(1)])
+          if (sector % 2 === 1 && sector < 49) yield* advance(1)
+        }
+        assert.deepStrictEqual(store.commits, []) // 24 ms
+        yield* advance(1)
+        assert.deepStrictEqual(clock.counts(), { started: 1, fired: 1 })
+        assert.deepStrictEqual(new Set(store.commits.map((c) => c.at)), new Set([25]))
+        assert.strictEqual(store.commits.length, 50)
+      }).pipe(Effect.provide(hostLayer()))
+    ))
+
   it.effect("passivates idle sectors with one timer for the host, not one per sector", () =>
     CountingClock.withCountingClock((clock) =>
       Effect.gen(function*() {
@@ -138,35 +156,130 @@ describe("Sector batching", () => {
 const outcome = <A>(exit: Exit.Exit<A, { readonly _tag: string }>): string =>
   Exit.isSuccess(exit) ? "accepted" : Cause.findErrorOption(exit.cause).pipe(Option.map((e) => e._tag), Option.getOrElse(() => "defect"))
 
+/**
+ * Sector 1, activated with one op, dies persisting it and reloads while the sink is out for `millis`: until then it
+ * cannot take submissions itself.
+ */
+const reloadingInOutage = (millis: number) =>
+  Effect.gen(function*() {
+    const host = yield* SectorHost.SectorHost
+    const faults = yield* FaultSink.Faults
+    yield* host.submit(1, [set(0)])
+    yield* faults.dieNext(1)
+    yield* advance(25) // the batch goes out at maxWait and dies
+    yield* faults.outage(millis)
+    yield* advance(1)
+    assert.strictEqual((yield* host.stats(1)).counters.restarts, 1)
+  })
+
 describe("Sector backpressure and failures", () => {
   it.effect("at maxPendingKeys a submission waits at most mailboxWait for room, then BacklogFull: never left hanging", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
-      yield* host.submit(1, [set(1), set(2), set(3)]) // 3 pending keys, nothing due yet: the sector is full
-      const refused = yield* Effect.forkChild(Effect.flip(host.submit(1, [set(4)])))
+      const faults = yield* FaultSink.Faults
+      yield* faults.slow(Duration.seconds(1)) // a batch in flight stays there for a second
+      yield* host.submit(1, [set(1), set(2), set(3)]) // at maxPendingKeys: the batch goes out at once
+      yield* advance(1)
+      yield* host.submit(1, [set(4), set(5), set(6)]) // room again; full again, with a batch in flight
+      const refused = yield* Effect.forkChild(Effect.flip(host.submit(1, [set(7)])))
       yield* advance(99)
       assert.isUndefined(refused.pollUnsafe())
       yield* advance(1)
       assert.isDefined(refused.pollUnsafe(), "the submission was left waiting past mailboxWait")
       assert.strictEqual((yield* Fiber.join(refused))._tag, "BacklogFull")
       assert.deepStrictEqual([(yield* host.stats(1)).pendingKeys, (yield* host.stats(1)).mailboxDepth], [3, 0])
-      // a submission waiting for room gets it when a batch is taken
-      const waiting = yield* Effect.forkChild(host.submit(1, [set(4)]))
-      yield* advance(10)
-      yield* host.flush(1)
-      assert.strictEqual((yield* Fiber.join(waiting)).firstSeq, 4)
+      // a submission waiting for room gets it when the next batch is taken (the one in flight lands at 1 s)
+      yield* advance(850, 10)
+      const waiting = yield* Effect.forkChild(host.submit(1, [set(7)]), { startImmediately: true })
+      yield* advance(100, 10)
+      assert.strictEqual((yield* Fiber.join(waiting)).firstSeq, 7)
+      yield* faults.reset
+      yield* advance(1_000, 10) // the slow batch in flight lands: the host's shutdown has nothing slow to wait for
     }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 100, maxBatch: 100, maxWait: 600_000, maxPendingKeys: 3 }) }))))
 
-  it.effect("refuses with MailboxFull when a burst overflows the mailbox, and nothing else", () =>
+  it.effect("submissions waiting for room: the one that finds it fills it, the others wait on within mailboxWait", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      yield* faults.slow(Duration.millis(40)) // each batch is in flight for 40 ms
+      yield* host.submit(1, [set(1), set(2), set(3)]) // at maxPendingKeys: out at once
+      yield* advance(1)
+      yield* host.submit(1, [set(4), set(5), set(6)]) // full again, a batch in flight
+      const first = yield* Effect.forkChild(host.submit(1, [set(7), set(8), set(9)]), { startImmediately: true })
+      const second = yield* Effect.forkChild(host.submit(1, [set(10)]), { startImmediately: true })
+      yield* advance(45) // the first batch lands, 4..6 go out: `first` fills the room, `second` waits on
+      assert.strictEqual((yield* Fiber.join(first)).firstSeq, 7)
+      assert.isUndefined(second.pollUnsafe())
+      yield* advance(45) // 7..9 go out: room for `second`, within its 100 ms
+      assert.strictEqual((yield* Fiber.join(second)).firstSeq, 10)
+      yield* faults.reset
+      yield* advance(100)
+    }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 100, maxBatch: 100, maxWait: 600_000, maxPendingKeys: 3 }) }))))
+
+  it.effect("a sector at maxPendingKeys sends its batch at once instead of at its deadline", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const store = yield* MemorySink.MemorySink
+      yield* host.submit(1, [set(1), set(2)])
+      yield* advance(10)
+      assert.strictEqual(store.sector(1)?.persistedSeq ?? 0, 0, "below maxPendingKeys it waits for the deadline")
+      yield* host.submit(1, [set(3)])
+      yield* advance(1)
+      assert.strictEqual(store.sector(1)?.persistedSeq, 3, "at maxPendingKeys it does not wait for the deadline")
+    }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 100, maxBatch: 100, maxWait: 600_000, maxPendingKeys: 3 }) }))))
+
+  it.effect("a durable submission's onAccepted hears its seqs when they are given, before it is durable", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const heard: Array<[number, number]> = []
+      const durable = yield* Effect.forkChild(
+        host.submit(1, [set(1), set(2)], { ack: "durable", onAccepted: (a) => void heard.push([a.firstSeq, a.lastSeq]) }),
+        { startImmediately: true }
+      )
+      assert.deepStrictEqual(heard, [[1, 2]])
+      assert.isUndefined(durable.pollUnsafe())
+      yield* advance(30)
+      assert.deepStrictEqual((yield* Fiber.join(durable)).persisted, true)
+      assert.deepStrictEqual(heard, [[1, 2]], "heard once")
+      // not for an accepted ack (its answer is the news), nor for a submission refused before it had seqs
+      yield* host.submit(1, [set(3)], { onAccepted: () => void heard.push([0, 0]) })
+      yield* host.submit(1, [], { ack: "durable", onAccepted: () => void heard.push([0, 0]) }).pipe(Effect.flip)
+      assert.deepStrictEqual(heard, [[1, 2]])
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("a free sector accepts in the submitter's fiber: seqs in call order, the mailbox never used", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
       yield* host.submit(1, [set(0)]) // activated
-      const fibers = yield* Effect.forEach([1, 2, 3, 4], (i) => Effect.forkChild(Effect.exit(host.submit(1, [set(i)]))))
-      yield* Effect.yieldNow
-      const outcomes = (yield* Effect.forEach(fibers, Fiber.join)).map(outcome)
-      assert.include(outcomes, "MailboxFull")
-      assert.deepStrictEqual(outcomes.filter((o) => o !== "accepted" && o !== "MailboxFull"), [])
+      const fibers = yield* Effect.forEach(
+        [1, 2, 3, 4, 5, 6],
+        (i) => Effect.forkChild(host.submit(1, [set(i)]), { startImmediately: true })
+      )
+      // every one has its seqs before this fiber yields: none waited for the sector's intake
+      assert.deepStrictEqual(fibers.map((fiber) => fiber.pollUnsafe() !== undefined), [true, true, true, true, true, true])
+      const accepted = yield* Effect.forEach(fibers, Fiber.join)
+      assert.deepStrictEqual(accepted.map((a) => a.firstSeq), [2, 3, 4, 5, 6, 7])
+      assert.strictEqual((yield* host.stats(1)).mailboxDepth, 0)
     }).pipe(Effect.provide(hostLayer({ mailboxCapacity: 1 }))))
+
+  it.effect("while it reloads after a defect a sector takes submissions into its mailbox, in order; MailboxFull past it", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      yield* reloadingInOutage(500)
+      const fibers = yield* Effect.forEach(
+        [1, 2, 3, 4],
+        (i) => Effect.forkChild(Effect.exit(host.submit(1, [set(i)])), { startImmediately: true })
+      )
+      assert.strictEqual((yield* host.stats(1)).mailboxDepth, 2)
+      yield* advance(2_000, 10)
+      const outcomes = (yield* Effect.forEach(fibers, Fiber.join)).map(outcome)
+      assert.deepStrictEqual(outcomes, ["accepted", "accepted", "MailboxFull", "MailboxFull"])
+      const seqs = (yield* Effect.forEach(fibers.slice(0, 2), Fiber.join)).map((exit) =>
+        Exit.isSuccess(exit) ? exit.value.firstSeq : -1
+      )
+      assert.deepStrictEqual(seqs, [2, 3])
+      assert.strictEqual(yield* host.flush(1), 3)
+    }).pipe(Effect.provide(hostLayer({ mailboxCapacity: 2 }))))
 
   it.effect("retries transient failures and loses nothing", () =>
     Effect.gen(function*() {

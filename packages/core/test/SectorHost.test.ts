@@ -102,8 +102,13 @@ describe("SectorHost", () => {
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
       const store = yield* MemorySink.MemorySink
+      const faults = yield* FaultSink.Faults
       yield* host.submit(1, [set(1)])
-      // two submissions enter the mailbox and the shutdown begins before the sector's intake has run again
+      yield* faults.dieNext(1)
+      yield* host.flush(1).pipe(Effect.forkChild({ startImmediately: true }))
+      yield* advance(1) // its batch dies: the sector reloads, in an outage, and takes submissions into its mailbox
+      yield* faults.outage(200)
+      // two submissions enter the mailbox and the shutdown begins before the sector can take them
       const queued = yield* Effect.forkChild(host.submit(1, [set(3), set(4)]), { startImmediately: true })
       const queued2 = yield* Effect.forkChild(host.submit(1, [set(5)]), { startImmediately: true })
       assert.strictEqual((yield* host.stats(1)).mailboxDepth, 2)

@@ -7,7 +7,7 @@
  * (merged with the next segment when both fit in one batch — a failed batch and what arrived meanwhile go out
  * together). A backlog holding `maxPendingKeys` distinct keys is `full`: a new submission waits (`awaitSpace`, a
  * bounded wait) until a `take` makes room, or is refused; what is already in the mailbox is still taken, so the
- * bound is `maxPendingKeys` plus one mailbox.
+ * bound is `maxPendingKeys` plus one submission, plus one mailbox while the sector reloads.
  *
  * It counts ops, keys and bytes (`Batch.cellBytes`, in flight included) as it goes and reports every change of the
  * key count to `onKeys` (the pending-keys gauge) and of the byte count to `onBytes` (the host's buffer budget).

@@ -243,9 +243,19 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       return armSweep()
     })
 
-  /** Runs `f` with the sector, activating it if needed. */
+  /**
+   * Runs `f` with the sector, activating it if needed. A resident sector is held and let go around `f` without
+   * `acquireUseRelease`'s machinery: holding it does not yield, so nothing can come between it and `ensuring`.
+   */
   const use = <A, E>(sectorId: number, f: (sector: Sector.Sector) => Effect.Effect<A, E>) =>
-    Effect.acquireUseRelease(acquire(sectorId), f, (sector) => release(sectorId, sector))
+    Effect.suspend((): Effect.Effect<A, E | AcquireError> => {
+      const slot = slots.get(sectorId)
+      if (accepting && slot?._tag === "Resident" && !isFenced(slot)) {
+        const sector = hold(sectorId, slot)
+        return Effect.ensuring(f(sector), release(sectorId, sector))
+      }
+      return Effect.acquireUseRelease(acquire(sectorId), f, (sector) => release(sectorId, sector))
+    })
 
   /**
    * Runs `f` with the sector if it is resident (waiting out an activation or passivation in progress), or `f` with

@@ -23,9 +23,11 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Metric from "effect/Metric"
 import * as Scope from "effect/Scope"
 import { TestClock } from "effect/testing"
 import type { BatchPolicy } from "../BatchPolicy.ts"
+import * as Metrics from "../Metrics.ts"
 import type * as Op from "../Op.ts"
 import * as SectorHost from "../SectorHost.ts"
 import type { MemoryStore } from "../SectorSink.ts"
@@ -85,6 +87,7 @@ export interface Outcome {
   readonly refused: ReadonlyArray<{ readonly sectorId: number; readonly reason: string }>
   readonly report: SectorHost.ShutdownReport
   readonly store: MemoryStore
+  /** Sector restarts over the whole run, its shutdown included. */
   readonly restarts: number
 }
 
@@ -98,7 +101,7 @@ const settle = (done: () => boolean, step: number, maxSteps: number) =>
 
 /** Runs `scenario` on a fresh host and memory sink; needs the `TestClock` (run it inside `it.effect`). */
 export const run = (scenario: Scenario): Effect.Effect<Outcome> =>
-  Effect.gen(function*() {
+  Effect.provideService(Metric.MetricRegistry, new Map())(Effect.gen(function*() {
     const scope = yield* Scope.make()
     const context = yield* Layer.buildWithScope(
       TestHost.layer({
@@ -143,11 +146,6 @@ export const run = (scenario: Scenario): Effect.Effect<Outcome> =>
     for (const fault of pendingFaults) yield* fault.inject(faults)
     yield* settle(() => running === 0, 5, 20_000)
 
-    const restarts = (yield* Effect.forEach(
-      (yield* host.list),
-      (summary) => Effect.map(host.stats(summary.sectorId), (stats) => stats.counters.restarts)
-    ).pipe(Effect.orElseSucceed(() => [] as Array<number>))).reduce((a, b) => a + b, 0)
-
     let report: SectorHost.ShutdownReport | undefined
     const shutdown = yield* host.shutdown.pipe(
       Effect.tap((r) => Effect.sync(() => void (report = r))),
@@ -156,8 +154,10 @@ export const run = (scenario: Scenario): Effect.Effect<Outcome> =>
     yield* settle(() => report !== undefined, 10, 20_000)
     yield* Fiber.await(shutdown)
     yield* Scope.close(scope, Exit.void)
+    // from the host's counter, so that a restart during the shutdown's flush counts too
+    const restarts = (yield* Metric.value(Metrics.restarts)).count
     return { accepted, refused, report: report!, store, restarts }
-  })
+  }))
 
 /**
  * Runs `scenario` on its own `TestClock` (no logging) and returns its violations: one call per generated case in a
