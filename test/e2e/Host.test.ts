@@ -56,14 +56,15 @@ const checkAgainstFold = (host: Host, streams: ReadonlyArray<ReadonlyArray<Op.Op
       }), { concurrency: 8, discard: true }), { discard: true })
 
 /**
- * Holds the `sectors` table locked (ACCESS EXCLUSIVE, in an open transaction), so no batch can commit until the
- * returned function ends the transaction and closes the connection.
+ * Holds the tables a batch writes locked (ACCESS EXCLUSIVE, in an open transaction), so no batch can commit until the
+ * returned function ends the transaction and closes the connection: `entity_components` as well as `sectors`, since a
+ * batch the claim fence vouches for does not touch its sector's row.
  */
 const lockSectors = async (url: string): Promise<() => Promise<void>> => {
   const blocker = postgres(url, { max: 1, onnotice: () => {} })
   const reserved = await blocker.reserve()
   await reserved`BEGIN`
-  await reserved`LOCK TABLE sectors IN ACCESS EXCLUSIVE MODE`
+  await reserved`LOCK TABLE sectors, entity_components IN ACCESS EXCLUSIVE MODE`
   return async () => {
     await reserved`ROLLBACK`
     reserved.release()
@@ -150,7 +151,7 @@ describe("sector-host end to end", () => {
       const { env, url } = yield* fixture
       const host = yield* start(env)
       yield* post(host, 1, [{ type: "set", entity: 1, component: "a", data: { v: 0 } }], "durable") // sector loaded
-      // hold the sectors table so the op below stays pending and the final flush waits
+      // hold the tables so the op below stays pending and the final flush waits
       const unlock = yield* Effect.promise(() => lockSectors(url))
       assert.strictEqual((yield* post(host, 1, [{ type: "set", entity: 1, component: "a", data: { v: 1 } }])).status, 202)
       host.signal("SIGTERM")

@@ -80,7 +80,7 @@ describe("one standalone host per database", () => {
             continue
           }
           free++
-          const [durable] = await admin<Array<{ ops: number }>>`SELECT coalesce(sum(persisted_seq), 0)::int AS ops FROM sectors`
+          const [durable] = await admin<Array<{ ops: number }>>`SELECT coalesce(sum(persisted_seq), 0)::int AS ops FROM sector_watermarks`
           if (durable!.ops < sectors.length * perSector) early++
         }
         return { held, free, early }

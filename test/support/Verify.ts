@@ -23,7 +23,7 @@ export const readSectors = async (url: string, ids: Iterable<number>): Promise<M
   try {
     const out = new Map<number, DurableSector>()
     for (const id of ids) {
-      const [sector] = await sql<Array<{ persisted_seq: string }>>`SELECT persisted_seq FROM sectors WHERE sector_id = ${id}`
+      const [sector] = await sql<Array<{ persisted_seq: string }>>`SELECT persisted_seq FROM sector_watermarks WHERE sector_id = ${id}`
       const components = await sql<Array<{ entity_id: string; component: string; data: any; seq: string }>>`
         SELECT entity_id, component, data, seq FROM entity_components WHERE sector_id = ${id}`
       const authority = await sql<Array<{ entity_id: string; component: string; worker: string; seq: string }>>`

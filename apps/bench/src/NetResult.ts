@@ -14,10 +14,12 @@
  * producers send continuously; draws come from a seeded generator, so both sides get the same ops in the same order.
  *
  * The sector-row share: the old loop's timestamp upsert is its own statement, so `pg_stat_statements` gives it
- * directly (of all statement time, BEGIN and COMMIT included). Ours writes the sector row inside the group statement
- * (a data-modifying CTE), which `pg_stat_statements` cannot split; it is that statement's share of database time
- * times the sector-row `UPDATE`'s part of the statement, read from `EXPLAIN ANALYZE` at the measured rows per batch
- * (`SectorRow`), plus any standalone sector-row `UPDATE` (groups with deletes; none in this shape).
+ * directly (of all statement time, BEGIN and COMMIT included). Ours fences and writes the watermark inside the group
+ * statement (the claim fence and, for the sectors it does not vouch for, the sector-row `UPDATE`, as CTEs), which
+ * `pg_stat_statements` cannot split; it is that statement's share of database time times the fence's part of the
+ * statement in the steady state, read from `EXPLAIN ANALYZE` on one-sector statements at the measured rows per batch
+ * (`SectorRow`; this shape's groups hold one sector, so the fence's fixed cost is not shared), plus any
+ * standalone fence statement (groups with deletes; none in this shape).
  */
 import { PgClient } from "@effect/sql-pg"
 import { Metrics, type Op, SectorHost, SectorsConfig } from "@sectors/core"
@@ -399,7 +401,8 @@ export const run = (
     const rows = w.records.reduce((n, r) => n + r.rows, 0)
     yield* log("netresult: the sector-row write's part of the group statement (EXPLAIN ANALYZE)")
     const points = yield* SectorRow.run(serverUrl, 20)
-    const sectorRowFraction = SectorRow.shareAt(points, w.records.length === 0 ? 1 : rows / w.records.length)
+    // this run's groups hold one sector each: the fence's fixed cost is not shared, so the one-sector point applies
+    const sectorRowFraction = SectorRow.shareAt(points, w.records.length === 0 ? 1 : rows / w.records.length, 1)
     const oursFigures: Figures = {
       seconds: w.seconds,
       offered: w.offered,
@@ -410,8 +413,8 @@ export const run = (
       rows,
       collapse: ops === 0 ? 0 : 1 - rows / ops,
       commits: w.delta.database.xids,
-      sectorRowShare: Stats.share(w.delta, /^\s*UPDATE sectors\b/) +
-        Stats.share(w.delta, /^\s*WITH s AS \(\s*UPDATE sectors\b/) * sectorRowFraction,
+      sectorRowShare: Stats.share(w.delta, SectorRow.fenceStatement) +
+        Stats.share(w.delta, SectorRow.groupStatement) * sectorRowFraction,
       statements: statementsOf(w.delta),
       latencyMillis: Summary.summarize(w.latencyMillis),
       cpuCores: w.cpuCores,

@@ -16,6 +16,7 @@ import { Client, SinkPg, Stats } from "@sectors/sink-pg"
 import { Driver, Summary, type Workload } from "@sectors/workloads"
 import { Duration, Effect, Layer, Logger, type Redacted } from "effect"
 import * as Recorder from "./Recorder.ts"
+import * as SectorRow from "./SectorRow.ts"
 
 /** What to run. */
 export interface Plan {
@@ -162,7 +163,7 @@ export const run = (serverUrl: Redacted.Redacted<string>, plan: Plan) =>
         commitMillis: Summary.summarize(records.map((r) => r.endedAt - r.startedAt)),
         latencyMillis: Summary.summarize(seconds.flatMap((s) => s.durableMillis)),
         statements: delta.statements.slice(0, 6).map((s) => ({ query: shorten(s.query), calls: s.calls, share: s.share })),
-        sectorRowShare: Stats.share(delta, /^\s*UPDATE sectors\b/),
+        sectorRowShare: Stats.share(delta, SectorRow.fenceStatement),
         cpuCores: (cpu.user + cpu.system) / 1000 / wall,
         rssPeakMiB: rssPeak / 2 ** 20
       } satisfies Result

@@ -134,9 +134,12 @@ const program = Effect.gen(function*() {
     limit = yield* Limit.run(url, full ? 20 : 6)
   }
   let sectorRow: ReadonlyArray<SectorRow.Point> | undefined
+  let sectorRowMarginal: ReadonlyArray<SectorRow.Marginal> | undefined
   if (wants("sector-row")) {
-    yield* log("sector-row cost")
+    yield* log("sector-row cost (EXPLAIN ANALYZE)")
     sectorRow = yield* SectorRow.run(url, full ? 200 : 40)
+    yield* log("sector-row cost (marginal, pg_stat_statements)")
+    sectorRowMarginal = yield* SectorRow.marginal(url, full ? 6000 : 2000)
   }
   let sink: ReadonlyArray<SinkThroughput.Figure> | undefined
   if (wants("sink")) {
@@ -195,6 +198,7 @@ const program = Effect.gen(function*() {
     idle,
     limit,
     sectorRow,
+    sectorRowMarginal,
     sink,
     http,
     lean,

@@ -5,8 +5,17 @@
  *
  * Tables and why they have the indexes they have (only the queries we run):
  * - `sectors(sector_id PK, epoch, persisted_seq, persisted_at)` — one row per sector. Claimed by
- *   `INSERT … ON CONFLICT DO UPDATE SET epoch = epoch + 1`; written once per batch by an `UPDATE … WHERE epoch = $
- *   AND persisted_seq < $` that is both the fence and the replay guard. The primary key is the only index.
+ *   `INSERT … ON CONFLICT DO UPDATE SET epoch = epoch + 1`; written by an `UPDATE … WHERE epoch = $ AND persisted_seq
+ *   < $` (fence, replay guard and watermark) only by the batches the claim fence cannot vouch for (see
+ *   `Statements`): the first of a sector after a claim anywhere, and those whose last op leaves no row. The primary
+ *   key is the only index.
+ * - `sector_claims`, a sequence: every claim draws a number from it in its own statement, so its last value changes
+ *   whenever a sector changes hands. Every group commit takes its sectors' slot (or range) locks (`fenceLockClass`)
+ *   shared for the rest of its transaction, then reads the sequence's last value (`pg_sequence_last_value`: without a snapshot,
+ *   sequences are not transactional).
+ * - `sector_watermarks(sector_id, epoch, persisted_at, persisted_seq)`, a view: a sector's durable watermark is the
+ *   greater of `sectors.persisted_seq` and its rows' highest seq (what `load` returns). Read it, not
+ *   `sectors.persisted_seq`, from outside the sink.
  * - `entity_components(sector_id, entity_id, component, data jsonb, seq)`, PK `(sector_id, entity_id, component)`:
  *   the upsert's conflict target, the guarded deletes (prefix `(sector_id, entity_id)` for a tombstone, the full key
  *   for a remove) and the load (prefix `sector_id`) all use the primary key; no second index to maintain on every
@@ -25,6 +34,18 @@ import * as Effect from "effect/Effect"
 import * as Migrator from "effect/sql/Migrator"
 import * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+
+/**
+ * The `classid` of the claim fence's locks (the ASCII bytes of `secf`): `pg_advisory_xact_lock_shared(fenceLockClass,
+ * key)` with key 0–63 a slot (sector id modulo 64) and 64–71 a range of 8 slots (`pg_locks`: classid 1936024422,
+ * objid the key, objsubid 2). Every group commit holds its sectors' slots (or, past 8 of them, their ranges) shared
+ * until it ends; a claim holds its sector's range and slot exclusive while it bumps the epoch and draws from
+ * `sector_claims`. The two-int form never meets `HostLock.key` (one bigint, objsubid 1); effect's shard locks use the
+ * two-int form too, under `classid` = an FNV-1a hash of `effect-cluster:<prefix>` (prefix `cluster`: 0xa940cd03),
+ * which a table prefix would have to hash to exactly this value to meet. The keys and the mapping are part of the
+ * format: every host of a database must use the same.
+ */
+export const fenceLockClass = 0x73656366
 
 /** The table recording which migrations ran. */
 export const table = "sectors_migrations"
@@ -78,6 +99,17 @@ export const migrations: Record<string, Effect.Effect<void, SqlError, SqlClient.
       PRIMARY KEY (sector_id, last_seq)
     )`
     yield* sql`CREATE INDEX idempotency_keys_expiry ON idempotency_keys (sector_id, expires_at)`
+  }),
+  "3_claim_fence": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE SEQUENCE sector_claims`
+    // called once, so that `pg_sequence_last_value` is never null
+    yield* sql`SELECT nextval('sector_claims')`
+    yield* sql`CREATE VIEW sector_watermarks AS
+      SELECT s.sector_id, s.epoch, s.persisted_at, greatest(s.persisted_seq,
+        coalesce((SELECT max(c.seq) FROM entity_components c WHERE c.sector_id = s.sector_id), 0),
+        coalesce((SELECT max(a.seq) FROM entity_authority a WHERE a.sector_id = s.sector_id), 0)) AS persisted_seq
+      FROM sectors s`
   })
 }
 

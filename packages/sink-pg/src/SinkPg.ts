@@ -73,7 +73,7 @@ interface Queued {
 
 /** Builds the sink on the `SqlClient` in context; starts its writers in the current scope. */
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
-  const statements = yield* Statements.make
+  const statements = yield* Statements.make()
   const context = yield* Effect.context<never>()
   // every series from zero (reading one registers it), so that `rate()` has a series before the first commit
   for (const metric of [transactions, groupSize, fallbacks]) metric.valueUnsafe(context)

@@ -4,13 +4,14 @@
  * composes those).
  *
  * Every statement is a single `UNNEST` of array parameters (one stable prepared plan for every batch size, no
- * 65 535-parameter limit). The sector row comes first — `UPDATE sectors SET persisted_seq = $to … WHERE epoch =
- * $epoch AND persisted_seq < $to`, which fences a stale owner and skips a replay in the same step — then guarded
- * deletes for tombstones and removes, then `INSERT … ON CONFLICT DO UPDATE … WHERE t.seq < EXCLUDED.seq` upserts. No
- * statement reads before it writes. The common case, a group that only upserts, is one statement (`upsertGroup`: the
- * sector update and both upserts as data-modifying CTEs), so one round trip and no BEGIN/COMMIT. Groups with
- * deletes take a transaction of separate statements, because a delete and an upsert of the same row may not share
- * one statement.
+ * 65 535-parameter limit). The claim fence comes first (`internal/fence.ts`: the group's slot or range locks, shared,
+ * then the sequence `sector_claims`), then the sector row of the sectors the fence cannot vouch for — `UPDATE sectors
+ * SET persisted_seq = $to … WHERE epoch = $epoch AND persisted_seq < $to`, which fences a stale owner and skips a
+ * replay in the same step — then guarded deletes for tombstones and removes, then `INSERT … ON CONFLICT DO UPDATE …
+ * WHERE t.seq < EXCLUDED.seq` upserts. The common case, a group that only upserts, is one statement (`upsertGroup`:
+ * the fence and both upserts as data-modifying CTEs; for a group the fence wholly vouches for, no sector row at all),
+ * so one round trip and no BEGIN/COMMIT. Groups with deletes take a transaction of separate statements, because a
+ * delete and an upsert of the same row may not share one statement.
  *
  * Errors are classified by SQLSTATE (`SqlState`); a connection lost inside a transaction (which the driver reports
  * as a defect) is turned back into a transient failure.
@@ -20,7 +21,9 @@ import * as Effect from "effect/Effect"
 import * as SqlClient from "effect/sql/SqlClient"
 import * as SqlError from "effect/sql/SqlError"
 import type * as Statement from "effect/sql/Statement"
-import { type Columns, columnsOf, float8s, int8s, jsonbs, texts, writesOnly } from "./internal/columns.ts"
+import { type Columns, columnsOf, float8s, int4s, int8s, jsonbs, texts, writesOnly } from "./internal/columns.ts"
+import { Fence, locksOf, rangeKey, slotKey, slotOf } from "./internal/fence.ts"
+import { fenceLockClass } from "./Migrations.ts"
 import * as SqlState from "./SqlState.ts"
 
 /** A sector's row as the load and read statements return it. */
@@ -91,20 +94,83 @@ class Rollback {
   readonly _tag = "Rollback"
 }
 
-/**
- * The sector rows of a group: fence (epoch), replay guard (persisted_seq < to) and watermark in one `UPDATE`,
- * returning the sectors it applies to. `= ANY` lets it find the rows through the primary key: a join alone makes
- * the planner scan every sector.
- */
-const sectorRows = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>) => {
-  const ids = int8s(batches.map((b) => b.sectorId))
-  return sql`UPDATE sectors AS s SET persisted_seq = v.to_seq, persisted_at = now()
-    FROM unnest(${ids}::bigint[], ${int8s(batches.map((b) => b.epoch))}::bigint[],
-                ${int8s(batches.map((b) => b.toSeq))}::bigint[]) AS v(sector_id, epoch, to_seq)
-    WHERE s.sector_id = ANY(${ids}::bigint[]) AND s.sector_id = v.sector_id AND s.epoch = v.epoch
-      AND s.persisted_seq < v.to_seq
-    RETURNING s.sector_id`
+/** How a group is fenced: the sectors `Fence` vouches for, and the `sector_claims` value they were checked at. */
+interface Vouched {
+  readonly sectors: ReadonlySet<number>
+  readonly claims: number
 }
+
+const nobody: Vouched = { sectors: new Set(), claims: -1 }
+
+/**
+ * The CTE `f`, first of every commit: the fence's locks of the group (`locksOf`: its sectors' slots, or their ranges),
+ * shared until the transaction ends, in ascending order (`unnest` keeps the array's), then — the subquery is
+ * evaluated first — the last value of `sector_claims`. A group of one lock calls it once (no `unnest`, no aggregate).
+ */
+const claimsOf = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>) => {
+  const keys = locksOf(batches)
+  const lockClass = sql.literal(`${fenceLockClass}`)
+  const locked = keys.length === 1
+    ? sql`SELECT pg_advisory_xact_lock_shared(${lockClass}, ${keys[0]!}::int4)`
+    : sql`SELECT count(pg_advisory_xact_lock_shared(${lockClass}, key)) FROM unnest(${int4s(keys)}::int4[]) AS key`
+  return sql`f AS MATERIALIZED (
+    SELECT pg_sequence_last_value('sector_claims'::regclass) AS claims FROM (${locked} OFFSET 0) AS locked)`
+}
+
+/** The one-time filter "the sequence still reads `claims`": no claim anywhere since the vouched sectors were checked. */
+const holds = (sql: SqlClient.SqlClient, claims: number) => sql`(SELECT claims FROM f) = ${claims}::bigint`
+
+/**
+ * The fence of a group, as the CTEs `f`, `checked`, `rechecked` and `s` (the sectors it applies to, `checked` true
+ * for those whose row it updated), to follow a `WITH`:
+ * - `f` (`claimsOf`);
+ * - the sectors not vouched for go through the sector-row `UPDATE` (`checked`): fence (epoch), replay guard
+ *   (`persisted_seq < to`) and watermark in one step. `= ANY` lets it find the rows through the primary key: a join
+ *   alone makes the planner scan every sector. Its one-time filter on `f` makes it run after the locks are held
+ *   (the CTEs of a statement run in no set order otherwise);
+ * - the vouched sectors apply without touching their rows while the sequence still reads `vouched.claims`; once a
+ *   claim has moved it, they go through the same `UPDATE` (`rechecked`, gated so that it costs nothing otherwise).
+ */
+const fenceOf = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>, vouched: Vouched) => {
+  const others = batches.filter((b) => !vouched.sectors.has(b.sectorId))
+  const fast = batches.filter((b) => vouched.sectors.has(b.sectorId))
+  const update = (of: ReadonlyArray<Batch.Batch>, gate: Statement.Fragment) => {
+    const ids = int8s(of.map((b) => b.sectorId))
+    return sql`UPDATE sectors AS s SET persisted_seq = v.to_seq, persisted_at = now()
+      FROM unnest(${ids}::bigint[], ${int8s(of.map((b) => b.epoch))}::bigint[],
+                  ${int8s(of.map((b) => b.toSeq))}::bigint[]) AS v(sector_id, epoch, to_seq)
+      WHERE ${gate} AND s.sector_id = ANY(${ids}::bigint[]) AND s.sector_id = v.sector_id AND s.epoch = v.epoch
+        AND s.persisted_seq < v.to_seq
+      RETURNING s.sector_id`
+  }
+  // each part only when it has sectors (the statement text, so its prepared plan, differs by which parts it has)
+  const parts: Array<Statement.Fragment> = [claimsOf(sql, batches)]
+  const applied: Array<Statement.Fragment> = []
+  if (others.length > 0) {
+    parts.push(sql`checked AS (${update(others, sql`(SELECT claims FROM f) IS NOT NULL`)})`)
+    applied.push(sql`SELECT sector_id, true AS checked FROM checked`)
+  }
+  if (fast.length > 0) {
+    // runs only once the sequence has moved (a one-time filter: nothing is scanned otherwise)
+    parts.push(sql`rechecked AS (${update(fast, sql`NOT ${holds(sql, vouched.claims)}`)})`)
+    applied.push(sql`SELECT sector_id, true AS checked FROM rechecked`)
+    applied.push(sql`SELECT sector_id, false FROM unnest(${int8s(fast.map((b) => b.sectorId))}::bigint[]) AS sector_id
+      WHERE ${holds(sql, vouched.claims)}`)
+  }
+  parts.push(sql`s AS (${sql.join(" UNION ALL ", false)(applied)})`)
+  return sql.join(",\n", false)(parts)
+}
+
+/** A sector the fence let through, and the `sector_claims` value the commit read. */
+interface Applied {
+  readonly sector_id: bigint
+  readonly checked: boolean
+  readonly claims: bigint
+}
+
+/** The final `SELECT` of a statement that ends with the fence's CTEs. */
+const appliedOf = (sql: SqlClient.SqlClient) =>
+  sql`SELECT sector_id, checked, (SELECT claims FROM f) AS claims FROM s`
 
 /**
  * The upserts of a group's components and authority, each one statement over its column arrays; a row changes
@@ -133,19 +199,20 @@ const upsertAuthority = (sql: SqlClient.SqlClient, a: Columns["authority"], wher
 const hasKeys = (batches: ReadonlyArray<Batch.Batch>) =>
   batches.some((b) => b.idempotencyKeys !== undefined && b.idempotencyKeys.length > 0)
 
+/** Which rows of the unnested input (`u`, `f`) a key statement takes: a filter, joined with `WHERE` or `AND`. */
+type KeyFilter = (alias: "u" | "f", join: "WHERE" | "AND") => Statement.Fragment
+
 /**
  * The idempotency keys of a group's batches (those `include` accepts), and the expired keys of the same sectors
- * (`forgetKeysExpiredBy`), as one insert and one delete. `inGroupStatement`: they are CTEs of `upsertGroup`, and take
- * only the sectors its sector-row CTE `s` updated.
+ * (`forgetKeysExpiredBy`), as one insert and one delete, their rows filtered by `only`: in a group statement, the
+ * sectors the fence let through.
  */
 const keyStatements = (
   sql: SqlClient.SqlClient,
   batches: ReadonlyArray<Batch.Batch>,
   include: (sectorId: number) => boolean,
-  inGroupStatement: boolean
+  only: KeyFilter
 ) => {
-  const applied = (alias: "u" | "f", join: "WHERE" | "AND") =>
-    inGroupStatement ? sql`${sql.literal(`${join} ${alias}`)}.sector_id IN (SELECT sector_id FROM s)` : sql.literal("")
   const records = batches.flatMap((b) =>
     include(b.sectorId) ? (b.idempotencyKeys ?? []).map((r) => ({ sectorId: b.sectorId, ...r })) : []
   )
@@ -157,51 +224,122 @@ const keyStatements = (
                   ${texts(records.map((r) => r.key))}::text[], ${texts(records.map((r) => r.fingerprint))}::text[],
                   ${int8s(records.map((r) => r.firstSeq))}::bigint[], ${float8s(records.map((r) => r.expiresAt))}::float8[])
         AS u(sector_id, last_seq, key, fingerprint, first_seq, expires_at)
-      ${applied("u", "WHERE")}
+      ${only("u", "WHERE")}
       ON CONFLICT (sector_id, last_seq) DO NOTHING`,
     forget: sql`DELETE FROM idempotency_keys AS k
       USING unnest(${int8s(forget.map((b) => b.sectorId))}::bigint[],
                    ${float8s(forget.map((b) => b.forgetKeysExpiredBy!))}::float8[]) AS f(sector_id, by)
-      WHERE k.sector_id = f.sector_id AND k.expires_at <= to_timestamp(f.by / 1000.0) ${applied("f", "AND")}`
+      WHERE k.sector_id = f.sector_id AND k.expires_at <= to_timestamp(f.by / 1000.0) ${only("f", "AND")}`
   }
 }
 
-/** `upsertGroup` on columns already built. */
-const upsertGroupOf = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>, columns: Columns) => {
-  // only the rows of sectors the sector-row CTE `s` updated
-  const onlyApplied = sql`WHERE u.sector_id IN (SELECT sector_id FROM s)`
-  if (!hasKeys(batches)) {
-    return sql<{ readonly sector_id: bigint }>`
-      WITH s AS (${sectorRows(sql, batches)}),
-        components AS (${upsertComponents(sql, columns.components, onlyApplied)}),
-        authority AS (${upsertAuthority(sql, columns.authority, onlyApplied)})
-      SELECT sector_id FROM s`
+/** Whether the fence vouches for every batch of the group: the lean statement (`vouchedGroupOf`). */
+const everyVouched = (batches: ReadonlyArray<Batch.Batch>, vouched: Vouched) =>
+  batches.length > 0 && batches.every((b) => vouched.sectors.has(b.sectorId))
+
+/**
+ * The writes of a group statement as data-modifying CTEs, each only when it has rows — an empty one would still be
+ * planned on every call, and a group of one sector rarely has authority rows: the upserts, their rows filtered by
+ * `where`, and, when the group stores idempotency keys, the keys stored and the expired ones forgotten, filtered by
+ * `only`.
+ */
+const writesOf = (
+  sql: SqlClient.SqlClient,
+  batches: ReadonlyArray<Batch.Batch>,
+  columns: Columns,
+  where: Statement.Fragment,
+  only: KeyFilter
+): Array<Statement.Fragment> => {
+  const writes: Array<Statement.Fragment> = []
+  if (columns.components.sector.length > 0) {
+    writes.push(sql`components AS (${upsertComponents(sql, columns.components, where)})`)
   }
-  const keys = keyStatements(sql, batches, () => true, true)
-  return sql<{ readonly sector_id: bigint }>`
-    WITH s AS (${sectorRows(sql, batches)}),
-      components AS (${upsertComponents(sql, columns.components, onlyApplied)}),
-      authority AS (${upsertAuthority(sql, columns.authority, onlyApplied)}),
-      stored_keys AS (${keys.store}),
-      forgotten_keys AS (${keys.forget})
-    SELECT sector_id FROM s`
+  if (columns.authority.sector.length > 0) {
+    writes.push(sql`authority AS (${upsertAuthority(sql, columns.authority, where)})`)
+  }
+  if (hasKeys(batches)) {
+    const keys = keyStatements(sql, batches, () => true, only)
+    writes.push(sql`stored_keys AS (${keys.store})`, sql`forgotten_keys AS (${keys.forget})`)
+  }
+  return writes
+}
+
+/** `upsertGroup` on columns already built, for a group the fence does not wholly vouch for. */
+const upsertGroupOf = (
+  sql: SqlClient.SqlClient,
+  batches: ReadonlyArray<Batch.Batch>,
+  columns: Columns,
+  vouched: Vouched
+) => {
+  // only the rows of sectors the fence let through (`s`)
+  const writes = writesOf(
+    sql,
+    batches,
+    columns,
+    sql`WHERE u.sector_id IN (SELECT sector_id FROM s)`,
+    (alias, join) => sql`${sql.literal(`${join} ${alias}`)}.sector_id IN (SELECT sector_id FROM s)`
+  )
+  return sql<Applied>`WITH ${sql.join(",\n", false)([fenceOf(sql, batches, vouched), ...writes])} ${appliedOf(sql)}`
+}
+
+/**
+ * The lean statement of a group whose every sector the fence vouches for (the steady state): the fence's locks and
+ * the sequence (`f`), then the writes behind one one-time filter — the sequence still reads `claims` — and no sector
+ * row, no list of sectors. Returns the value it read: when that is not `claims`, a claim moved the sequence and the
+ * statement wrote nothing.
+ */
+const vouchedGroupOf = (
+  sql: SqlClient.SqlClient,
+  batches: ReadonlyArray<Batch.Batch>,
+  columns: Columns,
+  claims: number
+) => {
+  const gate = holds(sql, claims)
+  const writes = writesOf(sql, batches, columns, sql`WHERE ${gate}`, (_, join) => sql`${sql.literal(join)} ${gate}`)
+  return sql<{ readonly claims: bigint }>`
+    WITH ${sql.join(",\n", false)([claimsOf(sql, batches), ...writes])} SELECT claims FROM f`
 }
 
 /**
  * The single statement that commits a group of batches (of distinct sectors) that only write — no tombstone,
- * removal or cleared authority, whose entries it would skip: the sector rows (fence, replay guard, watermark) and
- * both upserts as data-modifying CTEs; the rows of sectors the first CTE did not update are filtered out. Returns
- * the sectors it applied. The sink runs it for such groups; benchmarks `EXPLAIN` it.
+ * removal or cleared authority, whose entries it would skip: the fence (the slot locks and `sector_claims`, and the
+ * sector-row `UPDATE` for the sectors not vouched for) and both upserts as data-modifying CTEs; the rows of sectors
+ * the fence did not let through are filtered out. The sink runs it for such groups; benchmarks `EXPLAIN` it,
+ * `vouched` (default: none) saying which sectors skip their row at which `sector_claims` value (all of them: the
+ * lean statement of the steady state).
  */
-export const upsertGroup = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>) =>
-  upsertGroupOf(sql, batches, columnsOf(batches, () => true))
+export const upsertGroup = (
+  sql: SqlClient.SqlClient,
+  batches: ReadonlyArray<Batch.Batch>,
+  vouched: { readonly sectors: ReadonlySet<number>; readonly claims: number } = nobody
+): Statement.Statement<object> => {
+  const columns = columnsOf(batches, () => true)
+  return everyVouched(batches, vouched)
+    ? vouchedGroupOf(sql, batches, columns, vouched.claims)
+    : upsertGroupOf(sql, batches, columns, vouched)
+}
 
-/** The statements on the `SqlClient` in context. */
-export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effect.map(SqlClient.SqlClient, (sql) => {
-  /** Each sector's outcome: the ones the sector statement updated are applied; the others replays or fenced. */
+/**
+ * `upsertGroup` without any fence — no lock, no sequence read, no sector row: what the group's writes cost by
+ * themselves. For benchmarks only (the marginal cost of the fence is the difference); the sink never sends it.
+ */
+export const unfencedUpsertGroup = (sql: SqlClient.SqlClient, batches: ReadonlyArray<Batch.Batch>) => {
+  const all = sql.literal("")
+  const writes = writesOf(sql, batches, columnsOf(batches, () => true), all, () => all)
+  return sql`WITH ${sql.join(",\n", false)(writes)} SELECT 1 AS done`
+}
+
+/** The statements on the `SqlClient` in context; `fenceCapacity`: sectors the fence remembers (see `Fence`). */
+export const make = (
+  fenceCapacity = 100_000
+): Effect.Effect<Statements, never, SqlClient.SqlClient> =>
+  Effect.map(SqlClient.SqlClient, (sql) => {
+  const fence = new Fence(fenceCapacity)
+
+  /** Each sector's outcome: the ones the fence let through are applied; the others replays or fenced. */
   const outcomesOf = Effect.fnUntraced(function*(
     batches: ReadonlyArray<Batch.Batch>,
-    applied: ReadonlyArray<{ readonly sector_id: bigint }>
+    applied: ReadonlyArray<Applied>
   ) {
     const outcomes = new Map<number, Outcome>()
     for (const row of applied) outcomes.set(Number(row.sector_id), "applied")
@@ -213,13 +351,14 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
       const epochs = new Map(rows.map((row) => [Number(row.sector_id), Number(row.epoch)]))
       for (const b of others) outcomes.set(b.sectorId, epochs.get(b.sectorId) === b.epoch ? "replay" : "fenced")
     }
-    return outcomes
+    return { outcomes, applied }
   })
 
   /** The statements of a group, in the current transaction; returns each sector's outcome. */
-  const writeGroup = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns) {
-    const applied = yield* sql<{ sector_id: bigint }>`${sectorRows(sql, batches)}`
-    const outcomes = yield* outcomesOf(batches, applied)
+  const writeGroup = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns, vouched: Vouched) {
+    const applied = yield* sql<Applied>`WITH ${fenceOf(sql, batches, vouched)} ${appliedOf(sql)}`
+    const result = yield* outcomesOf(batches, applied)
+    const { outcomes } = result
 
     // the columns of every batch, unless one is a replay or fenced (rare): then of the applied ones only
     const { authority, cleared, components, removed, tombstones } = applied.length === batches.length
@@ -244,36 +383,77 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
     if (components.sector.length > 0) yield* upsertComponents(sql, components, sql.literal(""))
     if (authority.sector.length > 0) yield* upsertAuthority(sql, authority, sql.literal(""))
     if (hasKeys(batches)) {
-      const keys = keyStatements(sql, batches, (sectorId) => outcomes.get(sectorId) === "applied", false)
+      const keys = keyStatements(
+        sql,
+        batches,
+        (sectorId) => outcomes.get(sectorId) === "applied",
+        () => sql.literal("")
+      )
       yield* keys.store
       yield* keys.forget
     }
-    return outcomes
+    return result
   })
 
-  /** The common case in one statement, so in one round trip and without BEGIN/COMMIT. */
-  const writeUpserts = Effect.fnUntraced(function*(batches: ReadonlyArray<Batch.Batch>, all: Columns) {
-    return yield* outcomesOf(batches, yield* upsertGroupOf(sql, batches, all))
+  /**
+   * The common case in one statement, so in one round trip and without BEGIN/COMMIT. A group the fence wholly vouches
+   * for takes the lean statement; if a claim moved the sequence meanwhile, it wrote nothing and the group goes again,
+   * every sector row checked.
+   */
+  const writeUpserts = Effect.fnUntraced(function*(
+    batches: ReadonlyArray<Batch.Batch>,
+    all: Columns,
+    vouched: Vouched
+  ): Effect.fn.Return<{ outcomes: Map<number, Outcome>; applied: ReadonlyArray<Applied> }, SqlError.SqlError> {
+    if (!everyVouched(batches, vouched)) return yield* outcomesOf(batches, yield* upsertGroupOf(sql, batches, all, vouched))
+    const [read] = yield* vouchedGroupOf(sql, batches, all, vouched.claims)
+    if (read === undefined || Number(read.claims) !== vouched.claims) return yield* writeUpserts(batches, all, nobody)
+    return {
+      outcomes: new Map(batches.map((b) => [b.sectorId, "applied"])),
+      applied: batches.map((b) => ({ sector_id: BigInt(b.sectorId), checked: false, claims: read.claims }))
+    }
   })
 
   /**
    * One transaction for `batches` (of distinct sectors): their entries split into columns once; when nothing is
-   * deleted or removed (only writes), `upsertGroup`'s single statement does it all.
+   * deleted or removed (only writes), `upsertGroup`'s single statement does it all. Batches the fence remembers as
+   * applied are answered as replays without a statement; once committed, the fence learns what the commit saw.
    */
   const commit = (batches: ReadonlyArray<Batch.Batch>): Effect.Effect<ReadonlyMap<number, Outcome>, Errors.SinkError> =>
     Effect.suspend(() => {
-      const all = columnsOf(batches, () => true)
+      const outcomes = new Map<number, Outcome>()
+      const written: Array<Batch.Batch> = []
+      for (const batch of batches) {
+        if (fence.isReplay(batch)) outcomes.set(batch.sectorId, "replay")
+        else written.push(batch)
+      }
+      if (written.length === 0) return Effect.succeed(outcomes)
+      const vouched: Vouched = {
+        sectors: new Set(written.filter((b) => fence.vouches(b)).map((b) => b.sectorId)),
+        claims: fence.claims
+      }
+      const all = columnsOf(written, () => true)
       return recoverConnectionLoss(
-        writesOnly(all) ? writeUpserts(batches, all) : sql.withTransaction(writeGroup(batches, all))
-      )
+        writesOnly(all) ? writeUpserts(written, all, vouched) : sql.withTransaction(writeGroup(written, all, vouched))
+      ).pipe(Effect.map((result) => {
+        const checked = new Map(result.applied.map((row) => [Number(row.sector_id), row]))
+        for (const batch of written) {
+          const outcome = result.outcomes.get(batch.sectorId)!
+          outcomes.set(batch.sectorId, outcome)
+          const row = checked.get(batch.sectorId)
+          if (row !== undefined) fence.applied(batch, Number(row.claims), row.checked)
+          else if (outcome === "fenced") fence.forget(batch.sectorId)
+        }
+        return outcomes
+      }))
     }).pipe(Effect.mapError((error) => toSinkError(error, "persist")))
 
   const verify = (batch: Batch.Batch): Effect.Effect<void, Errors.SinkError> =>
     recoverConnectionLoss(
       sql.withTransaction(
         Effect.flatMap(
-          writeGroup([batch], columnsOf([batch], () => true)),
-          (outcomes): Effect.Effect<never, Errors.SinkError | Rollback> =>
+          writeGroup([batch], columnsOf([batch], () => true), nobody),
+          ({ outcomes }): Effect.Effect<never, Errors.SinkError | Rollback> =>
             outcomes.get(batch.sectorId) === "fenced" ? Effect.fail(fenced(batch)) : Effect.fail(new Rollback())
         )
       )
@@ -307,20 +487,40 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
       }))
     })))
 
+  /** The highest seq of the rows: with the written watermark, the last committed `toSeq` (see `Fence`). */
+  const highestSeq = (rows: SectorState.Rows) => {
+    let highest = 0
+    for (const row of rows.components) if (row.seq > highest) highest = row.seq
+    for (const row of rows.authority) if (row.seq > highest) highest = row.seq
+    return highest
+  }
+
   const loaded = (sectorId: number, row: SectorRow | undefined, rows: SectorState.Rows): SectorSink.LoadedSector => ({
     sectorId,
     epoch: row === undefined ? 0 : Number(row.epoch),
-    persistedSeq: row === undefined ? 0 : Number(row.persisted_seq),
+    persistedSeq: row === undefined ? 0 : Math.max(Number(row.persisted_seq), highestSeq(rows)),
     persistedAt: row?.persisted_at == null ? undefined : Math.round(row.persisted_at),
     rows
   })
 
   const load = (sectorId: number) =>
     Effect.gen(function*() {
+      // one statement, so one transaction: the sector's range, then its slot, exclusive (it waits for the group
+      // commits in flight that hold either, and the ones after it wait for it to commit), the epoch bump, then a
+      // number from `sector_claims`
+      const lockClass = sql.literal(`${fenceLockClass}`)
+      const slot = slotOf(sectorId)
       const claimed = yield* sql<SectorRow>`
-        INSERT INTO sectors (sector_id, epoch) VALUES (${BigInt(sectorId)}, 1)
-        ON CONFLICT (sector_id) DO UPDATE SET epoch = sectors.epoch + 1
-        RETURNING epoch, persisted_seq, (extract(epoch FROM persisted_at) * 1000)::float8 AS persisted_at`
+        WITH locked AS MATERIALIZED (
+          SELECT pg_advisory_xact_lock(${lockClass}, ${slotKey(slot)}::int4)
+          FROM (SELECT pg_advisory_xact_lock(${lockClass}, ${rangeKey(slot)}::int4) OFFSET 0) AS in_range),
+        claimed AS (
+          INSERT INTO sectors (sector_id, epoch) SELECT ${BigInt(sectorId)}, 1 FROM locked
+          ON CONFLICT (sector_id) DO UPDATE SET epoch = sectors.epoch + 1
+          RETURNING epoch, persisted_seq, (extract(epoch FROM persisted_at) * 1000)::float8 AS persisted_at)
+        SELECT claimed.*, nextval('sector_claims') AS claim FROM claimed`
+      fence.forget(sectorId)
+      // the rows as the last commit before the claim left them: every later one of the old epoch is fenced
       const rows = yield* rowsOf(sectorId)
       const keys = yield* sql<
         { key: string; fingerprint: string; first_seq: bigint; last_seq: bigint; expires_at: number }
@@ -378,4 +578,4 @@ export const make: Effect.Effect<Statements, never, SqlClient.SqlClient> = Effec
     )
 
   return { commit, verify, load, read, deadLetter, deadLetters }
-})
+  })

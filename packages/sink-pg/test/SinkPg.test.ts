@@ -146,7 +146,7 @@ layer(sinkLayer(), { excludeTestServices: true })("SinkPg on a real PostgreSQL",
         yield* Effect.sleep(100)
         const killed = yield* sql<{ n: number }>`
           SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
-          WHERE application_name = 'sink-pg-test' AND query LIKE '%UPDATE sectors AS s%' AND pid <> pg_backend_pid()`
+          WHERE application_name = 'sink-pg-test' AND query LIKE '%pg_advisory_xact_lock_shared%' AND pid <> pg_backend_pid()`
         assert.strictEqual(killed[0]?.n, 1)
         const failure = yield* Fiber.join(attempt)
         yield* Fiber.await(blocker)

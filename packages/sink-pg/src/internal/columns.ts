@@ -1,6 +1,6 @@
 /**
  * The entries of a group of batches as column arrays, one set per kind of write, ready to be bound as the array
- * parameters of an `UNNEST`; and the encoders of those arrays for @effect/sql-pg (binary `int8[]`, `text[]`,
+ * parameters of an `UNNEST`; and the encoders of those arrays for @effect/sql-pg (binary `int8[]`, `int4[]`, `text[]`,
  * `jsonb[]`, `float8[]`). Private to `Statements`.
  */
 import { PgTypes } from "@effect/sql-pg"
@@ -12,6 +12,9 @@ const param = (result: Result.Result<PgTypes.Parameter, PgTypes.CodecError>) => 
 
 /** `values` as a binary `bigint[]` parameter. */
 export const int8s = (values: ReadonlyArray<number>) => param(PgTypes.array(values.map(BigInt), PgTypes.OID.int8))
+
+/** `values` as a binary `int4[]` parameter. */
+export const int4s = (values: ReadonlyArray<number>) => param(PgTypes.array(values, PgTypes.OID.int4))
 
 /** `values` as a binary `text[]` parameter. */
 export const texts = (values: ReadonlyArray<string>) => param(PgTypes.array(values, PgTypes.OID.text))
