@@ -462,6 +462,24 @@ class SectorActor implements Sector {
   tryAccept(ops: ReadonlyArray<Op.Op>): Exit.Exit<Accepted> | undefined {
     const run = this.run
     if (ops.length === 0 || this.backlog.full || run === undefined || !this.free(run)) return undefined
+    const sized = this.reserve(ops)
+    if (sized === undefined) return undefined
+    const deferred = Deferred.makeUnsafe<readonly [number, number], ShuttingDown | SectorFenced>()
+    // free: the sector is running, so not fenced, and `accept` gives seqs
+    return Exit.map(this.acceptHere(run, { ops, ...sized, deferred, pending: undefined }), (seqs) => ({
+      sectorId: this.sectorId,
+      accepted: ops.length,
+      firstSeq: seqs![0],
+      lastSeq: seqs![1],
+      persisted: seqs![1] <= this.watermark.seq
+    }))
+  }
+
+  /**
+   * The ops' sizes (`Batch.cellBytes`) and the bytes reserved for them in the host's budget until the sector folds
+   * them in; `undefined` when the budget cannot take them (nothing reserved).
+   */
+  private reserve(ops: ReadonlyArray<Op.Op>): { readonly cells: Array<number>; readonly reserved: number } | undefined {
     const budget = this.rt.budget
     const cells = ops.map(cellBytes)
     let reserved = 0
@@ -469,23 +487,7 @@ class SectorActor implements Sector {
       for (let i = 0; i < ops.length; i++) reserved += opBytes(ops[i]!, cells[i])
       if (!budget.tryReserve(reserved)) return undefined
     }
-    const deferred = Deferred.makeUnsafe<readonly [number, number], ShuttingDown | SectorFenced>()
-    let seqs: readonly [number, number] | undefined
-    try {
-      seqs = this.accept(run, { ops, cells, reserved, deferred, pending: undefined }, false)
-    } catch (defect) {
-      run.intakeDefect = { defect }
-      run.wake.openUnsafe()
-      return Exit.die(defect)
-    }
-    // free: the sector was running, so it was not fenced and `accept` gave seqs
-    return Exit.succeed({
-      sectorId: this.sectorId,
-      accepted: ops.length,
-      firstSeq: seqs![0],
-      lastSeq: seqs![1],
-      persisted: seqs![1] <= this.watermark.seq
-    })
+    return { cells, reserved }
   }
 
   /**
@@ -544,21 +546,18 @@ class SectorActor implements Sector {
   private enqueue(ops: ReadonlyArray<Op.Op>, options: SubmitOptions | undefined): Effect.Effect<Accepted, SubmitError> {
     const { budget, config, keys } = this.rt
     const sectorId = this.sectorId
-    const cells = ops.map(cellBytes)
-    let reserved = 0
-    if (budget !== undefined) {
-      for (let i = 0; i < ops.length; i++) reserved += opBytes(ops[i]!, cells[i])
-      if (!budget.tryReserve(reserved)) {
-        return this.refuse(
-          new BufferFull({
-            sectorId,
-            bufferedBytes: budget.used,
-            budgetBytes: budget.max,
-            retryAfterMillis: this.rt.retryAfterMillis
-          })
-        )
-      }
+    const sized = this.reserve(ops)
+    if (sized === undefined) {
+      return this.refuse(
+        new BufferFull({
+          sectorId,
+          bufferedBytes: budget!.used,
+          budgetBytes: budget!.max,
+          retryAfterMillis: this.rt.retryAfterMillis
+        })
+      )
     }
+    const { cells, reserved } = sized
     const deferred = Deferred.makeUnsafe<readonly [number, number], ShuttingDown | SectorFenced>()
     const key = options?.idempotency
     const pending = key === undefined
@@ -638,19 +637,28 @@ class SectorActor implements Sector {
    * intake, and the flusher dies of it: the supervisor reloads the sector.
    */
   private acceptNow(run: Run, envelope: Envelope, options: SubmitOptions | undefined): Effect.Effect<Accepted, SubmitError> {
-    let seqs: readonly [number, number] | undefined
-    try {
-      seqs = this.accept(run, envelope, false)
-    } catch (defect) {
-      run.intakeDefect = { defect }
-      run.wake.openUnsafe()
-      this.start(run)
-      return Effect.die(defect)
-    }
-    this.start(run)
+    const exit = this.acceptHere(run, envelope)
+    if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
+    const seqs = exit.value
     return seqs === undefined
       ? Effect.fail(new SectorFenced({ sectorId: this.sectorId }))
       : this.answer(seqs[0], seqs[1], options, false)
+  }
+
+  /**
+   * `accept` in the submitter's fiber, starting the run's fibers for the flusher. An op the state cannot apply is a
+   * defect of the submission, as in the intake, and the flusher's to die of: the supervisor reloads the sector.
+   */
+  private acceptHere(run: Run, envelope: Envelope): Exit.Exit<readonly [number, number] | undefined> {
+    try {
+      return Exit.succeed(this.accept(run, envelope, false))
+    } catch (defect) {
+      run.intakeDefect = { defect }
+      run.wake.openUnsafe()
+      return Exit.die(defect)
+    } finally {
+      this.start(run)
+    }
   }
 
   // ---- the fibers ----
