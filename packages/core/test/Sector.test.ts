@@ -1,8 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Duration, Effect, Exit, Fiber, Option } from "effect"
-import { type Op, SectorHost, SectorSink, SectorState } from "../src/index.ts"
+import { SectorHost, SectorSink, SectorState } from "../src/index.ts"
 import { CountingClock, FaultSink, MemorySink, SinkConformance } from "../src/testing.ts"
-import { advance, hostLayer, policy, set } from "./support.ts"
+import { advance, hostLayer, policy, set, unreadable } from "./support.ts"
 
 const commitsOf = (store: MemorySink.MemorySink["Service"], sectorId: number) =>
   store.commits.filter((c) => c.sectorId === sectorId).map((c) => [c.fromSeq, c.toSeq, c.at])
@@ -422,16 +422,8 @@ describe("Sector backpressure and failures", () => {
       const host = yield* SectorHost.SectorHost
       const store = yield* MemorySink.MemorySink
       yield* host.submit(1, [set(1, "a", 1)])
-      // ops are trusted past `Op.decodeOps`: one whose entity cannot be read dies in the intake, applying it
-      const bogus = {
-        type: "set",
-        component: "a",
-        data: { x: 9 },
-        get entity(): number {
-          throw new Error("unreadable entity")
-        }
-      } as Op.Op
-      const exit = yield* Effect.exit(host.submit(1, [set(2, "a", 2), bogus]))
+      // ops are trusted past `Op.decodeOps`: one whose entity cannot be read dies as the sector applies it
+      const exit = yield* Effect.exit(host.submit(1, [set(2, "a", 2), unreadable("a")]))
       assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause))
       // the sector comes back: the next submission is taken, and everything accepted is persisted
       const later = yield* Effect.forkChild(host.submit(1, [set(3, "a", 3)]))

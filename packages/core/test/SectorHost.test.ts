@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Duration, Effect, Exit, Fiber, Metric, Option } from "effect"
 import { Metrics, SectorHost } from "../src/index.ts"
 import { FaultSink, MemorySink } from "../src/testing.ts"
-import { advance, hostLayer, policy, set } from "./support.ts"
+import { advance, hostLayer, policy, set, unreadable } from "./support.ts"
 
 describe("SectorHost", () => {
   it.effect("trySubmit accepts at once what submit would, and leaves to submit whatever must wait, refuse or wake", () =>
@@ -60,8 +60,7 @@ describe("SectorHost", () => {
       const host = yield* SectorHost.SectorHost
       const store = yield* MemorySink.MemorySink
       yield* host.submit(1, [set(1)])
-      const bogus = { type: "set", component: "c", data: {}, get entity(): number { throw new Error("unreadable entity") } }
-      const exit = host.trySubmit(1, [set(2), bogus as never])
+      const exit = host.trySubmit(1, [set(2), unreadable()])
       assert.isTrue(exit !== undefined && Exit.isFailure(exit) && Cause.hasDies(exit.cause))
       const later = yield* Effect.forkChild(host.submit(1, [set(3)]))
       yield* advance(500, 5)

@@ -23,6 +23,19 @@ export const set = (entity: number, component = "c", x = 0): Op.Op => ({
   data: { x }
 })
 
+/**
+ * A `set` whose entity cannot be read: ops are trusted past `Op.decodeOps`, and this one dies as the sector applies it
+ * (a defect of the sector, which restarts).
+ */
+export const unreadable = (component = "c"): Op.Op => ({
+  type: "set",
+  component,
+  data: { x: 9 },
+  get entity(): number {
+    throw new Error("unreadable entity")
+  }
+}) as Op.Op
+
 /** Advances the TestClock in small steps (letting fibers run between them). */
 export const advance = (millis: number, step = 1) =>
   Effect.gen(function*() {
