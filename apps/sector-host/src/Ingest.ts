@@ -206,15 +206,11 @@ export const make = (waiters: DurableWaiters) =>
         )
 
     /**
-     * A frame its sector takes at once, answered without a fiber or an effect pipeline of its own (most frames of a
-     * busy stream: `Sectors.trySubmit`); `undefined` when it must be submitted the usual way.
+     * A frame its sector takes at once (most frames of a busy stream: `Sectors.trySubmit`), answered without a fiber or
+     * an effect pipeline of its own; `undefined` when it must be submitted the usual way.
      */
-    const submitNow = (frame: Submission): Effect.Effect<object> | undefined => {
-      if (frame.ack !== "accepted" || frame.key !== undefined) return undefined
-      const exit = sectors.trySubmit(frame.sector, frame.ops)
-      if (exit === undefined) return undefined
-      return Exit.isSuccess(exit) ? Effect.succeed(answer(frame, exit.value)) : unexpected(frame)(exit.cause)
-    }
+    const submitNow = (frame: Submission): Exit.Exit<Sector.Accepted> | undefined =>
+      frame.ack === "accepted" && frame.key === undefined ? sectors.trySubmit(frame.sector, frame.ops) : undefined
 
     /** Serves one upgraded connection until it closes; `raw`: its TCP socket, when the server is Node's. */
     const serve = (socket: Socket.Socket, raw: Net.Socket | undefined) =>
@@ -318,14 +314,17 @@ export const make = (waiters: DurableWaiters) =>
             }
             inflight++
             unanswered++
+            // answered here, in turn (no `ensuring`: were this loop interrupted, the connection's release counts its
+            // frame as unanswered with the rest)
             const frame = readFrame(data, config)
             if (frame._tag === "Refused") {
-              yield* Effect.ensuring(send(refusal(frame.id, frame.problem)), finish)
+              yield* send(refusal(frame.id, frame.problem))
+              yield* finish
               continue
             }
             if (closing) {
-              const shuttingDown = Problem.fromError(new Errors.ShuttingDown({ sectorId: frame.sector }))
-              yield* Effect.ensuring(send(refusal(frame.id, shuttingDown)), finish)
+              yield* send(refusal(frame.id, Problem.fromError(new Errors.ShuttingDown({ sectorId: frame.sector }))))
+              yield* finish
               continue
             }
             const queued = lanes.get(frame.sector)
@@ -335,7 +334,8 @@ export const make = (waiters: DurableWaiters) =>
             }
             const now = submitNow(frame)
             if (now !== undefined) {
-              yield* Effect.ensuring(Effect.flatMap(now, send), finish)
+              yield* send(Exit.isSuccess(now) ? answer(frame, now.value) : yield* unexpected(frame)(now.cause))
+              yield* finish
               continue
             }
             lanes.set(frame.sector, [])
