@@ -13,13 +13,18 @@
  * both: every ~1 ms it offers what the rate asks for since its last tick (at 1 000 ops/s, one op), as the report's
  * producers send continuously; draws come from a seeded generator, so both sides get the same ops in the same order.
  *
- * The sector-row share: the old loop's timestamp upsert is its own statement, so `pg_stat_statements` gives it
- * directly (of all statement time, BEGIN and COMMIT included). Ours fences and writes the watermark inside the group
- * statement (the claim fence and, for the sectors it does not vouch for, the sector-row `UPDATE`, as CTEs), which
- * `pg_stat_statements` cannot split; it is that statement's share of database time times the fence's part of the
- * statement in the steady state, read from `EXPLAIN ANALYZE` on one-sector statements at the measured rows per batch
- * (`SectorRow`; this shape's groups hold one sector, so the fence's fixed cost is not shared), plus any
- * standalone fence statement (groups with deletes; none in this shape).
+ * The sector-row share is the sector-row write's time over the database's time. The database's time is its
+ * `active_time` over the run (`DatabaseTime`): statements and commits, on a database the run has to itself. Statement
+ * times alone (`pg_stat_statements`) leave every commit's WAL flush out — after an explicit `COMMIT` as after a
+ * single statement — which on this machine is most of a small transaction's time; both figures are reported. The old
+ * loop's timestamp upsert is its own statement, so `pg_stat_statements` gives its time directly. Ours fences and
+ * writes the watermark inside the group statement (the claim fence and, for the sectors it does not vouch for, the
+ * sector-row `UPDATE`, as CTEs), which `pg_stat_statements` cannot split; its time is that statement's time times
+ * the fence's part of the statement in the steady state, read from `EXPLAIN ANALYZE` on one-sector statements at the
+ * measured rows per batch (`SectorRow`; this shape's groups hold one sector, so the fence's fixed cost is not
+ * shared), plus any standalone fence statement (groups with deletes; none in this shape). The database's time
+ * includes, on both sides alike, the few statements before the measured window (the first op, the sector's claim)
+ * and the two statistics snapshots.
  */
 import { PgClient } from "@effect/sql-pg"
 import { Metrics, type Op, SectorHost, SectorsConfig } from "@sectors/core"
@@ -30,6 +35,7 @@ import { Duration, Effect, Exit, FiberSet, Layer, Logger, Metric, Redacted } fro
 import { absurd } from "effect/Function"
 import postgres from "postgres"
 import { highestSustained } from "./Capacity.ts"
+import * as DatabaseTime from "./DatabaseTime.ts"
 import * as OldLoop from "./OldLoop.ts"
 import * as Recorder from "./Recorder.ts"
 import * as SectorRow from "./SectorRow.ts"
@@ -71,8 +77,17 @@ export interface Figures {
   readonly collapse: number
   /** Write transactions (xid horizon). */
   readonly commits: number
-  /** Fraction of all statement time spent on the timestamp / sector-row write. */
+  /**
+   * Fraction of the database's time (`databaseMillis`) spent on the timestamp / sector-row write: the row "Timestamp %
+   * of DB".
+   */
   readonly sectorRowShare: number
+  /** The same time as a fraction of statement time alone (`pg_stat_statements`: commits not counted). */
+  readonly sectorRowShareOfStatements: number
+  /** The database's `active_time` over the run, commits included (`DatabaseTime`), ms. */
+  readonly databaseMillis: number
+  /** Statement time over the run (`pg_stat_statements`), ms. */
+  readonly statementMillis: number
   readonly statements: ReadonlyArray<{ readonly query: string; readonly calls: number; readonly share: number }>
   readonly latencyMillis: Summary.Summary
   /** Process CPU during the load, in cores. */
@@ -197,20 +212,37 @@ interface OldWindow {
   readonly offered: number
   readonly counters: OldLoop.Counters
   readonly delta: Stats.Delta
+  /** The database's `active_time` over the run (`DatabaseTime`): statements and commits. */
+  readonly databaseMillis: number
   readonly cpuCores: number
   readonly seconds: number
   readonly idle?: number
 }
 
+/**
+ * A fresh database of the server with the sink's tables (and the old loop's timestamp table), set up by a client
+ * that is gone again, so that the database's `active_time` (`DatabaseTime`) can be read before the measured clients
+ * connect: yields its URL and that reading.
+ */
+const freshTables = (serverUrl: Redacted.Redacted<string>, prefix: string) =>
+  Effect.gen(function*() {
+    const url = yield* PgEmbedded.freshDatabase(serverUrl, prefix)
+    yield* Effect.gen(function*() {
+      yield* Migrations.run
+      const sql = postgres(Redacted.value(url), { max: 1, onnotice: () => {} })
+      yield* Effect.promise(() => OldLoop.createTimestampTable(sql).finally(() => sql.end()))
+    }).pipe(Effect.provide(PgClient.layer({ url, maxConnections: 1, applicationName: "bench-net-setup" })), Effect.scoped)
+    const database = DatabaseTime.databaseOf(url)
+    return { url, database, activeBefore: yield* DatabaseTime.activeMillis(serverUrl, database) }
+  })
+
 /** The old loop on a fresh database: `rate` for `seconds`, a second's grace to drain, then (optionally) idle. */
 const oldWindow = (serverUrl: Redacted.Redacted<string>, rate: number, seconds: number, idleSeconds?: number) =>
   Effect.gen(function*() {
-    const url = yield* PgEmbedded.freshDatabase(serverUrl, "bench_net_old")
-    return yield* Effect.gen(function*() {
-      yield* Migrations.run
+    const { activeBefore, database, url } = yield* freshTables(serverUrl, "bench_net_old")
+    const window = yield* Effect.gen(function*() {
       const sql = postgres(Redacted.value(url), { max: 1, onnotice: () => {} })
       yield* Effect.addFinalizer(() => Effect.promise(() => sql.end()))
-      yield* Effect.promise(() => OldLoop.createTimestampTable(sql))
       const loop = OldLoop.start(sql, shape.sectorId)
       yield* Effect.addFinalizer(() => Effect.promise(() => loop.stop()))
       // warm up the prepared statements, unmeasured
@@ -237,8 +269,11 @@ const oldWindow = (serverUrl: Redacted.Redacted<string>, rate: number, seconds: 
         cpuCores: (cpu.user + cpu.system) / 1000 / (performance.now() - start),
         seconds: elapsed,
         ...(idle === undefined ? {} : { idle })
-      } satisfies OldWindow
-    }).pipe(Effect.provide(PgClient.layer({ url, maxConnections: 1, applicationName: "bench-net-stats" })))
+      }
+    }).pipe(Effect.provide(PgClient.layer({ url, maxConnections: 1, applicationName: "bench-net-stats" })), Effect.scoped)
+    // the loop and both clients are closed: their backends report what they did when they exit
+    const databaseMillis = (yield* DatabaseTime.activeMillis(serverUrl, database)) - activeBefore
+    return { ...window, databaseMillis } satisfies OldWindow
   }).pipe(Effect.scoped)
 
 /** What ours measured in one window. */
@@ -250,6 +285,8 @@ interface OursWindow {
   readonly records: ReadonlyArray<Recorder.Record>
   readonly latencyMillis: ReadonlyArray<number>
   readonly delta: Stats.Delta
+  /** The database's `active_time` over the run (`DatabaseTime`): statements and commits. */
+  readonly databaseMillis: number
   readonly cpuCores: number
   readonly seconds: number
   readonly idle?: number
@@ -258,13 +295,13 @@ interface OursWindow {
 /** Ours (balanced) on a fresh database: `rate` for `seconds`, a second's grace, then (optionally) idle. */
 const oursWindow = (serverUrl: Redacted.Redacted<string>, rate: number, seconds: number, idleSeconds?: number) =>
   Effect.gen(function*() {
-    const url = yield* PgEmbedded.freshDatabase(serverUrl, "bench_net_ours")
+    const { activeBefore, database, url } = yield* freshTables(serverUrl, "bench_net_ours")
     const app = SectorHost.layer.pipe(
       Layer.provideMerge(Recorder.layer(SinkPg.layerNoDeps({}))),
       Layer.provideMerge(Client.layer(url, { maxConnections: 10, applicationName: "bench-net" })),
       Layer.provide(SectorsConfig.layer({ profile: "balanced", passivateAfter: Duration.infinity }))
     )
-    return yield* Effect.gen(function*() {
+    const window = yield* Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
       const recorder = yield* Recorder.Recorder
       // activate the sector and warm the statements up, unmeasured
@@ -319,8 +356,11 @@ const oursWindow = (serverUrl: Redacted.Redacted<string>, rate: number, seconds:
         cpuCores: (cpu.user + cpu.system) / 1000 / (performance.now() - start),
         seconds: elapsed,
         ...(idle === undefined ? {} : { idle })
-      } satisfies OursWindow
+      }
     }).pipe(Effect.provide(app))
+    // the host and its pool are closed: their backends report what they did when they exit
+    const databaseMillis = (yield* DatabaseTime.activeMillis(serverUrl, database)) - activeBefore
+    return { ...window, databaseMillis } satisfies OursWindow
   }).pipe(Effect.scoped)
 
 /** Whether a step kept up: the producer offered ≥ 95 % of the rate, ≥ 95 % was accepted and persisted, p99 < 2 s. */
@@ -367,6 +407,21 @@ const oursStep = (serverUrl: Redacted.Redacted<string>, seconds: number) => (rat
     }
   })
 
+/** Statement time (`pg_stat_statements`) of the statements whose text matches `pattern`, ms. */
+const millisOf = (delta: Stats.Delta, pattern: RegExp): number =>
+  delta.statements.filter((s) => pattern.test(s.query)).reduce((sum, s) => sum + s.totalMs, 0)
+
+/** The sector-row figures of a run whose sector-row write took `millis` of the database's `databaseMillis`. */
+const sectorRow = (delta: Stats.Delta, databaseMillis: number, millis: number) => {
+  const statementMillis = delta.statements.reduce((sum, s) => sum + s.totalMs, 0)
+  return {
+    sectorRowShare: millis / databaseMillis,
+    sectorRowShareOfStatements: statementMillis > 0 ? millis / statementMillis : 0,
+    databaseMillis,
+    statementMillis
+  }
+}
+
 /** Runs both sides at the report's rate, then both capacity searches, on fresh databases of the server. */
 export const run = (
   serverUrl: Redacted.Redacted<string>,
@@ -387,7 +442,7 @@ export const run = (
       rows: o.counters.ops,
       collapse: 0,
       commits: o.delta.database.xids,
-      sectorRowShare: Stats.share(o.delta, /persisted_timestamps/),
+      ...sectorRow(o.delta, o.databaseMillis, millisOf(o.delta, /persisted_timestamps/)),
       statements: statementsOf(o.delta),
       latencyMillis: Summary.summarize(o.counters.latencyMillis),
       cpuCores: o.cpuCores,
@@ -413,8 +468,11 @@ export const run = (
       rows,
       collapse: ops === 0 ? 0 : 1 - rows / ops,
       commits: w.delta.database.xids,
-      sectorRowShare: Stats.share(w.delta, SectorRow.fenceStatement) +
-        Stats.share(w.delta, SectorRow.groupStatement) * sectorRowFraction,
+      ...sectorRow(
+        w.delta,
+        w.databaseMillis,
+        millisOf(w.delta, SectorRow.fenceStatement) + millisOf(w.delta, SectorRow.groupStatement) * sectorRowFraction
+      ),
       statements: statementsOf(w.delta),
       latencyMillis: Summary.summarize(w.latencyMillis),
       cpuCores: w.cpuCores,

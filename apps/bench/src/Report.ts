@@ -34,6 +34,7 @@ export interface Results {
   readonly limit?: Limit.Result | undefined
   readonly sectorRow?: ReadonlyArray<SectorRow.Point> | undefined
   readonly sectorRowMarginal?: ReadonlyArray<SectorRow.Marginal> | undefined
+  readonly sectorRowCommitted?: ReadonlyArray<SectorRow.Committed> | undefined
   readonly sink?: ReadonlyArray<SinkThroughput.Figure> | undefined
   readonly http?: { readonly rate: number; readonly accepted: number; readonly latency: Run.Result["latencyMillis"] } | undefined
   readonly lean?: Lean.Result | undefined
@@ -413,12 +414,21 @@ export const render = async (
       "back, median of the rounds): in the steady state (every sector vouched for: the lean statement, whose fence is",
       "the slot locks and the sequence read) and after a claim (every sector row updated):",
       "",
-      "| sectors per statement | rows per sector batch | statement ms (steady) | of which fence ms | share, steady state | share after a claim |",
-      "|---:|---:|---:|---:|---:|---:|",
-      ...results.sectorRow.map((p) =>
-        `| ${p.sectors ?? 50} | ${p.rowsPerSectorBatch} | ${n(p.withMillis, 3)} | ${n(p.withMillis - p.withoutMillis, 3)} | ` +
-        `${pct(p.share)} | ${p.afterClaimShare === undefined ? "–" : pct(p.afterClaimShare)} |`
-      ),
+      "The last two columns put the fence's time against what the database spends on the whole committed statement",
+      "(its `active_time` per statement, commit included: `SectorRow.committed`), the issue's \"share of database time\".",
+      "",
+      "| sectors per statement | rows per sector batch | statement ms (steady) | of which fence ms | share, steady state | share after a claim | database ms per committed statement | fence's share of database time |",
+      "|---:|---:|---:|---:|---:|---:|---:|---:|",
+      ...results.sectorRow.map((p) => {
+        const committed = results.sectorRowCommitted?.find((c) =>
+          c.sectors === (p.sectors ?? 50) && c.rowsPerSectorBatch === p.rowsPerSectorBatch
+        )
+        const fence = p.withMillis - p.withoutMillis
+        return `| ${p.sectors ?? 50} | ${p.rowsPerSectorBatch} | ${n(p.withMillis, 3)} | ${n(fence, 3)} | ` +
+          `${pct(p.share)} | ${p.afterClaimShare === undefined ? "–" : pct(p.afterClaimShare)} | ` +
+          `${committed === undefined ? "–" : n(committed.databaseMillis, 3)} | ` +
+          `${committed === undefined ? "–" : pct(fence / committed.databaseMillis)} |`
+      }),
       ""
     )
   }
@@ -759,6 +769,13 @@ const netResultSection = (r: NetResult.Result): Array<string> => {
     `Ours: ${n(w.batches / w.seconds, 1)} batches/s, ops per batch p50 / p95 ${n(w.batchOps.p50)} / ${n(w.batchOps.p95)}, ` +
       `op→durable p50 / p99 ${n(w.latencyMillis.p50, 1)} / ${n(w.latencyMillis.p99, 1)} ms (1 submission in 20), CPU under load ` +
       `${n(w.cpuCores, 2)} cores; sector-row part of the group statement ${pct(r.ours.sectorRowFraction)} (EXPLAIN ANALYZE).`,
+    // results written before the database's time was measured have no such figures
+    ...(w.databaseMillis === undefined ? [] : [
+    `"Timestamp % of DB" is of the database's time (\`active_time\`, commits included): old loop ${n(o.databaseMillis)} ms, ` +
+      `ours ${n(w.databaseMillis)} ms over the run. Of statement time alone (\`pg_stat_statements\`, which leaves every ` +
+      `commit out: old loop ${n(o.statementMillis)} ms, ours ${n(w.statementMillis)} ms) the write is ` +
+      `${pct(o.sectorRowShareOfStatements)} for the old loop and ${pct(w.sectorRowShareOfStatements)} for ours.`
+    ]),
     "",
     "| statement (old loop) | calls | share |",
     "|---|---:|---:|",

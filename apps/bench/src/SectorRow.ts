@@ -26,6 +26,7 @@ import { Migrations, Statements, Stats } from "@sectors/sink-pg"
 import { Summary } from "@sectors/workloads"
 import { Effect, Logger, type Redacted } from "effect"
 import { SqlClient } from "effect/sql"
+import * as DatabaseTime from "./DatabaseTime.ts"
 
 /** The share at one shape. */
 export interface Point {
@@ -86,41 +87,47 @@ interface PlanNode {
   readonly Plans?: ReadonlyArray<PlanNode>
 }
 
-/** A fresh database of the server at `serverUrl` with a host's worth of sectors, and groups to write on it. */
+/** Groups to write: every batch's seqs above the last one's. */
+interface Groups {
+  /** One batch for each of the first `sectors` sectors of `rows` upserts each, every seq above the last one's. */
+  readonly batches: (sectors: number, rows: number) => ReadonlyArray<Batch.Batch>
+  /** The fence vouching for every sector (no claim since). */
+  readonly vouched: (batches: ReadonlyArray<Batch.Batch>) => { sectors: ReadonlySet<number>; claims: number }
+}
+
+/** A host's worth of sectors (10 000) and rows for the first 50; makes the groups that write them. */
+const seed = Effect.gen(function*() {
+  yield* Migrations.run
+  const sql = yield* SqlClient.SqlClient
+  // a host's worth of sectors in the table; each statement writes up to 50 of them
+  yield* sql`INSERT INTO sectors (sector_id, epoch) SELECT g, 1 FROM generate_series(0, 9999) g`
+  yield* sql`INSERT INTO entity_components (sector_id, entity_id, component, data, seq)
+    SELECT s, e, 'position', '{}'::jsonb, 0 FROM generate_series(0, ${SECTORS - 1}::int) s, generate_series(0, 99) e`
+  const claims = Number((yield* sql<{ claims: bigint }>`SELECT pg_sequence_last_value('sector_claims') AS claims`)[0]!.claims)
+  let seq = 0
+  const batches = (sectors: number, rows: number): ReadonlyArray<Batch.Batch> =>
+    Array.from({ length: sectors }, (_, sector) => {
+      const fromSeq = seq + 1
+      const entries = Array.from({ length: rows }, (_, i): Batch.Entry => {
+        seq++
+        return { _tag: "Upsert", entity: i, component: "position", data: { x: seq, y: i }, seq }
+      })
+      return { sectorId: sector, epoch: 1, fromSeq, toSeq: seq, ops: rows, entries, trigger: "manual" }
+    })
+  return {
+    batches,
+    vouched: (group) => ({ sectors: new Set(group.map((b) => b.sectorId)), claims })
+  } satisfies Groups
+})
+
+/** A fresh database of the server at `serverUrl` with a host's worth of sectors (`seed`), and groups to write on it. */
 const onFreshDatabase = <A, E>(
   serverUrl: Redacted.Redacted<string>,
-  body: (groups: {
-    /** One batch for each of the first `sectors` sectors of `rows` upserts each, every seq above the last one's. */
-    readonly batches: (sectors: number, rows: number) => ReadonlyArray<Batch.Batch>
-    /** The fence vouching for every sector (no claim since). */
-    readonly vouched: (batches: ReadonlyArray<Batch.Batch>) => { sectors: ReadonlySet<number>; claims: number }
-  }) => Effect.Effect<A, E, SqlClient.SqlClient>
+  body: (groups: Groups) => Effect.Effect<A, E, SqlClient.SqlClient>
 ) =>
   Effect.gen(function*() {
     const url = yield* PgEmbedded.freshDatabase(serverUrl, "bench_sector_row")
-    return yield* Effect.gen(function*() {
-      yield* Migrations.run
-      const sql = yield* SqlClient.SqlClient
-      // a host's worth of sectors in the table; each statement writes up to 50 of them
-      yield* sql`INSERT INTO sectors (sector_id, epoch) SELECT g, 1 FROM generate_series(0, 9999) g`
-      yield* sql`INSERT INTO entity_components (sector_id, entity_id, component, data, seq)
-        SELECT s, e, 'position', '{}'::jsonb, 0 FROM generate_series(0, ${SECTORS - 1}::int) s, generate_series(0, 99) e`
-      const claims = Number((yield* sql<{ claims: bigint }>`SELECT pg_sequence_last_value('sector_claims') AS claims`)[0]!.claims)
-      let seq = 0
-      const batches = (sectors: number, rows: number): ReadonlyArray<Batch.Batch> =>
-        Array.from({ length: sectors }, (_, sector) => {
-          const fromSeq = seq + 1
-          const entries = Array.from({ length: rows }, (_, i): Batch.Entry => {
-            seq++
-            return { _tag: "Upsert", entity: i, component: "position", data: { x: seq, y: i }, seq }
-          })
-          return { sectorId: sector, epoch: 1, fromSeq, toSeq: seq, ops: rows, entries, trigger: "manual" }
-        })
-      return yield* body({
-        batches,
-        vouched: (group) => ({ sectors: new Set(group.map((b) => b.sectorId)), claims })
-      })
-    }).pipe(Effect.provide(PgClient.layer({ url, maxConnections: 1 })))
+    return yield* Effect.flatMap(seed, body).pipe(Effect.provide(PgClient.layer({ url, maxConnections: 1 })))
   }).pipe(Effect.scoped, Effect.provide(Logger.layer([])))
 
 /** Measures the fence's part by `EXPLAIN ANALYZE` on a fresh database of the server at `serverUrl`. */
@@ -231,6 +238,43 @@ export const marginal = (serverUrl: Redacted.Redacted<string>, rounds: number) =
       }
       return results
     }))
+
+/** What a committed lean statement costs the database at one shape, its commit included. */
+export interface Committed {
+  readonly sectors: number
+  readonly rowsPerSectorBatch: number
+  readonly statements: number
+  /** The database's `active_time` per statement (`DatabaseTime`): execution, commit (WAL flush) and protocol. */
+  readonly databaseMillis: number
+}
+
+/**
+ * The database's time per committed lean statement at each shape: `statements` of them committed one by one, each
+ * shape on a client of its own, with nothing else connected to the database, and its `active_time` read before and
+ * after (`DatabaseTime`). `EXPLAIN ANALYZE` (`run`) times the fence inside a statement but no commit; this is the
+ * whole a sector batch costs the database, which the fence's time is a share of.
+ */
+export const committed = (serverUrl: Redacted.Redacted<string>, statements: number) =>
+  Effect.gen(function*() {
+    const url = yield* PgEmbedded.freshDatabase(serverUrl, "bench_sector_row_db")
+    const database = DatabaseTime.databaseOf(url)
+    const client = PgClient.layer({ url, maxConnections: 1, applicationName: "bench-sector-row" })
+    const groups = yield* seed.pipe(Effect.provide(client), Effect.scoped)
+    const results: Array<Committed> = []
+    for (const [sectors, rows] of shapes) {
+      const before = yield* DatabaseTime.activeMillis(serverUrl, database)
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        for (let i = 0; i < statements; i++) {
+          const group = groups.batches(sectors, rows)
+          yield* Statements.upsertGroup(sql, group, groups.vouched(group))
+        }
+      }).pipe(Effect.provide(client), Effect.scoped)
+      const after = yield* DatabaseTime.activeMillis(serverUrl, database)
+      results.push({ sectors, rowsPerSectorBatch: rows, statements, databaseMillis: (after - before) / statements })
+    }
+    return results
+  }).pipe(Effect.scoped, Effect.provide(Logger.layer([])))
 
 /** The lean statement of a group the fence wholly vouches for (no sector row). */
 export const leanStatement = /^\s*WITH f AS MATERIALIZED \((?![\s\S]*UPDATE sectors)[\s\S]*SELECT claims FROM f\s*$/

@@ -135,11 +135,14 @@ const program = Effect.gen(function*() {
   }
   let sectorRow: ReadonlyArray<SectorRow.Point> | undefined
   let sectorRowMarginal: ReadonlyArray<SectorRow.Marginal> | undefined
+  let sectorRowCommitted: ReadonlyArray<SectorRow.Committed> | undefined
   if (wants("sector-row")) {
     yield* log("sector-row cost (EXPLAIN ANALYZE)")
     sectorRow = yield* SectorRow.run(url, full ? 200 : 40)
     yield* log("sector-row cost (marginal, pg_stat_statements)")
     sectorRowMarginal = yield* SectorRow.marginal(url, full ? 6000 : 2000)
+    yield* log("sector-row cost (the database's time per committed statement)")
+    sectorRowCommitted = yield* SectorRow.committed(url, full ? 1000 : 300)
   }
   let sink: ReadonlyArray<SinkThroughput.Figure> | undefined
   if (wants("sink")) {
@@ -199,6 +202,7 @@ const program = Effect.gen(function*() {
     limit,
     sectorRow,
     sectorRowMarginal,
+    sectorRowCommitted,
     sink,
     http,
     lean,
