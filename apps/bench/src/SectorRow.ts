@@ -289,17 +289,31 @@ export const groupStatement = /^\s*WITH f AS MATERIALIZED \(\s*SELECT pg_sequenc
  * The share for a given mean rows per sector batch in statements of `sectors` sectors (default 50), interpolated
  * between the points measured at that many sectors.
  */
-export const shareAt = (points: ReadonlyArray<Point>, rows: number, sectors = SECTORS): number => {
-  const sorted = points.filter((p) => (p.sectors ?? SECTORS) === sectors)
+export const shareAt = (
+  points: ReadonlyArray<Point>,
+  rows: number,
+  sectors = SECTORS,
+  share: (point: Point) => number = (p) => p.share
+): number => {
+  const sorted = points.filter((p) => (p.sectors ?? SECTORS) === sectors && Number.isFinite(share(p)))
     .sort((a, b) => a.rowsPerSectorBatch - b.rowsPerSectorBatch)
   if (sorted.length === 0) return Number.NaN
-  if (rows <= sorted[0]!.rowsPerSectorBatch) return sorted[0]!.share
+  if (rows <= sorted[0]!.rowsPerSectorBatch) return share(sorted[0]!)
   for (let i = 1; i < sorted.length; i++) {
     const lo = sorted[i - 1]!, hi = sorted[i]!
     if (rows <= hi.rowsPerSectorBatch) {
       const f = (Math.log(rows) - Math.log(lo.rowsPerSectorBatch)) / (Math.log(hi.rowsPerSectorBatch) - Math.log(lo.rowsPerSectorBatch))
-      return lo.share + f * (hi.share - lo.share)
+      return share(lo) + f * (share(hi) - share(lo))
     }
   }
-  return sorted.at(-1)!.share
+  return share(sorted.at(-1)!)
+}
+
+/**
+ * The fence's time (`EXPLAIN ANALYZE`, steady state) over the database's time for the whole committed statement
+ * (`committed`) at the point's shape — the share of database time — or NaN where that shape was not measured.
+ */
+export const databaseShare = (committed: ReadonlyArray<Committed>) => (point: Point): number => {
+  const c = committed.find((c) => c.sectors === (point.sectors ?? SECTORS) && c.rowsPerSectorBatch === point.rowsPerSectorBatch)
+  return c === undefined ? Number.NaN : (point.withMillis - point.withoutMillis) / c.databaseMillis
 }
