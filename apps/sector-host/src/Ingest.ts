@@ -21,8 +21,13 @@
  * after the answers to later frames. Frames for other sectors run meanwhile.
  *
  * **Backpressure.** At most `maxInflightFrames` frames of a connection are read and unanswered at once; at the bound
- * the connection stops pulling frames, the WebSocket's buffer fills (64 KiB) and the socket is paused, so TCP pushes
- * back on the client. Nothing is buffered without bound.
+ * the socket is paused (the frames left of a chunk already read, at most 64 KiB, are held unread), so TCP pushes back
+ * on the client, and it is read again once an answer frees a place. Nothing is buffered without bound.
+ *
+ * **Speed.** The frames come straight from the WebSocket (`IngestWire`, around effect's `Socket` reader) and are read
+ * in the event that delivers them: a frame refused, or taken at once by its sector (`Sectors.trySubmit`), is answered
+ * there, without a fiber; only a frame that must wait (a durable one, one with a key, one whose sector is busy) runs
+ * in a fiber of the connection's.
  *
  * **Shutdown.** From the shutdown signal on (`Lifecycle`), frames are answered with `ShuttingDown` (503) without being
  * submitted; once every frame read is answered — durable ones when the host's final flush makes them durable — the
@@ -42,6 +47,7 @@ import * as http from "node:http"
 import type * as Net from "node:net"
 import type { DurableWaiters } from "./DurableWaiters.ts"
 import { HostConfig } from "./HostConfig.ts"
+import * as IngestWire from "./IngestWire.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
 import * as Request from "./Request.ts"
@@ -62,7 +68,9 @@ export const closeCodes = {
   /** A binary frame: the API speaks JSON text frames. */
   unsupportedData: 1003,
   /** A frame larger than `maxBodyBytes`. */
-  messageTooBig: 1009
+  messageTooBig: 1009,
+  /** The host failed: a bug. */
+  internalError: 1011
 } as const
 
 /** WebSocket connections open now on `/ingest`. */
@@ -212,11 +220,15 @@ export const make = (waiters: DurableWaiters) =>
     const submitNow = (frame: Submission): Exit.Exit<Sector.Accepted> | undefined =>
       frame.ack === "accepted" && frame.key === undefined ? sectors.trySubmit(frame.sector, frame.ops) : undefined
 
-    /** Serves one upgraded connection until it closes; `raw`: its TCP socket, when the server is Node's. */
+    /**
+     * Serves one upgraded connection until it closes; `raw`: its TCP socket, when the server is Node's. Its frames are
+     * read and answered by the wire (`IngestWire`), frame by frame in the event that delivers them, without a fiber for
+     * the frames taken at once (`submitNow`) or refused; a frame that must wait runs in a fiber of the connection's.
+     */
     const serve = (socket: Socket.Socket, raw: Net.Socket | undefined) =>
       Effect.gen(function*() {
+        // the upgrade: effect's reader answers 101 and opens the WebSocket, and closes it when this scope ends
         const { pull } = yield* socket.reader
-        const { write } = yield* socket.writer
         let inflight = 0
         // released after the frames' fibers are interrupted (their `finish` ran): what is left was never started
         yield* Effect.acquireRelease(
@@ -227,45 +239,120 @@ export const make = (waiters: DurableWaiters) =>
               unanswered -= inflight // frames of a connection that went away are no one's to answer
             })
         )
-        const fibers = yield* FiberSet.make<void>()
+        const run = yield* FiberSet.makeRuntime<never, void, never>()
         /** Per sector with a frame in flight, the frames after it, in order: its lane runs them one by one. */
         const lanes = new Map<number, Array<Submission>>()
-        /** Open while fewer than `maxInflightFrames` frames are read and unanswered. */
-        const room = Latch.makeUnsafe(true)
+        /**
+         * Frames `ws` delivered past the bound (the rest of a chunk it had read when the socket was paused), in order,
+         * not read yet; `undefined` for a binary frame.
+         */
+        let held: Array<string | undefined> = []
+        let heldAt = 0
+        let paused = false
+        let draining = false
         let closing = false
-        let closed = false
+        /** No frame is read any more: the connection was closed, by the host or its client. */
+        let done = false
+        const ended = Latch.makeUnsafe(false)
 
-        const close = (code: number, reason: string) =>
-          Effect.suspend(() => {
-            if (closed) return Effect.void
-            closed = true
-            return Effect.ignore(write(new Socket.CloseEvent(code, reason)))
-          })
-        const goingAway = close(closeCodes.goingAway, "the host is shutting down")
-
-        // every answer written in one turn of the event loop goes out in one write: the socket is corked at the
-        // first and uncorked once the turn's JavaScript is done (a write per answer cost a third of the CPU)
-        let corked = false
-        const uncork = () => {
-          corked = false
-          raw!.uncork()
+        const onText = (text: string) => {
+          if (done) return
+          if (heldAt < held.length || inflight >= config.maxInflightFrames) hold(text)
+          else read(text)
         }
-        const send = (message: object) =>
-          Effect.suspend(() => {
-            if (raw !== undefined && !corked) {
-              corked = true
-              raw.cork()
-              process.nextTick(uncork)
+        const onBinary = () => {
+          if (done) return
+          if (heldAt < held.length || inflight >= config.maxInflightFrames) hold(undefined)
+          else close(closeCodes.unsupportedData, "binary frames are not accepted: send JSON as text")
+        }
+        const onDefect = (defect: unknown) => {
+          close(closeCodes.internalError, "the host failed unexpectedly")
+          run(Effect.logError("an /ingest connection failed unexpectedly", Cause.die(defect)))
+        }
+        const wire = raw === undefined ? undefined : IngestWire.make(raw, { onText, onBinary, onDefect })
+        if (wire === undefined) {
+          const { write } = yield* socket.writer
+          yield* Effect.ignore(write(new Socket.CloseEvent(closeCodes.internalError, "the WebSocket is not one of Node's server")))
+          return yield* Effect.logError("/ingest needs Node's HTTP server and its ws WebSocket")
+        }
+
+        const close = (code: number, reason: string) => {
+          if (done) return
+          done = true
+          wire.close(code, reason)
+          ended.openUnsafe()
+        }
+        const hold = (text: string | undefined) => {
+          held.push(text)
+          if (!paused) {
+            paused = true
+            wire.pause()
+          }
+        }
+        /** Reads the held frames while there is room; reads the socket again once none is left. */
+        const drain = () => {
+          if (draining) return
+          draining = true
+          while (heldAt < held.length && inflight < config.maxInflightFrames && !done) {
+            const text = held[heldAt++]
+            if (text === undefined) close(closeCodes.unsupportedData, "binary frames are not accepted: send JSON as text")
+            else read(text)
+          }
+          draining = false
+          if (heldAt === held.length) {
+            held = []
+            heldAt = 0
+            if (paused && inflight < config.maxInflightFrames && !done) {
+              paused = false
+              wire.resume()
             }
-            return Effect.ignore(write(JSON.stringify(message)))
-          })
+          }
+        }
         /** A frame is done — answered, or interrupted with its connection: its place is free. */
-        const finish = Effect.suspend(() => {
+        const finish = () => {
           inflight--
           unanswered--
-          room.openUnsafe()
-          return closing && inflight === 0 ? goingAway : Effect.void
-        })
+          if (done) return
+          drain()
+          if (closing && inflight === 0) close(closeCodes.goingAway, "the host is shutting down")
+        }
+        const finishing = Effect.sync(finish)
+        /** Answers a frame now, and it is done. */
+        const answerNow = (message: object) => {
+          wire.send(JSON.stringify(message))
+          finish()
+        }
+        const send = (message: object) => Effect.sync(() => wire.send(JSON.stringify(message)))
+
+        /** Reads one frame: answers it at once when it can, or starts its sector's lane, or queues it in that lane. */
+        const read = (text: string) => {
+          if (text.length > config.maxBodyBytes / 3 && Buffer.byteLength(text, "utf8") > config.maxBodyBytes) {
+            return close(closeCodes.messageTooBig, `a frame may be at most ${config.maxBodyBytes} bytes`)
+          }
+          inflight++
+          unanswered++
+          if (inflight >= config.maxInflightFrames && !paused) {
+            // at the bound: nothing more is read until an answer frees a place
+            paused = true
+            wire.pause()
+          }
+          const frame = readFrame(text, config)
+          if (frame._tag === "Refused") return answerNow(refusal(frame.id, frame.problem))
+          if (closing) {
+            return answerNow(refusal(frame.id, Problem.fromError(new Errors.ShuttingDown({ sectorId: frame.sector }))))
+          }
+          const queued = lanes.get(frame.sector)
+          if (queued !== undefined) return void queued.push(frame)
+          const now = submitNow(frame)
+          if (now !== undefined && Exit.isSuccess(now)) return answerNow(answer(frame, now.value))
+          if (now !== undefined) {
+            return void run(Effect.ensuring(Effect.flatMap(unexpected(frame)(now.cause), send), finishing))
+          }
+          lanes.set(frame.sector, [])
+          // started at once: a frame its sector takes without waiting is answered before the next is read
+          run(lane(frame))
+        }
+
         /**
          * Submits a frame, then the frames queued behind it for its sector, in order, each once the one before has its
          * seqs: an accepted frame when it is answered, a durable one as soon as it is accepted (its answer waits for
@@ -280,69 +367,42 @@ export const make = (waiters: DurableWaiters) =>
                 // open when it has its seqs, or once it is answered (refused, or forwarded: no word before then)
                 const accepted = Latch.makeUnsafe(false)
                 const open = () => accepted.openUnsafe()
-                yield* FiberSet.run(
-                  fibers,
-                  Effect.ensuring(Effect.flatMap(submit(frame, open), send), Effect.andThen(Effect.sync(open), finish))
-                )
+                run(Effect.ensuring(
+                  Effect.flatMap(submit(frame, open), send),
+                  Effect.sync(() => {
+                    open()
+                    finish()
+                  })
+                ))
                 yield* accepted.await
               } else {
-                yield* Effect.ensuring(Effect.flatMap(submit(frame), send), finish)
+                yield* Effect.ensuring(Effect.flatMap(submit(frame), send), finishing)
               }
               frame = queued.shift()
             }
             lanes.delete(first.sector)
           })
 
-        yield* Effect.forkScoped(Effect.andThen(lifecycle.awaitShutdown, Effect.suspend(() => {
-          closing = true
-          return inflight === 0 ? goingAway : Effect.void
-        })))
-
-        while (!closed) {
-          const chunk = yield* pull
-          for (const data of chunk) {
-            if (typeof data !== "string") {
-              return yield* close(closeCodes.unsupportedData, "binary frames are not accepted: send JSON as text")
-            }
-            if (data.length > config.maxBodyBytes / 3 && Buffer.byteLength(data, "utf8") > config.maxBodyBytes) {
-              return yield* close(closeCodes.messageTooBig, `a frame may be at most ${config.maxBodyBytes} bytes`)
-            }
-            // at the bound, wait here: nothing more is pulled until an answer frees a place
-            if (inflight >= config.maxInflightFrames) {
-              room.closeUnsafe()
-              yield* room.await
-            }
-            inflight++
-            unanswered++
-            // answered here, in turn (no `ensuring`: were this loop interrupted, the connection's release counts its
-            // frame as unanswered with the rest)
-            const frame = readFrame(data, config)
-            if (frame._tag === "Refused") {
-              yield* send(refusal(frame.id, frame.problem))
-              yield* finish
-              continue
-            }
-            if (closing) {
-              yield* send(refusal(frame.id, Problem.fromError(new Errors.ShuttingDown({ sectorId: frame.sector }))))
-              yield* finish
-              continue
-            }
-            const queued = lanes.get(frame.sector)
-            if (queued !== undefined) {
-              queued.push(frame)
-              continue
-            }
-            const now = submitNow(frame)
-            if (now !== undefined) {
-              yield* send(Exit.isSuccess(now) ? answer(frame, now.value) : yield* unexpected(frame)(now.cause))
-              yield* finish
-              continue
-            }
-            lanes.set(frame.sector, [])
-            // started at once: a frame its sector takes without waiting is answered before the next is read
-            yield* FiberSet.run(fibers, lane(frame))
-          }
-        }
+        yield* Effect.forkScoped(Effect.andThen(
+          lifecycle.awaitShutdown,
+          Effect.sync(() => {
+            closing = true
+            if (inflight === 0) close(closeCodes.goingAway, "the host is shutting down")
+          })
+        ))
+        // effect's reader now only tells when the connection closed (its pull fails then), after handing over any
+        // frame it took before the wire did (none in practice: a client sends its first frame after the 101)
+        run(Effect.forever(Effect.flatMap(pull, (chunk) =>
+          Effect.sync(() => {
+            for (const data of chunk) typeof data === "string" ? onText(data) : onBinary()
+          }))).pipe(
+            Effect.ignore,
+            Effect.ensuring(Effect.sync(() => {
+              done = true
+              ended.openUnsafe()
+            }))
+          ))
+        yield* ended.await
       }).pipe(
         // the client closed the connection, or it broke: the connection's scope interrupts what is left of it
         Effect.catchIf(Socket.isSocketError, () => Effect.void),
