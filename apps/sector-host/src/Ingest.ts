@@ -110,10 +110,37 @@ const readFrame = (text: string, config: HostConfig["Service"]): Frame => {
   const json = Request.parseJsonResult(text)
   if (Result.isFailure(json)) return { _tag: "Refused", id: null, problem: json.failure }
   const body = json.success
-  const id = frameId(body)
   const overLimits = Request.limitIssues(body, config, text.length)
-  if (overLimits.length > 0) return { _tag: "Refused", id, problem: Problem.tooLarge(overLimits) }
+  if (overLimits.length > 0) return { _tag: "Refused", id: frameId(body), problem: Problem.tooLarge(overLimits) }
+  return plainFrame(body, config.maxOpsPerRequest) ?? checkFrame(body, config)
+}
 
+const frameFieldSet: ReadonlySet<string> = new Set(frameFields)
+
+/**
+ * A frame without a key whose every field is plainly valid (the usual frame), read by hand without a `Result` per
+ * field; `undefined` for anything else, which `checkFrame` reads and says what is wrong with. What it takes,
+ * `checkFrame` would take the same.
+ */
+const plainFrame = (body: unknown, maxOps: number): Submission | undefined => {
+  if (!Predicate.isObject(body)) return undefined
+  const { ack, id, idempotencyKey, ops, sector } = body as Record<string, unknown>
+  if (
+    (typeof id !== "number" && typeof id !== "string") || typeof sector !== "number" ||
+    !Number.isSafeInteger(sector) || sector < 0 || (ack !== undefined && ack !== "accepted" && ack !== "durable") ||
+    idempotencyKey !== undefined
+  ) return undefined
+  for (const field in body) if (!frameFieldSet.has(field)) return undefined
+  const plain = Request.plainOps(ops, maxOps)
+  return plain === undefined
+    ? undefined
+    // `+ 0`: a sector -0 is read as 0, as `Request.parseId` reads it
+    : { _tag: "Submission", id, sector: sector + 0, ops: plain, ack: ack ?? "accepted", key: undefined }
+}
+
+/** Reads a frame's fields (after its JSON and limits), every mistake in it at once (400). */
+const checkFrame = (body: unknown, config: HostConfig["Service"]): Frame => {
+  const id = frameId(body)
   const fields: Record<string, unknown> = Predicate.isObject(body) ? body : {}
   const sectorField = fields.sector
   const sector = Request.parseId(
@@ -143,10 +170,20 @@ const readFrame = (text: string, config: HostConfig["Service"]): Frame => {
   return { _tag: "Refused", id, problem: Problem.invalid(issues) }
 }
 
-/** The answer to a refused frame. */
-const refusal = (id: FrameId, problem: Problem.Problem) => ({ id, error: Problem.body(problem) })
-
 type Submission = Extract<Frame, { _tag: "Submission" }>
+
+/** The answer to a refused frame, as JSON text. */
+const refusal = (id: FrameId, problem: Problem.Problem): string => JSON.stringify({ id, error: Problem.body(problem) })
+
+/**
+ * The answer to an accepted frame, as JSON text: `{"id", "sector", "accepted", "firstSeq", "lastSeq"}`, then
+ * `"persisted": true` for a durable frame and `"replayed": true` for a known key. Written out rather than built and
+ * stringified (most of an accepted frame's answer cost): every value but a string `id` is a number or `true`.
+ */
+const answer = (frame: Submission, accepted: Sector.Accepted): string =>
+  `{"id":${typeof frame.id === "number" ? frame.id : JSON.stringify(frame.id)},"sector":${frame.sector},` +
+  `"accepted":${accepted.accepted},"firstSeq":${accepted.firstSeq},"lastSeq":${accepted.lastSeq}` +
+  `${frame.ack === "durable" ? `,"persisted":true` : ""}${accepted.replayed === true ? `,"replayed":true` : ""}}`
 
 /**
  * The handler of `GET /ingest`, over the host's durable waiters (shared with the HTTP API). Needs the sectors, the
@@ -196,16 +233,7 @@ export const make = (waiters: DurableWaiters) =>
         Effect.catchCause(unexpected(frame))
       )
     }
-    const answer = (frame: Submission, accepted: Sector.Accepted): object => ({
-      id: frame.id,
-      sector: frame.sector,
-      accepted: accepted.accepted,
-      firstSeq: accepted.firstSeq,
-      lastSeq: accepted.lastSeq,
-      ...(frame.ack === "durable" ? { persisted: true } : {}),
-      ...(accepted.replayed === true ? { replayed: true } : {})
-    })
-    const unexpected = (frame: Submission) => <E>(cause: Cause.Cause<E>): Effect.Effect<object, E> =>
+    const unexpected = (frame: Submission) => <E>(cause: Cause.Cause<E>): Effect.Effect<string, E> =>
       Cause.hasInterruptsOnly(cause)
         ? Effect.failCause(cause)
         : Effect.map(
@@ -318,11 +346,11 @@ export const make = (waiters: DurableWaiters) =>
         }
         const finishing = Effect.sync(finish)
         /** Answers a frame now, and it is done. */
-        const answerNow = (message: object) => {
-          wire.send(JSON.stringify(message))
+        const answerNow = (text: string) => {
+          wire.send(text)
           finish()
         }
-        const send = (message: object) => Effect.sync(() => wire.send(JSON.stringify(message)))
+        const send = (text: string) => Effect.sync(() => wire.send(text))
 
         /** Reads one frame: answers it at once when it can, or starts its sector's lane, or queues it in that lane. */
         const read = (text: string) => {
