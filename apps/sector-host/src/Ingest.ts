@@ -371,45 +371,54 @@ export const make = (waiters: DurableWaiters) =>
           }
           const queued = lanes.get(frame.sector)
           if (queued !== undefined) return void queued.push(frame)
-          const now = submitNow(frame)
-          if (now !== undefined && Exit.isSuccess(now)) return answerNow(answer(frame, now.value))
-          if (now !== undefined) {
-            return void run(Effect.ensuring(Effect.flatMap(unexpected(frame)(now.cause), send), finishing))
-          }
-          lanes.set(frame.sector, [])
-          // started at once: a frame its sector takes without waiting is answered before the next is read
-          run(lane(frame))
+          if (!start(frame)) lanes.set(frame.sector, [])
         }
 
         /**
-         * Submits a frame, then the frames queued behind it for its sector, in order, each once the one before has its
-         * seqs: an accepted frame when it is answered, a durable one as soon as it is accepted (its answer waits for
-         * durability in a fiber of its own, and may come after those of later frames).
+         * Submits a frame of a sector with none in flight on this connection: at once when its sector takes it
+         * (`submitNow`), in a fiber otherwise. Whether the frame has its seqs already — then the sector's next frame can
+         * go — or its sector's frames must wait for it (`next` runs when it has them: an accepted frame when it is
+         * answered, a durable one as soon as it is accepted; its answer waits for durability in its fiber, and may come
+         * after those of later frames).
          */
-        const lane = (first: Submission) =>
-          Effect.gen(function*() {
-            const queued = lanes.get(first.sector)!
-            let frame: Submission | undefined = first
-            while (frame !== undefined) {
-              if (frame.ack === "durable") {
-                // open when it has its seqs, or once it is answered (refused, or forwarded: no word before then)
-                const accepted = Latch.makeUnsafe(false)
-                const open = () => accepted.openUnsafe()
-                run(Effect.ensuring(
-                  Effect.flatMap(submit(frame, open), send),
-                  Effect.sync(() => {
-                    open()
-                    finish()
-                  })
-                ))
-                yield* accepted.await
-              } else {
-                yield* Effect.ensuring(Effect.flatMap(submit(frame), send), finishing)
-              }
-              frame = queued.shift()
-            }
-            lanes.delete(first.sector)
-          })
+        const start = (frame: Submission): boolean => {
+          const now = submitNow(frame)
+          if (now !== undefined && Exit.isSuccess(now)) {
+            answerNow(answer(frame, now.value))
+            return true
+          }
+          if (now !== undefined) {
+            // a defect applying it: answered (500) in a fiber, and the sector's frames go on, as the intake does
+            run(Effect.ensuring(Effect.flatMap(unexpected(frame)(now.cause), send), finishing))
+            return true
+          }
+          let hasSeqs = false
+          let waitedFor = false
+          // once, when it has its seqs or its answer (refused, or forwarded in a cluster: no word before then)
+          const seqs = () => {
+            if (hasSeqs) return
+            hasSeqs = true
+            if (waitedFor) next(frame.sector)
+          }
+          run(Effect.ensuring(
+            Effect.flatMap(submit(frame, frame.ack === "durable" ? seqs : undefined), send),
+            Effect.sync(() => {
+              seqs()
+              finish()
+            })
+          ))
+          waitedFor = !hasSeqs
+          return hasSeqs
+        }
+        /** The frame in flight for `sector` has its seqs: its sector's queued frames go on, in order, until one waits. */
+        const next = (sector: number) => {
+          const queued = lanes.get(sector)!
+          while (queued.length > 0) {
+            if (done) return
+            if (!start(queued.shift()!)) return
+          }
+          lanes.delete(sector)
+        }
 
         yield* Effect.forkScoped(Effect.andThen(
           lifecycle.awaitShutdown,
