@@ -268,7 +268,10 @@ export const make = (waiters: DurableWaiters) =>
             })
         )
         const run = yield* FiberSet.makeRuntime<never, void, never>()
-        /** Per sector with a frame in flight, the frames after it, in order: its lane runs them one by one. */
+        /**
+         * Per sector with a frame in flight that has no seqs yet, the frames after it, in order: `next` starts them once
+         * it has.
+         */
         const lanes = new Map<number, Array<Submission>>()
         /**
          * Frames `ws` delivered past the bound (the rest of a chunk it had read when the socket was paused), in order,
@@ -352,7 +355,7 @@ export const make = (waiters: DurableWaiters) =>
         }
         const send = (text: string) => Effect.sync(() => wire.send(text))
 
-        /** Reads one frame: answers it at once when it can, or starts its sector's lane, or queues it in that lane. */
+        /** Reads one frame: answers it at once when it can, or starts it, or queues it behind its sector's frame. */
         const read = (text: string) => {
           if (text.length > config.maxBodyBytes / 3 && Buffer.byteLength(text, "utf8") > config.maxBodyBytes) {
             return close(closeCodes.messageTooBig, `a frame may be at most ${config.maxBodyBytes} bytes`)
