@@ -1,7 +1,7 @@
 /**
  * HTTPS on the real process: with `TLS_CERT` and `TLS_KEY` naming a self-signed certificate made for the test, the
- * host serves its API over TLS on its port (a client trusting that certificate gets 200 from `/healthz`) and plain
- * HTTP to the same port fails. Half of the pair is a configuration error: exit 2 and one line, before any database.
+ * host serves its API over TLS on its port (a client trusting that certificate gets 200 from `/healthz`, and its
+ * `/ingest` frames answered over `wss:`) and plain HTTP to the same port fails. Half of the pair is a configuration error: exit 2 and one line, before any database.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Port } from "@sectors/pg-embedded"
@@ -9,9 +9,11 @@ import { TestDatabase } from "@sectors/pg-embedded/testing"
 import { Effect, Redacted } from "effect"
 import { execFile } from "node:child_process"
 import * as fs from "node:fs/promises"
+import * as crypto from "node:crypto"
 import * as https from "node:https"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as tls from "node:tls"
 import { runToExit, scopedExactly } from "../support/HostProcess.ts"
 
 /** The `openssl` command makes the test certificate (the README lists it among what the tests need). */
@@ -49,6 +51,46 @@ const httpsGet = (port: number, pathname: string, ca: Buffer) =>
     })
   )
 
+/**
+ * One `/ingest` frame over `wss:` to 127.0.0.1, trusting `ca` only: the upgrade, one masked text frame, and the text
+ * of the first frame the host answers with (a client written out here: Node's WebSocket takes no CA of its own).
+ */
+const wssFrame = (port: number, frame: string, ca: Buffer) =>
+  Effect.promise(() =>
+    new Promise<string>((resolve, reject) => {
+      const socket = tls.connect({ host: "127.0.0.1", port, ca, servername: "localhost" }, () => {
+        const key = crypto.randomBytes(16).toString("base64")
+        socket.write(
+          `GET /ingest HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+            `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`
+        )
+      })
+      let received = Buffer.alloc(0)
+      let upgraded = false
+      socket.on("error", reject)
+      socket.on("data", (data: Buffer) => {
+        received = Buffer.concat([received, data])
+        if (!upgraded) {
+          const end = received.indexOf("\r\n\r\n")
+          if (end < 0) return
+          const status = received.toString("latin1", 0, received.indexOf("\r\n"))
+          if (!status.startsWith("HTTP/1.1 101")) return reject(new Error(`no upgrade: ${status}`))
+          upgraded = true
+          received = received.subarray(end + 4)
+          const payload = Buffer.from(frame)
+          const mask = crypto.randomBytes(4)
+          const masked = payload.map((byte, i) => byte ^ mask[i % 4]!)
+          socket.write(Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]))
+        }
+        // an answer under 126 bytes: FIN and text, then its length
+        if (received.length >= 2 && received.length >= 2 + (received[1]! & 0x7f)) {
+          resolve(received.toString("utf8", 2, 2 + (received[1]! & 0x7f)))
+          socket.destroy()
+        }
+      })
+    })
+  )
+
 describe("sector-host over TLS", () => {
   it.live("serves HTTPS on its port with TLS_CERT and TLS_KEY, and plain HTTP to that port fails", () =>
     Effect.gen(function*() {
@@ -67,6 +109,8 @@ describe("sector-host over TLS", () => {
       const health = yield* httpsGet(port, "/healthz", ca)
       assert.deepStrictEqual([health.status, JSON.parse(health.body)], [200, { status: "ok" }])
       assert.strictEqual((yield* httpsGet(port, "/readyz", ca)).status, 200)
+      const answer = yield* wssFrame(port, `{"id":1,"sector":3,"ops":[{"type":"delete","entity":1}]}`, ca)
+      assert.deepStrictEqual(JSON.parse(answer), { id: 1, sector: 3, accepted: 1, firstSeq: 1, lastSeq: 1 })
 
       const plain = yield* Effect.promise(() =>
         fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(5000) }).then(

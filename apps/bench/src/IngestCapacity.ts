@@ -9,6 +9,10 @@
  * a durable ack. A rate is sustained when at least 95 % of what was due is accepted, the last answer comes within a
  * second of the step's end, and the p99 of the durable ones — from when they were due to their answer, so falling
  * behind counts — stays under 2 s: the same bounds as the in-process search (`Capacity`).
+ *
+ * The generator runs in the bench's process, on the host's machine: each step reports its CPU beside the host's. The
+ * frames go out through a lean WebSocket client of the bench's own (`WebSocketClient`); Node's built-in `WebSocket`
+ * took about as much CPU per frame as the host and was the limit on two cores.
  */
 import { type Op } from "@sectors/core"
 import { PgEmbedded } from "@sectors/pg-embedded"
@@ -19,6 +23,7 @@ import * as os from "node:os"
 import * as Capacity from "./Capacity.ts"
 import * as ClosedLoop from "./ClosedLoop.ts"
 import * as HostProcess from "./HostProcess.ts"
+import * as WebSocketClient from "./WebSocketClient.ts"
 
 /** How the searches run. */
 export interface Options {
@@ -53,6 +58,8 @@ export interface Step {
   readonly latency: Summary.Summary
   /** Host process CPU over the step, in cores. */
   readonly cpuCores: number
+  /** The load generator's CPU (the bench process) over the step, in cores; absent in runs before it was measured. */
+  readonly generatorCores?: number | undefined
 }
 
 /** One search. */
@@ -113,7 +120,12 @@ const postStep = async (
   return { rate, offered: total, accepted, seconds: (performance.now() - start) / 1000, latency: Summary.summarize(latencies) }
 }
 
-/** `rate` single-op frames/s for `seconds` over `sockets` connections to `/ingest`. */
+/**
+ * `rate` single-op frames/s for `seconds` over `sockets` connections to `/ingest`, sent with the lean client
+ * (`WebSocketClient`: masked frames, the frames of a tick to a connection in one write) so that the generator, which
+ * shares the machine with the host, takes little of it. Every answer is read and checked: its id must be one sent on
+ * that connection and not answered yet (the step fails otherwise).
+ */
 const frameStep = async (
   baseUrl: string,
   source: OpSource.OpSource,
@@ -121,49 +133,58 @@ const frameStep = async (
   seconds: number,
   sockets: number
 ): Promise<Omit<Step, "sustained" | "cpuCores">> => {
-  const connections = await Promise.all(Array.from({ length: sockets }, () =>
-    new Promise<WebSocket>((resolve, reject) => {
-      const socket = new WebSocket(`${baseUrl.replace(/^http/, "ws")}/ingest`)
-      socket.onopen = () => resolve(socket)
-      socket.onerror = () => reject(new Error("cannot open /ingest"))
-    })))
+  const connections = await Promise.all(
+    Array.from({ length: sockets }, () => WebSocketClient.open(`${baseUrl.replace(/^http/, "ws")}/ingest`))
+  )
   const total = Math.floor(rate * seconds)
-  const due = new Map<number, number>()
+  // per frame: 0 not sent, 1 sent and unanswered, 2 answered
+  const state = new Uint8Array(total)
   const latencies: Array<number> = []
   let accepted = 0
   let answered = 0
   let lastAnswer = 0
-  for (const socket of connections) {
-    socket.onmessage = (event) => {
-      const answer = JSON.parse(String(event.data)) as { id: number; accepted?: number; persisted?: boolean }
+  let strays = 0
+  const start = performance.now()
+  connections.forEach((connection, index) => {
+    connection.onText = (text) => {
+      const answer = JSON.parse(text) as { id: unknown; accepted?: number; persisted?: boolean }
+      const id = answer.id
+      if (typeof id !== "number" || id % sockets !== index || state[id] !== 1) {
+        strays++
+        return
+      }
+      state[id] = 2
       answered++
       lastAnswer = performance.now()
       if (answer.accepted !== undefined) accepted++
-      const dueAt = due.get(answer.id)
-      if (dueAt !== undefined && answer.persisted === true) latencies.push(lastAnswer - dueAt)
-      due.delete(answer.id)
+      if (answer.persisted === true) latencies.push(lastAnswer - (start + (id * 1000) / rate))
     }
-  }
-  const start = performance.now()
+  })
   let sent = 0
+  const batches: Array<Array<string>> = connections.map(() => [])
   while (sent < total) {
     const now = Math.min(total, Math.floor(((performance.now() - start) * rate) / 1000))
     for (; sent < now; sent++) {
-      const durable = sent % 20 === 0
-      if (durable) due.set(sent, start + (sent * 1000) / rate)
-      connections[sent % sockets]!.send(JSON.stringify({
+      state[sent] = 1
+      batches[sent % sockets]!.push(JSON.stringify({
         id: sent,
         sector: source.sector(),
         ops: [source.op()],
-        ...(durable ? { ack: "durable" } : {})
+        ...(sent % 20 === 0 ? { ack: "durable" } : {})
       }))
     }
+    batches.forEach((batch, index) => {
+      if (batch.length === 0) return
+      connections[index]!.send(batch)
+      batches[index] = []
+    })
     await sleep(1)
   }
   // what is still unanswered a second after the window is not counted (nor waited for past 3 s)
   const deadline = performance.now() + 3_000
   while (answered < total && performance.now() < deadline) await sleep(5)
-  for (const socket of connections) socket.close()
+  await Promise.all(connections.map((connection) => connection.close()))
+  if (strays > 0) throw new Error(`/ingest answered ${strays} frames that were not in flight on their connection`)
   return {
     rate,
     offered: total,
@@ -193,14 +214,19 @@ const searchOn = (
     const maxSustained = yield* Capacity.highestSustained({ rates, refine: options.refine }, (rate) =>
       Effect.gen(function*() {
         const cpuBefore = host.cpuSeconds()
+        const generatorBefore = process.cpuUsage()
         const measured = yield* Effect.promise(() => step(host.baseUrl, source, rate))
         const cpuCores = (host.cpuSeconds() - cpuBefore) / measured.seconds
+        const generator = process.cpuUsage(generatorBefore)
+        const generatorCores = (generator.user + generator.system) / 1e6 / measured.seconds
         const sustained = keptUp(measured, options.seconds)
-        steps.push({ ...measured, sustained, cpuCores })
+        steps.push({ ...measured, sustained, cpuCores, generatorCores })
         yield* log(
           `ingest ${name} at ${rate}/s: ${sustained ? "sustained" : "not sustained"} (accepted ` +
             `${Math.round(measured.accepted / measured.seconds)}/s of ${measured.offered} in ${measured.seconds.toFixed(1)} s, ` +
-            `durable p99 ${Math.round(measured.latency.p99)} ms, host ${cpuCores.toFixed(2)} cores)`
+            `durable p99 ${Math.round(measured.latency.p99)} ms, host ${cpuCores.toFixed(2)} cores, ` +
+            `${((cpuCores * measured.seconds * 1e6) / Math.max(1, measured.accepted)).toFixed(1)} µs per accepted, ` +
+            `generator ${generatorCores.toFixed(2)} cores)`
         )
         // let the host drain what a step that fell behind left
         yield* Effect.sleep("1 second")

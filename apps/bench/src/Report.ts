@@ -604,7 +604,8 @@ const leanSection = (r: Lean.Result, chartDir: string): Array<string> => {
 const ingestSection = (r: IngestCapacity.Result, inProcess: number | undefined, chartDir: string): Array<string> => {
   const steps = (s: IngestCapacity.Search) =>
     s.steps.map((x) =>
-      `${n(x.rate)} → ${n(x.accepted / x.seconds)}/s, p99 ${n(x.latency.p99)} ms, ${n(x.cpuCores, 2)} cores${x.sustained ? "" : " ✗"}`
+      `${n(x.rate)} → ${n(x.accepted / x.seconds)}/s, p99 ${n(x.latency.p99)} ms, ${n(x.cpuCores, 2)} cores` +
+      `${x.generatorCores === undefined ? "" : ` (generator ${n(x.generatorCores, 2)})`}${x.sustained ? "" : " ✗"}`
     ).join("; ")
   const ratio = r.frames.maxSustained / r.post.maxSustained
   return [
@@ -620,7 +621,7 @@ const ingestSection = (r: IngestCapacity.Result, inProcess: number | undefined, 
     "",
     `![ingest capacity](${chartDir}/ingest-capacity.svg)`,
     "",
-    "| path | highest sustained submissions/s | steps (offered → accepted/s, durable p99, host CPU) |",
+    "| path | highest sustained submissions/s | steps (offered → accepted/s, durable p99, host CPU (generator CPU)) |",
     "|---|---:|---|",
     `| \`POST /sectors/{id}/ops\`, one op each | ${n(r.post.maxSustained)} | ${steps(r.post)} |`,
     `| \`/ingest\`, one op per frame, ${r.options.sockets} connections | ${n(r.frames.maxSustained)} | ${steps(r.frames)} |`,

@@ -21,8 +21,13 @@
  * after the answers to later frames. Frames for other sectors run meanwhile.
  *
  * **Backpressure.** At most `maxInflightFrames` frames of a connection are read and unanswered at once; at the bound
- * the connection stops pulling frames, the WebSocket's buffer fills (64 KiB) and the socket is paused, so TCP pushes
- * back on the client. Nothing is buffered without bound.
+ * the socket is paused (the frames left of a chunk already read, at most 64 KiB, are held unread), so TCP pushes back
+ * on the client, and it is read again once an answer frees a place. Nothing is buffered without bound.
+ *
+ * **Speed.** The frames come straight from the WebSocket (`IngestWire`, around effect's `Socket` reader) and are read
+ * in the event that delivers them: a frame refused, or taken at once by its sector (`Sectors.trySubmit`), is answered
+ * there, without a fiber; only a frame that must wait (a durable one, one with a key, one whose sector is busy) runs
+ * in a fiber of the connection's.
  *
  * **Shutdown.** From the shutdown signal on (`Lifecycle`), frames are answered with `ShuttingDown` (503) without being
  * submitted; once every frame read is answered — durable ones when the host's final flush makes them durable — the
@@ -42,6 +47,7 @@ import * as http from "node:http"
 import type * as Net from "node:net"
 import type { DurableWaiters } from "./DurableWaiters.ts"
 import { HostConfig } from "./HostConfig.ts"
+import * as IngestWire from "./IngestWire.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
 import * as Request from "./Request.ts"
@@ -62,7 +68,9 @@ export const closeCodes = {
   /** A binary frame: the API speaks JSON text frames. */
   unsupportedData: 1003,
   /** A frame larger than `maxBodyBytes`. */
-  messageTooBig: 1009
+  messageTooBig: 1009,
+  /** The host failed: a bug. */
+  internalError: 1011
 } as const
 
 /** WebSocket connections open now on `/ingest`. */
@@ -102,10 +110,37 @@ const readFrame = (text: string, config: HostConfig["Service"]): Frame => {
   const json = Request.parseJsonResult(text)
   if (Result.isFailure(json)) return { _tag: "Refused", id: null, problem: json.failure }
   const body = json.success
-  const id = frameId(body)
   const overLimits = Request.limitIssues(body, config, text.length)
-  if (overLimits.length > 0) return { _tag: "Refused", id, problem: Problem.tooLarge(overLimits) }
+  if (overLimits.length > 0) return { _tag: "Refused", id: frameId(body), problem: Problem.tooLarge(overLimits) }
+  return plainFrame(body, config.maxOpsPerRequest) ?? checkFrame(body, config)
+}
 
+const frameFieldSet: ReadonlySet<string> = new Set(frameFields)
+
+/**
+ * A frame without a key whose every field is plainly valid (the usual frame), read by hand without a `Result` per
+ * field; `undefined` for anything else, which `checkFrame` reads and says what is wrong with. What it takes,
+ * `checkFrame` would take the same.
+ */
+const plainFrame = (body: unknown, maxOps: number): Submission | undefined => {
+  if (!Predicate.isObject(body)) return undefined
+  const { ack, id, idempotencyKey, ops, sector } = body as Record<string, unknown>
+  if (
+    (typeof id !== "number" && typeof id !== "string") || typeof sector !== "number" ||
+    !Number.isSafeInteger(sector) || sector < 0 || (ack !== undefined && ack !== "accepted" && ack !== "durable") ||
+    idempotencyKey !== undefined
+  ) return undefined
+  for (const field in body) if (!frameFieldSet.has(field)) return undefined
+  const plain = Request.plainOps(ops, maxOps)
+  return plain === undefined
+    ? undefined
+    // `+ 0`: a sector -0 is read as 0, as `Request.parseId` reads it
+    : { _tag: "Submission", id, sector: sector + 0, ops: plain, ack: ack ?? "accepted", key: undefined }
+}
+
+/** Reads a frame's fields (after its JSON and limits), every mistake in it at once (400). */
+const checkFrame = (body: unknown, config: HostConfig["Service"]): Frame => {
+  const id = frameId(body)
   const fields: Record<string, unknown> = Predicate.isObject(body) ? body : {}
   const sectorField = fields.sector
   const sector = Request.parseId(
@@ -135,10 +170,20 @@ const readFrame = (text: string, config: HostConfig["Service"]): Frame => {
   return { _tag: "Refused", id, problem: Problem.invalid(issues) }
 }
 
-/** The answer to a refused frame. */
-const refusal = (id: FrameId, problem: Problem.Problem) => ({ id, error: Problem.body(problem) })
-
 type Submission = Extract<Frame, { _tag: "Submission" }>
+
+/** The answer to a refused frame, as JSON text. */
+const refusal = (id: FrameId, problem: Problem.Problem): string => JSON.stringify({ id, error: Problem.body(problem) })
+
+/**
+ * The answer to an accepted frame, as JSON text: `{"id", "sector", "accepted", "firstSeq", "lastSeq"}`, then
+ * `"persisted": true` for a durable frame and `"replayed": true` for a known key. Written out rather than built and
+ * stringified (most of an accepted frame's answer cost): every value but a string `id` is a number or `true`.
+ */
+const answer = (frame: Submission, accepted: Sector.Accepted): string =>
+  `{"id":${typeof frame.id === "number" ? frame.id : JSON.stringify(frame.id)},"sector":${frame.sector},` +
+  `"accepted":${accepted.accepted},"firstSeq":${accepted.firstSeq},"lastSeq":${accepted.lastSeq}` +
+  `${frame.ack === "durable" ? `,"persisted":true` : ""}${accepted.replayed === true ? `,"replayed":true` : ""}}`
 
 /**
  * The handler of `GET /ingest`, over the host's durable waiters (shared with the HTTP API). Needs the sectors, the
@@ -188,16 +233,7 @@ export const make = (waiters: DurableWaiters) =>
         Effect.catchCause(unexpected(frame))
       )
     }
-    const answer = (frame: Submission, accepted: Sector.Accepted): object => ({
-      id: frame.id,
-      sector: frame.sector,
-      accepted: accepted.accepted,
-      firstSeq: accepted.firstSeq,
-      lastSeq: accepted.lastSeq,
-      ...(frame.ack === "durable" ? { persisted: true } : {}),
-      ...(accepted.replayed === true ? { replayed: true } : {})
-    })
-    const unexpected = (frame: Submission) => <E>(cause: Cause.Cause<E>): Effect.Effect<object, E> =>
+    const unexpected = (frame: Submission) => <E>(cause: Cause.Cause<E>): Effect.Effect<string, E> =>
       Cause.hasInterruptsOnly(cause)
         ? Effect.failCause(cause)
         : Effect.map(
@@ -212,11 +248,15 @@ export const make = (waiters: DurableWaiters) =>
     const submitNow = (frame: Submission): Exit.Exit<Sector.Accepted> | undefined =>
       frame.ack === "accepted" && frame.key === undefined ? sectors.trySubmit(frame.sector, frame.ops) : undefined
 
-    /** Serves one upgraded connection until it closes; `raw`: its TCP socket, when the server is Node's. */
+    /**
+     * Serves one upgraded connection until it closes; `raw`: its TCP socket, when the server is Node's. Its frames are
+     * read and answered by the wire (`IngestWire`), frame by frame in the event that delivers them, without a fiber for
+     * the frames taken at once (`submitNow`) or refused; a frame that must wait runs in a fiber of the connection's.
+     */
     const serve = (socket: Socket.Socket, raw: Net.Socket | undefined) =>
       Effect.gen(function*() {
+        // the upgrade: effect's reader answers 101 and opens the WebSocket, and closes it when this scope ends
         const { pull } = yield* socket.reader
-        const { write } = yield* socket.writer
         let inflight = 0
         // released after the frames' fibers are interrupted (their `finish` ran): what is left was never started
         yield* Effect.acquireRelease(
@@ -227,122 +267,182 @@ export const make = (waiters: DurableWaiters) =>
               unanswered -= inflight // frames of a connection that went away are no one's to answer
             })
         )
-        const fibers = yield* FiberSet.make<void>()
-        /** Per sector with a frame in flight, the frames after it, in order: its lane runs them one by one. */
-        const lanes = new Map<number, Array<Submission>>()
-        /** Open while fewer than `maxInflightFrames` frames are read and unanswered. */
-        const room = Latch.makeUnsafe(true)
-        let closing = false
-        let closed = false
-
-        const close = (code: number, reason: string) =>
-          Effect.suspend(() => {
-            if (closed) return Effect.void
-            closed = true
-            return Effect.ignore(write(new Socket.CloseEvent(code, reason)))
-          })
-        const goingAway = close(closeCodes.goingAway, "the host is shutting down")
-
-        // every answer written in one turn of the event loop goes out in one write: the socket is corked at the
-        // first and uncorked once the turn's JavaScript is done (a write per answer cost a third of the CPU)
-        let corked = false
-        const uncork = () => {
-          corked = false
-          raw!.uncork()
-        }
-        const send = (message: object) =>
-          Effect.suspend(() => {
-            if (raw !== undefined && !corked) {
-              corked = true
-              raw.cork()
-              process.nextTick(uncork)
-            }
-            return Effect.ignore(write(JSON.stringify(message)))
-          })
-        /** A frame is done — answered, or interrupted with its connection: its place is free. */
-        const finish = Effect.suspend(() => {
-          inflight--
-          unanswered--
-          room.openUnsafe()
-          return closing && inflight === 0 ? goingAway : Effect.void
-        })
+        const run = yield* FiberSet.makeRuntime<never, void, never>()
         /**
-         * Submits a frame, then the frames queued behind it for its sector, in order, each once the one before has its
-         * seqs: an accepted frame when it is answered, a durable one as soon as it is accepted (its answer waits for
-         * durability in a fiber of its own, and may come after those of later frames).
+         * Per sector with a frame in flight that has no seqs yet, the frames after it, in order: `next` starts them once
+         * it has.
          */
-        const lane = (first: Submission) =>
-          Effect.gen(function*() {
-            const queued = lanes.get(first.sector)!
-            let frame: Submission | undefined = first
-            while (frame !== undefined) {
-              if (frame.ack === "durable") {
-                // open when it has its seqs, or once it is answered (refused, or forwarded: no word before then)
-                const accepted = Latch.makeUnsafe(false)
-                const open = () => accepted.openUnsafe()
-                yield* FiberSet.run(
-                  fibers,
-                  Effect.ensuring(Effect.flatMap(submit(frame, open), send), Effect.andThen(Effect.sync(open), finish))
-                )
-                yield* accepted.await
-              } else {
-                yield* Effect.ensuring(Effect.flatMap(submit(frame), send), finish)
-              }
-              frame = queued.shift()
-            }
-            lanes.delete(first.sector)
-          })
+        const lanes = new Map<number, Array<Submission>>()
+        /**
+         * Frames `ws` delivered past the bound (the rest of a chunk it had read when the socket was paused), in order,
+         * not read yet; `undefined` for a binary frame.
+         */
+        let held: Array<string | undefined> = []
+        let heldAt = 0
+        let paused = false
+        let draining = false
+        let closing = false
+        /** No frame is read any more: the connection was closed, by the host or its client. */
+        let done = false
+        const ended = Latch.makeUnsafe(false)
 
-        yield* Effect.forkScoped(Effect.andThen(lifecycle.awaitShutdown, Effect.suspend(() => {
-          closing = true
-          return inflight === 0 ? goingAway : Effect.void
-        })))
+        const onText = (text: string) => {
+          if (done) return
+          if (heldAt < held.length || inflight >= config.maxInflightFrames) hold(text)
+          else read(text)
+        }
+        const onBinary = () => {
+          if (done) return
+          if (heldAt < held.length || inflight >= config.maxInflightFrames) hold(undefined)
+          else close(closeCodes.unsupportedData, "binary frames are not accepted: send JSON as text")
+        }
+        const onDefect = (defect: unknown) => {
+          close(closeCodes.internalError, "the host failed unexpectedly")
+          run(Effect.logError("an /ingest connection failed unexpectedly", Cause.die(defect)))
+        }
+        const wire = raw === undefined ? undefined : IngestWire.make(raw, { onText, onBinary, onDefect })
+        if (wire === undefined) {
+          const { write } = yield* socket.writer
+          yield* Effect.ignore(write(new Socket.CloseEvent(closeCodes.internalError, "the WebSocket is not one of Node's server")))
+          return yield* Effect.logError("/ingest needs Node's HTTP server and its ws WebSocket")
+        }
 
-        while (!closed) {
-          const chunk = yield* pull
-          for (const data of chunk) {
-            if (typeof data !== "string") {
-              return yield* close(closeCodes.unsupportedData, "binary frames are not accepted: send JSON as text")
-            }
-            if (data.length > config.maxBodyBytes / 3 && Buffer.byteLength(data, "utf8") > config.maxBodyBytes) {
-              return yield* close(closeCodes.messageTooBig, `a frame may be at most ${config.maxBodyBytes} bytes`)
-            }
-            // at the bound, wait here: nothing more is pulled until an answer frees a place
-            if (inflight >= config.maxInflightFrames) {
-              room.closeUnsafe()
-              yield* room.await
-            }
-            inflight++
-            unanswered++
-            // answered here, in turn (no `ensuring`: were this loop interrupted, the connection's release counts its
-            // frame as unanswered with the rest)
-            const frame = readFrame(data, config)
-            if (frame._tag === "Refused") {
-              yield* send(refusal(frame.id, frame.problem))
-              yield* finish
-              continue
-            }
-            if (closing) {
-              yield* send(refusal(frame.id, Problem.fromError(new Errors.ShuttingDown({ sectorId: frame.sector }))))
-              yield* finish
-              continue
-            }
-            const queued = lanes.get(frame.sector)
-            if (queued !== undefined) {
-              queued.push(frame)
-              continue
-            }
-            const now = submitNow(frame)
-            if (now !== undefined) {
-              yield* send(Exit.isSuccess(now) ? answer(frame, now.value) : yield* unexpected(frame)(now.cause))
-              yield* finish
-              continue
-            }
-            lanes.set(frame.sector, [])
-            // started at once: a frame its sector takes without waiting is answered before the next is read
-            yield* FiberSet.run(fibers, lane(frame))
+        const close = (code: number, reason: string) => {
+          if (done) return
+          done = true
+          wire.close(code, reason)
+          ended.openUnsafe()
+        }
+        const hold = (text: string | undefined) => {
+          held.push(text)
+          if (!paused) {
+            paused = true
+            wire.pause()
           }
         }
+        /** Reads the held frames while there is room; reads the socket again once none is left. */
+        const drain = () => {
+          if (draining) return
+          draining = true
+          while (heldAt < held.length && inflight < config.maxInflightFrames && !done) {
+            const text = held[heldAt++]
+            if (text === undefined) close(closeCodes.unsupportedData, "binary frames are not accepted: send JSON as text")
+            else read(text)
+          }
+          draining = false
+          if (heldAt === held.length) {
+            held = []
+            heldAt = 0
+            if (paused && inflight < config.maxInflightFrames && !done) {
+              paused = false
+              wire.resume()
+            }
+          }
+        }
+        /** A frame is done — answered, or interrupted with its connection: its place is free. */
+        const finish = () => {
+          inflight--
+          unanswered--
+          if (done) return
+          drain()
+          if (closing && inflight === 0) close(closeCodes.goingAway, "the host is shutting down")
+        }
+        const finishing = Effect.sync(finish)
+        /** Answers a frame now, and it is done. */
+        const answerNow = (text: string) => {
+          wire.send(text)
+          finish()
+        }
+        const send = (text: string) => Effect.sync(() => wire.send(text))
+
+        /** Reads one frame: answers it at once when it can, or starts it, or queues it behind its sector's frame. */
+        const read = (text: string) => {
+          if (text.length > config.maxBodyBytes / 3 && Buffer.byteLength(text, "utf8") > config.maxBodyBytes) {
+            return close(closeCodes.messageTooBig, `a frame may be at most ${config.maxBodyBytes} bytes`)
+          }
+          inflight++
+          unanswered++
+          if (inflight >= config.maxInflightFrames && !paused) {
+            // at the bound: nothing more is read until an answer frees a place
+            paused = true
+            wire.pause()
+          }
+          const frame = readFrame(text, config)
+          if (frame._tag === "Refused") return answerNow(refusal(frame.id, frame.problem))
+          if (closing) {
+            return answerNow(refusal(frame.id, Problem.fromError(new Errors.ShuttingDown({ sectorId: frame.sector }))))
+          }
+          const queued = lanes.get(frame.sector)
+          if (queued !== undefined) return void queued.push(frame)
+          if (!start(frame)) lanes.set(frame.sector, [])
+        }
+
+        /**
+         * Submits a frame of a sector with none in flight on this connection: at once when its sector takes it
+         * (`submitNow`), in a fiber otherwise. Whether the frame has its seqs already — then the sector's next frame can
+         * go — or its sector's frames must wait for it (`next` runs when it has them: an accepted frame when it is
+         * answered, a durable one as soon as it is accepted; its answer waits for durability in its fiber, and may come
+         * after those of later frames).
+         */
+        const start = (frame: Submission): boolean => {
+          const now = submitNow(frame)
+          if (now !== undefined && Exit.isSuccess(now)) {
+            answerNow(answer(frame, now.value))
+            return true
+          }
+          if (now !== undefined) {
+            // a defect applying it: answered (500) in a fiber, and the sector's frames go on, as the intake does
+            run(Effect.ensuring(Effect.flatMap(unexpected(frame)(now.cause), send), finishing))
+            return true
+          }
+          let hasSeqs = false
+          let waitedFor = false
+          // once, when it has its seqs or its answer (refused, or forwarded in a cluster: no word before then)
+          const seqs = () => {
+            if (hasSeqs) return
+            hasSeqs = true
+            if (waitedFor) next(frame.sector)
+          }
+          run(Effect.ensuring(
+            Effect.flatMap(submit(frame, frame.ack === "durable" ? seqs : undefined), send),
+            Effect.sync(() => {
+              seqs()
+              finish()
+            })
+          ))
+          waitedFor = !hasSeqs
+          return hasSeqs
+        }
+        /** The frame in flight for `sector` has its seqs: its sector's queued frames go on, in order, until one waits. */
+        const next = (sector: number) => {
+          const queued = lanes.get(sector)!
+          while (queued.length > 0) {
+            if (done) return
+            if (!start(queued.shift()!)) return
+          }
+          lanes.delete(sector)
+        }
+
+        yield* Effect.forkScoped(Effect.andThen(
+          lifecycle.awaitShutdown,
+          Effect.sync(() => {
+            closing = true
+            if (inflight === 0) close(closeCodes.goingAway, "the host is shutting down")
+          })
+        ))
+        // effect's reader now only tells when the connection closed (its pull fails then), after handing over any
+        // frame it took before the wire did (none in practice: a client sends its first frame after the 101)
+        run(Effect.forever(Effect.flatMap(pull, (chunk) =>
+          Effect.sync(() => {
+            for (const data of chunk) typeof data === "string" ? onText(data) : onBinary()
+          }))).pipe(
+            Effect.ignore,
+            Effect.ensuring(Effect.sync(() => {
+              done = true
+              ended.openUnsafe()
+            }))
+          ))
+        yield* ended.await
       }).pipe(
         // the client closed the connection, or it broke: the connection's scope interrupts what is left of it
         Effect.catchIf(Socket.isSocketError, () => Effect.void),

@@ -229,7 +229,8 @@ interface Envelope {
   readonly cells: ReadonlyArray<number>
   /** Bytes reserved in the budget for it until the sector folds it in. */
   readonly reserved: number
-  readonly deferred: Deferred.Deferred<readonly [number, number], ShuttingDown | SectorFenced>
+  /** Its submitter's wait for seqs; none when the submitter takes them from `accept` itself (`tryAccept`). */
+  readonly deferred: Deferred.Deferred<readonly [number, number], ShuttingDown | SectorFenced> | undefined
   /** Its idempotency key, entered in the store while it waits for seqs. */
   readonly pending: Pending | undefined
 }
@@ -462,11 +463,17 @@ class SectorActor implements Sector {
   tryAccept(ops: ReadonlyArray<Op.Op>): Exit.Exit<Accepted> | undefined {
     const run = this.run
     if (ops.length === 0 || this.backlog.full || run === undefined || !this.free(run)) return undefined
-    const sized = this.reserve(ops)
-    if (sized === undefined) return undefined
-    const deferred = Deferred.makeUnsafe<readonly [number, number], ShuttingDown | SectorFenced>()
+    // accepted here and now: nothing is reserved, the budget only has to have room for the most the ops can add
+    const cells = ops.map(cellBytes)
+    const budget = this.rt.budget
+    if (budget !== undefined) {
+      let most = 0
+      for (let i = 0; i < ops.length; i++) most += opBytes(ops[i]!, cells[i])
+      if (!budget.fits(most)) return undefined
+    }
     // free: the sector is running, so not fenced, and `accept` gives seqs
-    return Exit.map(this.acceptHere(run, { ops, ...sized, deferred, pending: undefined }), (seqs) => ({
+    const envelope: Envelope = { ops, cells, reserved: 0, deferred: undefined, pending: undefined }
+    return Exit.map(this.acceptHere(run, envelope), (seqs) => ({
       sectorId: this.sectorId,
       accepted: ops.length,
       firstSeq: seqs![0],
@@ -575,7 +582,7 @@ class SectorActor implements Sector {
       if (pending !== undefined) keys.forget(sectorId, pending.key, pending)
     }
     const envelope: Envelope = { ops, cells, reserved, deferred, pending }
-    const accepted = Deferred.await(envelope.deferred).pipe(
+    const accepted = Deferred.await(deferred).pipe(
       Effect.flatMap(([firstSeq, lastSeq]) => this.answer(firstSeq, lastSeq, options, false))
     )
     const deliver = (run: Run): Effect.Effect<Accepted, SubmitError> => {
@@ -749,7 +756,7 @@ class SectorActor implements Sector {
   /** A submission leaves without seqs: it fails, and its key (if any) is forgotten so that a retry applies it. */
   private reject(envelope: Envelope, error: ShuttingDown | SectorFenced): void {
     if (envelope.pending !== undefined) this.rt.keys.forget(this.sectorId, envelope.pending.key, envelope.pending)
-    Deferred.doneUnsafe(envelope.deferred, Exit.fail(error))
+    if (envelope.deferred !== undefined) Deferred.doneUnsafe(envelope.deferred, Exit.fail(error))
   }
 
   /** Accepted keys whose ops will not become durable here (fenced, stopped): forgotten, so a retry applies them. */
@@ -771,7 +778,7 @@ class SectorActor implements Sector {
     try {
       firstSeq = backlog.accept(envelope.ops, now, (op, seq) => SectorState.apply(this.state, op, seq), envelope.cells)
     } catch (defect) {
-      Deferred.doneUnsafe(envelope.deferred, Exit.die(defect))
+      if (envelope.deferred !== undefined) Deferred.doneUnsafe(envelope.deferred, Exit.die(defect))
       throw defect
     }
     const count = envelope.ops.length
@@ -782,7 +789,7 @@ class SectorActor implements Sector {
       this.unstoredKeys.push(this.rt.keys.accept(envelope.pending, firstSeq, lastSeq, now))
     }
     const seqs = [firstSeq, lastSeq] as const
-    Deferred.doneUnsafe(envelope.deferred, Exit.succeed(seqs))
+    if (envelope.deferred !== undefined) Deferred.doneUnsafe(envelope.deferred, Exit.succeed(seqs))
     if (run.flusherIdle || backlog.ops >= this.rt.config.policy.minBatch || backlog.full) run.wake.openUnsafe()
     return seqs
   }

@@ -35,6 +35,11 @@ export class Budget {
     return this.refusing || this.used >= this.max * 0.95
   }
 
+  /** Whether `bytes` more would fit now (nothing reserved: for what is counted at once, `add`). */
+  fits(bytes: number): boolean {
+    return this.used + bytes <= this.max
+  }
+
   /** Reserves `bytes` if they fit; false (nothing reserved) if they do not. */
   tryReserve(bytes: number): boolean {
     if (this.used + bytes > this.max) {
