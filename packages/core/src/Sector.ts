@@ -859,12 +859,12 @@ class SectorActor implements Sector {
             break
           }
           case "Wait": {
-            // the batch's deadline, on the host's timer for it: shared with every sector due at the same grid point
-            const due = yield* Effect.raceFirst(
-              Effect.as(run.wake.await, false),
-              Effect.as(this.rt.deadlines.until(BatchPolicy.deadline(policy, first!.firstAt)), true)
-            )
-            if (due) {
+            // the batch's deadline, on the host's timer for it: shared with every sector due at the same grid point,
+            // which opens the same latch a trigger opens (one wait, not a race of two fibers per batch)
+            const at = BatchPolicy.deadline(policy, first!.firstAt)
+            yield* this.rt.deadlines.wake(at, run.wake)
+            yield* run.wake.await
+            if (this.now() >= at) {
               this.counters.timerWakeups++
               Metrics.timerWakeups.updateUnsafe(1, this.rt.context)
             }
