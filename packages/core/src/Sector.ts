@@ -78,7 +78,7 @@ import type { Budget } from "./internal/budget.ts"
 import { Deadlines } from "./internal/deadlines.ts"
 import { IdempotencyStore, type Pending } from "./internal/idempotency.ts"
 import * as Isolation from "./internal/isolation.ts"
-import { withOutcome } from "./internal/tracing.ts"
+import { records, withOutcome } from "./internal/tracing.ts"
 import { Watermark } from "./internal/watermark.ts"
 
 /** When `submit` returns: once the ops are accepted (seqs assigned, applied in memory) or once they are durable. */
@@ -267,6 +267,8 @@ export interface Runtime {
   /** The flushers' deadline timers: one per deadline, shared by every sector due at it. */
   readonly deadlines: Deadlines
   readonly context: Context.Context<never>
+  /** Whether the host's tracer records spans (`internal/tracing`): each batch's `Sector.persist` span only then. */
+  readonly traced: boolean
   readonly budget: Budget | undefined
   readonly keys: IdempotencyStore
   readonly retryAfterMillis: number
@@ -293,6 +295,7 @@ export const runtime = Effect.fnUntraced(function*(
     clock,
     deadlines: new Deadlines(clock),
     context,
+    traced: records(context),
     budget,
     keys: options.idempotency ?? new IdempotencyStore({
       ttlMillis: Duration.toMillis(config.idempotencyTtl),
@@ -866,12 +869,12 @@ class SectorActor implements Sector {
             break
           }
           case "Wait": {
-            // the batch's deadline, on the host's timer for it: shared with every sector due at the same grid point
-            const due = yield* Effect.raceFirst(
-              Effect.as(run.wake.await, false),
-              Effect.as(this.rt.deadlines.until(BatchPolicy.deadline(policy, first!.firstAt)), true)
-            )
-            if (due) {
+            // the batch's deadline, on the host's timer for it: shared with every sector due at the same grid point,
+            // which opens the same latch a trigger opens (one wait, not a race of two fibers per batch)
+            const at = BatchPolicy.deadline(policy, first!.firstAt)
+            yield* this.rt.deadlines.wake(at, run.wake)
+            yield* run.wake.await
+            if (this.now() >= at) {
               this.counters.timerWakeups++
               Metrics.timerWakeups.updateUnsafe(1, this.rt.context)
             }
@@ -941,9 +944,12 @@ class SectorActor implements Sector {
   }
 
   private persist(batch: Batch): Effect.Effect<number, SinkError | SinkUnavailable> {
-    return this.rt.resilience.guard(this.rt.sink.persist(batch)).pipe(
+    const persisted = this.rt.resilience.guard(this.rt.sink.persist(batch)).pipe(
       Effect.as(0),
-      Effect.catchIf(Isolation.isRejected, (error) => this.deadLetterPoison(batch, error)),
+      Effect.catchIf(Isolation.isRejected, (error) => this.deadLetterPoison(batch, error))
+    )
+    if (!this.rt.traced) return persisted
+    return persisted.pipe(
       withOutcome,
       Effect.withSpan("Sector.persist", {
         attributes: {

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Fiber, Option } from "effect"
-import { SectorHost, SectorSink, SectorState } from "../src/index.ts"
+import { Cause, Duration, Effect, Exit, Fiber, Layer, Option, Tracer } from "effect"
+import { SectorHost, SectorSink, SectorsConfig, SectorState } from "../src/index.ts"
 import { CountingClock, FaultSink, MemorySink, SinkConformance } from "../src/testing.ts"
 import { advance, hostLayer, policy, set, unreadable } from "./support.ts"
 
@@ -473,4 +473,46 @@ describe("Sector backpressure and failures", () => {
       assert.strictEqual(again.firstSeq, 2)
       assert.strictEqual(store.sector(1)?.epoch, 3)
     }).pipe(Effect.provide(hostLayer())))
+})
+
+describe("Sector tracing", () => {
+  /** A host whose sink notes the span each persist runs in (its batch's `Sector.persist`, if any). */
+  const seenBy = (tracer: Layer.Layer<never>) => {
+    const spans: Array<string | undefined> = []
+    const sink = Layer.effect(SectorSink.SectorSink)(Effect.map(SectorSink.SectorSink, (inner) => ({
+      ...inner,
+      persist: (batch) =>
+        Effect.andThen(
+          Effect.map(Effect.option(Effect.currentSpan), (span) => void spans.push(Option.getOrUndefined(span)?.name)),
+          inner.persist(batch)
+        )
+    }))).pipe(Layer.provide(SectorSink.layerMemory))
+    const layer = SectorHost.layer.pipe(
+      Layer.provide(sink),
+      Layer.provide(SectorsConfig.layer({ policy: policy() })),
+      Layer.provide(tracer)
+    )
+    return { spans, layer }
+  }
+
+  it.effect("makes no batch span under effect's native tracer, which records nothing", () => {
+    const { layer, spans } = seenBy(Layer.empty)
+    return Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      yield* host.submit(1, [set(1)])
+      yield* advance(25)
+      assert.deepStrictEqual(spans, [undefined])
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("persists each batch in its Sector.persist span under a tracer that records", () => {
+    const recording = Tracer.make({ span: (options) => Tracer.nativeTracer.span(options) })
+    const { layer, spans } = seenBy(Layer.succeed(Tracer.Tracer)(recording))
+    return Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      yield* host.submit(1, [set(1)])
+      yield* advance(25)
+      assert.deepStrictEqual(spans, ["Sector.persist"])
+    }).pipe(Effect.provide(layer))
+  })
 })

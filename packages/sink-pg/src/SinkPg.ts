@@ -12,6 +12,7 @@
 import type { PgClient } from "@effect/sql-pg"
 import { type Batch, type Errors, SectorSink } from "@sectors/core"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -22,7 +23,7 @@ import type * as Redacted from "effect/Redacted"
 import type * as Migrator from "effect/sql/Migrator"
 import type * as SqlClient from "effect/sql/SqlClient"
 import type * as SqlError from "effect/sql/SqlError"
-import type * as Tracer from "effect/Tracer"
+import * as Tracer from "effect/Tracer"
 import * as Client from "./Client.ts"
 import * as GroupCommit from "./GroupCommit.ts"
 import * as Statements from "./Statements.ts"
@@ -129,9 +130,10 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   return SectorSink.SectorSink.of({
     load: statements.load,
     read: statements.read,
+    // the batch's span, when there is one: read from the context, not `Effect.currentSpan`, whose failure without a
+    // span (under a tracer that records nothing, the usual case) builds an error per batch
     persist: (batch) =>
-      Effect.flatMap(Effect.exit(Effect.currentSpan), (span) =>
-        groups.submit({ batch, span: Exit.isSuccess(span) ? span.value : undefined })),
+      Effect.withFiber((fiber) => groups.submit({ batch, span: Context.getOrUndefined(fiber.context, Tracer.ParentSpan) })),
     verify: statements.verify,
     deadLetter: statements.deadLetter,
     deadLetters: statements.deadLetters

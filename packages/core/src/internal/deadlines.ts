@@ -9,14 +9,13 @@
  * Not thread-safe by design: used only from fibers of one host, which never run in parallel.
  */
 import type * as Clock from "effect/Clock"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
+import * as Latch from "effect/Latch"
 
-/** One shared timer per deadline: `until(at)` completes once the clock reads `at`. */
+/** One shared timer per deadline: `wake(at, latch)` opens the latch once the clock reads `at`. */
 export class Deadlines {
-  private readonly timers = new Map<number, Deferred.Deferred<void>>()
+  private readonly timers = new Map<number, Set<Latch.Latch>>()
   private readonly clock: Clock.Clock
 
   constructor(clock: Clock.Clock) {
@@ -29,30 +28,44 @@ export class Deadlines {
   }
 
   /**
-   * Completes once the clock reads `at` (ms since the epoch) or later; every caller waiting for the same `at` shares
-   * one timer.
+   * Opens `latch` once the clock reads `at` (ms since the epoch) or later — at once if it does already; every latch
+   * registered for the same `at` shares one timer. A flusher waits for its batch's deadline on the latch that also
+   * wakes it for a trigger: one wait, no race of two.
    *
-   * **Gotchas** The timer runs in a fiber of its own, detached: a waiter that stops waiting (woken by a trigger)
-   * leaves it to fire for the others, and it ends by itself at `at`, so a deadline costs one timer whoever waits.
+   * **Gotchas** The timer runs in a fiber of its own, detached, and ends by itself at `at`, so a deadline costs one
+   * timer whoever waits. A latch stays registered until then even if its owner was woken sooner: it is opened once
+   * more, for nothing (its owner looks again and finds nothing due).
    */
+  wake(at: number, latch: Latch.Latch): Effect.Effect<void> {
+    if (this.clock.currentTimeMillisUnsafe() >= at) {
+      latch.openUnsafe()
+      return Effect.void
+    }
+    const armed = this.timers.get(at)
+    if (armed !== undefined) {
+      armed.add(latch)
+      return Effect.void
+    }
+    const latches = new Set([latch])
+    this.timers.set(at, latches)
+    return Effect.asVoid(Effect.forkDetach(this.timer(at, latches)))
+  }
+
+  /** Completes once the clock reads `at` or later (`wake` with a latch of its own). */
   until(at: number): Effect.Effect<void> {
     return Effect.suspend(() => {
-      if (this.clock.currentTimeMillisUnsafe() >= at) return Effect.void
-      const armed = this.timers.get(at)
-      if (armed !== undefined) return Deferred.await(armed)
-      const reached = Deferred.makeUnsafe<void>()
-      this.timers.set(at, reached)
-      return Effect.andThen(Effect.forkDetach(this.timer(at, reached)), Deferred.await(reached))
+      const latch = Latch.makeUnsafe(false)
+      return Effect.andThen(this.wake(at, latch), latch.await)
     })
   }
 
   /** Sleeps until the clock reads `at` (a timer may fire just before its millisecond turns over), then wakes all. */
-  private timer(at: number, reached: Deferred.Deferred<void>): Effect.Effect<void> {
+  private timer(at: number, latches: Set<Latch.Latch>): Effect.Effect<void> {
     return Effect.suspend(() => {
       const left = at - this.clock.currentTimeMillisUnsafe()
-      if (left > 0) return Effect.andThen(this.clock.sleep(Duration.millis(left)), this.timer(at, reached))
+      if (left > 0) return Effect.andThen(this.clock.sleep(Duration.millis(left)), this.timer(at, latches))
       this.timers.delete(at)
-      Deferred.doneUnsafe(reached, Exit.void)
+      for (const latch of latches) latch.openUnsafe()
       return Effect.void
     })
   }

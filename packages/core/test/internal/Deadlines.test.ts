@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Fiber } from "effect"
+import { Clock, Effect, Fiber, Latch } from "effect"
 import { TestClock } from "effect/testing"
 import { Deadlines } from "../../src/internal/deadlines.ts"
 import { CountingClock } from "../../src/testing.ts"
@@ -59,6 +59,32 @@ describe("Deadlines", () => {
         const deadlines = new Deadlines(yield* Clock.Clock)
         yield* deadlines.until(25)
         yield* deadlines.until(30)
+        assert.deepStrictEqual([deadlines.armed, counting.counts().started], [0, 0])
+      })))
+
+  it.effect("opens every latch registered for a deadline once the clock reads it, on one timer", () =>
+    CountingClock.withCountingClock((counting) =>
+      Effect.gen(function*() {
+        const deadlines = new Deadlines(yield* Clock.Clock)
+        const latches = Array.from({ length: 3 }, () => Latch.makeUnsafe(false))
+        for (const latch of latches) yield* deadlines.wake(25, latch)
+        yield* deadlines.wake(25, latches[0]!) // registered again: still one timer, opened once
+        yield* TestClock.adjust(24)
+        assert.deepStrictEqual(latches.map((latch) => latch.isOpen()), [false, false, false])
+        yield* TestClock.adjust(1)
+        yield* Effect.yieldNow
+        assert.deepStrictEqual(latches.map((latch) => latch.isOpen()), [true, true, true])
+        assert.deepStrictEqual([deadlines.armed, counting.counts().started], [0, 1])
+      })))
+
+  it.effect("opens a latch at once for a deadline already reached, with no timer", () =>
+    CountingClock.withCountingClock((counting) =>
+      Effect.gen(function*() {
+        yield* TestClock.adjust(30)
+        const deadlines = new Deadlines(yield* Clock.Clock)
+        const latch = Latch.makeUnsafe(false)
+        yield* deadlines.wake(30, latch)
+        assert.isTrue(latch.isOpen())
         assert.deepStrictEqual([deadlines.armed, counting.counts().started], [0, 0])
       })))
 })
