@@ -74,6 +74,27 @@ describe("Resilience", () => {
       assert.deepStrictEqual(resilience.health(), { up: true, downSince: undefined })
     }).pipe(Effect.provide(layer)))
 
+  it.effect("a success that ends after another persist failed resets the count of consecutive failures", () =>
+    Effect.gen(function*() {
+      const resilience = yield* Resilience.Resilience
+      // a persist under way while the sink is up, which succeeds only after another one has failed
+      const gate = yield* Deferred.make<void>()
+      const slow = yield* Effect.forkChild(resilience.guard(Deferred.await(gate).pipe(Effect.as("slow"))))
+      yield* advance(5)
+      const first = yield* Effect.forkChild(Effect.flip(resilience.guard(flaky(100, transient).call)))
+      yield* advance(250, 5)
+      assert.strictEqual((yield* Fiber.join(first))._tag, "SinkError")
+      assert.isFalse(resilience.health().up)
+      yield* Deferred.succeed(gate, undefined)
+      assert.strictEqual(yield* Fiber.join(slow), "slow")
+      assert.isTrue(resilience.health().up)
+      // one more failure is one in a row, not two: the circuit (2 in a row) stays closed
+      const second = yield* Effect.forkChild(Effect.flip(resilience.guard(flaky(100, transient).call)))
+      yield* advance(250, 5)
+      assert.strictEqual((yield* Fiber.join(second))._tag, "SinkError")
+      assert.strictEqual(resilience.status()._tag, "Closed")
+    }).pipe(Effect.provide(layer)))
+
   it.effect("while the half-open probe runs, other persists wait for it to settle instead of polling", () =>
     Effect.gen(function*() {
       const resilience = yield* Resilience.Resilience
