@@ -4,7 +4,8 @@
  * the retried call runs inside effect's `CircuitBreaker` (one circuit for the sink): `circuitFailures`
  * consecutive failed persists open it for `circuitOpenBase`, doubling on each consecutive opening up to
  * `circuitOpenMax`, and a single probe is let through half-open. A `Rejected` or `Fenced` answer means the
- * database is up, so it counts as a success for the circuit.
+ * database is up, so it counts as a success for the circuit. While the circuit is closed and the last persist
+ * succeeded, a persist runs beside the breaker and only what changes its count is recorded in it (`guard`).
  *
  * The circuit governs persist attempts only, never admission: while it is open, sectors keep accepting (bounded by
  * the host's buffer budget and each sector's `maxPendingKeys`) and a sector's persist waits out the open time.
