@@ -328,7 +328,35 @@ describe("GET /ingest", () => {
     }).pipe(Effect.scoped, Effect.provide(serve())))
 })
 
+/** The way to the sectors with a bug: taking a frame at once throws. */
+const failing: Layer.Layer<Sectors.Sectors, never, SectorHost.SectorHost> = Layer.effect(Sectors.Sectors)(
+  Effect.gen(function*() {
+    const inner = yield* Sectors.Sectors
+    return Sectors.Sectors.of({
+      ...inner,
+      trySubmit: () => {
+        throw new Error("a bug in the host")
+      }
+    })
+  })
+).pipe(Layer.provide(Sectors.layerLocal))
+
 describe("/ingest protocol violations", () => {
+  it.effect("closes the connection with 1011 when the host itself fails, and goes on serving other connections", () =>
+    Effect.gen(function*() {
+      const client = yield* connect()
+      client.send({ id: 1, sector: 1, ops: [set(1, "c", { x: 1 })] })
+      yield* eventually(Effect.sync(() => client.closed.code !== undefined))
+      assert.strictEqual(client.closed.code, 1011)
+      assert.include(client.closed.reason, "failed unexpectedly")
+      // the host is still up: a new connection is served (its frame refused by the same bug, the same way)
+      const next = yield* connect()
+      next.send({ id: 2, sector: 1, ops: [set(1, "c", { x: 2 })] })
+      yield* eventually(Effect.sync(() => next.closed.code !== undefined))
+      assert.strictEqual(next.closed.code, 1011)
+    }).pipe(Effect.scoped, Effect.provide(serve({ routing: failing }))))
+
+
   it.effect("closes the connection with 1003 on a binary frame", () =>
     Effect.gen(function*() {
       const client = yield* connect()
