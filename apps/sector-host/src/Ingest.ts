@@ -89,7 +89,7 @@ export const websocketOptions = (config: Pick<HostConfig["Service"], "maxBodyByt
 })
 
 /** A frame read: a submission to make, or the problem to answer it with. */
-type Frame =
+export type Frame =
   | { readonly _tag: "Refused"; readonly id: FrameId; readonly problem: Problem.Problem }
   | {
     readonly _tag: "Submission"
@@ -122,7 +122,7 @@ const frameFieldSet: ReadonlySet<string> = new Set(frameFields)
  * field; `undefined` for anything else, which `checkFrame` reads and says what is wrong with. What it takes,
  * `checkFrame` would take the same.
  */
-const plainFrame = (body: unknown, maxOps: number): Submission | undefined => {
+export const plainFrame = (body: unknown, maxOps: number): Submission | undefined => {
   if (!Predicate.isObject(body)) return undefined
   const { ack, id, idempotencyKey, ops, sector } = body as Record<string, unknown>
   if (
@@ -139,7 +139,7 @@ const plainFrame = (body: unknown, maxOps: number): Submission | undefined => {
 }
 
 /** Reads a frame's fields (after its JSON and limits), every mistake in it at once (400). */
-const checkFrame = (body: unknown, config: HostConfig["Service"]): Frame => {
+export const checkFrame = (body: unknown, config: HostConfig["Service"]): Frame => {
   const id = frameId(body)
   const fields: Record<string, unknown> = Predicate.isObject(body) ? body : {}
   const sectorField = fields.sector
@@ -170,7 +170,7 @@ const checkFrame = (body: unknown, config: HostConfig["Service"]): Frame => {
   return { _tag: "Refused", id, problem: Problem.invalid(issues) }
 }
 
-type Submission = Extract<Frame, { _tag: "Submission" }>
+export type Submission = Extract<Frame, { _tag: "Submission" }>
 
 /** The answer to a refused frame, as JSON text. */
 const refusal = (id: FrameId, problem: Problem.Problem): string => JSON.stringify({ id, error: Problem.body(problem) })
