@@ -51,14 +51,6 @@ export class Deadlines {
     return Effect.asVoid(Effect.forkDetach(this.timer(at, latches)))
   }
 
-  /** Completes once the clock reads `at` or later (`wake` with a latch of its own). */
-  until(at: number): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      const latch = Latch.makeUnsafe(false)
-      return Effect.andThen(this.wake(at, latch), latch.await)
-    })
-  }
-
   /** Sleeps until the clock reads `at` (a timer may fire just before its millisecond turns over), then wakes all. */
   private timer(at: number, latches: Set<Latch.Latch>): Effect.Effect<void> {
     return Effect.suspend(() => {
