@@ -467,13 +467,8 @@ class SectorActor implements Sector {
     const run = this.run
     if (ops.length === 0 || this.backlog.full || run === undefined || !this.free(run)) return undefined
     // accepted here and now: nothing is reserved, the budget only has to have room for the most the ops can add
-    const cells = ops.map(cellBytes)
-    const budget = this.rt.budget
-    if (budget !== undefined) {
-      let most = 0
-      for (let i = 0; i < ops.length; i++) most += opBytes(ops[i]!, cells[i])
-      if (!budget.fits(most)) return undefined
-    }
+    const { bytes, cells } = this.sizes(ops)
+    if (this.rt.budget !== undefined && !this.rt.budget.fits(bytes)) return undefined
     // free: the sector is running, so not fenced, and `accept` gives seqs
     const envelope: Envelope = { ops, cells, reserved: 0, deferred: undefined, pending: undefined }
     return Exit.map(this.acceptHere(run, envelope), (seqs) => ({
@@ -490,14 +485,17 @@ class SectorActor implements Sector {
    * them in; `undefined` when the budget cannot take them (nothing reserved).
    */
   private reserve(ops: ReadonlyArray<Op.Op>): { readonly cells: Array<number>; readonly reserved: number } | undefined {
-    const budget = this.rt.budget
+    const { bytes, cells } = this.sizes(ops)
+    if (this.rt.budget !== undefined && !this.rt.budget.tryReserve(bytes)) return undefined
+    return { cells, reserved: bytes }
+  }
+
+  /** The ops' sizes (`Batch.cellBytes`) and the most bytes they can add to the host's budget (0 without a budget). */
+  private sizes(ops: ReadonlyArray<Op.Op>): { readonly cells: Array<number>; readonly bytes: number } {
     const cells = ops.map(cellBytes)
-    let reserved = 0
-    if (budget !== undefined) {
-      for (let i = 0; i < ops.length; i++) reserved += opBytes(ops[i]!, cells[i])
-      if (!budget.tryReserve(reserved)) return undefined
-    }
-    return { cells, reserved }
+    let bytes = 0
+    if (this.rt.budget !== undefined) for (let i = 0; i < ops.length; i++) bytes += opBytes(ops[i]!, cells[i])
+    return { cells, bytes }
   }
 
   /**

@@ -40,6 +40,36 @@ describe("SectorHost", () => {
       assert.isUndefined(host.trySubmit(1, [set(10)]), "shutting down")
     }).pipe(Effect.provide(hostLayer({ policy: policy({ maxPendingKeys: 7 }) }))))
 
+  it.effect("trySubmit takes nothing the host's budget cannot hold: past it, it declines and submit refuses BufferFull", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const faults = yield* FaultSink.Faults
+      for (let sector = 1; sector <= 4; sector++) yield* host.submit(sector, [set(0)])
+      yield* host.flush(4)
+      yield* faults.outage(5_000) // nothing commits: the budget only fills
+      // what trySubmit did with each submission, and what submit then did with one it declined
+      const outcomes: Array<string> = []
+      let mostBuffered = 0
+      for (let i = 0; i < 400; i++) {
+        const sector = 1 + (i % 4)
+        const exit = host.trySubmit(sector, [set(i, "c", i)])
+        if (exit === undefined) {
+          const submitted = yield* Effect.exit(host.submit(sector, [set(i, "c", i)]))
+          outcomes.push(`declined, then ${Exit.isSuccess(submitted) ? "accepted" : Cause.pretty(submitted.cause).split("\n")[0]}`)
+        } else outcomes.push(Exit.isSuccess(exit) ? "accepted" : "defect")
+        mostBuffered = Math.max(mostBuffered, host.buffer().bufferedBytes)
+      }
+      // the sink back before asserting: the host's shutdown flushes everything accepted
+      yield* faults.reset
+      yield* advance(12_000, 50)
+      assert.strictEqual(host.buffer().bufferedBytes, 0)
+      assert.isAtMost(mostBuffered, 16 * 1024)
+      // once the budget is spent trySubmit takes nothing more, and submit refuses what it declines for the budget
+      const spent = outcomes.findIndex((outcome) => outcome.startsWith("declined, then BufferFull"))
+      assert.isAbove(spent, 0, JSON.stringify(outcomes.slice(0, 40)))
+      assert.isTrue(outcomes.slice(spent).every((outcome) => outcome.startsWith("declined, then BufferFull")), JSON.stringify(outcomes.slice(spent)))
+    }).pipe(Effect.provide(hostLayer({ maxBufferedBytes: 16 * 1024 }))))
+
   it.effect("trySubmit counts as a use: at the cap, the sector least recently submitted to is let go first", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
