@@ -29,7 +29,7 @@
  * (header, request and keep-alive timeouts, the connection cap) are set from `HostConfig` by `makeServer`.
  */
 import { type Resilience, SectorHost, SectorsConfig } from "@sectors/core"
-import { Cause, Duration, Effect, Layer, Option } from "effect"
+import { Cause, Context, Duration, Effect, Fiber, Layer, Option, Tracer } from "effect"
 import { HttpRouter, HttpServerError, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import * as http from "node:http"
@@ -104,6 +104,12 @@ const endpoints = Effect.gen(function*() {
   /** `GET /`, `GET /status/stream`, `GET /status/sectors/{sector}`: the live status page and its data (`StatusPage`). */
   const statusPage = yield* StatusPage.endpoints
 
+  /** Whether the running request is inside a trace (a tracer that exports made its server span). */
+  const traced = () => {
+    const fiber = Fiber.getCurrent()
+    return fiber !== undefined && Context.getOrUndefined(fiber.context, Tracer.ParentSpan) !== undefined
+  }
+
   /** `POST /sectors/{sector}/ops?ack=accepted|durable` with `{"ops": [...]}`: the hot path, without a span of its own. */
   const submitOps = Effect.fnUntraced(function*(request: HttpServerRequest.HttpServerRequest) {
     const params = yield* HttpRouter.params
@@ -115,7 +121,12 @@ const endpoints = Effect.gen(function*() {
       idempotencyKey: request.headers["idempotency-key"]
     }, config))
     const durable = submission.ack === "durable"
-    const accepted = yield* (durable
+    // most submissions of a busy sector: taken at once, without the submission's effect pipeline (`trySubmit`) —
+    // unless the request is traced, where `submit` gives the submission its span
+    const now = durable || submission.idempotency !== undefined || traced()
+      ? undefined
+      : sectors.trySubmit(submission.sector, submission.ops)
+    const accepted = yield* (now ?? (durable
       ? waiting(sectors.submit(submission.sector, submission.ops, {
         ack: "durable",
         durableTimeout: config.durableTimeout,
@@ -126,7 +137,7 @@ const endpoints = Effect.gen(function*() {
         ack: "accepted",
         mailboxWait: sectorsConfig.mailboxWait,
         idempotency: submission.idempotency
-      }))
+      })))
     const result = {
       sector: submission.sector,
       accepted: accepted.accepted,

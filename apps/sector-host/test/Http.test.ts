@@ -300,6 +300,16 @@ describe("tracing", () => {
       assert.strictEqual(span!.attributes.get("http.response.status_code"), 202)
     }).pipe(Effect.provide(serve({ hostServer: true }).pipe(Layer.provide(layer))))
   })
+
+  it.effect("gives every traced submission its SectorHost.submit span, one to an awake sector too", () => {
+    const { layer, spans } = recording()
+    return Effect.gen(function*() {
+      for (let i = 1; i <= 3; i++) assert.strictEqual((yield* post("/sectors/3/ops", { ops: [set(i)] })).status, 202)
+      const submits = spans.filter((span) => span.name === "SectorHost.submit")
+      assert.strictEqual(submits.length, 3)
+      assert.deepStrictEqual(submits.map((span) => span.attributes.get("outcome")), ["success", "success", "success"])
+    }).pipe(Effect.provide(serve({ hostServer: true }).pipe(Layer.provide(layer))))
+  })
 })
 
 describe("Idempotency-Key", () => {
@@ -706,7 +716,9 @@ describe("GET /sectors/{sector} and GET /sectors", () => {
       yield* post("/sectors/4/ops?ack=durable", { ops: [set(1), set(2), set(1)] })
       const reply = yield* get("/sectors/4")
       assert.strictEqual(reply.status, 200)
-      const { persistedAt, counters, ...rest } = reply.body
+      // `awake`: its run lingers until the next maxWait grid point after the batch, then ends
+      const { awake, persistedAt, counters, ...rest } = reply.body
+      assert.isBoolean(awake)
       assert.isString(persistedAt)
       assert.isFalse(Number.isNaN(Date.parse(persistedAt)))
       assert.deepStrictEqual(
@@ -727,7 +739,6 @@ describe("GET /sectors/{sector} and GET /sectors", () => {
         lastSeq: 3,
         persistedSeq: 3,
         entities: 2,
-        awake: false,
         circuit: { state: "Closed" }
       })
     }).pipe(Effect.provide(serve())))

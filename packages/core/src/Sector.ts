@@ -1,8 +1,10 @@
 /**
  * A sector actor: a bounded mailbox, the sector's state in memory, and two fibers under one supervisor — the
  * fibers and the mailbox only while it has work. An idle resident sector is its fields (state, seq, watermark,
- * epoch, an empty backlog) and nothing that runs: a submission starts its fibers, and they end once everything it
- * accepted is durable, so holding many idle sectors costs memory for their data and no CPU.
+ * epoch, an empty backlog) and nothing that runs: a submission starts its fibers, and they end at the first point of
+ * the `maxWait` grid at which everything it accepted is durable and nothing new came (at once under a zero
+ * `maxWait`), so holding many idle sectors costs memory for their data and no CPU, while a sector written to steadily
+ * keeps its fibers from batch to batch instead of making them anew for each one.
  *
  * - **Accepting** a submission gives every op the next seq (per sector, gap-free), applies it to the in-memory state
  *   and folds it into the backlog (`internal/backlog`: `Batch.Pending` segments of `maxBatch` ops). A sector that is
@@ -21,8 +23,9 @@
  *   dropped. A batch the sink rejects for its data is bisected with trial runs to the poison entries
  *   (`internal/isolation`), which are dead-lettered once and dropped from the buffer; the rest commits. Commits
  *   advance the durable watermark (`internal/watermark`), which answers `ack: "durable"` and `flush` waiters. With
- *   nothing left — mailbox empty, nothing pending or in flight — it ends the run: the intake stops, no timer is
- *   armed, and the next submission starts a new run.
+ *   nothing left — mailbox empty, nothing pending or in flight — it waits for work until the next grid point (on
+ *   the deadline timer the sectors due there share) and then ends the run: the intake stops, no timer is armed, and
+ *   the next submission starts a new run.
  * - The **supervisor** restarts both after a defect with exponential backoff: the in-flight batch goes back to the
  *   buffer, the durable state is reloaded (claiming a new epoch) and the buffer is laid over it. Accepted ops are
  *   never lost to a restart.
@@ -338,7 +341,7 @@ export const make = Effect.fnUntraced(function*(
 /**
  * The fibers of a sector with work to do, and what they share: the mailbox, the flusher's wake-up, and whether the
  * intake has ended. A sector has one while its mailbox or its backlog holds anything (or a drain or a restart is
- * under way); an idle sector has none.
+ * under way) and until the grid point after that; an idle sector has none.
  */
 class Run {
   readonly mailbox: Queue.Queue<Envelope, Cause.Done>
@@ -842,6 +845,8 @@ class SectorActor implements Sector {
   private flusher(run: Run): Effect.Effect<void> {
     return Effect.gen({ self: this }, function*() {
       const policy = this.rt.config.policy
+      /** Idle since the last batch: the run ends at this grid point unless work comes first (`undefined`: busy). */
+      let lingerUntil: number | undefined
       while (this.current !== "fenced") {
         if (run.intakeDefect !== undefined) return yield* Effect.die(run.intakeDefect.defect)
         run.wake.closeUnsafe()
@@ -860,13 +865,23 @@ class SectorActor implements Sector {
         })
         switch (decision._tag) {
           case "Idle": {
-            if (run.intakeDone || this.retire(run)) return
+            if (run.intakeDone) return
+            // the run ends at the next grid point if no work comes first: a sector written to steadily keeps its
+            // fibers and mailbox from batch to batch instead of making them anew for each one
+            const now = this.now()
+            lingerUntil ??= BatchPolicy.deadline(policy, now)
+            if (now >= lingerUntil) {
+              if (this.retire(run)) return
+            } else {
+              yield* this.rt.deadlines.wake(lingerUntil, run.wake)
+            }
             run.flusherIdle = true
             yield* run.wake.await
             run.flusherIdle = false
             break
           }
           case "Wait": {
+            lingerUntil = undefined
             // the batch's deadline, on the host's timer for it: shared with every sector due at the same grid point,
             // which opens the same latch a trigger opens (one wait, not a race of two fibers per batch)
             const at = BatchPolicy.deadline(policy, first!.firstAt)
@@ -879,6 +894,7 @@ class SectorActor implements Sector {
             break
           }
           case "Flush": {
+            lingerUntil = undefined
             yield* this.flushOnce(run, decision.trigger)
             break
           }

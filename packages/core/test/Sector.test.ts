@@ -89,23 +89,49 @@ describe("Sector batching", () => {
       assert.strictEqual(stats.counters.timerWakeups, 0)
     }).pipe(Effect.provide(hostLayer())))
 
-  it.effect("runs no fiber while idle: a submission starts them, and they end once everything is durable", () =>
+  it.effect("runs no fiber while idle: a submission starts them, and they end at the grid point after everything is durable", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
       yield* host.submit(1, [set(1)])
       assert.isTrue((yield* host.stats(1)).awake) // one op pending, waiting for maxWait
-      yield* advance(30)
-      const idle = yield* host.stats(1)
-      assert.strictEqual(idle.persistedSeq, 1)
-      assert.isFalse(idle.awake)
-      // woken again by the next submission, asleep again once it is durable
+      yield* advance(30) // the batch went out at 25; idle since, the run lingers until the grid point at 50
+      const lingering = yield* host.stats(1)
+      assert.deepStrictEqual([lingering.persistedSeq, lingering.awake], [1, true])
+      yield* advance(20)
+      assert.isFalse((yield* host.stats(1)).awake) // 50: asleep
+      // woken again by the next submission, asleep again at the grid point after it is durable
       yield* host.submit(1, [set(2), set(3)])
       assert.isTrue((yield* host.stats(1)).awake)
       assert.strictEqual(yield* host.flush(1), 3)
       yield* Effect.yieldNow
+      assert.isTrue((yield* host.stats(1)).awake)
+      yield* advance(25)
       const again = yield* host.stats(1)
       assert.deepStrictEqual([again.persistedSeq, again.awake, again.counters.batches], [3, false, 2])
     }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("keeps its run from batch to batch while written to: work before the grid point finds it awake", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      // one op every 20 ms: each batch goes out at a grid point, and the next op arrives before the one after it
+      for (let i = 1; i <= 10; i++) {
+        yield* host.submit(1, [set(i)])
+        yield* advance(20)
+        assert.isTrue((yield* host.stats(1)).awake)
+      }
+      yield* advance(60)
+      const idle = yield* host.stats(1)
+      assert.deepStrictEqual([idle.persistedSeq, idle.awake], [10, false])
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("under a zero maxWait (the immediate profile) ends its run as soon as everything is durable", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      yield* host.submit(1, [set(1)])
+      yield* advance(1)
+      const idle = yield* host.stats(1)
+      assert.deepStrictEqual([idle.persistedSeq, idle.awake], [1, false])
+    }).pipe(Effect.provide(hostLayer({ policy: policy({ maxWait: 0 }) }))))
 
   it.effect("arms no timer while idle: zero wakeups for an hour", () =>
     CountingClock.withCountingClock((clock) =>
@@ -114,6 +140,11 @@ describe("Sector batching", () => {
         for (let sector = 0; sector < 50; sector++) yield* host.submit(sector, [set(1), set(2)])
         yield* advance(30)
         for (let sector = 0; sector < 50; sector++) assert.strictEqual((yield* host.stats(sector)).persistedSeq, 2)
+        // the runs linger until the grid point after their batch (one timer for all of them), then sleep
+        clock.reset()
+        yield* advance(20)
+        assert.deepStrictEqual(clock.counts(), { started: 0, fired: 1 })
+        for (let sector = 0; sector < 50; sector++) assert.isFalse((yield* host.stats(sector)).awake)
         clock.reset()
         yield* advance(Duration.toMillis(Duration.hours(1)), 60_000)
         assert.deepStrictEqual(clock.counts(), { started: 0, fired: 0 })
@@ -132,7 +163,8 @@ describe("Sector batching", () => {
         }
         assert.deepStrictEqual(store.commits, []) // 24 ms
         yield* advance(1)
-        assert.deepStrictEqual(clock.counts(), { started: 1, fired: 1 })
+        // the deadline's timer, and the one the sectors, idle again, linger on until the next grid point
+        assert.deepStrictEqual(clock.counts(), { started: 2, fired: 1 })
         assert.deepStrictEqual(new Set(store.commits.map((c) => c.at)), new Set([25]))
         assert.strictEqual(store.commits.length, 50)
       }).pipe(Effect.provide(hostLayer()))
@@ -143,7 +175,7 @@ describe("Sector batching", () => {
       Effect.gen(function*() {
         const host = yield* SectorHost.SectorHost
         for (let sector = 0; sector < 50; sector++) yield* host.submit(sector, [set(1), set(2)])
-        yield* advance(30)
+        yield* advance(50) // durable at 25, asleep at 50
         clock.reset()
         yield* advance(Duration.toMillis(Duration.minutes(2)), 1000)
         assert.deepStrictEqual(yield* host.list, [])
