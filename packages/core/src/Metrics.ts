@@ -196,9 +196,12 @@ export const deadLetters = Metric.counter("sectors_dead_letters_total", {
   incremental: true
 })
 
-/** Times a flusher's timer fired. Stays flat while sectors are idle. */
+/**
+ * Times a flusher's timer fired: a batch's deadline, or the grid point that ends an idle run's wait. Stays flat while
+ * sectors are idle.
+ */
 export const timerWakeups = Metric.counter("sectors_flusher_timer_wakeups_total", {
-  description: "Times a flusher woke up because its maxWait timer fired",
+  description: "Times a flusher woke up because its maxWait timer fired (a batch deadline, or the end of an idle wait)",
   incremental: true
 })
 

@@ -842,6 +842,12 @@ class SectorActor implements Sector {
     return true
   }
 
+  /** The flusher woke because its timer fired (a batch's deadline, or the end of an idle run's wait). */
+  private timerWakeup(): void {
+    this.counters.timerWakeups++
+    Metrics.timerWakeups.updateUnsafe(1, this.rt.context)
+  }
+
   private flusher(run: Run): Effect.Effect<void> {
     return Effect.gen({ self: this }, function*() {
       const policy = this.rt.config.policy
@@ -870,14 +876,13 @@ class SectorActor implements Sector {
             // fibers and mailbox from batch to batch instead of making them anew for each one
             const now = this.now()
             lingerUntil ??= BatchPolicy.deadline(policy, now)
-            if (now >= lingerUntil) {
-              if (this.retire(run)) return
-            } else {
-              yield* this.rt.deadlines.wake(lingerUntil, run.wake)
-            }
+            const lingering = now < lingerUntil
+            if (lingering) yield* this.rt.deadlines.wake(lingerUntil, run.wake)
+            else if (this.retire(run)) return
             run.flusherIdle = true
             yield* run.wake.await
             run.flusherIdle = false
+            if (lingering && this.now() >= lingerUntil) this.timerWakeup()
             break
           }
           case "Wait": {
@@ -887,10 +892,7 @@ class SectorActor implements Sector {
             const at = BatchPolicy.deadline(policy, first!.firstAt)
             yield* this.rt.deadlines.wake(at, run.wake)
             yield* run.wake.await
-            if (this.now() >= at) {
-              this.counters.timerWakeups++
-              Metrics.timerWakeups.updateUnsafe(1, this.rt.context)
-            }
+            if (this.now() >= at) this.timerWakeup()
             break
           }
           case "Flush": {

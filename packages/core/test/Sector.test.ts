@@ -98,7 +98,9 @@ describe("Sector batching", () => {
       const lingering = yield* host.stats(1)
       assert.deepStrictEqual([lingering.persistedSeq, lingering.awake], [1, true])
       yield* advance(20)
-      assert.isFalse((yield* host.stats(1)).awake) // 50: asleep
+      const asleep = yield* host.stats(1)
+      assert.isFalse(asleep.awake) // 50: asleep
+      assert.strictEqual(asleep.counters.timerWakeups, 2) // the batch's deadline at 25, the end of the wait at 50
       // woken again by the next submission, asleep again at the grid point after it is durable
       yield* host.submit(1, [set(2), set(3)])
       assert.isTrue((yield* host.stats(1)).awake)
