@@ -3,7 +3,9 @@
  * yardsticks that do nothing but read the body, parse its JSON and answer 202 (`BaselineServer`: bare `node:http`,
  * and the same on effect's `HttpRouter`), each a process of its own, driven by the same closed-loop generator
  * (`ClosedLoop`: 32 keep-alive connections, one op per request) in alternating rounds — the order turns each round —
- * so drift in the machine's load falls on all three alike; each server's CPU time per request is read from `/proc`. Then the host once more under `node --cpu-prof`, under
+ * so drift in the machine's load falls on all three alike; each round starts every server afresh (a process keeps its
+ * own offset of CPU per request for its life), and each server's CPU time per request is read from `/proc`. Then the
+ * host once more under `node --cpu-prof`, under
  * the same load, its profile sliced to the measured window (`CpuProfile`): where its time goes.
  */
 import { PgEmbedded } from "@sectors/pg-embedded"
@@ -86,53 +88,65 @@ export const run = (
     const workload = Workload.fieldReport.sustained
     const source = yield* OpSource.make(workload).pipe(Random.withSeed(17))
     const loadAverageAtStart = os.loadavg()
-    const bare = yield* HostProcess.start({}, { entry: baselineEntry, args: ["bare"] })
-    const router = yield* HostProcess.start({}, { entry: baselineEntry, args: ["router"] })
-    const host = yield* HostProcess.start({ DATABASE_URL: yield* PgEmbedded.freshDatabase(serverUrl, "bench_lean") })
-    yield* Effect.promise(() => activate(host.baseUrl, workload.sectors))
-    const baseline = options.baseline === undefined ? undefined : yield* HostProcess.start(
-      { DATABASE_URL: yield* PgEmbedded.freshDatabase(serverUrl, "bench_lean_baseline") },
-      { entry: path.join(options.baseline, "apps/sector-host/src/main.ts") }
-    )
-    if (baseline !== undefined) yield* Effect.promise(() => activate(baseline.baseUrl, workload.sectors))
-    const processes: Record<Server, HostProcess.Host | undefined> = {
-      "bare node:http": bare,
-      "effect HttpRouter": router,
-      "sector-host": host,
-      "sector-host, baseline": baseline
-    }
-    const measuredServers = servers.filter((server) => processes[server] !== undefined)
     const load = (target: string, seconds: number) =>
       Effect.promise(() =>
         ClosedLoop.run(source, { targets: [target], connections: options.connections, opsPerRequest: 1, seconds })
       )
-    for (const server of measuredServers) yield* load(processes[server]!.baseUrl, options.warmupSeconds)
+    /**
+     * Every server of a round, started afresh: a process keeps an offset of about ±10 µs of CPU per request for its
+     * whole life (how its code happened to be compiled), so each round gets processes of its own and the means over
+     * the rounds average over as many processes as rounds.
+     */
+    const startAll = (round: number) =>
+      Effect.gen(function*() {
+        const bare = yield* HostProcess.start({}, { entry: baselineEntry, args: ["bare"] })
+        const router = yield* HostProcess.start({}, { entry: baselineEntry, args: ["router"] })
+        const host = yield* HostProcess.start({
+          DATABASE_URL: yield* PgEmbedded.freshDatabase(serverUrl, `bench_lean_${round}`)
+        })
+        yield* Effect.promise(() => activate(host.baseUrl, workload.sectors))
+        const baseline = options.baseline === undefined ? undefined : yield* HostProcess.start(
+          { DATABASE_URL: yield* PgEmbedded.freshDatabase(serverUrl, `bench_lean_baseline_${round}`) },
+          { entry: path.join(options.baseline, "apps/sector-host/src/main.ts") }
+        )
+        if (baseline !== undefined) yield* Effect.promise(() => activate(baseline.baseUrl, workload.sectors))
+        const processes: Record<Server, HostProcess.Host | undefined> = {
+          "bare node:http": bare,
+          "effect HttpRouter": router,
+          "sector-host": host,
+          "sector-host, baseline": baseline
+        }
+        return processes
+      })
 
     const figures: Array<Figure> = []
     for (let round = 0; round < options.rounds; round++) {
-      for (let i = 0; i < measuredServers.length; i++) {
-        const server = measuredServers[(round + i) % measuredServers.length]!
-        const target = processes[server]!
-        const loadAverage = os.loadavg()[0]!
-        const cpuBefore = target.cpuSeconds()
-        const measured = yield* load(target.baseUrl, options.seconds)
-        const cpu = target.cpuSeconds() - cpuBefore
-        figures.push({
-          server,
-          round,
-          loadAverage,
-          requestsPerSecond: measured.requests / measured.seconds,
-          cpuMicrosPerRequest: (cpu * 1e6) / measured.requests,
-          latency: measured.latency,
-          statuses: measured.statuses
-        })
-        yield* log(`lean round ${round + 1}: ${server} ${Math.round(measured.requests / measured.seconds)} requests/s`)
-      }
+      yield* Effect.scoped(Effect.gen(function*() {
+        const processes = yield* startAll(round)
+        const measuredServers = servers.filter((server) => processes[server] !== undefined)
+        for (const server of measuredServers) yield* load(processes[server]!.baseUrl, options.warmupSeconds)
+        for (let i = 0; i < measuredServers.length; i++) {
+          const server = measuredServers[(round + i) % measuredServers.length]!
+          const target = processes[server]!
+          const loadAverage = os.loadavg()[0]!
+          const cpuBefore = target.cpuSeconds()
+          const measured = yield* load(target.baseUrl, options.seconds)
+          const cpu = target.cpuSeconds() - cpuBefore
+          figures.push({
+            server,
+            round,
+            loadAverage,
+            requestsPerSecond: measured.requests / measured.seconds,
+            cpuMicrosPerRequest: (cpu * 1e6) / measured.requests,
+            latency: measured.latency,
+            statuses: measured.statuses
+          })
+          yield* log(`lean round ${round + 1}: ${server} ${Math.round(measured.requests / measured.seconds)} requests/s`)
+        }
+        // every host stops cleanly (drained, exit 0): a host that did not is a failed run
+        for (const server of measuredServers) yield* processes[server]!.stop
+      }))
     }
-    yield* host.stop
-    if (baseline !== undefined) yield* baseline.stop
-    yield* bare.stop
-    yield* router.stop
 
     if (options.profileSeconds <= 0) return { options, loadAverageAtStart, figures } satisfies Result
     const dir = yield* Effect.promise(() => fs.mkdtemp(path.join(os.tmpdir(), "sectors-cpuprof-")))

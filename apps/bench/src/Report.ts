@@ -547,7 +547,7 @@ const leanSection = (r: Lean.Result, chartDir: string): Array<string> => {
       "sectors, seeded) and the next as soon as the answer is read. Each server is a process of its own: `bare " +
       "node:http` and `effect HttpRouter` only read the body, parse its JSON and answer 202 (`BaselineServer.ts`); " +
       "`sector-host` is the host on a fresh database of the embedded PostgreSQL, every sector activated first. " +
-      `${o.rounds} rounds of ${o.seconds} s, the order turning each round, after ${o.warmupSeconds} s of warm-up each; ` +
+      `${o.rounds} rounds of ${o.seconds} s, the order turning each round, every server a fresh process each round (a process keeps its own offset of CPU per request for its life: the means average over as many as there are rounds), after ${o.warmupSeconds} s of warm-up each; ` +
       `load average at start ${r.loadAverageAtStart.map((x) => n(x, 2)).join(" / ")}.`,
     "",
     "| round | server | load avg | requests/s | server CPU µs / request | p50 ms | p99 ms | answers |",
