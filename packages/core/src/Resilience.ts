@@ -115,8 +115,23 @@ export const make = Effect.gen(function*() {
     Schedule.tap(() => Metric.update(Metrics.retries, 1))
   )
 
+  const isRetryable = (error: SinkError) => error.isRetryable
+  /**
+   * `call`, retried on the schedule while it fails retryably. The schedule is built only on a first retryable
+   * failure, which it gets as its first input (its first delay, its deadline counted from then), as if it had been
+   * there from the start: a call that succeeds, the common case, pays for none (~2.6 µs a persist).
+   */
   const retrying = <A>(call: Effect.Effect<A, SinkError>): Effect.Effect<A, SinkError> =>
-    Effect.retry(call, { schedule, while: (error) => error.isRetryable })
+    Effect.catchIf(call, isRetryable, (first) => {
+      let failed: SinkError | undefined = first
+      const attempt = Effect.suspend((): Effect.Effect<A, SinkError> => {
+        if (failed === undefined) return call
+        const error = failed
+        failed = undefined
+        return Effect.fail(error)
+      })
+      return Effect.retry(attempt, { schedule, while: isRetryable })
+    })
 
   let health: SinkHealth = { up: true, downSince: undefined }
   Metrics.sinkUp.updateUnsafe(1, context)

@@ -43,6 +43,27 @@ describe("Resilience", () => {
       assert.strictEqual(resilience.status()._tag, "Closed")
     }).pipe(Effect.provide(layer)))
 
+  it.effect("retries a call that keeps failing until retryDeadline after its first failure, then fails with its error", () =>
+    Effect.gen(function*() {
+      const resilience = yield* Resilience.Resilience
+      const { attempts, call } = flaky(1_000, transient)
+      const startedAt = yield* Clock.currentTimeMillis
+      const fiber = yield* Effect.forkChild(Effect.flip(resilience.retrying(call)))
+      yield* Effect.yieldNow
+      assert.strictEqual(attempts(), 1) // the call itself, at once
+      yield* advance(5)
+      assert.strictEqual(attempts(), 1) // the first retry waits at least half of retryBase (10 ms, jittered)
+      let endedAt = startedAt
+      while (fiber.pollUnsafe() === undefined) {
+        yield* advance(1)
+        endedAt = yield* Clock.currentTimeMillis
+      }
+      assert.strictEqual((yield* Fiber.join(fiber))._tag, "SinkError")
+      // backoff 10, 20, 40, 40… ms (jittered): several retries, the last one begun within the 200 ms deadline
+      assert.isAtLeast(attempts(), 5)
+      assert.isAtMost(endedAt - startedAt, 200 + 40 * 1.2 + 1)
+    }).pipe(Effect.provide(layer)))
+
   it.effect("does not retry a rejected batch, and a rejection does not count against the circuit", () =>
     Effect.gen(function*() {
       const resilience = yield* Resilience.Resilience
