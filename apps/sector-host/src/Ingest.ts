@@ -47,6 +47,7 @@ import * as http from "node:http"
 import type * as Net from "node:net"
 import type { DurableWaiters } from "./DurableWaiters.ts"
 import { HostConfig } from "./HostConfig.ts"
+import * as IngestScan from "./IngestScan.ts"
 import * as IngestWire from "./IngestWire.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
@@ -104,9 +105,15 @@ const frameId = (body: unknown): FrameId =>
   Predicate.isObject(body) && (typeof body.id === "string" || typeof body.id === "number") ? body.id : null
 
 /**
- * Reads one text frame as a POST body is read (`Http.submit`): JSON, then the limits (413), then every field (400).
+ * Reads one text frame as a POST body is read (`Http.submit`): JSON, then the limits (413), then every field (400) —
+ * the usual frame straight from its text (`IngestScan`, which takes only what `parseFrame` takes, and reads it the
+ * same), any other by `parseFrame`.
  */
-const readFrame = (text: string, config: HostConfig["Service"]): Frame => {
+const readFrame = (text: string, config: HostConfig["Service"]): Frame =>
+  IngestScan.scan(text, config) ?? parseFrame(text, config)
+
+/** Reads one text frame the full way: `JSON.parse`, the limits (413), then every field (400). */
+export const parseFrame = (text: string, config: HostConfig["Service"]): Frame => {
   const json = Request.parseJsonResult(text)
   if (Result.isFailure(json)) return { _tag: "Refused", id: null, problem: json.failure }
   const body = json.success
