@@ -355,9 +355,9 @@ export const make = (waiters: DurableWaiters) =>
           if (closing && inflight === 0) close(closeCodes.goingAway, "the host is shutting down")
         }
         const finishing = Effect.sync(finish)
-        /** Answers a frame now, and it is done. */
-        const answerNow = (text: string) => {
-          wire.send(text)
+        /** Answers a frame now, and it is done; `ascii` as `IngestWire`'s `send` takes it. */
+        const answerNow = (text: string, ascii?: boolean) => {
+          wire.send(text, ascii)
           finish()
         }
         const send = (text: string) => Effect.sync(() => wire.send(text))
@@ -394,7 +394,8 @@ export const make = (waiters: DurableWaiters) =>
         const start = (frame: Submission): boolean => {
           const now = submitNow(frame)
           if (now !== undefined && Exit.isSuccess(now)) {
-            answerNow(answer(frame, now.value))
+            // a numeric id: the answer is all ASCII (numbers and `true` besides)
+            answerNow(answer(frame, now.value), typeof frame.id === "number")
             return true
           }
           if (now !== undefined) {
