@@ -338,8 +338,11 @@ export const make = (waiters: DurableWaiters) =>
           }
           draining = false
           if (heldAt === held.length) {
-            held = []
-            heldAt = 0
+            if (held.length > 0) {
+              // a new array only once something was held: `finish` drains after every answer
+              held = []
+              heldAt = 0
+            }
             if (paused && inflight < config.maxInflightFrames && !done) {
               paused = false
               wire.resume()
