@@ -27,7 +27,9 @@
  * **Speed.** The frames come straight from the WebSocket (`IngestWire`, around effect's `Socket` reader) and are read
  * in the event that delivers them: a frame refused, or taken at once by its sector (`Sectors.trySubmit`), is answered
  * there, without a fiber; only a frame that must wait (a durable one, one with a key, one whose sector is busy) runs
- * in a fiber of the connection's.
+ * in a fiber of the connection's. The usual frame is read straight from its text (`IngestScan`: no `JSON.parse`, its
+ * data measured for the buffer budget as it is read), and an answer known to be ASCII is written without being
+ * measured (`IngestWire.latin1Frames`).
  *
  * **Shutdown.** From the shutdown signal on (`Lifecycle`), frames are answered with `ShuttingDown` (503) without being
  * submitted; once every frame read is answered — durable ones when the host's final flush makes them durable — the
