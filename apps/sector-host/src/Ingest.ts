@@ -27,7 +27,9 @@
  * **Speed.** The frames come straight from the WebSocket (`IngestWire`, around effect's `Socket` reader) and are read
  * in the event that delivers them: a frame refused, or taken at once by its sector (`Sectors.trySubmit`), is answered
  * there, without a fiber; only a frame that must wait (a durable one, one with a key, one whose sector is busy) runs
- * in a fiber of the connection's.
+ * in a fiber of the connection's. The usual frame is read straight from its text (`IngestScan`: no `JSON.parse`, its
+ * data measured for the buffer budget as it is read), and an answer known to be ASCII is written without being
+ * measured (`IngestWire.latin1Frames`).
  *
  * **Shutdown.** From the shutdown signal on (`Lifecycle`), frames are answered with `ShuttingDown` (503) without being
  * submitted; once every frame read is answered — durable ones when the host's final flush makes them durable — the
@@ -47,6 +49,7 @@ import * as http from "node:http"
 import type * as Net from "node:net"
 import type { DurableWaiters } from "./DurableWaiters.ts"
 import { HostConfig } from "./HostConfig.ts"
+import * as IngestScan from "./IngestScan.ts"
 import * as IngestWire from "./IngestWire.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
@@ -104,9 +107,15 @@ const frameId = (body: unknown): FrameId =>
   Predicate.isObject(body) && (typeof body.id === "string" || typeof body.id === "number") ? body.id : null
 
 /**
- * Reads one text frame as a POST body is read (`Http.submit`): JSON, then the limits (413), then every field (400).
+ * Reads one text frame as a POST body is read (`Http.submit`): JSON, then the limits (413), then every field (400) —
+ * the usual frame straight from its text (`IngestScan`, which takes only what `parseFrame` takes, and reads it the
+ * same), any other by `parseFrame`.
  */
-const readFrame = (text: string, config: HostConfig["Service"]): Frame => {
+const readFrame = (text: string, config: HostConfig["Service"]): Frame =>
+  IngestScan.scan(text, config) ?? parseFrame(text, config)
+
+/** Reads one text frame the full way: `JSON.parse`, the limits (413), then every field (400). */
+export const parseFrame = (text: string, config: HostConfig["Service"]): Frame => {
   const json = Request.parseJsonResult(text)
   if (Result.isFailure(json)) return { _tag: "Refused", id: null, problem: json.failure }
   const body = json.success
@@ -331,8 +340,11 @@ export const make = (waiters: DurableWaiters) =>
           }
           draining = false
           if (heldAt === held.length) {
-            held = []
-            heldAt = 0
+            if (held.length > 0) {
+              // a new array only once something was held: `finish` drains after every answer
+              held = []
+              heldAt = 0
+            }
             if (paused && inflight < config.maxInflightFrames && !done) {
               paused = false
               wire.resume()
@@ -348,9 +360,9 @@ export const make = (waiters: DurableWaiters) =>
           if (closing && inflight === 0) close(closeCodes.goingAway, "the host is shutting down")
         }
         const finishing = Effect.sync(finish)
-        /** Answers a frame now, and it is done. */
-        const answerNow = (text: string) => {
-          wire.send(text)
+        /** Answers a frame now, and it is done; `ascii` as `IngestWire`'s `send` takes it. */
+        const answerNow = (text: string, ascii?: boolean) => {
+          wire.send(text, ascii)
           finish()
         }
         const send = (text: string) => Effect.sync(() => wire.send(text))
@@ -387,7 +399,8 @@ export const make = (waiters: DurableWaiters) =>
         const start = (frame: Submission): boolean => {
           const now = submitNow(frame)
           if (now !== undefined && Exit.isSuccess(now)) {
-            answerNow(answer(frame, now.value))
+            // a numeric id: the answer is all ASCII (numbers and `true` besides)
+            answerNow(answer(frame, now.value), typeof frame.id === "number")
             return true
           }
           if (now !== undefined) {

@@ -42,8 +42,11 @@ const open = 1
 
 /** An `/ingest` connection's wire (`make`). */
 export interface Wire {
-  /** Queues `text` as one text frame; the turn's frames go out in one write once its JavaScript is done. */
-  readonly send: (text: string) => void
+  /**
+   * Queues `text` as one text frame; the turn's frames go out in one write once its JavaScript is done. `ascii`: the
+   * caller knows `text` is ASCII, so it can go out as it is (`latin1Frames`), without being measured and copied.
+   */
+  readonly send: (text: string, ascii?: boolean) => void
   /** Writes the queued answers, then starts the closing handshake with `code`. */
   readonly close: (code: number, reason: string) => void
   /** Stops reading the socket (frames of a chunk already read still arrive) / reads it again. */
@@ -80,16 +83,22 @@ export const make = (socket: Net.Socket, handlers: Handlers): Wire | undefined =
 
   // the answers of this turn, written once its JavaScript is done (`process.nextTick`)
   let queued: Array<string> = []
+  /** Whether every queued text is ASCII. */
+  let ascii = true
   const flush = () => {
     const texts = queued
+    const latin1 = ascii
     queued = []
+    ascii = true
     if (texts.length === 0 || ws.readyState !== open) return
-    socket.write(frames(texts))
+    if (latin1) socket.write(latin1Frames(texts), "latin1")
+    else socket.write(frames(texts))
   }
   return {
-    send: (text) => {
+    send: (text, isAscii = false) => {
       if (queued.length === 0) process.nextTick(flush)
       queued.push(text)
+      if (!isAscii) ascii = false
     },
     close: (code, reason) => {
       flush()
@@ -98,6 +107,37 @@ export const make = (socket: Net.Socket, handlers: Handlers): Wire | undefined =
     pause: () => ws.pause(),
     resume: () => ws.resume()
   }
+}
+
+/**
+ * ASCII `texts` as `frames` writes them, as a string of latin1 characters, one a byte: each header's bytes as
+ * characters, then the text as it is (ASCII is its own UTF-8). A third of `frames`'s cost for the usual answers: no
+ * measuring, no native call per text, one buffer made when the string is written.
+ */
+export const latin1Frames = (texts: ReadonlyArray<string>): string => {
+  let out = ""
+  for (let i = 0; i < texts.length; i++) {
+    const text = texts[i]!
+    const length = text.length
+    out += length < 126
+      ? String.fromCharCode(0x81, length)
+      : length < 65536
+      ? String.fromCharCode(0x81, 126, length >>> 8, length & 0xff)
+      : String.fromCharCode(
+        0x81,
+        127,
+        0,
+        0,
+        0,
+        0,
+        (length >>> 24) & 0xff,
+        (length >>> 16) & 0xff,
+        (length >>> 8) & 0xff,
+        length & 0xff
+      )
+    out += text
+  }
+  return out
 }
 
 /** `texts` as unmasked, unfragmented text frames (RFC 6455 §5.2: a server does not mask), in one buffer. */

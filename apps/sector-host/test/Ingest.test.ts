@@ -200,6 +200,25 @@ describe("GET /ingest", () => {
       assert.strictEqual((yield* stats(3)).lastSeq, 4)
     }).pipe(Effect.scoped, Effect.provide(serve())))
 
+  it.effect("answers frames whose ids are not ASCII intact, beside frames with numeric ids", () =>
+    Effect.gen(function*() {
+      // the sector awake (its first batch held in the sink) before the frames come, so that it takes them at once
+      // (`Sectors.trySubmit`): their answers are written in the event that read them
+      yield* holdSink("10 seconds")
+      const client = yield* connect()
+      client.send({ id: 0, sector: 5, ops: [set(1)] })
+      yield* client.received(1)
+      const ids = [1, "é", 2, "😀", 3, "ü€", 4]
+      for (const id of ids) client.send({ id, sector: 5, ops: [set(1)] })
+      const answers = (yield* client.received(ids.length + 1)).slice(1)
+      assert.deepStrictEqual(answers.map((answer) => [answer.id, answer.firstSeq]), ids.map((id, i) => [id, i + 2]))
+      // a refusal that is not ASCII either
+      client.send({ id: "ß", sector: 5, ops: [{ type: "set", entity: 1, component: "ç", data: {} }] })
+      const refused = yield* client.answerTo("ß")
+      assert.strictEqual(refused.error.status, 400)
+      assert.include(refused.error.detail, "component")
+    }).pipe(Effect.scoped, Effect.provide(serve())))
+
   it.effect("answers accepted frames of one sector in the order they were sent, with seqs in that order, under a burst", () =>
     Effect.gen(function*() {
       const client = yield* connect()

@@ -48,3 +48,21 @@ describe("IngestWire.frames", () => {
     assert.strictEqual(IngestWire.frames([]).length, 0)
   })
 })
+
+describe("IngestWire.latin1Frames", () => {
+  it("writes ASCII texts byte for byte as frames writes them, at every length form", () => {
+    const texts = [
+      "",
+      `{"id":1,"sector":7,"accepted":1,"firstSeq":1,"lastSeq":1}`,
+      "x".repeat(125),
+      "x".repeat(126),
+      "x".repeat(255),
+      "x".repeat(256),
+      "y".repeat(65_535),
+      "z".repeat(65_536),
+      "\u0000\u007f ~ all of ASCII"
+    ]
+    assert.deepStrictEqual(Buffer.from(IngestWire.latin1Frames(texts), "latin1"), IngestWire.frames(texts))
+    assert.strictEqual(IngestWire.latin1Frames([]), "")
+  })
+})
