@@ -101,6 +101,8 @@ export type Frame =
     readonly ops: ReadonlyArray<Op.Op>
     readonly ack: "accepted" | "durable"
     readonly key: string | undefined
+    /** Each op's `JSON.stringify(data)` length, where the read measured it (`IngestScan`). */
+    readonly dataLengths?: ReadonlyArray<number | undefined> | undefined
   }
 
 const frameId = (body: unknown): FrameId =>
@@ -255,7 +257,7 @@ export const make = (waiters: DurableWaiters) =>
      * an effect pipeline of its own; `undefined` when it must be submitted the usual way.
      */
     const submitNow = (frame: Submission): Exit.Exit<Sector.Accepted> | undefined =>
-      frame.ack === "accepted" && frame.key === undefined ? sectors.trySubmit(frame.sector, frame.ops) : undefined
+      frame.ack === "accepted" && frame.key === undefined ? sectors.trySubmit(frame.sector, frame.ops, frame.dataLengths) : undefined
 
     /**
      * Serves one upgraded connection until it closes; `raw`: its TCP socket, when the server is Node's. Its frames are

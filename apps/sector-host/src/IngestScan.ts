@@ -9,9 +9,10 @@
  *
  * It also measures each `set` op's `data` as `Batch.cellBytes` does — the length of its `JSON.stringify` — from the
  * text it was read from, which is that text (no whitespace, no escapes, no duplicate keys, numbers as `String` writes
- * them), and hands that to `Batch.knownDataLength`, so the sector does not stringify it again.
+ * them), and hands those lengths on with the frame (`dataLengths`, for `SectorHost.trySubmit`), so the sector does
+ * not stringify it again.
  */
-import { Batch, type Op } from "@sectors/core"
+import type { Op } from "@sectors/core"
 
 /** A frame the scan took, as `Ingest` reads a submission. */
 export interface Scanned {
@@ -21,6 +22,8 @@ export interface Scanned {
   readonly ops: ReadonlyArray<Op.Op>
   readonly ack: "accepted" | "durable"
   readonly key: undefined
+  /** Each op's `JSON.stringify(data)` length, for a `set` (what `Batch.cellBytes` would measure). */
+  readonly dataLengths: ReadonlyArray<number | undefined>
 }
 
 /** Most levels of arrays and objects inside an op's `data`, far under `Request.maxJsonDepth` with the frame's own. */
@@ -304,7 +307,10 @@ class Scan {
     return text.slice(start, start + length)
   }
 
-  /** One op, as `Request.plainOps` builds it; a `set` op's data length goes to `Batch.knownDataLength`. */
+  /** Each op's data length so far (`dataLengths`), in the order of the ops. */
+  readonly dataLengths: Array<number | undefined> = []
+
+  /** One op, as `Request.plainOps` builds it; a `set` op's data length goes to `dataLengths`, others' `undefined`. */
   op(maxDataBytes: number): Op.Op {
     this.expect(openBrace)
     let type: Op.Op["type"] | undefined
@@ -362,15 +368,18 @@ class Scan {
         // the bound `Request.limitIssues` checks (UTF-8 bytes): near it, the full read measures exactly
         if (3 * dataLength > maxDataBytes) return this.fail()
         this.data = true
-        Batch.knownDataLength(data, dataLength)
+        this.dataLengths.push(dataLength)
         return { type: "set", entity, component, data: data as Op.Data }
       case "remove":
+        this.dataLengths.push(undefined)
         return fields === 3 && component !== undefined
           ? { type: "remove", entity, component }
           : this.fail()
       case "delete":
+        this.dataLengths.push(undefined)
         return fields === 2 ? { type: "delete", entity } : this.fail()
       case "authority":
+        this.dataLengths.push(undefined)
         return fields === 4 && component !== undefined && worker !== undefined
           ? { type: "authority", entity, component, worker }
           : this.fail()
@@ -440,7 +449,7 @@ export const scan = (
     if (scan.at !== text.length || id === undefined || sector === undefined || ops === undefined) return undefined
     // no lone surrogate in the data (`Request`'s `storable`): text from the WebSocket has none, being UTF-8
     if (scan.data && !text.isWellFormed()) return undefined
-    return { _tag: "Submission", id, sector, ops, ack: ack ?? "accepted", key: undefined }
+    return { _tag: "Submission", id, sector, ops, ack: ack ?? "accepted", key: undefined, dataLengths: scan.dataLengths }
   } catch (error) {
     if (error === giveUp) return undefined
     throw error

@@ -64,7 +64,11 @@ export class Sectors extends Context.Service<Sectors, {
    * `SectorHost.trySubmit`); `undefined` otherwise (always in a cluster: a sector's entity answers there) — then
    * `submit` them.
    */
-  readonly trySubmit: (sectorId: number, ops: ReadonlyArray<Op.Op>) => Exit.Exit<Sector.Accepted> | undefined
+  readonly trySubmit: (
+    sectorId: number,
+    ops: ReadonlyArray<Op.Op>,
+    dataLengths?: ReadonlyArray<number | undefined>
+  ) => Exit.Exit<Sector.Accepted> | undefined
   /** Reads an entity (see `SectorHost.get`). */
   readonly get: (sectorId: number, entity: number) => Effect.Effect<Option.Option<SectorState.EntityView>, ReachError>
   /** A sector's figures, with the circuit of the host that owns it. */

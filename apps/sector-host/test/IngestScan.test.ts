@@ -6,7 +6,7 @@
  * forms, duplicate keys), frames one or two fields away from valid, and texts that are not JSON at all.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Batch } from "@sectors/core"
+import { Batch, type Op } from "@sectors/core"
 import { Arbitraries } from "@sectors/core/testing"
 import * as fc from "fast-check"
 import * as HostConfig from "../src/HostConfig.ts"
@@ -179,11 +179,8 @@ const frameText = fc.tuple(frame, tape, fc.oneof({ arbitrary: fc.constant(null),
   return cut === null ? written : written.slice(0, cut % (written.length + 1))
 })
 
-/** `cellBytes` of an op, measured as it was before `Batch.knownDataLength`. */
-const measuredCellBytes = (op: { readonly type: string; readonly component?: string; readonly data?: unknown }) =>
-  op.type === "set"
-    ? 96 + 2 * op.component!.length + 3 * JSON.stringify(op.data).length
-    : undefined
+/** `cellBytes` of an op, measured (its data stringified). */
+const measuredCellBytes = (op: Op.Op) => Batch.cellBytes(op)
 
 const configs = fc.record({
   maxOpsPerRequest: fc.oneof(fc.integer({ min: 1, max: 4 }), fc.constant(HostConfig.defaults.maxOpsPerRequest)),
@@ -197,11 +194,14 @@ describe("IngestScan.scan", () => {
       fc.property(frameText, configs, (text, config) => {
         const scanned = IngestScan.scan(text, config)
         if (scanned === undefined) return
-        assert.deepStrictEqual(scanned, Ingest.parseFrame(text, config))
-        for (const op of scanned.ops) {
-          const measured = measuredCellBytes(op)
-          if (measured !== undefined) assert.strictEqual(Batch.cellBytes(op), measured)
-        }
+        const { dataLengths, ...read } = scanned
+        assert.deepStrictEqual<unknown>(read, Ingest.parseFrame(text, config))
+        assert.strictEqual(dataLengths.length, scanned.ops.length)
+        scanned.ops.forEach((op, i) => {
+          // a set op's length exactly what cellBytes would measure; none for the others
+          assert.strictEqual(Batch.cellBytes(op, dataLengths[i]), measuredCellBytes(op))
+          if (op.type !== "set") assert.isUndefined(dataLengths[i])
+        })
       }),
       { numRuns: 20_000 }
     ))
@@ -220,7 +220,8 @@ describe("IngestScan.scan", () => {
         const config = { ...HostConfig.defaults, maxOpsPerRequest: 3 }
         const scanned = IngestScan.scan(text, config)
         assert.isDefined(scanned)
-        assert.deepStrictEqual(scanned, Ingest.parseFrame(text, config))
+        const { dataLengths: _, ...read } = scanned
+        assert.deepStrictEqual<unknown>(read, Ingest.parseFrame(text, config))
       }
     )))
 
@@ -245,18 +246,5 @@ describe("IngestScan.scan", () => {
         `{"id":1,"sector":2,"ops":[{"type":"set","entity":1,"component":"c","data":${"{\"a\":".repeat(70)}1${"}".repeat(70)}}]}`
       ]
     ) assert.isUndefined(IngestScan.scan(text, config), text)
-  })
-})
-
-describe("Batch.knownDataLength", () => {
-  it("is what cellBytes counts for the data told, for the last eight told", () => {
-    const told = Array.from({ length: 9 }, (_, i) => ({ x: i }))
-    for (const data of told) Batch.knownDataLength(data, 1_000)
-    const cell = (data: { x: number }) => Batch.cellBytes({ type: "set", entity: 1, component: "c", data })
-    // told: counted as told; the ninth one back is forgotten, and measured
-    for (const data of told.slice(1)) assert.strictEqual(cell(data), 96 + 2 + 3 * 1_000)
-    assert.strictEqual(cell(told[0]!), 96 + 2 + 3 * JSON.stringify(told[0]).length)
-    // the same content, another object: measured
-    assert.strictEqual(cell({ x: 8 }), 96 + 2 + 3 * JSON.stringify({ x: 8 }).length)
   })
 })

@@ -89,40 +89,17 @@ const entityBytes = 512
 const tombstoneBytes = 32
 
 /**
- * The last few `data` objects whose `JSON.stringify` length a parser told (`knownDataLength`), by identity, and those
- * lengths: a ring, so that it holds nothing for long and costs a few comparisons.
- */
-const known: Array<object | undefined> = new Array(8).fill(undefined)
-const knownLengths: Array<number> = new Array(8).fill(0)
-let knownAt = 0
-
-/**
- * Tells `cellBytes` the length of `JSON.stringify(data)`, measured by whoever parsed `data` from JSON text (the host's
- * `/ingest` frames), so that it does not stringify `data` again when the op is submitted next. `length` must be
- * exactly that length: the buffer budget counts with it. Kept only for the last few objects told.
- */
-export const knownDataLength = (data: object, length: number): void => {
-  known[knownAt] = data
-  knownLengths[knownAt] = length
-  knownAt = (knownAt + 1) & 7
-}
-
-/** The length of `JSON.stringify(data)`: told (`knownDataLength`), or measured. */
-const dataLength = (data: Op.Data): number => {
-  for (let i = 0; i < 8; i++) if (known[i] === data) return knownLengths[i]!
-  return JSON.stringify(data).length
-}
-
-/**
  * The memory one op's cell holds while it is pending, as an estimate of the heap it keeps alive: a fixed cost per
  * cell and its map entry, its strings, and for `set` its data (three times the length of its JSON: parsed objects
  * are bigger than their text). A sector's `bytes` is the sum over the cells it holds (and `entityBytes` per entity),
  * which is what a buffer budget counts. Calibrated against RSS with distinct keys (`test/faults/Outage.test.ts`).
+ * `dataLength`: the length of `JSON.stringify(op.data)` when the caller knows it already (a parser that read the op
+ * from such text), so that it is not stringified again; it must be exactly that length, which the budget counts with.
  */
-export const cellBytes = (op: Op.Op): number => {
+export const cellBytes = (op: Op.Op, dataLength?: number): number => {
   switch (op.type) {
     case "set":
-      return 96 + 2 * op.component.length + 3 * dataLength(op.data)
+      return 96 + 2 * op.component.length + 3 * (dataLength ?? JSON.stringify(op.data).length)
     case "remove":
       return 96 + 2 * op.component.length
     case "delete":

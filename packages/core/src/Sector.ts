@@ -223,7 +223,10 @@ export interface Sector {
    * `submit` them, which waits, refuses or wakes the sector as it must; nothing was applied. A defect applying an op
    * is the exit's (the sector restarts, as with `submit`).
    */
-  readonly tryAccept: (ops: ReadonlyArray<Op.Op>) => Exit.Exit<Accepted> | undefined
+  readonly tryAccept: (
+    ops: ReadonlyArray<Op.Op>,
+    dataLengths?: ReadonlyArray<number | undefined>
+  ) => Exit.Exit<Accepted> | undefined
 }
 
 interface Envelope {
@@ -466,11 +469,11 @@ class SectorActor implements Sector {
     })
   }
 
-  tryAccept(ops: ReadonlyArray<Op.Op>): Exit.Exit<Accepted> | undefined {
+  tryAccept(ops: ReadonlyArray<Op.Op>, dataLengths?: ReadonlyArray<number | undefined>): Exit.Exit<Accepted> | undefined {
     const run = this.run
     if (ops.length === 0 || this.backlog.full || run === undefined || !this.free(run)) return undefined
     // accepted here and now: nothing is reserved, the budget only has to have room for the most the ops can add
-    const { bytes, cells } = this.sizes(ops)
+    const { bytes, cells } = this.sizes(ops, dataLengths)
     if (this.rt.budget !== undefined && !this.rt.budget.fits(bytes)) return undefined
     // free: the sector is running, so not fenced, and `accept` gives seqs
     const envelope: Envelope = { ops, cells, reserved: 0, deferred: undefined, pending: undefined }
@@ -493,9 +496,15 @@ class SectorActor implements Sector {
     return { cells, reserved: bytes }
   }
 
-  /** The ops' sizes (`Batch.cellBytes`) and the most bytes they can add to the host's budget (0 without a budget). */
-  private sizes(ops: ReadonlyArray<Op.Op>): { readonly cells: Array<number>; readonly bytes: number } {
-    const cells = ops.map(cellBytes)
+  /**
+   * The ops' sizes (`Batch.cellBytes`, with the `data` lengths the caller measured already, if any) and the most bytes
+   * they can add to the host's budget (0 without a budget).
+   */
+  private sizes(
+    ops: ReadonlyArray<Op.Op>,
+    dataLengths?: ReadonlyArray<number | undefined>
+  ): { readonly cells: Array<number>; readonly bytes: number } {
+    const cells = ops.map((op, i) => cellBytes(op, dataLengths?.[i]))
     let bytes = 0
     if (this.rt.budget !== undefined) for (let i = 0; i < ops.length; i++) bytes += opBytes(ops[i]!, cells[i])
     return { cells, bytes }

@@ -90,9 +90,14 @@ export class SectorHost extends Context.Service<SectorHost, {
    * Submits ops with an accepted ack and no idempotency key at once, synchronously, when the sector is resident,
    * awake and free and has room (`Sector.tryAccept`): the answer `submit` would give, without an effect. `undefined`
    * when it cannot — nothing was applied: `submit` them. For a transport that handles many small submissions in a
-   * loop of its own (`/ingest`); not traced.
+   * loop of its own (`/ingest`); not traced. `dataLengths`: each op's `JSON.stringify(data)` length where the caller
+   * knows it exactly (it read the op from such text), so that it is not measured again (`Batch.cellBytes`).
    */
-  readonly trySubmit: (sectorId: number, ops: ReadonlyArray<Op.Op>) => Exit.Exit<Sector.Accepted> | undefined
+  readonly trySubmit: (
+    sectorId: number,
+    ops: ReadonlyArray<Op.Op>,
+    dataLengths?: ReadonlyArray<number | undefined>
+  ) => Exit.Exit<Sector.Accepted> | undefined
   /**
    * Reads an entity: from memory if the sector is resident (read-your-writes), otherwise from the sink without
    * claiming or activating it.
@@ -228,7 +233,7 @@ export const make = Effect.gen(function*() {
         )
       )
     },
-    trySubmit: (sectorId, ops) => residency.residentNow(sectorId)?.tryAccept(ops),
+    trySubmit: (sectorId, ops, dataLengths) => residency.residentNow(sectorId)?.tryAccept(ops, dataLengths),
     get: (sectorId, entity) =>
       residency.peek(sectorId, (resident) =>
         Option.isSome(resident)

@@ -70,6 +70,21 @@ describe("SectorHost", () => {
       assert.isTrue(outcomes.slice(spent).every((outcome) => outcome.startsWith("declined, then BufferFull")), JSON.stringify(outcomes.slice(spent)))
     }).pipe(Effect.provide(hostLayer({ maxBufferedBytes: 16 * 1024 }))))
 
+  it.effect("trySubmit counts a data length its caller measured as the op's data in the budget, not measuring it again", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      for (const sector of [1, 2]) yield* host.submit(sector, [set(0)])
+      yield* host.flush(1)
+      yield* host.flush(2)
+      assert.strictEqual(host.buffer().bufferedBytes, 0)
+      const op = set(1, "c", 5) // data {"x":5}: 7 characters of JSON
+      assert.isTrue(Exit.isExit(host.trySubmit(1, [op])))
+      const measured = host.buffer().bufferedBytes
+      assert.isTrue(Exit.isExit(host.trySubmit(2, [op], [1_000])))
+      // three bytes of heap a character of JSON (`Batch.cellBytes`): the told length, not the 7 measured
+      assert.strictEqual(host.buffer().bufferedBytes - measured, measured + 3 * (1_000 - 7))
+    }).pipe(Effect.provide(hostLayer())))
+
   it.effect("trySubmit counts as a use: at the cap, the sector least recently submitted to is let go first", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost
