@@ -79,6 +79,7 @@ import * as SectorState from "./SectorState.ts"
 import { Backlog } from "./internal/backlog.ts"
 import type { Budget } from "./internal/budget.ts"
 import { Deadlines } from "./internal/deadlines.ts"
+import { Expiries } from "./internal/expiries.ts"
 import { IdempotencyStore, type Pending } from "./internal/idempotency.ts"
 import * as Isolation from "./internal/isolation.ts"
 import { records, withOutcome } from "./internal/tracing.ts"
@@ -272,6 +273,8 @@ export interface Runtime {
   readonly clock: Clock.Clock
   /** The flushers' deadline timers: one per deadline, shared by every sector due at it. */
   readonly deadlines: Deadlines
+  /** The deadlines of durable waits (`durableTimeout`): one timer for the host's sectors. */
+  readonly expiries: Expiries
   readonly context: Context.Context<never>
   /** Whether the host's tracer records spans (`internal/tracing`): each batch's `Sector.persist` span only then. */
   readonly traced: boolean
@@ -300,6 +303,7 @@ export const runtime = Effect.fnUntraced(function*(
     resilience: yield* Resilience,
     clock,
     deadlines: new Deadlines(clock),
+    expiries: new Expiries(clock),
     context,
     traced: records(context),
     budget,
@@ -547,15 +551,22 @@ class SectorActor implements Sector {
     const result = { sectorId, accepted: lastSeq - firstSeq + 1, firstSeq, lastSeq, ...(replayed ? { replayed } : {}) }
     if (options?.ack !== "durable") return Effect.succeed({ ...result, persisted: lastSeq <= this.watermark.seq })
     options.onAccepted?.(result)
-    const durable = this.watermark.await(lastSeq, () => this.refuseWait()).pipe(
-      Effect.as({ ...result, persisted: true })
-    )
-    return options.durableTimeout === undefined ? durable : durable.pipe(
-      Effect.timeoutOrElse({
-        duration: options.durableTimeout,
-        orElse: () =>
-          Effect.fail(new DurableTimeout({ sectorId, firstSeq, lastSeq, persistedSeq: this.watermark.seq }))
-      })
+    const durable = { ...result, persisted: true }
+    const timeout = options.durableTimeout === undefined
+      ? Infinity
+      : Duration.toMillis(Duration.fromInputUnsafe(options.durableTimeout))
+    if (!Number.isFinite(timeout)) return Effect.as(this.watermark.await(lastSeq, () => this.refuseWait()), durable)
+    // on the host's one timer for durable waits, not a sleep and a race for each
+    const at = this.now() + timeout
+    return Effect.as(
+      this.watermark.awaitUntil(
+        lastSeq,
+        () => this.refuseWait(),
+        this.rt.expiries,
+        at,
+        () => new DurableTimeout({ sectorId, firstSeq, lastSeq, persistedSeq: this.watermark.seq })
+      ),
+      durable
     )
   }
 

@@ -78,6 +78,24 @@ describe("Sector batching", () => {
       assert.strictEqual((yield* host.stats(1)).persistedSeq, 1)
     }).pipe(Effect.provide(hostLayer())))
 
+  it.effect("durable waits with a timeout wait on one timer for the host, not a sleep and a race each", () =>
+    CountingClock.withCountingClock((clock) =>
+      Effect.gen(function*() {
+        const host = yield* SectorHost.SectorHost
+        yield* host.submit(1, [set(0)])
+        yield* advance(60) // durable, and the run ended: nothing armed
+        clock.reset()
+        const fibers = []
+        for (let i = 1; i <= 50; i++) {
+          fibers.push(yield* Effect.forkChild(host.submit(1, [set(i)], { ack: "durable", durableTimeout: 1_000 })))
+        }
+        yield* advance(30)
+        for (const fiber of fibers) assert.isTrue((yield* Fiber.join(fiber)).persisted)
+        // the batch's deadline and the durable waits' one timer (the run's idle wait shares the next grid point)
+        assert.isAtMost(clock.counts().started, 3)
+      }).pipe(Effect.provide(hostLayer()))
+    ))
+
   it.effect("flush() persists at once and returns the watermark", () =>
     Effect.gen(function*() {
       const host = yield* SectorHost.SectorHost

@@ -11,10 +11,13 @@
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type { Expiries, Expiry } from "./expiries.ts"
 
 interface Waiter<E> {
   readonly seq: number
   readonly deferred: Deferred.Deferred<void, E>
+  /** Its deadline, if it has one (`awaitUntil`): cancelled when the watermark passes it first. */
+  expiry?: Expiry | undefined
 }
 
 /** A watermark with waiters that fail with `E` when the sector stops before reaching them. */
@@ -23,7 +26,9 @@ export class Watermark<E> {
   seq: number
   /** When the watermark last moved (ms since the epoch); undefined until it has. */
   at: number | undefined
-  private readonly waiters: Array<Waiter<E>> = []
+  private readonly waiters: Array<Waiter<any>> = []
+  /** Where the deadlines of `awaitUntil` wait (set by its first call; one for the host). */
+  private expiries: Expiries | undefined = undefined
 
   constructor(seq: number, at: number | undefined) {
     this.seq = seq
@@ -42,7 +47,9 @@ export class Watermark<E> {
     this.at = at
     let resolved = 0
     while (resolved < this.waiters.length && this.waiters[resolved]!.seq <= seq) {
-      Deferred.doneUnsafe(this.waiters[resolved]!.deferred, Exit.void)
+      const waiter = this.waiters[resolved]!
+      if (waiter.expiry !== undefined) this.expiries?.cancel(waiter.expiry)
+      Deferred.doneUnsafe(waiter.deferred, Exit.void)
       resolved++
     }
     if (resolved > 0) this.waiters.splice(0, resolved)
@@ -65,9 +72,48 @@ export class Watermark<E> {
     })
   }
 
+  /**
+   * `await`, but failing with `timedOut()` once the clock reads `at` if `seq` is not durable by then — on the host's
+   * one timer for such deadlines (`expiries`), not a sleep and a race of its own. The waiter goes at once either way.
+   */
+  awaitUntil<E2>(
+    seq: number,
+    refuse: () => E | undefined,
+    expiries: Expiries,
+    at: number,
+    timedOut: () => E2
+  ): Effect.Effect<void, E | E2> {
+    return Effect.suspend(() => {
+      if (seq <= this.seq) return Effect.void
+      const refused = refuse()
+      if (refused !== undefined) return Effect.fail(refused)
+      this.expiries = expiries
+      const waiter: Waiter<E | E2> = { seq, deferred: Deferred.makeUnsafe() }
+      this.waiters.splice(this.after(seq), 0, waiter)
+      return Effect.flatMap(
+        expiries.add(at, () => {
+          this.remove(waiter)
+          Deferred.doneUnsafe(waiter.deferred, Exit.fail(timedOut()))
+        }),
+        (expiry) => {
+          waiter.expiry = expiry
+          return Deferred.await(waiter.deferred).pipe(Effect.onInterrupt(() =>
+            Effect.sync(() => {
+              this.remove(waiter)
+              expiries.cancel(expiry)
+            })
+          ))
+        }
+      )
+    })
+  }
+
   /** Fails every waiter with `error` (the sector stopped or was fenced). */
   failAll(error: E): void {
-    for (const waiter of this.waiters.splice(0)) Deferred.doneUnsafe(waiter.deferred, Exit.fail(error))
+    for (const waiter of this.waiters.splice(0)) {
+      if (waiter.expiry !== undefined) this.expiries?.cancel(waiter.expiry)
+      Deferred.doneUnsafe(waiter.deferred, Exit.fail(error))
+    }
   }
 
   /** The index after the last waiter for a seq at or below `seq` (binary search: waiters are sorted by seq). */
@@ -82,7 +128,7 @@ export class Watermark<E> {
     return low
   }
 
-  private remove(waiter: Waiter<E>): void {
+  private remove(waiter: Waiter<any>): void {
     for (let at = this.after(waiter.seq) - 1; at >= 0 && this.waiters[at]!.seq === waiter.seq; at--) {
       if (this.waiters[at] === waiter) {
         this.waiters.splice(at, 1)
