@@ -5,7 +5,8 @@
  * due by then and sleeps again until the next, or ends when none is left.
  *
  * Waits that end first (the usual case: their ops became durable) are `cancel`led: marked, and dropped from the
- * queue's front as soon as they reach it. With one `durableTimeout` the deadlines come in the order the waits begin,
+ * queue's front as soon as they reach it; when marked entries behind a live one (a wait still under way) come to be
+ * most of the queue, it is compacted, so the queue holds about as many entries as there are waits. With one `durableTimeout` the deadlines come in the order the waits begin,
  * so adding is a push and the front is where the waits that end first are; a deadline earlier than the last one is
  * put in its place, and the timer is brought forward if it is the earliest.
  *
@@ -27,6 +28,8 @@ export class Expiries {
   /** The entries from `head` on, by deadline; those before `head` are gone. */
   private entries: Array<Expiry> = []
   private head = 0
+  /** Cancelled entries still in the queue (behind a live one). */
+  private cancelled = 0
   /** The deadline the timer sleeps until; `undefined`: no timer. */
   private wakeAt: number | undefined = undefined
   /** Which timer is the live one: a timer brought forward leaves the one it replaces to end when it wakes. */
@@ -67,13 +70,24 @@ export class Expiries {
 
   /** The wait ended first: its `expire` never runs. */
   cancel(expiry: Expiry): void {
+    if (expiry.done) return
     expiry.done = true
+    this.cancelled++
     this.dropDone()
+    if (this.cancelled >= 1024 && this.cancelled * 2 >= this.size) {
+      this.entries = this.entries.slice(this.head).filter((entry) => !entry.done)
+      this.head = 0
+      this.cancelled = 0
+    }
   }
 
+  /** Drops the cancelled entries at the front, and the space of those gone when it is most of the array. */
   private dropDone(): void {
     const entries = this.entries
-    while (this.head < entries.length && entries[this.head]!.done) this.head++
+    while (this.head < entries.length && entries[this.head]!.done) {
+      this.head++
+      this.cancelled--
+    }
     if (this.head === entries.length) {
       this.entries = []
       this.head = 0
@@ -91,6 +105,10 @@ export class Expiries {
       this.dropDone()
       while (this.head < this.entries.length && this.entries[this.head]!.at <= now) {
         const expiry = this.entries[this.head++]!
+        if (expiry.done) {
+          this.cancelled-- // cancelled while the ones before it expired
+          continue
+        }
         expiry.done = true
         expiry.expire()
       }
