@@ -170,18 +170,24 @@ class Scan {
     const start = this.at
     if (text.charCodeAt(this.at) === minus) this.at++
     const first = this.at
-    let value = 0
-    for (;;) {
-      const code = text.charCodeAt(this.at)
-      if (!(code >= zero && code <= nine)) break
-      value = value * 10 + (code - zero)
-      this.at++
-    }
+    const value = this.digits()
     const digits = this.at - first
     if (digits === 0 || digits > 15 || (digits > 1 && text.charCodeAt(first) === zero)) this.fail()
     if (start === first) return value
     if (value === 0) this.fail() // -0
     return -value
+  }
+
+  /** The decimal digits from here on, as a number (exact for up to 15 of them); moves past them. */
+  private digits(): number {
+    const text = this.text
+    let value = 0
+    for (;;) {
+      const code = text.charCodeAt(this.at)
+      if (!(code >= zero && code <= nine)) return value
+      value = value * 10 + (code - zero)
+      this.at++
+    }
   }
 
   /** A non-negative `integer`. */
@@ -197,13 +203,7 @@ class Scan {
     const negative = text.charCodeAt(this.at) === minus
     if (negative) this.at++
     const first = this.at
-    let value = 0
-    for (;;) {
-      const code = text.charCodeAt(this.at)
-      if (!(code >= zero && code <= nine)) break
-      value = value * 10 + (code - zero)
-      this.at++
-    }
+    const value = this.digits()
     const digits = this.at - first
     if (digits === 0 || (digits > 1 && text.charCodeAt(first) === zero)) this.fail()
     const after = text.charCodeAt(this.at)

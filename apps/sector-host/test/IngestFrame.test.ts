@@ -7,6 +7,7 @@ import { Arbitraries } from "@sectors/core/testing"
 import * as fc from "fast-check"
 import * as HostConfig from "../src/HostConfig.ts"
 import * as Ingest from "../src/Ingest.ts"
+import { changed } from "./frames.ts"
 
 const config = { ...HostConfig.defaults, maxOpsPerRequest: 3 }
 
@@ -32,14 +33,7 @@ const frameLike = fc.tuple(
     fc.tuple(fc.constantFrom("id", "sector", "ops", "ack", "idempotencyKey", "extra"), fc.option(anyValue, { nil: undefined })),
     { maxLength: 2 }
   )
-).chain(([frame, changes]) => {
-  const changed: Record<string, unknown> = { ...frame }
-  for (const [field, value] of changes) {
-    if (value === undefined) delete changed[field]
-    else changed[field] = value
-  }
-  return fc.shuffledSubarray(Object.entries(changed), { minLength: Object.keys(changed).length }).map(Object.fromEntries)
-})
+).chain(([frame, changes]) => changed(frame, changes))
 
 /** What a client sends: JSON text, parsed as the host parses it. */
 const asParsed = (value: unknown): unknown => JSON.parse(JSON.stringify(value))

@@ -12,6 +12,7 @@ import * as fc from "fast-check"
 import * as HostConfig from "../src/HostConfig.ts"
 import * as Ingest from "../src/Ingest.ts"
 import * as IngestScan from "../src/IngestScan.ts"
+import { changed } from "./frames.ts"
 
 /** A tape of choices for `write`, read round and round. */
 type Tape = ReadonlyArray<number>
@@ -164,14 +165,7 @@ const frame = fc.tuple(
       { minLength: 1, maxLength: 2 }
     )
   )
-).chain(([frame, changes]) => {
-  const changed: Record<string, unknown> = { ...frame }
-  for (const [field, value] of changes) {
-    if (value === undefined) delete changed[field]
-    else changed[field] = value
-  }
-  return fc.shuffledSubarray(Object.entries(changed), { minLength: Object.keys(changed).length }).map(Object.fromEntries)
-})
+).chain(([frame, changes]) => changed(frame, changes))
 
 /** The frame's text: written one way or another, or cut short (not JSON). */
 const frameText = fc.tuple(frame, tape, fc.oneof({ arbitrary: fc.constant(null), weight: 8 }, fc.nat())).map(([value, choices, cut]) => {
