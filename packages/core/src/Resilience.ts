@@ -31,6 +31,7 @@ import * as Stream from "effect/Stream"
 import { type SinkError, SinkUnavailable } from "./Errors.ts"
 import * as Metrics from "./Metrics.ts"
 import { SectorsConfig } from "./SectorsConfig.ts"
+import { retryAfter } from "./internal/retry.ts"
 
 /** The circuit as callers see it. */
 export type CircuitStatus =
@@ -117,21 +118,11 @@ export const make = Effect.gen(function*() {
 
   const isRetryable = (error: SinkError) => error.isRetryable
   /**
-   * `call`, retried on the schedule while it fails retryably. The schedule is built only on a first retryable
-   * failure, which it gets as its first input (its first delay, its deadline counted from then), as if it had been
-   * there from the start: a call that succeeds, the common case, pays for none (~2.6 µs a persist).
+   * `call`, retried on the schedule while it fails retryably; the schedule starts only on a first retryable failure
+   * (`retryAfter`): a call that succeeds, the common case, pays for none (~2.6 µs a persist).
    */
   const retrying = <A>(call: Effect.Effect<A, SinkError>): Effect.Effect<A, SinkError> =>
-    Effect.catchIf(call, isRetryable, (first) => {
-      let failed: SinkError | undefined = first
-      const attempt = Effect.suspend((): Effect.Effect<A, SinkError> => {
-        if (failed === undefined) return call
-        const error = failed
-        failed = undefined
-        return Effect.fail(error)
-      })
-      return Effect.retry(attempt, { schedule, while: isRetryable })
-    })
+    Effect.catchIf(call, isRetryable, (first) => retryAfter(first, call, schedule, isRetryable))
 
   let health: SinkHealth = { up: true, downSince: undefined }
   Metrics.sinkUp.updateUnsafe(1, context)

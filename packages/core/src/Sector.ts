@@ -82,6 +82,7 @@ import { Deadlines } from "./internal/deadlines.ts"
 import { Expiries } from "./internal/expiries.ts"
 import { IdempotencyStore, type Pending } from "./internal/idempotency.ts"
 import * as Isolation from "./internal/isolation.ts"
+import { retryAfter } from "./internal/retry.ts"
 import { records, withOutcome } from "./internal/tracing.ts"
 import { Watermark } from "./internal/watermark.ts"
 
@@ -303,7 +304,7 @@ export const runtime = Effect.fnUntraced(function*(
     resilience: yield* Resilience,
     clock,
     deadlines: new Deadlines(clock),
-    expiries: new Expiries(clock),
+    expiries: new Expiries(clock, context),
     context,
     traced: records(context),
     budget,
@@ -402,7 +403,7 @@ class SectorActor implements Sector {
     this.rt = rt
     this.epoch = loaded.epoch
     this.state = SectorState.fromRows(loaded.rows)
-    this.watermark = new Watermark(loaded.persistedSeq, loaded.persistedAt)
+    this.watermark = new Watermark(loaded.persistedSeq, loaded.persistedAt, rt.expiries)
     this.backlog = new Backlog({
       nextSeq: Math.max(loaded.persistedSeq, SectorState.maxSeq(this.state)) + 1,
       maxBatch: rt.config.policy.maxBatch,
@@ -555,19 +556,14 @@ class SectorActor implements Sector {
     const timeout = options.durableTimeout === undefined
       ? Infinity
       : Duration.toMillis(Duration.fromInputUnsafe(options.durableTimeout))
-    if (!Number.isFinite(timeout)) return Effect.as(this.watermark.await(lastSeq, () => this.refuseWait()), durable)
-    // on the host's one timer for durable waits, not a sleep and a race for each
-    const at = this.now() + timeout
-    return Effect.as(
-      this.watermark.awaitUntil(
-        lastSeq,
-        () => this.refuseWait(),
-        this.rt.expiries,
-        at,
-        () => new DurableTimeout({ sectorId, firstSeq, lastSeq, persistedSeq: this.watermark.seq })
-      ),
-      durable
-    )
+    // a deadline on the host's one timer for durable waits, not a sleep and a race for each
+    const deadline = Number.isFinite(timeout)
+      ? {
+        at: this.now() + timeout,
+        timedOut: () => new DurableTimeout({ sectorId, firstSeq, lastSeq, persistedSeq: this.watermark.seq })
+      }
+      : undefined
+    return Effect.as(this.watermark.await(lastSeq, () => this.refuseWait(), deadline), durable)
   }
 
   /**
@@ -712,14 +708,7 @@ class SectorActor implements Sector {
    * case, pays for no schedule.
    */
   private restarting(run: Run, first: Restart): Effect.Effect<void> {
-    let failed: Restart | undefined = first
-    const attempt = Effect.suspend((): Effect.Effect<void, Restart> => {
-      if (failed === undefined) return this.incarnation(run)
-      const restart = failed
-      failed = undefined
-      return Effect.fail(restart)
-    })
-    return attempt.pipe(Effect.retry(this.rt.restartSchedule), Effect.catch(() => Effect.void))
+    return retryAfter(first, this.incarnation(run), this.rt.restartSchedule).pipe(Effect.catch(() => Effect.void))
   }
 
   /** A log line annotated with the sector (only logging pays for the annotation, not every run). */

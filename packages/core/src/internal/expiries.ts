@@ -13,6 +13,7 @@
  * Not thread-safe by design: used only from fibers of one host, which never run in parallel.
  */
 import type * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 
@@ -35,8 +36,12 @@ export class Expiries {
   /** Which timer is the live one: a timer brought forward leaves the one it replaces to end when it wakes. */
   private generation = 0
 
-  constructor(clock: Clock.Clock) {
+  /** The services the timer fiber runs with (the host's). */
+  private readonly context: Context.Context<never>
+
+  constructor(clock: Clock.Clock, context: Context.Context<never>) {
     this.clock = clock
+    this.context = context
   }
 
   /** Entries not yet expired nor dropped (cancelled ones included until they reach the front). */
@@ -51,21 +56,21 @@ export class Expiries {
 
   /**
    * Runs `expire` once the clock reads `at` (ms since the epoch) or later, unless `cancel` comes first. Arms the timer
-   * if none is armed for `at` or earlier.
+   * (a fiber of its own, with the host's services) if none is armed for `at` or earlier. Synchronous: the caller holds
+   * the entry before anything else runs, so nothing can end its wait without being able to cancel it.
    */
-  add(at: number, expire: () => void): Effect.Effect<Expiry> {
-    return Effect.suspend(() => {
-      const expiry: Expiry = { at, expire, done: false }
-      const entries = this.entries
-      let index = entries.length
-      while (index > this.head && entries[index - 1]!.at > at) index--
-      if (index === entries.length) entries.push(expiry)
-      else entries.splice(index, 0, expiry)
-      if (this.wakeAt !== undefined && this.wakeAt <= at) return Effect.succeed(expiry)
+  add(at: number, expire: () => void): Expiry {
+    const expiry: Expiry = { at, expire, done: false }
+    const entries = this.entries
+    let index = entries.length
+    while (index > this.head && entries[index - 1]!.at > at) index--
+    if (index === entries.length) entries.push(expiry)
+    else entries.splice(index, 0, expiry)
+    if (this.wakeAt === undefined || at < this.wakeAt) {
       this.wakeAt = at
-      const generation = ++this.generation
-      return Effect.as(Effect.forkDetach(this.timer(generation)), expiry)
-    })
+      Effect.runForkWith(this.context)(this.timer(++this.generation))
+    }
+    return expiry
   }
 
   /** The wait ended first: its `expire` never runs. */

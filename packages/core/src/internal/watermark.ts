@@ -16,7 +16,7 @@ import type { Expiries, Expiry } from "./expiries.ts"
 interface Waiter<E> {
   readonly seq: number
   readonly deferred: Deferred.Deferred<void, E>
-  /** Its deadline, if it has one (`awaitUntil`): cancelled when the watermark passes it first. */
+  /** Its deadline, if it has one: cancelled when the watermark passes it first. */
   expiry?: Expiry | undefined
 }
 
@@ -27,12 +27,13 @@ export class Watermark<E> {
   /** When the watermark last moved (ms since the epoch); undefined until it has. */
   at: number | undefined
   private readonly waiters: Array<Waiter<any>> = []
-  /** Where the deadlines of `awaitUntil` wait (set by its first call; one for the host). */
-  private expiries: Expiries | undefined = undefined
+  /** Where the waits with a deadline wait for it (the host's one timer for them). */
+  private readonly expiries: Expiries
 
-  constructor(seq: number, at: number | undefined) {
+  constructor(seq: number, at: number | undefined, expiries: Expiries) {
     this.seq = seq
     this.at = at
+    this.expiries = expiries
   }
 
   /** Callers currently waiting. */
@@ -48,7 +49,7 @@ export class Watermark<E> {
     let resolved = 0
     while (resolved < this.waiters.length && this.waiters[resolved]!.seq <= seq) {
       const waiter = this.waiters[resolved]!
-      if (waiter.expiry !== undefined) this.expiries?.cancel(waiter.expiry)
+      if (waiter.expiry !== undefined) this.expiries.cancel(waiter.expiry)
       Deferred.doneUnsafe(waiter.deferred, Exit.void)
       resolved++
     }
@@ -57,61 +58,42 @@ export class Watermark<E> {
 
   /**
    * Waits until `seq` is durable. `refuse` is asked first: an error it returns fails the wait at once (the sector
-   * has stopped and will never get there).
+   * has stopped and will never get there). With a `deadline`, the wait fails with `deadline.timedOut()` once the clock
+   * reads `deadline.at` if `seq` is not durable by then — on the host's one timer for such deadlines (`expiries`), not
+   * a sleep and a race of its own.
    *
-   * **Gotchas** interrupting the wait (a timeout) removes the waiter.
+   * **Gotchas** a wait that ends without `seq` (interrupted, timed out) removes its waiter at once.
    */
-  await(seq: number, refuse: () => E | undefined): Effect.Effect<void, E> {
-    return Effect.suspend(() => {
-      if (seq <= this.seq) return Effect.void
-      const refused = refuse()
-      if (refused !== undefined) return Effect.fail(refused)
-      const waiter: Waiter<E> = { seq, deferred: Deferred.makeUnsafe() }
-      this.waiters.splice(this.after(seq), 0, waiter)
-      return Deferred.await(waiter.deferred).pipe(Effect.onInterrupt(() => Effect.sync(() => this.remove(waiter))))
-    })
-  }
-
-  /**
-   * `await`, but failing with `timedOut()` once the clock reads `at` if `seq` is not durable by then — on the host's
-   * one timer for such deadlines (`expiries`), not a sleep and a race of its own. The waiter goes at once either way.
-   */
-  awaitUntil<E2>(
+  await<E2 = never>(
     seq: number,
     refuse: () => E | undefined,
-    expiries: Expiries,
-    at: number,
-    timedOut: () => E2
+    deadline?: { readonly at: number; readonly timedOut: () => E2 }
   ): Effect.Effect<void, E | E2> {
     return Effect.suspend(() => {
       if (seq <= this.seq) return Effect.void
       const refused = refuse()
       if (refused !== undefined) return Effect.fail(refused)
-      this.expiries = expiries
       const waiter: Waiter<E | E2> = { seq, deferred: Deferred.makeUnsafe() }
       this.waiters.splice(this.after(seq), 0, waiter)
-      return Effect.flatMap(
-        expiries.add(at, () => {
+      if (deadline !== undefined) {
+        waiter.expiry = this.expiries.add(deadline.at, () => {
           this.remove(waiter)
-          Deferred.doneUnsafe(waiter.deferred, Exit.fail(timedOut()))
-        }),
-        (expiry) => {
-          waiter.expiry = expiry
-          return Deferred.await(waiter.deferred).pipe(Effect.onInterrupt(() =>
-            Effect.sync(() => {
-              this.remove(waiter)
-              expiries.cancel(expiry)
-            })
-          ))
-        }
-      )
+          Deferred.doneUnsafe(waiter.deferred, Exit.fail(deadline.timedOut()))
+        })
+      }
+      return Deferred.await(waiter.deferred).pipe(Effect.onInterrupt(() =>
+        Effect.sync(() => {
+          this.remove(waiter)
+          if (waiter.expiry !== undefined) this.expiries.cancel(waiter.expiry)
+        })
+      ))
     })
   }
 
   /** Fails every waiter with `error` (the sector stopped or was fenced). */
   failAll(error: E): void {
     for (const waiter of this.waiters.splice(0)) {
-      if (waiter.expiry !== undefined) this.expiries?.cancel(waiter.expiry)
+      if (waiter.expiry !== undefined) this.expiries.cancel(waiter.expiry)
       Deferred.doneUnsafe(waiter.deferred, Exit.fail(error))
     }
   }

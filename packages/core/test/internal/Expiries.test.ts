@@ -11,11 +11,11 @@ const adjust = (millis: number) => Effect.andThen(TestClock.adjust(millis), Effe
 describe("Expiries", () => {
   it.effect("expires each entry once the clock reads its deadline, not before, in deadline order", () =>
     Effect.gen(function*() {
-      const expiries = new Expiries(yield* Clock.Clock)
+      const expiries = new Expiries(yield* Clock.Clock, yield* Effect.context<never>())
       const expired: Array<string> = []
-      yield* expiries.add(20, () => expired.push("b"))
-      yield* expiries.add(10, () => expired.push("a")) // earlier than the last: in its place, the timer brought forward
-      yield* expiries.add(30, () => expired.push("c"))
+      expiries.add(20, () => expired.push("b"))
+      expiries.add(10, () => expired.push("a")) // earlier than the last: in its place, the timer brought forward
+      expiries.add(30, () => expired.push("c"))
       yield* adjust(9)
       assert.deepStrictEqual(expired, [])
       yield* adjust(1)
@@ -27,10 +27,10 @@ describe("Expiries", () => {
 
   it.effect("never expires a cancelled entry, and drops it once it reaches the front", () =>
     Effect.gen(function*() {
-      const expiries = new Expiries(yield* Clock.Clock)
+      const expiries = new Expiries(yield* Clock.Clock, yield* Effect.context<never>())
       const expired: Array<number> = []
       const entries = []
-      for (let i = 1; i <= 5; i++) entries.push(yield* expiries.add(10 * i, () => expired.push(i)))
+      for (let i = 1; i <= 5; i++) entries.push(expiries.add(10 * i, () => expired.push(i)))
       expiries.cancel(entries[1]!) // not at the front: kept, marked
       assert.strictEqual(expiries.size, 5)
       expiries.cancel(entries[0]!) // the front: both go
@@ -38,7 +38,7 @@ describe("Expiries", () => {
       yield* adjust(50)
       assert.deepStrictEqual(expired, [3, 4, 5])
       // all cancelled: nothing left, no timer
-      const last = yield* expiries.add(100, () => expired.push(6))
+      const last = expiries.add(100, () => expired.push(6))
       expiries.cancel(last)
       assert.strictEqual(expiries.size, 0)
       yield* adjust(100)
@@ -55,7 +55,7 @@ describe("Expiries", () => {
         fc.record({ _tag: fc.constant("adjust" as const), millis: fc.integer({ min: 0, max: 25 }) })
       )
       for (const steps of fc.sample(fc.array(step, { maxLength: 80 }), { numRuns: 200, seed: 17 })) {
-        const expiries = new Expiries(clock)
+        const expiries = new Expiries(clock, yield* Effect.context<never>())
         const entries: Array<{ at: number; expiry: Expiry | undefined; cancelled: boolean; expiredAt: Array<number> }> = []
         // every case ends with the clock past every deadline
         for (const s of [...steps, { _tag: "adjust" as const, millis: 100 }]) {
@@ -66,7 +66,7 @@ describe("Expiries", () => {
               cancelled: false,
               expiredAt: [] as Array<number>
             }
-            entry.expiry = yield* expiries.add(entry.at, () => void entry.expiredAt.push(clock.currentTimeMillisUnsafe()))
+            entry.expiry = expiries.add(entry.at, () => void entry.expiredAt.push(clock.currentTimeMillisUnsafe()))
             entries.push(entry)
           } else if (s._tag === "cancel") {
             const open = entries.filter((e) => !e.cancelled && e.expiredAt.length === 0)
@@ -86,11 +86,11 @@ describe("Expiries", () => {
 
   it.effect("compacts the cancelled entries held behind a live one once they are most of the queue", () =>
     Effect.gen(function*() {
-      const expiries = new Expiries(yield* Clock.Clock)
+      const expiries = new Expiries(yield* Clock.Clock, yield* Effect.context<never>())
       const expired: Array<number> = []
       const entries = []
       // the first wait is still under way; every later one ends first
-      for (let i = 0; i < 2_000; i++) entries.push(yield* expiries.add(1_000 + i, () => expired.push(i)))
+      for (let i = 0; i < 2_000; i++) entries.push(expiries.add(1_000 + i, () => expired.push(i)))
       for (const entry of entries.slice(1)) expiries.cancel(entry)
       assert.isBelow(expiries.size, 1_000) // compacted once 1,024 were cancelled, half of the queue or more
       yield* adjust(5_000)
@@ -101,9 +101,9 @@ describe("Expiries", () => {
   it.effect("sleeps on one timer however many entries wait, and arms none once they are gone", () =>
     CountingClock.withCountingClock((counting) =>
       Effect.gen(function*() {
-        const expiries = new Expiries(yield* Clock.Clock)
+        const expiries = new Expiries(yield* Clock.Clock, yield* Effect.context<never>())
         let expired = 0
-        for (let i = 0; i < 1_000; i++) yield* expiries.add(100 + (i % 10), () => void expired++)
+        for (let i = 0; i < 1_000; i++) expiries.add(100 + (i % 10), () => void expired++)
         yield* adjust(110)
         assert.strictEqual(expired, 1_000)
         // a sleep to the earliest deadline, then one to each later deadline still held: never one per entry
