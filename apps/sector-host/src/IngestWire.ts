@@ -109,64 +109,49 @@ export const make = (socket: Net.Socket, handlers: Handlers): Wire | undefined =
   }
 }
 
+/** A text frame's header (FIN, text, unmasked) for a payload of `length` bytes: one latin1 character a byte. */
+const header = (length: number): string =>
+  length < 126
+    ? String.fromCharCode(0x81, length)
+    : length < 65536
+    ? String.fromCharCode(0x81, 126, length >>> 8, length & 0xff)
+    : String.fromCharCode(
+      0x81,
+      127,
+      0,
+      0,
+      (length / 2 ** 40) & 0xff,
+      (length / 2 ** 32) & 0xff,
+      (length >>> 24) & 0xff,
+      (length >>> 16) & 0xff,
+      (length >>> 8) & 0xff,
+      length & 0xff
+    )
+
 /**
- * ASCII `texts` as `frames` writes them, as a string of latin1 characters, one a byte: each header's bytes as
- * characters, then the text as it is (ASCII is its own UTF-8). A third of `frames`'s cost for the usual answers: no
- * measuring, no native call per text, one buffer made when the string is written.
+ * ASCII `texts` as `frames` writes them, as a string of latin1 characters, one a byte: each header, then the text as
+ * it is (ASCII is its own UTF-8). A third of `frames`'s cost for the usual answers: no measuring, no native call per
+ * text, one buffer made when the string is written.
  */
 export const latin1Frames = (texts: ReadonlyArray<string>): string => {
   let out = ""
-  for (let i = 0; i < texts.length; i++) {
-    const text = texts[i]!
-    const length = text.length
-    out += length < 126
-      ? String.fromCharCode(0x81, length)
-      : length < 65536
-      ? String.fromCharCode(0x81, 126, length >>> 8, length & 0xff)
-      : String.fromCharCode(
-        0x81,
-        127,
-        0,
-        0,
-        0,
-        0,
-        (length >>> 24) & 0xff,
-        (length >>> 16) & 0xff,
-        (length >>> 8) & 0xff,
-        length & 0xff
-      )
-    out += text
-  }
+  for (let i = 0; i < texts.length; i++) out += header(texts[i]!.length) + texts[i]!
   return out
 }
 
 /** `texts` as unmasked, unfragmented text frames (RFC 6455 §5.2: a server does not mask), in one buffer. */
 export const frames = (texts: ReadonlyArray<string>): Buffer => {
-  const lengths = new Array<number>(texts.length)
+  const heads = new Array<string>(texts.length)
   let size = 0
   for (let i = 0; i < texts.length; i++) {
     const length = Buffer.byteLength(texts[i]!)
-    lengths[i] = length
-    size += length + (length < 126 ? 2 : length < 65536 ? 4 : 10)
+    heads[i] = header(length)
+    size += heads[i]!.length + length
   }
   const out = Buffer.allocUnsafe(size)
   let at = 0
   for (let i = 0; i < texts.length; i++) {
-    const length = lengths[i]!
-    out[at] = 0x81 // FIN, text
-    if (length < 126) {
-      out[at + 1] = length
-      at += 2
-    } else if (length < 65536) {
-      out[at + 1] = 126
-      out.writeUInt16BE(length, at + 2)
-      at += 4
-    } else {
-      out[at + 1] = 127
-      out.writeUInt32BE(Math.floor(length / 2 ** 32), at + 2)
-      out.writeUInt32BE(length >>> 0, at + 6)
-      at += 10
-    }
+    at += out.write(heads[i]!, at, "latin1")
     at += out.write(texts[i]!, at)
   }
   return out
