@@ -297,15 +297,17 @@ export const make = (waiters: DurableWaiters) =>
         let done = false
         const ended = Latch.makeUnsafe(false)
 
+        /** A frame must wait its turn: frames are held already, or the connection is at its bound. */
+        const mustHold = () => heldAt < held.length || inflight >= config.maxInflightFrames
         const onText = (text: string) => {
           if (done) return
-          if (heldAt < held.length || inflight >= config.maxInflightFrames) hold(text)
+          if (mustHold()) hold(text)
           else read(text)
         }
         const onBinary = () => {
           if (done) return
-          if (heldAt < held.length || inflight >= config.maxInflightFrames) hold(undefined)
-          else close(closeCodes.unsupportedData, "binary frames are not accepted: send JSON as text")
+          if (mustHold()) hold(undefined)
+          else refuseBinary()
         }
         const onDefect = (defect: unknown) => {
           close(closeCodes.internalError, "the host failed unexpectedly")
@@ -324,6 +326,7 @@ export const make = (waiters: DurableWaiters) =>
           wire.close(code, reason)
           ended.openUnsafe()
         }
+        const refuseBinary = () => close(closeCodes.unsupportedData, "binary frames are not accepted: send JSON as text")
         const hold = (text: string | undefined) => {
           held.push(text)
           if (!paused) {
@@ -337,7 +340,7 @@ export const make = (waiters: DurableWaiters) =>
           draining = true
           while (heldAt < held.length && inflight < config.maxInflightFrames && !done) {
             const text = held[heldAt++]
-            if (text === undefined) close(closeCodes.unsupportedData, "binary frames are not accepted: send JSON as text")
+            if (text === undefined) refuseBinary()
             else read(text)
           }
           draining = false
