@@ -205,6 +205,16 @@ export const timerWakeups = Metric.counter("sectors_flusher_timer_wakeups_total"
   incremental: true
 })
 
+/**
+ * Times a flusher woke from a wait — for work, a trigger, its timer — and looked again: the field report's loop
+ * iterations. A sector written to steadily costs about one a batch; ops accepted while it waits for a deadline (or
+ * lingers until the next grid point) do not wake it, the timer does.
+ */
+export const flusherWakeups = Metric.counter("sectors_flusher_wakeups_total", {
+  description: "Times a flusher woke from a wait (for work, a flush trigger or its timer) and looked at its sector again",
+  incremental: true
+})
+
 /** Ops flushed during the last shutdown. */
 export const shutdownFlushed = Metric.gauge("sectors_shutdown_flushed_ops", {
   description: "Ops flushed during the last shutdown"
@@ -283,6 +293,7 @@ export const series: ReadonlyArray<Metric.Metric<never, unknown>> = [
   restarts,
   deadLetters,
   timerWakeups,
+  flusherWakeups,
   shutdownFlushed,
   shutdownUnflushed,
   shutdownSeconds,

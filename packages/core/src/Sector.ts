@@ -25,7 +25,8 @@
  *   advance the durable watermark (`internal/watermark`), which answers `ack: "durable"` and `flush` waiters. With
  *   nothing left — mailbox empty, nothing pending or in flight — it waits for work until the next grid point (on
  *   the deadline timer the sectors due there share) and then ends the run: the intake stops, no timer is armed, and
- *   the next submission starts a new run.
+ *   the next submission starts a new run. An op accepted while it waits so is due at that grid point anyway: it does
+ *   not wake the flusher (only `minBatch`, a full backlog or a flush does), the timer does — one wakeup a batch.
  * - The **supervisor** restarts both after a defect with exponential backoff: the in-flight batch goes back to the
  *   buffer, the durable state is reloaded (claiming a new epoch) and the buffer is laid over it. Accepted ops are
  *   never lost to a restart.
@@ -357,6 +358,11 @@ class Run {
   fiber: Fiber.Fiber<void> | undefined = undefined
   intakeDone = false
   flusherIdle = false
+  /**
+   * While the flusher waits idle for the end of its linger: that grid point, on whose timer it waits. An op accepted
+   * before it is due there too (`BatchPolicy.deadline`), so it need not wake the flusher: the timer will.
+   */
+  idleUntil: number | undefined = undefined
   /** The intake died of this defect: the flusher dies of it too, and the supervisor restarts both. */
   intakeDefect: { readonly defect: unknown } | undefined = undefined
   constructor(mailbox: Queue.Queue<Envelope, Cause.Done>) {
@@ -803,7 +809,12 @@ class SectorActor implements Sector {
     }
     const seqs = [firstSeq, lastSeq] as const
     if (envelope.deferred !== undefined) Deferred.doneUnsafe(envelope.deferred, Exit.succeed(seqs))
-    if (run.flusherIdle || backlog.ops >= this.rt.config.policy.minBatch || backlog.full) run.wake.openUnsafe()
+    const policy = this.rt.config.policy
+    if (
+      backlog.ops >= policy.minBatch || backlog.full ||
+      // an idle flusher is woken for the first op, unless its timer falls when that op is due anyway
+      (run.flusherIdle && (run.idleUntil === undefined || BatchPolicy.deadline(policy, now) > run.idleUntil))
+    ) run.wake.openUnsafe()
     return seqs
   }
 
@@ -851,6 +862,11 @@ class SectorActor implements Sector {
     return true
   }
 
+  /** The flusher woke from a wait (`Metrics.flusherWakeups`). */
+  private wokeUp(): void {
+    Metrics.flusherWakeups.updateUnsafe(1, this.rt.context)
+  }
+
   /** The flusher woke because its timer fired (a batch's deadline, or the end of an idle run's wait). */
   private timerWakeup(): void {
     this.counters.timerWakeups++
@@ -889,8 +905,11 @@ class SectorActor implements Sector {
             if (lingering) yield* this.rt.deadlines.wake(lingerUntil, run.wake)
             else if (this.retire(run)) return
             run.flusherIdle = true
+            run.idleUntil = lingering ? lingerUntil : undefined
             yield* run.wake.await
+            this.wokeUp()
             run.flusherIdle = false
+            run.idleUntil = undefined
             if (lingering && this.now() >= lingerUntil) this.timerWakeup()
             break
           }
@@ -901,6 +920,7 @@ class SectorActor implements Sector {
             const at = BatchPolicy.deadline(policy, first!.firstAt)
             yield* this.rt.deadlines.wake(at, run.wake)
             yield* run.wake.await
+            this.wokeUp()
             if (this.now() >= at) this.timerWakeup()
             break
           }

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Duration, Effect, Exit, Fiber, Layer, Option, Tracer } from "effect"
-import { SectorHost, SectorSink, SectorsConfig, SectorState } from "../src/index.ts"
+import { Cause, Duration, Effect, Exit, Fiber, Layer, Metric, Option, Tracer } from "effect"
+import { Metrics, SectorHost, SectorSink, SectorsConfig, SectorState } from "../src/index.ts"
 import { CountingClock, FaultSink, MemorySink, SinkConformance } from "../src/testing.ts"
 import { advance, hostLayer, policy, set, unreadable } from "./support.ts"
 
@@ -105,6 +105,26 @@ describe("Sector batching", () => {
       const stats = yield* host.stats(1)
       assert.strictEqual(stats.persistedSeq, 2)
       assert.strictEqual(stats.counters.timerWakeups, 0)
+    }).pipe(Effect.provide(hostLayer())))
+
+  it.effect("an op accepted while the flusher lingers does not wake it: the timer it waits on flushes it", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const wakeups = Effect.map(Metric.value(Metrics.flusherWakeups), (state) => state.count)
+      yield* host.submit(1, [set(1)])
+      yield* advance(30) // the batch went out at 25; the run lingers until the grid point at 50
+      const before = yield* wakeups
+      yield* host.submit(1, [set(2)]) // due at 50, where the flusher's timer falls anyway
+      yield* advance(15)
+      assert.strictEqual(yield* wakeups, before) // 45: not woken for it
+      assert.strictEqual((yield* host.stats(1)).persistedSeq, 1)
+      yield* advance(10)
+      assert.strictEqual((yield* host.stats(1)).persistedSeq, 2) // flushed at 50, by the timer
+      assert.strictEqual((yield* wakeups) - before, 1)
+      // work that cannot wait for the grid point does wake it: minBatch ops (5), at 55, lingering until 75
+      yield* host.submit(1, [set(3), set(4), set(5), set(6), set(7)])
+      yield* advance(1)
+      assert.strictEqual((yield* host.stats(1)).persistedSeq, 7)
     }).pipe(Effect.provide(hostLayer())))
 
   it.effect("runs no fiber while idle: a submission starts them, and they end at the grid point after everything is durable", () =>
