@@ -125,7 +125,7 @@ const endpoints = Effect.gen(function*() {
     // unless the request is traced, where `submit` gives the submission its span
     const now = durable || submission.idempotency !== undefined || traced()
       ? undefined
-      : sectors.trySubmit(submission.sector, submission.ops)
+      : sectors.trySubmit(submission.sector, submission.ops, submission.dataLengths)
     const accepted = yield* (now ?? (durable
       ? waiting(sectors.submit(submission.sector, submission.ops, {
         ack: "durable",

@@ -27,7 +27,7 @@
  * **Speed.** The frames come straight from the WebSocket (`IngestWire`, around effect's `Socket` reader) and are read
  * in the event that delivers them: a frame refused, or taken at once by its sector (`Sectors.trySubmit`), is answered
  * there, without a fiber; only a frame that must wait (a durable one, one with a key, one whose sector is busy) runs
- * in a fiber of the connection's. The usual frame is read straight from its text (`IngestScan`: no `JSON.parse`, its
+ * in a fiber of the connection's. The usual frame is read straight from its text (`SubmissionScan`: no `JSON.parse`, its
  * data measured for the buffer budget as it is read), and an answer known to be ASCII is written without being
  * measured (`IngestWire.latin1Frames`).
  *
@@ -49,7 +49,7 @@ import * as http from "node:http"
 import type * as Net from "node:net"
 import type { DurableWaiters } from "./DurableWaiters.ts"
 import { HostConfig } from "./HostConfig.ts"
-import * as IngestScan from "./IngestScan.ts"
+import * as SubmissionScan from "./SubmissionScan.ts"
 import * as IngestWire from "./IngestWire.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
@@ -101,7 +101,7 @@ export type Frame =
     readonly ops: ReadonlyArray<Op.Op>
     readonly ack: "accepted" | "durable"
     readonly key: string | undefined
-    /** Each op's `JSON.stringify(data)` length, where the read measured it (`IngestScan`). */
+    /** Each op's `JSON.stringify(data)` length, where the read measured it (`SubmissionScan`). */
     readonly dataLengths?: ReadonlyArray<number | undefined> | undefined
   }
 
@@ -110,11 +110,11 @@ const frameId = (body: unknown): FrameId =>
 
 /**
  * Reads one text frame as a POST body is read (`Http.submit`): JSON, then the limits (413), then every field (400) —
- * the usual frame straight from its text (`IngestScan`, which takes only what `parseFrame` takes, and reads it the
+ * the usual frame straight from its text (`SubmissionScan.frame`, which takes only what `parseFrame` takes, and reads it the
  * same), any other by `parseFrame`.
  */
 const readFrame = (text: string, config: HostConfig["Service"]): Frame =>
-  IngestScan.scan(text, config) ?? parseFrame(text, config)
+  SubmissionScan.frame(text, config) ?? parseFrame(text, config)
 
 /** Reads one text frame the full way: `JSON.parse`, the limits (413), then every field (400). */
 export const parseFrame = (text: string, config: HostConfig["Service"]): Frame => {

@@ -9,6 +9,7 @@ import { HttpRouter, HttpServerRequest } from "effect/http"
 import * as crypto from "node:crypto"
 import type { HostConfig } from "./HostConfig.ts"
 import * as Problem from "./Problem.ts"
+import * as SubmissionScan from "./SubmissionScan.ts"
 
 /** A path segment as an id: decimal digits only, a safe integer. */
 export const parseId = (field: string, text: string | undefined): Result.Result<number, Problem.Issue> => {
@@ -283,6 +284,8 @@ export interface Submission {
   readonly ops: ReadonlyArray<Op.Op>
   readonly ack: "accepted" | "durable"
   readonly idempotency: { readonly key: string; readonly fingerprint: string } | undefined
+  /** Each op's `JSON.stringify(data)` length, where the read measured it (`SubmissionScan`), for `trySubmit`. */
+  readonly dataLengths?: ReadonlyArray<number | undefined> | undefined
 }
 
 /** The parts of a submission besides its body: the path's `{sector}`, `?ack=`, the `Idempotency-Key` header. */
@@ -295,29 +298,54 @@ export interface SubmissionParts {
 /**
  * Reads a submission from its body's text and its other parts, in the order the API promises (see `Http`): the JSON
  * (400), the limits on it (413, whatever else is wrong), then every field of the path, query and body at once (400).
- * One pass of each.
+ * One pass of each. The usual body is read straight from its text (`SubmissionScan.body`, which takes only what the
+ * full read takes, and reads it the same); any other the full way (`parseSubmission`).
  */
 export const readSubmission = (
   text: string,
   parts: SubmissionParts,
   config: HostConfig["Service"]
-): Result.Result<Submission, Problem.Problem> => {
-  const json = parseJsonResult(text)
-  if (Result.isFailure(json)) return Result.fail(json.failure)
-  const body = json.success
-  const overLimits = limitIssues(body, config, text.length)
-  if (overLimits.length > 0) return Result.fail(Problem.tooLarge(overLimits))
+): Result.Result<Submission, Problem.Problem> => read(text, parts, config, SubmissionScan.body(text, config))
 
+/** Reads a submission the full way: `JSON.parse`, the limits (413), then every field (400). */
+export const parseSubmission = (
+  text: string,
+  parts: SubmissionParts,
+  config: HostConfig["Service"]
+): Result.Result<Submission, Problem.Problem> => read(text, parts, config, undefined)
+
+const read = (
+  text: string,
+  parts: SubmissionParts,
+  config: HostConfig["Service"],
+  scanned: SubmissionScan.ScannedBody | undefined
+): Result.Result<Submission, Problem.Problem> => {
+  let ops: Result.Result<ReadonlyArray<Op.Op>, Array<Problem.Issue>>
+  let envelope: Array<Problem.Issue> = []
+  if (scanned !== undefined) ops = Result.succeed(scanned.ops)
+  else {
+    const json = parseJsonResult(text)
+    if (Result.isFailure(json)) return Result.fail(json.failure)
+    const body = json.success
+    const overLimits = limitIssues(body, config, text.length)
+    if (overLimits.length > 0) return Result.fail(Problem.tooLarge(overLimits))
+    envelope = envelopeIssues(body)
+    ops = Predicate.isObject(body) ? decodeOps(body.ops, config.maxOpsPerRequest) : Result.succeed([])
+  }
   const sector = parseId("sector", parts.sector)
   const ack = parseAck(parts.ack)
   const idempotency = parseIdempotencyKey(parts.idempotencyKey, text)
-  const envelope = envelopeIssues(body)
-  const ops = Predicate.isObject(body) ? decodeOps(body.ops, config.maxOpsPerRequest) : Result.succeed([])
   if (
     Result.isSuccess(sector) && Result.isSuccess(ack) && Result.isSuccess(idempotency) && envelope.length === 0 &&
     Result.isSuccess(ops)
   ) {
-    return Result.succeed({ sector: sector.success, ops: ops.success, ack: ack.success, idempotency: idempotency.success })
+    return Result.succeed({
+      sector: sector.success,
+      ops: ops.success,
+      ack: ack.success,
+      idempotency: idempotency.success,
+      ...(scanned === undefined ? {} : { dataLengths: scanned.dataLengths })
+    })
   }
   return Result.fail(Problem.invalid([
     ...(Result.isFailure(sector) ? [sector.failure] : []),

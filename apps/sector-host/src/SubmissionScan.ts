@@ -1,21 +1,23 @@
 /**
- * The usual `/ingest` frame read straight from its text (`scan`), without `JSON.parse` building a body that
- * `Ingest.plainFrame` then walks and rebuilds: at single-op frames `JSON.parse` alone was about a tenth of the host's
- * CPU per frame. It reads only JSON as a client's `JSON.stringify` writes it, and only a frame that is plainly valid;
- * for anything else — whitespace, an escape in a string, a duplicate or unknown key, a number not in its shortest
- * form, an idempotency key, an op or frame `plainFrame` would not take, data that could be near a limit — it gives
- * up (`undefined`) and the frame is read the full way (`JSON.parse`, the limits, the field checks), which has the
- * last word and says what is wrong. What it takes, the full way takes the same (a property test holds it to that).
+ * The usual submission read straight from its text, without `JSON.parse` building a body that the field checks then
+ * walk and rebuild: an `/ingest` frame (`frame`) and a `POST /sectors/{sector}/ops` body (`body`). At single-op
+ * submissions `JSON.parse` alone was about a tenth of the host's CPU per frame. It reads only JSON as a client's
+ * `JSON.stringify` writes it, and only a submission that is plainly valid; for anything else — whitespace, an escape
+ * in a string, a duplicate or unknown key, a number not in its shortest form, an idempotency key in a frame, an op
+ * the field checks would not take, data that could be near a limit — it gives up (`undefined`) and the submission is
+ * read the full way (`JSON.parse`, the limits, the field checks: `Ingest.parseFrame`, `Request.parseSubmission`),
+ * which has the last word and says what is wrong. What it takes, the full way takes the same (property tests hold it
+ * to that).
  *
  * It also measures each `set` op's `data` as `Batch.cellBytes` does — the length of its `JSON.stringify` — from the
  * text it was read from, which is that text (no whitespace, no escapes, no duplicate keys, numbers as `String` writes
- * them), and hands those lengths on with the frame (`dataLengths`, for `SectorHost.trySubmit`), so the sector does
- * not stringify it again.
+ * them), and hands those lengths on with the submission (`dataLengths`, for `SectorHost.trySubmit`), so the sector
+ * does not stringify it again.
  */
 import type { Op } from "@sectors/core"
 
 /** A frame the scan took, as `Ingest` reads a submission. */
-export interface Scanned {
+export interface ScannedFrame {
   readonly _tag: "Submission"
   readonly id: string | number
   readonly sector: number
@@ -67,7 +69,7 @@ const words = {
   authority: wordCode("authority")
 } as const
 
-/** Thrown to give up: caught once, in `scan`. */
+/** Thrown to give up: caught once, in `attempt`. */
 const giveUp: unique symbol = Symbol("giveUp")
 
 /**
@@ -406,16 +408,42 @@ const isNameCode = (code: number) =>
   (code >= 0x61 && code <= 0x7a) || (code >= 0x41 && code <= 0x5a) || (code >= zero && code <= nine) ||
   code === 0x5f || code === 0x2e || code === minus
 
+/** A `POST` body the scan took: its ops, and each `set` op's `JSON.stringify(data)` length (see `ScannedFrame`). */
+export interface ScannedBody {
+  readonly ops: ReadonlyArray<Op.Op>
+  readonly dataLengths: ReadonlyArray<number | undefined>
+}
+
+/** What the scan holds to for every submission: its limits (the ones `Request.limitIssues` checks). */
+export interface Limits {
+  readonly maxOpsPerRequest: number
+  readonly maxDataBytes: number
+}
+
 /**
- * The frame `text` when it is a plainly valid frame written as `JSON.stringify` writes it (see the opening), read as
- * the full read (`Ingest`'s `readFrame`) reads it; `undefined` for anything else.
+ * `read` over the whole of `text`: its result when it reads all of it and gives up nowhere, `undefined` otherwise.
+ * Strings in an op's data must be well-formed Unicode (`Request`'s `storable`): text decoded from UTF-8 has no lone
+ * surrogate, and an escaped one makes the scan give up, so this only checks text that came some other way.
  */
-export const scan = (
-  text: string,
-  limits: { readonly maxOpsPerRequest: number; readonly maxDataBytes: number }
-): Scanned | undefined => {
+const attempt = <A>(text: string, read: (scan: Scan) => A | undefined): A | undefined => {
   const scan = new Scan(text)
   try {
+    const result = read(scan)
+    if (result === undefined || scan.at !== text.length) return undefined
+    if (scan.data && !text.isWellFormed()) return undefined
+    return result
+  } catch (error) {
+    if (error === giveUp) return undefined
+    throw error
+  }
+}
+
+/**
+ * The frame `text` when it is a plainly valid frame written as `JSON.stringify` writes it (see the opening), read as
+ * the full read (`Ingest.parseFrame`) reads it; `undefined` for anything else.
+ */
+export const frame = (text: string, limits: Limits): ScannedFrame | undefined =>
+  attempt(text, (scan) => {
     let id: string | number | undefined
     let sector: number | undefined
     let ops: Array<Op.Op> | undefined
@@ -446,12 +474,19 @@ export const scan = (
           return undefined
       }
     } while (scan.next(closeBrace))
-    if (scan.at !== text.length || id === undefined || sector === undefined || ops === undefined) return undefined
-    // no lone surrogate in the data (`Request`'s `storable`): text from the WebSocket has none, being UTF-8
-    if (scan.data && !text.isWellFormed()) return undefined
+    if (id === undefined || sector === undefined || ops === undefined) return undefined
     return { _tag: "Submission", id, sector, ops, ack: ack ?? "accepted", key: undefined, dataLengths: scan.dataLengths }
-  } catch (error) {
-    if (error === giveUp) return undefined
-    throw error
-  }
-}
+  })
+
+/**
+ * The `POST` body `text` when it is a plainly valid `{"ops":[...]}` written as `JSON.stringify` writes it, its ops
+ * read as the full read (`Request.parseSubmission`) reads them; `undefined` for anything else.
+ */
+export const body = (text: string, limits: Limits): ScannedBody | undefined =>
+  attempt(text, (scan) => {
+    scan.expect(openBrace)
+    if (scan.keyWord() !== words.ops) return undefined
+    const ops = scan.ops(limits.maxOpsPerRequest, limits.maxDataBytes)
+    scan.expect(closeBrace)
+    return { ops, dataLengths: scan.dataLengths }
+  })

@@ -1,17 +1,20 @@
 /**
- * Reading an `/ingest` frame straight from its text (`IngestScan.scan`): it takes a frame only where the full read
- * (`Ingest.parseFrame`: `JSON.parse`, the limits, the field checks) takes it, reads the same submission, and tells
- * `Batch.cellBytes` each `set` op's data length exactly as `JSON.stringify` measures it — over frames written the way
- * a client's `JSON.stringify` writes them and every other way JSON allows (whitespace, escapes, numbers in other
- * forms, duplicate keys), frames one or two fields away from valid, and texts that are not JSON at all.
+ * Reading a submission straight from its text (`SubmissionScan`: an `/ingest` frame, a `POST` body): it takes one
+ * only where the full read (`Ingest.parseFrame`, `Request.parseSubmission`: `JSON.parse`, the limits, the field
+ * checks) takes it, reads the same submission, and tells `Batch.cellBytes` each `set` op's data length exactly as
+ * `JSON.stringify` measures it — over submissions written the way a client's `JSON.stringify` writes them and every
+ * other way JSON allows (whitespace, escapes, numbers in other forms, duplicate keys), submissions one or two fields
+ * away from valid, and texts that are not JSON at all.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Batch, type Op } from "@sectors/core"
 import { Arbitraries } from "@sectors/core/testing"
+import { Result } from "effect"
 import * as fc from "fast-check"
 import * as HostConfig from "../src/HostConfig.ts"
 import * as Ingest from "../src/Ingest.ts"
-import * as IngestScan from "../src/IngestScan.ts"
+import * as Request from "../src/Request.ts"
+import * as SubmissionScan from "../src/SubmissionScan.ts"
 import { changed } from "./frames.ts"
 
 /** A tape of choices for `write`, read round and round. */
@@ -167,14 +170,42 @@ const frame = fc.tuple(
   )
 ).chain(([frame, changes]) => changed(frame, changes))
 
-/** The frame's text: written one way or another, or cut short (not JSON). */
-const frameText = fc.tuple(frame, tape, fc.oneof({ arbitrary: fc.constant(null), weight: 8 }, fc.nat())).map(([value, choices, cut]) => {
-  const written = write(value, choices)
-  return cut === null ? written : written.slice(0, cut % (written.length + 1))
-})
+/** A `POST` body: `{"ops": [...]}`, or with its field replaced or removed, or another added, in any order. */
+const body = fc.tuple(
+  fc.record({ ops: fc.array(op, { minLength: 1, maxLength: 3 }) }),
+  fc.oneof(
+    { arbitrary: fc.constant([]), weight: 3 },
+    fc.array(
+      fc.tuple(
+        fc.constantFrom("ops", "id", "extra"),
+        fc.option(
+          fc.oneof(text, number, fc.constantFrom(null, [], {}, [{}]), fc.array(Arbitraries.op(), { minLength: 1, maxLength: 2 })),
+          { nil: undefined }
+        )
+      ),
+      { minLength: 1, maxLength: 2 }
+    )
+  )
+).chain(([body, changes]) => changed(body, changes))
 
-/** `cellBytes` of an op, measured (its data stringified). */
-const measuredCellBytes = (op: Op.Op) => Batch.cellBytes(op)
+/** The text of `value`: written one way or another, or cut short (not JSON). */
+const textOf = (value: fc.Arbitrary<unknown>) =>
+  fc.tuple(value, tape, fc.oneof({ arbitrary: fc.constant(null), weight: 8 }, fc.nat())).map(([value, choices, cut]) => {
+    const written = write(value, choices)
+    return cut === null ? written : written.slice(0, cut % (written.length + 1))
+  })
+
+const frameText = textOf(frame)
+const bodyText = textOf(body)
+
+/** Each op's length as the scan measured it is what `cellBytes` measures (its data stringified); none for a non-set. */
+const measuredAsCellBytes = (ops: ReadonlyArray<Op.Op>, dataLengths: ReadonlyArray<number | undefined>) => {
+  assert.strictEqual(dataLengths.length, ops.length)
+  ops.forEach((op, i) => {
+    assert.strictEqual(Batch.cellBytes(op, dataLengths[i]), Batch.cellBytes(op))
+    if (op.type !== "set") assert.isUndefined(dataLengths[i])
+  })
+}
 
 const configs = fc.record({
   maxOpsPerRequest: fc.oneof(fc.integer({ min: 1, max: 4 }), fc.constant(HostConfig.defaults.maxOpsPerRequest)),
@@ -182,20 +213,15 @@ const configs = fc.record({
   maxDataBytes: fc.oneof(fc.integer({ min: 1, max: 400 }), fc.constant(HostConfig.defaults.maxDataBytes))
 }).map((limits) => ({ ...HostConfig.defaults, ...limits }))
 
-describe("IngestScan.scan", () => {
+describe("SubmissionScan.frame", () => {
   it("takes a frame only where the full read takes it, reads the same submission, and measures data as cellBytes does", () =>
     fc.assert(
       fc.property(frameText, configs, (text, config) => {
-        const scanned = IngestScan.scan(text, config)
+        const scanned = SubmissionScan.frame(text, config)
         if (scanned === undefined) return
         const { dataLengths, ...read } = scanned
         assert.deepStrictEqual<unknown>(read, Ingest.parseFrame(text, config))
-        assert.strictEqual(dataLengths.length, scanned.ops.length)
-        scanned.ops.forEach((op, i) => {
-          // a set op's length exactly what cellBytes would measure; none for the others
-          assert.strictEqual(Batch.cellBytes(op, dataLengths[i]), measuredCellBytes(op))
-          if (op.type !== "set") assert.isUndefined(dataLengths[i])
-        })
+        measuredAsCellBytes(scanned.ops, dataLengths)
       }),
       { numRuns: 20_000 }
     ))
@@ -212,7 +238,7 @@ describe("IngestScan.scan", () => {
       (id, sector, ops, ack) => {
         const text = JSON.stringify({ id, sector, ops, ...(ack === undefined ? {} : { ack }) })
         const config = { ...HostConfig.defaults, maxOpsPerRequest: 3 }
-        const scanned = IngestScan.scan(text, config)
+        const scanned = SubmissionScan.frame(text, config)
         assert.isDefined(scanned)
         const { dataLengths: _, ...read } = scanned
         assert.deepStrictEqual<unknown>(read, Ingest.parseFrame(text, config))
@@ -239,6 +265,58 @@ describe("IngestScan.scan", () => {
         // nested past `Request.maxJsonDepth` (413 the full way)
         `{"id":1,"sector":2,"ops":[{"type":"set","entity":1,"component":"c","data":${"{\"a\":".repeat(70)}1${"}".repeat(70)}}]}`
       ]
-    ) assert.isUndefined(IngestScan.scan(text, config), text)
+    ) assert.isUndefined(SubmissionScan.frame(text, config), text)
+  })
+})
+
+/** A submission's other parts: valid, or not (so that the issues of the body and of the parts come together). */
+const parts = fc.record({
+  sector: fc.constantFrom("7", "0", "x", undefined),
+  ack: fc.constantFrom(undefined, "accepted", "durable", "soon"),
+  idempotencyKey: fc.constantFrom(undefined, "k-1", "not a key")
+})
+
+describe("SubmissionScan.body", () => {
+  it("reads a POST as the full read does, whatever its text and parts, and measures data as cellBytes does", () =>
+    fc.assert(
+      fc.property(bodyText, parts, configs, (text, parts, config) => {
+        const read = Request.readSubmission(text, parts, config)
+        const full = Request.parseSubmission(text, parts, config)
+        if (read._tag === "Failure") return assert.deepStrictEqual<unknown>(read, full)
+        const { dataLengths, ...submission } = read.success
+        assert.deepStrictEqual<unknown>(Result.succeed(submission), full)
+        const scanned = SubmissionScan.body(text, config)
+        // the lengths come from the scan, and only from it
+        assert.deepStrictEqual(dataLengths, scanned?.dataLengths)
+        if (dataLengths !== undefined) measuredAsCellBytes(submission.ops, dataLengths)
+      }),
+      { numRuns: 20_000 }
+    ))
+
+  it("takes the usual body: {\"ops\": [...]} as JSON.stringify writes it, plainly valid ops", () =>
+    fc.assert(fc.property(fc.array(Arbitraries.op(), { minLength: 1, maxLength: 3 }), (ops) => {
+      const text = JSON.stringify({ ops })
+      const config = { ...HostConfig.defaults, maxOpsPerRequest: 3 }
+      const scanned = SubmissionScan.body(text, config)
+      assert.isDefined(scanned)
+      assert.deepStrictEqual<unknown>(scanned.ops, Result.getOrThrow(Request.parseSubmission(text, { sector: "1", ack: undefined, idempotencyKey: undefined }, config)).ops)
+    })))
+
+  it("gives up on what it does not read the way the full read does", () => {
+    const config = HostConfig.defaults
+    const op = `{"type":"set","entity":1,"component":"c","data":{"x":1}}`
+    for (
+      const text of [
+        `{"ops":[${op}]} `,
+        ` {"ops":[${op}]}`,
+        `{"ops":[${op}],"ops":[${op}]}`,
+        `{"ops":[${op}],"id":1}`,
+        `{"ops":[]}`,
+        `{"ops":{}}`,
+        `{"ops":[${op}]`,
+        `{"ops":[{"type":"set","entity":1,"component":"c","data":{"x":"\\u0061"}}]}`,
+        `{"ops":[{"type":"set","entity":1,"component":"c","data":{"x":"\ud800"}}]}`
+      ]
+    ) assert.isUndefined(SubmissionScan.body(text, config), text)
   })
 })
