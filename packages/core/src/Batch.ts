@@ -78,12 +78,13 @@ interface PendingEntity {
   /** What the entity's cells hold, by `cellBytes`. */
   bytes: number
   readonly components: Map<string, ComponentCell>
-  readonly authority: Map<string, AuthorityCell>
+  /** Made by the entity's first authority op: most entities never have one, and a `Map` is most of their cost. */
+  authority: Map<string, AuthorityCell> | undefined
 }
 
 /**
  * The memory a held entity and a tombstone cost beside their cells (an estimate: a pending entity is an object and
- * two `Map`s, about half a KiB in V8 once they hold something).
+ * a `Map` — two with authority entries — about half a KiB in V8 once they hold something).
  */
 const entityBytes = 512
 const tombstoneBytes = 32
@@ -115,12 +116,12 @@ export const cellBytes = (op: Op.Op, dataLength?: number): number => {
 export const opBytes = (op: Op.Op, cell = cellBytes(op)): number => entityBytes + cell
 
 const keysOf = (found: PendingEntity) =>
-  found.components.size + found.authority.size + (found.tombstone === undefined ? 0 : 1)
+  found.components.size + (found.authority?.size ?? 0) + (found.tombstone === undefined ? 0 : 1)
 
 /** A delete: drops every older cell of the entity and leaves a tombstone. */
 const bury = (found: PendingEntity, seq: number) => {
   found.components.clear()
-  found.authority.clear()
+  found.authority?.clear()
   found.bytes = tombstoneBytes
   found.tombstone = seq
 }
@@ -139,10 +140,10 @@ const putComponent = (found: PendingEntity, name: string, cell: ComponentCell) =
 
 /** Keeps an authority cell, replacing the older one; clearing after a tombstone is a no-op as in `putComponent`. */
 const putAuthority = (found: PendingEntity, name: string, cell: AuthorityCell) => {
-  const old = found.authority.get(name)
+  const old = found.authority?.get(name)
   if (cell.worker === null && found.tombstone !== undefined && old === undefined) return
   found.bytes += cell.bytes - (old?.bytes ?? 0)
-  found.authority.set(name, cell)
+  ;(found.authority ??= new Map()).set(name, cell)
 }
 
 /** Drops a cell if it is still the one written at `seq` (a newer op may have replaced it). */
@@ -176,7 +177,7 @@ export class Pending {
   private entity(id: number): PendingEntity {
     let found = this.entities.get(id)
     if (found === undefined) {
-      found = { tombstone: undefined, bytes: 0, components: new Map(), authority: new Map() }
+      found = { tombstone: undefined, bytes: 0, components: new Map(), authority: undefined }
       this.entities.set(id, found)
       this.bytes += entityBytes
     }
@@ -231,7 +232,7 @@ export class Pending {
       // the newer delete supersedes everything older on the entity
       if (next.tombstone !== undefined) bury(found, next.tombstone)
       for (const [name, cell] of next.components) putComponent(found, name, cell)
-      for (const [name, cell] of next.authority) putAuthority(found, name, cell)
+      if (next.authority !== undefined) for (const [name, cell] of next.authority) putAuthority(found, name, cell)
       this.keys += keysOf(found) - before
       this.bytes += found.bytes - bytesBefore
     }
@@ -262,7 +263,7 @@ export class Pending {
         dropCell(found, found.components, entry.component, entry.seq)
         break
       case "Authority":
-        dropCell(found, found.authority, entry.component, entry.seq)
+        if (found.authority !== undefined) dropCell(found, found.authority, entry.component, entry.seq)
         break
       default:
         return absurd(entry)
@@ -287,6 +288,7 @@ export class Pending {
             : { _tag: "Upsert", entity, component, data: cell.data, seq: cell.seq }
         )
       }
+      if (found.authority === undefined) continue
       for (const [component, cell] of found.authority) {
         entries.push({ _tag: "Authority", entity, component, worker: cell.worker, seq: cell.seq })
       }
