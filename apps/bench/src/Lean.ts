@@ -71,6 +71,18 @@ export interface Result {
 /** The mean requests/s of `server` over the rounds. */
 export const meanRate = (result: Result, server: Server): number => mean(result, server, (f) => f.requestsPerSecond)
 
+/** `server`'s requests/s over bare's, round by round (rounds where both were measured). */
+export const roundRatios = (result: Result, server: Server): ReadonlyArray<number> => {
+  const rate = (name: Server, round: number) =>
+    result.figures.find((f) => f.server === name && f.round === round)?.requestsPerSecond
+  const rounds = [...new Set(result.figures.map((f) => f.round))].sort((a, b) => a - b)
+  return rounds.flatMap((round) => {
+    const mine = rate(server, round)
+    const bare = rate("bare node:http", round)
+    return mine === undefined || bare === undefined || bare === 0 ? [] : [mine / bare]
+  })
+}
+
 /** The mean of `pick` for `server` over the rounds. */
 export const mean = (result: Result, server: Server, pick: (figure: Figure) => number): number => {
   const values = result.figures.filter((f) => f.server === server).map(pick)

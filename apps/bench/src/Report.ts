@@ -562,7 +562,10 @@ const leanSection = (r: Lean.Result, chartDir: string): Array<string> => {
       `sector-host / bare = ${pct(host / bare)} (goal ≥ 70 %), HttpRouter / bare = ${pct(router / bare)}.** ` +
       `Server CPU per request (means): bare ${n(Lean.mean(r, "bare node:http", cpu))} µs, HttpRouter ` +
       `${n(Lean.mean(r, "effect HttpRouter", cpu))} µs, sector-host ${n(Lean.mean(r, "sector-host", cpu))} µs ` +
-      "(the host's includes its sectors and the write-behind to PostgreSQL; the database's own processes are not counted)." +
+      "(the host's includes its sectors and the write-behind to PostgreSQL; the database's own processes are not counted). " +
+      `Sector-host / bare round by round (the two measured within a minute of each other): ${
+        Lean.roundRatios(r, "sector-host").map((ratio) => pct(ratio)).join(" / ")
+      }.` +
       (r.figures.some((f) => f.server === "sector-host, baseline")
         ? ` **Baseline checkout \`${r.options.baseline}\` in the same rounds: ${n(Lean.meanRate(r, "sector-host, baseline"))} ` +
           `requests/s = ${pct(Lean.meanRate(r, "sector-host, baseline") / bare)} of bare, ` +
