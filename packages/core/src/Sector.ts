@@ -357,10 +357,10 @@ class Run {
   readonly wake = Latch.makeUnsafe(false)
   fiber: Fiber.Fiber<void> | undefined = undefined
   intakeDone = false
-  flusherIdle = false
   /**
-   * While the flusher waits idle for the end of its linger: that grid point, on whose timer it waits. An op accepted
-   * before it is due there too (`BatchPolicy.deadline`), so it need not wake the flusher: the timer will.
+   * While the flusher waits with nothing to do: when its timer wakes it — the grid point that ends its linger, at which
+   * an op accepted before then is due too (`BatchPolicy.deadline`), so the op need not wake it — or `-Infinity` when no
+   * timer is armed (the first op wakes it). `undefined` while it is busy.
    */
   idleUntil: number | undefined = undefined
   /** The intake died of this defect: the flusher dies of it too, and the supervisor restarts both. */
@@ -748,7 +748,7 @@ class SectorActor implements Sector {
           this.counters.restarts++
           Metrics.restarts.updateUnsafe(1, this.rt.context)
           this.backlog.requeue(false)
-          run.flusherIdle = false
+          run.idleUntil = undefined
           this.needsResync = true
           run.intakeDefect = undefined
           yield* this.log(Effect.logError(`sector ${this.sectorId}: died of a defect, restarting`, defect))
@@ -813,7 +813,7 @@ class SectorActor implements Sector {
     if (
       backlog.ops >= policy.minBatch || backlog.full ||
       // an idle flusher is woken for the first op, unless its timer falls when that op is due anyway
-      (run.flusherIdle && (run.idleUntil === undefined || BatchPolicy.deadline(policy, now) > run.idleUntil))
+      (run.idleUntil !== undefined && BatchPolicy.deadline(policy, now) > run.idleUntil)
     ) run.wake.openUnsafe()
     return seqs
   }
@@ -904,11 +904,9 @@ class SectorActor implements Sector {
             const lingering = now < lingerUntil
             if (lingering) yield* this.rt.deadlines.wake(lingerUntil, run.wake)
             else if (this.retire(run)) return
-            run.flusherIdle = true
-            run.idleUntil = lingering ? lingerUntil : undefined
+            run.idleUntil = lingering ? lingerUntil : -Infinity
             yield* run.wake.await
             this.wokeUp()
-            run.flusherIdle = false
             run.idleUntil = undefined
             if (lingering && this.now() >= lingerUntil) this.timerWakeup()
             break
