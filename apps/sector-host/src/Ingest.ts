@@ -27,8 +27,8 @@
  * **Speed.** The frames come straight from the WebSocket (`IngestWire`, around effect's `Socket` reader) and are read
  * in the event that delivers them: a frame refused, or taken at once by its sector (`Sectors.trySubmit`), is answered
  * there, without a fiber; only a frame that must wait (a durable one, one with a key, one whose sector is busy) runs
- * in a fiber of the connection's. The usual frame is read straight from its text (`SubmissionScan`: no `JSON.parse`, its
- * data measured for the buffer budget as it is read), and an answer known to be ASCII is written without being
+ * in a fiber of the connection's. The usual frame is read straight from its text (`SubmissionScan`: no `JSON.parse`,
+ * its data measured for the buffer budget as it is read), and an answer known to be ASCII is written without being
  * measured (`IngestWire.latin1Frames`).
  *
  * **Shutdown.** From the shutdown signal on (`Lifecycle`), frames are answered with `ShuttingDown` (503) without being
@@ -49,12 +49,12 @@ import * as http from "node:http"
 import type * as Net from "node:net"
 import type { DurableWaiters } from "./DurableWaiters.ts"
 import { HostConfig } from "./HostConfig.ts"
-import * as SubmissionScan from "./SubmissionScan.ts"
 import * as IngestWire from "./IngestWire.ts"
 import { Lifecycle } from "./Lifecycle.ts"
 import * as Problem from "./Problem.ts"
 import * as Request from "./Request.ts"
 import * as Sectors from "./Sectors.ts"
+import * as SubmissionScan from "./SubmissionScan.ts"
 
 /** A frame's `id` as the client sent it, or `null` when it has none that can be read. */
 export type FrameId = string | number | null
@@ -110,8 +110,8 @@ const frameId = (body: unknown): FrameId =>
 
 /**
  * Reads one text frame as a POST body is read (`Http.submit`): JSON, then the limits (413), then every field (400) —
- * the usual frame straight from its text (`SubmissionScan.frame`, which takes only what `parseFrame` takes, and reads it the
- * same), any other by `parseFrame`.
+ * the usual frame straight from its text (`SubmissionScan.frame`, which takes only what `parseFrame` takes, and reads
+ * it the same), any other by `parseFrame`.
  */
 const readFrame = (text: string, config: HostConfig["Service"]): Frame =>
   SubmissionScan.frame(text, config) ?? parseFrame(text, config)
@@ -257,7 +257,9 @@ export const make = (waiters: DurableWaiters) =>
      * an effect pipeline of its own; `undefined` when it must be submitted the usual way.
      */
     const submitNow = (frame: Submission): Exit.Exit<Sector.Accepted> | undefined =>
-      frame.ack === "accepted" && frame.key === undefined ? sectors.trySubmit(frame.sector, frame.ops, frame.dataLengths) : undefined
+      frame.ack === "accepted" && frame.key === undefined
+        ? sectors.trySubmit(frame.sector, frame.ops, frame.dataLengths)
+        : undefined
 
     /**
      * Serves one upgraded connection until it closes; `raw`: its TCP socket, when the server is Node's. Its frames are

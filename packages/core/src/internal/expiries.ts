@@ -6,9 +6,10 @@
  *
  * Waits that end first (the usual case: their ops became durable) are `cancel`led: marked, and dropped from the
  * queue's front as soon as they reach it; when marked entries behind a live one (a wait still under way) come to be
- * most of the queue, it is compacted, so the queue holds about as many entries as there are waits. With one `durableTimeout` the deadlines come in the order the waits begin,
- * so adding is a push and the front is where the waits that end first are; a deadline earlier than the last one is
- * put in its place, and the timer is brought forward if it is the earliest.
+ * most of the queue, it is compacted, so the queue holds about as many entries as there are waits. With one
+ * `durableTimeout` the deadlines come in the order the waits begin, so adding is a push and the front is where the
+ * waits that end first are; a deadline earlier than the last one is put in its place, and the timer is brought
+ * forward if it is the earliest.
  *
  * Not thread-safe by design: used only from fibers of one host, which never run in parallel.
  */
