@@ -40,7 +40,7 @@
  * frame still holds back the frames after it for the same sector on the same connection until it is durable (or
  * times out): the order of seqs is the order of frames.
  */
-import { Errors, type Op, type Sector, SectorsConfig } from "@sectors/core"
+import { type Batch, Errors, type Op, type Sector, SectorsConfig } from "@sectors/core"
 import { Cause, Effect, Exit, FiberSet, Latch, Metric, Predicate, Result } from "effect"
 import type { HttpServerRequest } from "effect/http"
 import { HttpServerResponse } from "effect/http"
@@ -102,7 +102,7 @@ export type Frame =
     readonly ack: "accepted" | "durable"
     readonly key: string | undefined
     /** Each op's `JSON.stringify(data)` length, where the read measured it (`SubmissionScan`). */
-    readonly dataLengths?: ReadonlyArray<number | undefined> | undefined
+    readonly dataLengths?: Batch.DataLengths | undefined
   }
 
 const frameId = (body: unknown): FrameId =>

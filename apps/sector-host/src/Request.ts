@@ -3,7 +3,7 @@
  * (against `maxBodyBytes`, declared and read), its UTF-8, its JSON, and the limits on what it holds (nesting depth,
  * op count, each op's `data` size) — each failure as the problem or the issue the API answers with.
  */
-import { Op } from "@sectors/core"
+import { type Batch, Op } from "@sectors/core"
 import { ByteSize, Effect, Predicate, Result } from "effect"
 import { HttpRouter, HttpServerRequest } from "effect/http"
 import * as crypto from "node:crypto"
@@ -285,7 +285,7 @@ export interface Submission {
   readonly ack: "accepted" | "durable"
   readonly idempotency: { readonly key: string; readonly fingerprint: string } | undefined
   /** Each op's `JSON.stringify(data)` length, where the read measured it (`SubmissionScan`), for `trySubmit`. */
-  readonly dataLengths?: ReadonlyArray<number | undefined> | undefined
+  readonly dataLengths?: Batch.DataLengths | undefined
 }
 
 /** The parts of a submission besides its body: the path's `{sector}`, `?ack=`, the `Idempotency-Key` header. */

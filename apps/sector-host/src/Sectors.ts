@@ -17,7 +17,7 @@
  * **Gotchas** a forwarded submission that timed out, or that its owner was interrupted in, may still have been
  * applied by its owner: the 503 says so, and a client retrying it should send an `Idempotency-Key`.
  */
-import { Errors, type Op, type Sector, SectorHost, type SectorState } from "@sectors/core"
+import { type Batch, Errors, type Op, type Sector, SectorHost, type SectorState } from "@sectors/core"
 import { Cause, Context, Duration, Effect, Exit, Layer, Metric, Option, Predicate, Scope } from "effect"
 import { ClusterError } from "effect/cluster"
 import { createHash, randomUUID } from "node:crypto"
@@ -67,7 +67,7 @@ export class Sectors extends Context.Service<Sectors, {
   readonly trySubmit: (
     sectorId: number,
     ops: ReadonlyArray<Op.Op>,
-    dataLengths?: ReadonlyArray<number | undefined>
+    dataLengths?: Batch.DataLengths
   ) => Exit.Exit<Sector.Accepted> | undefined
   /** Reads an entity (see `SectorHost.get`). */
   readonly get: (sectorId: number, entity: number) => Effect.Effect<Option.Option<SectorState.EntityView>, ReachError>

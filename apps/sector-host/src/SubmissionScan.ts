@@ -14,7 +14,7 @@
  * them), and hands those lengths on with the submission (`dataLengths`, for `SectorHost.trySubmit`), so the sector
  * does not stringify it again.
  */
-import type { Op } from "@sectors/core"
+import type { Batch, Op } from "@sectors/core"
 
 /** A frame the scan took, as `Ingest` reads a submission. */
 export interface ScannedFrame {
@@ -25,7 +25,7 @@ export interface ScannedFrame {
   readonly ack: "accepted" | "durable"
   readonly key: undefined
   /** Each op's `JSON.stringify(data)` length, for a `set` (what `Batch.cellBytes` would measure). */
-  readonly dataLengths: ReadonlyArray<number | undefined>
+  readonly dataLengths: Batch.DataLengths
 }
 
 /** Most levels of arrays and objects inside an op's `data`, far under `Request.maxJsonDepth` with the frame's own. */
@@ -411,7 +411,7 @@ const isNameCode = (code: number) =>
 /** A `POST` body the scan took: its ops, and each `set` op's `JSON.stringify(data)` length (see `ScannedFrame`). */
 export interface ScannedBody {
   readonly ops: ReadonlyArray<Op.Op>
-  readonly dataLengths: ReadonlyArray<number | undefined>
+  readonly dataLengths: Batch.DataLengths
 }
 
 /** What the scan holds to for every submission: its limits (the ones `Request.limitIssues` checks). */

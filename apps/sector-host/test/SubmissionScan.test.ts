@@ -199,7 +199,7 @@ const frameText = textOf(frame)
 const bodyText = textOf(body)
 
 /** Each op's length as the scan measured it is what `cellBytes` measures (its data stringified); none for a non-set. */
-const measuredAsCellBytes = (ops: ReadonlyArray<Op.Op>, dataLengths: ReadonlyArray<number | undefined>) => {
+const measuredAsCellBytes = (ops: ReadonlyArray<Op.Op>, dataLengths: Batch.DataLengths) => {
   assert.strictEqual(dataLengths.length, ops.length)
   ops.forEach((op, i) => {
     assert.strictEqual(Batch.cellBytes(op, dataLengths[i]), Batch.cellBytes(op))

@@ -112,6 +112,12 @@ export const cellBytes = (op: Op.Op, dataLength?: number): number => {
   }
 }
 
+/**
+ * Each op's `JSON.stringify(data)` length where the caller measured it already (a parser that read the ops from such
+ * text), `undefined` for an op it did not (and for ops without data): `cellBytes`'s `dataLength`, op by op.
+ */
+export type DataLengths = ReadonlyArray<number | undefined>
+
 /** The most that folding `op` in can add to a buffer's `bytes` (its cell, and a new entity's). */
 export const opBytes = (op: Op.Op, cell = cellBytes(op)): number => entityBytes + cell
 

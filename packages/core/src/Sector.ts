@@ -57,7 +57,15 @@ import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { absurd } from "effect/Function"
-import { type Batch, cellBytes, collapseRatio, type IdempotencyRecord, opBytes, withEntries } from "./Batch.ts"
+import {
+  type Batch,
+  cellBytes,
+  collapseRatio,
+  type DataLengths,
+  type IdempotencyRecord,
+  opBytes,
+  withEntries
+} from "./Batch.ts"
 import * as BatchPolicy from "./BatchPolicy.ts"
 import {
   BacklogFull,
@@ -228,7 +236,7 @@ export interface Sector {
    */
   readonly tryAccept: (
     ops: ReadonlyArray<Op.Op>,
-    dataLengths?: ReadonlyArray<number | undefined>
+    dataLengths?: DataLengths
   ) => Exit.Exit<Accepted> | undefined
 }
 
@@ -480,7 +488,7 @@ class SectorActor implements Sector {
     })
   }
 
-  tryAccept(ops: ReadonlyArray<Op.Op>, dataLengths?: ReadonlyArray<number | undefined>): Exit.Exit<Accepted> | undefined {
+  tryAccept(ops: ReadonlyArray<Op.Op>, dataLengths?: DataLengths): Exit.Exit<Accepted> | undefined {
     const run = this.run
     if (ops.length === 0 || this.backlog.full || run === undefined || !this.free(run)) return undefined
     // accepted here and now: nothing is reserved, the budget only has to have room for the most the ops can add
@@ -513,7 +521,7 @@ class SectorActor implements Sector {
    */
   private sizes(
     ops: ReadonlyArray<Op.Op>,
-    dataLengths?: ReadonlyArray<number | undefined>
+    dataLengths?: DataLengths
   ): { readonly cells: Array<number>; readonly bytes: number } {
     const cells = ops.map((op, i) => cellBytes(op, dataLengths?.[i]))
     let bytes = 0

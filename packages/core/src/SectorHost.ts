@@ -19,6 +19,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Tracer from "effect/Tracer"
+import type { DataLengths } from "./Batch.ts"
 import type { ResidencyFull, SectorFenced, ShuttingDown, SinkError } from "./Errors.ts"
 import { SinkUnavailable } from "./Errors.ts"
 import { Budget } from "./internal/budget.ts"
@@ -96,7 +97,7 @@ export class SectorHost extends Context.Service<SectorHost, {
   readonly trySubmit: (
     sectorId: number,
     ops: ReadonlyArray<Op.Op>,
-    dataLengths?: ReadonlyArray<number | undefined>
+    dataLengths?: DataLengths
   ) => Exit.Exit<Sector.Accepted> | undefined
   /**
    * Reads an entity: from memory if the sector is resident (read-your-writes), otherwise from the sink without
