@@ -26,6 +26,7 @@ export class Watermark<E> {
   seq: number
   /** When the watermark last moved (ms since the epoch); undefined until it has. */
   at: number | undefined
+  /** Sorted by seq. `any`: a wait fails with `E` or with its own deadline's error, and a `Deferred` is invariant in it. */
   private readonly waiters: Array<Waiter<any>> = []
   /** Where the waits with a deadline wait for it (the host's one timer for them). */
   private readonly expiries: Expiries
