@@ -11,6 +11,10 @@ import * as Problem from "./Problem.ts"
 export interface DurableWaiters {
   /** Runs `effect` in one of the places, or fails with `too-many-waiters` at once if none is left. */
   readonly waiting: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Problem.Problem, R>
+  /** Takes a place for a wait that is not an effect (`Ingest`'s durable frames): `false` when none is left. */
+  readonly tryTake: () => boolean
+  /** Gives back a place `tryTake` took, once. */
+  readonly giveBack: () => void
   /** How many places are taken now. */
   readonly taken: () => number
 }
@@ -25,6 +29,12 @@ export const make = (max: number): DurableWaiters => {
         taken++
         return Effect.ensuring(effect, Effect.sync(() => taken--))
       }),
+    tryTake: () => {
+      if (taken >= max) return false
+      taken++
+      return true
+    },
+    giveBack: () => void taken--,
     taken: () => taken
   }
 }

@@ -26,8 +26,9 @@
  *
  * **Speed.** The frames come straight from the WebSocket (`IngestWire`, around effect's `Socket` reader) and are read
  * in the event that delivers them: a frame refused, or taken at once by its sector (`Sectors.trySubmit`), is answered
- * there, without a fiber; only a frame that must wait (a durable one, one with a key, one whose sector is busy) runs
- * in a fiber of the connection's. The usual frame is read straight from its text (`SubmissionScan`: no `JSON.parse`,
+ * there, without a fiber; a durable frame its sector takes at once (`Sectors.trySubmitDurable`) waits as a callback on
+ * the sector's watermark, answered where the wait ends (a commit, its deadline) — no fiber either; only a frame that
+ * must wait otherwise (one with a key, one whose sector is busy or asleep) runs in a fiber of the connection's. The usual frame is read straight from its text (`SubmissionScan`: no `JSON.parse`,
  * its data measured for the buffer budget as it is read), and an answer known to be ASCII is written without being
  * measured (`IngestWire.latin1Frames`).
  *
@@ -298,6 +299,17 @@ export const make = (waiters: DurableWaiters) =>
         /** No frame is read any more: the connection was closed, by the host or its client. */
         let done = false
         const ended = Latch.makeUnsafe(false)
+        /** The waits of durable frames taken at once (`startDurable`): each ends unanswered when dropped. */
+        const durableWaits = new Set<() => void>()
+        // before a frame can be read: the connection is gone, so its durable waits end unanswered and give their
+        // places back (as its fibers' do when they are interrupted)
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            done = true
+            for (const drop of durableWaits) drop()
+            durableWaits.clear()
+          })
+        )
 
         /** A frame must wait its turn: frames are held already, or the connection is at its bound. */
         const mustHold = () => heldAt < held.length || inflight >= config.maxInflightFrames
@@ -404,6 +416,7 @@ export const make = (waiters: DurableWaiters) =>
          * after those of later frames).
          */
         const start = (frame: Submission): boolean => {
+          if (frame.key === undefined && frame.ack === "durable" && startDurable(frame)) return true
           const now = submitNow(frame)
           if (now !== undefined && Exit.isSuccess(now)) {
             // a numeric id: the answer is all ASCII (numbers and `true` besides)
@@ -411,8 +424,7 @@ export const make = (waiters: DurableWaiters) =>
             return true
           }
           if (now !== undefined) {
-            // a defect applying it: answered (500) in a fiber, and the sector's frames go on, as the intake does
-            run(Effect.ensuring(Effect.flatMap(unexpected(frame)(now.cause), send), finishing))
+            answerDefect(frame, now.cause)
             return true
           }
           let hasSeqs = false
@@ -433,6 +445,62 @@ export const make = (waiters: DurableWaiters) =>
           waitedFor = !hasSeqs
           return hasSeqs
         }
+        /** A defect applying a frame: answered (500) in a fiber, and the sector's frames go on, as the intake does. */
+        const answerDefect = (frame: Submission, cause: Cause.Cause<never>) =>
+          run(Effect.ensuring(Effect.flatMap(unexpected(frame)(cause), send), finishing))
+
+        /**
+         * A durable frame its sector takes at once (`Sectors.trySubmitDurable`), in one of the host's durable places:
+         * it has its seqs now, and its wait is a callback on the sector's watermark, answered where the wait ends —
+         * no fiber. `false` when it must be submitted the usual way (nothing applied, no place held; with no place
+         * left, that way refuses it).
+         */
+        const startDurable = (frame: Submission): boolean => {
+          if (!waiters.tryTake()) return false
+          let cancel: (() => void) | undefined
+          let waiting = true
+          /** Ends the wait: its place given back, and no longer the connection's to drop. */
+          const end = () => {
+            waiting = false
+            waiters.giveBack()
+            durableWaits.delete(drop)
+          }
+          const drop = () => {
+            if (!waiting) return
+            end()
+            cancel?.()
+            inflight--
+            unanswered--
+          }
+          const onDurable = (exit: Exit.Exit<Sector.Accepted, Sector.DurableWaitError>) => {
+            if (!waiting) return
+            end()
+            try {
+              if (Exit.isSuccess(exit)) return answerNow(answer(frame, exit.value), typeof frame.id === "number")
+              const error = Cause.findError(exit.cause)
+              if (Result.isSuccess(error)) answerNow(refusal(frame.id, Problem.fromError(error.success)))
+              else answerDefect(frame, error.failure)
+            } catch (defect) {
+              onDefect(defect)
+            }
+          }
+          const now = sectors.trySubmitDurable(frame.sector, frame.ops, {
+            dataLengths: frame.dataLengths,
+            timeout: config.durableTimeout,
+            onDurable
+          })
+          if (now === undefined || Exit.isFailure(now)) {
+            end()
+            if (now !== undefined) answerDefect(frame, now.cause)
+            return now !== undefined
+          }
+          if (waiting) {
+            cancel = now.value
+            durableWaits.add(drop)
+          }
+          return true
+        }
+
         /** The frame in flight for `sector` has its seqs: its sector's queued frames go on, in order, until one waits. */
         const next = (sector: number) => {
           const queued = lanes.get(sector)!

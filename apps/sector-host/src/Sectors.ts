@@ -69,6 +69,11 @@ export class Sectors extends Context.Service<Sectors, {
     ops: ReadonlyArray<Op.Op>,
     dataLengths?: Batch.DataLengths
   ) => Exit.Exit<Sector.Accepted> | undefined
+  /**
+   * The same with a durable ack (see `SectorHost.trySubmitDurable`): accepted at once, then `onDurable` hears once
+   * how the wait ended, unless the returned `cancel` comes first; `undefined` when it cannot (always in a cluster).
+   */
+  readonly trySubmitDurable: SectorHost.SectorHost["Service"]["trySubmitDurable"]
   /** Reads an entity (see `SectorHost.get`). */
   readonly get: (sectorId: number, entity: number) => Effect.Effect<Option.Option<SectorState.EntityView>, ReachError>
   /** A sector's figures, with the circuit of the host that owns it. */
@@ -98,6 +103,7 @@ export const layerLocal: Layer.Layer<Sectors, never, SectorHost.SectorHost> = La
     return Sectors.of({
       submit: (sectorId, ops, options) => host.submit(sectorId, ops, options),
       trySubmit: host.trySubmit,
+      trySubmitDurable: host.trySubmitDurable,
       get: host.get,
       stats: (sectorId) => Effect.map(host.stats(sectorId), (stats) => ({ stats, circuit: host.circuit() })),
       flush: host.flush,
@@ -259,6 +265,7 @@ export const layerCluster = <E>(
         )
       },
       trySubmit: () => undefined,
+      trySubmitDurable: () => undefined,
       get: (sectorId, entity) => forward("Get", sectorId, Duration.zero, makeClient(String(sectorId)).Get({ entity })),
       stats: (sectorId) => forward("Stats", sectorId, Duration.zero, makeClient(String(sectorId)).Stats()),
       flush: (sectorId) => forward("Flush", sectorId, options.flushWait, makeClient(String(sectorId)).Flush()),

@@ -65,6 +65,7 @@ const overtaking: Layer.Layer<Sectors.Sectors, never, SectorHost.SectorHost> = L
     return Sectors.Sectors.of({
       ...inner,
       trySubmit: () => undefined, // as in a cluster: every frame goes the way that can overtake
+      trySubmitDurable: () => undefined,
       submit: (sector, ops, options) =>
         Effect.andThen(Effect.sleep(Duration.millis(20 - (calls++ % 20))), inner.submit(sector, ops, options))
     })
@@ -501,6 +502,34 @@ describe("/ingest backpressure (MAX_INFLIGHT_FRAMES)", () => {
         persisted: true
       })
     }).pipe(Effect.scoped, Effect.provide(serve({ host: { maxDurableWaiters: 2 } }))))
+})
+
+describe("/ingest durable frames", () => {
+  it.effect("answers a durable frame not durable within DURABLE_TIMEOUT with 504 and its seqs, and frees its place", () =>
+    Effect.gen(function*() {
+      const client = yield* connect()
+      client.send({ id: "warm", sector: 1, ops: [set(0)] })
+      yield* client.answerTo("warm")
+      yield* holdSink("10 seconds")
+      client.send({ id: "slow", sector: 1, ops: [set(1)], ack: "durable" })
+      client.send({ id: "after", sector: 1, ops: [set(2)] })
+      // accepted at once (the frame after it has the next seq), and it holds the one place
+      assert.strictEqual((yield* client.answerTo("after")).firstSeq, 3)
+      client.send({ id: "refused", sector: 2, ops: [set(1)], ack: "durable" })
+      assert.strictEqual((yield* client.answerTo("refused")).error.type, "urn:sectors:problem:too-many-waiters")
+      assert.strictEqual((yield* stats(2)).lastSeq, 0)
+
+      yield* advanceUntil(Effect.sync(() => client.answers.some((answer) => answer.id === "slow")), "100 millis")
+      const slow = (yield* client.answerTo("slow")).error
+      assert.deepStrictEqual(
+        [slow.status, slow.type, slow.sector, slow.firstSeq, slow.lastSeq, slow.persistedSeq],
+        [504, "urn:sectors:problem:timeout", 1, 2, 2, 1]
+      )
+      // its place is free again: the next durable frame is taken and waits
+      client.send({ id: "next", sector: 1, ops: [set(3)], ack: "durable" })
+      yield* eventually(Effect.map(stats(1), (s) => s.lastSeq === 4))
+      assert.isUndefined(client.answers.find((answer) => answer.id === "next"))
+    }).pipe(Effect.scoped, Effect.provide(serve({ host: { durableTimeout: Duration.seconds(1), maxDurableWaiters: 1 } }))))
 })
 
 describe("/ingest connections (MAX_CONNECTIONS)", () => {

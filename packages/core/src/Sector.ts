@@ -93,7 +93,7 @@ import { IdempotencyStore, type Pending } from "./internal/idempotency.ts"
 import * as Isolation from "./internal/isolation.ts"
 import { retryAfter } from "./internal/retry.ts"
 import { records, withOutcome } from "./internal/tracing.ts"
-import { Watermark } from "./internal/watermark.ts"
+import { type Deadline, Watermark } from "./internal/watermark.ts"
 
 /** When `submit` returns: once the ops are accepted (seqs assigned, applied in memory) or once they are durable. */
 export type Ack = "accepted" | "durable"
@@ -238,7 +238,29 @@ export interface Sector {
     ops: ReadonlyArray<Op.Op>,
     dataLengths?: DataLengths
   ) => Exit.Exit<Accepted> | undefined
+  /**
+   * `tryAccept` with a durable ack, for a transport that answers without a fiber per wait: the ops are accepted at once
+   * when `tryAccept` would take them (`undefined` otherwise: nothing applied, `onDurable` never called), and then
+   * `onDurable` hears once what `submit` with `ack: "durable"` answers — the `Accepted` (`persisted: true`) once they
+   * are durable, or `DurableTimeout` after `timeout` (none: no limit), `SectorFenced`, `ShuttingDown` — unless the
+   * returned `cancel` comes first. `onDurable` runs where the wait ends (a commit, the deadlines' timer): it must
+   * not throw. A defect applying an op is the exit's, as with `tryAccept`.
+   */
+  readonly tryAcceptDurable: (
+    ops: ReadonlyArray<Op.Op>,
+    options: {
+      readonly dataLengths?: DataLengths | undefined
+      readonly timeout?: Duration.Input | undefined
+      readonly onDurable: (exit: Exit.Exit<Accepted, DurableWaitError>) => void
+    }
+  ) => Exit.Exit<() => void> | undefined
 }
+
+/** What `tryAcceptDurable` returns when the wait cannot be cancelled any more (it ended at once). */
+const noCancel = () => {}
+
+/** How a durable wait for accepted ops can fail. */
+export type DurableWaitError = DurableTimeout | SectorFenced | ShuttingDown
 
 interface Envelope {
   readonly ops: ReadonlyArray<Op.Op>
@@ -505,6 +527,48 @@ class SectorActor implements Sector {
     }))
   }
 
+  tryAcceptDurable(
+    ops: ReadonlyArray<Op.Op>,
+    options: {
+      readonly dataLengths?: DataLengths | undefined
+      readonly timeout?: Duration.Input | undefined
+      readonly onDurable: (exit: Exit.Exit<Accepted, DurableWaitError>) => void
+    }
+  ): Exit.Exit<() => void> | undefined {
+    const accepted = this.tryAccept(ops, options.dataLengths)
+    if (accepted === undefined) return undefined
+    if (Exit.isFailure(accepted)) return Exit.failCause(accepted.cause)
+    const { firstSeq, lastSeq } = accepted.value
+    const durable = Exit.succeed<Accepted>({ ...accepted.value, persisted: true })
+    const onDurable = options.onDurable
+    if (lastSeq <= this.watermark.seq) {
+      onDurable(durable)
+      return Exit.succeed(noCancel)
+    }
+    // accepted, so running: the wait cannot be refused (`refuseWait`)
+    return Exit.succeed(this.watermark.watch(
+      lastSeq,
+      (exit) => onDurable(Exit.isSuccess(exit) ? durable : Exit.failCause(exit.cause)),
+      this.durableDeadline(firstSeq, lastSeq, options.timeout)
+    ))
+  }
+
+  /** The deadline of a durable wait for `firstSeq..lastSeq` `timeout` from now, on the host's one timer for them. */
+  private durableDeadline(
+    firstSeq: number,
+    lastSeq: number,
+    timeout: Duration.Input | undefined
+  ): Deadline<DurableTimeout> | undefined {
+    if (timeout === undefined) return undefined
+    const millis = Duration.toMillis(Duration.fromInputUnsafe(timeout))
+    if (!Number.isFinite(millis)) return undefined
+    const sectorId = this.sectorId
+    return {
+      at: this.now() + millis,
+      timedOut: () => new DurableTimeout({ sectorId, firstSeq, lastSeq, persistedSeq: this.watermark.seq })
+    }
+  }
+
   /**
    * The ops' sizes (`Batch.cellBytes`) and the bytes reserved for them in the host's budget until the sector folds
    * them in; `undefined` when the budget cannot take them (nothing reserved).
@@ -567,16 +631,7 @@ class SectorActor implements Sector {
     if (options?.ack !== "durable") return Effect.succeed({ ...result, persisted: lastSeq <= this.watermark.seq })
     options.onAccepted?.(result)
     const durable = { ...result, persisted: true }
-    const timeout = options.durableTimeout === undefined
-      ? Infinity
-      : Duration.toMillis(Duration.fromInputUnsafe(options.durableTimeout))
-    // a deadline on the host's one timer for durable waits, not a sleep and a race for each
-    const deadline = Number.isFinite(timeout)
-      ? {
-        at: this.now() + timeout,
-        timedOut: () => new DurableTimeout({ sectorId, firstSeq, lastSeq, persistedSeq: this.watermark.seq })
-      }
-      : undefined
+    const deadline = this.durableDeadline(firstSeq, lastSeq, options.durableTimeout)
     return Effect.as(this.watermark.await(lastSeq, () => this.refuseWait(), deadline), durable)
   }
 

@@ -100,6 +100,21 @@ export class SectorHost extends Context.Service<SectorHost, {
     dataLengths?: DataLengths
   ) => Exit.Exit<Sector.Accepted> | undefined
   /**
+   * `trySubmit` with a durable ack (`Sector.tryAcceptDurable`): the ops accepted at once when `trySubmit` would take
+   * them (`undefined` otherwise: nothing applied, `onDurable` never called), then `onDurable` called once with what
+   * `submit` with `ack: "durable"` answers — unless the returned `cancel` comes first. No fiber waits: the wait is a
+   * callback on the sector's watermark. `onDurable` must not throw.
+   */
+  readonly trySubmitDurable: (
+    sectorId: number,
+    ops: ReadonlyArray<Op.Op>,
+    options: {
+      readonly dataLengths?: DataLengths | undefined
+      readonly timeout?: Duration.Input | undefined
+      readonly onDurable: (exit: Exit.Exit<Sector.Accepted, Sector.DurableWaitError>) => void
+    }
+  ) => Exit.Exit<() => void> | undefined
+  /**
    * Reads an entity: from memory if the sector is resident (read-your-writes), otherwise from the sink without
    * claiming or activating it.
    */
@@ -235,6 +250,7 @@ export const make = Effect.gen(function*() {
       )
     },
     trySubmit: (sectorId, ops, dataLengths) => residency.residentNow(sectorId)?.tryAccept(ops, dataLengths),
+    trySubmitDurable: (sectorId, ops, options) => residency.residentNow(sectorId)?.tryAcceptDurable(ops, options),
     get: (sectorId, entity) =>
       residency.peek(sectorId, (resident) =>
         Option.isSome(resident)

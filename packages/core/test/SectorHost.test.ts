@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Duration, Effect, Exit, Fiber, Metric, Option } from "effect"
-import { Metrics, SectorHost } from "../src/index.ts"
+import { Metrics, type Sector, SectorHost, SectorSink } from "../src/index.ts"
 import { FaultSink, MemorySink } from "../src/testing.ts"
 import { advance, hostLayer, policy, set, unreadable } from "./support.ts"
 
@@ -39,6 +39,49 @@ describe("SectorHost", () => {
       yield* host.shutdown
       assert.isUndefined(host.trySubmit(1, [set(10)]), "shutting down")
     }).pipe(Effect.provide(hostLayer({ policy: policy({ maxPendingKeys: 7 }) }))))
+
+  it.effect("trySubmitDurable accepts as trySubmit does, then answers once: durable, timed out or fenced; never after cancel", () =>
+    Effect.gen(function*() {
+      const host = yield* SectorHost.SectorHost
+      const sink = yield* SectorSink.SectorSink
+      const faults = yield* FaultSink.Faults
+      const heard: Array<string> = []
+      const hear = (name: string) => (exit: Exit.Exit<Sector.Accepted, Sector.DurableWaitError>) =>
+        heard.push(
+          Exit.isSuccess(exit)
+            ? `${name} ${exit.value.firstSeq}..${exit.value.lastSeq} persisted ${exit.value.persisted}`
+            : `${name} ${(Cause.squash(exit.cause) as Sector.DurableWaitError)._tag}`
+        )
+      const seqs = (exit: Exit.Exit<() => void> | undefined) => exit !== undefined && Exit.isSuccess(exit) ? "taken" : exit
+      assert.isUndefined(host.trySubmitDurable(1, [set(1)], { onDurable: hear("asleep") }), "not resident")
+      yield* host.submit(1, [set(1)])
+      assert.strictEqual(seqs(host.trySubmitDurable(1, [set(2), set(3)], { onDurable: hear("a") })), "taken")
+      const dropped = host.trySubmitDurable(1, [set(4)], { onDurable: hear("dropped") })
+      assert.isTrue(dropped !== undefined && Exit.isSuccess(dropped))
+      if (dropped !== undefined && Exit.isSuccess(dropped)) dropped.value()
+      assert.deepStrictEqual(heard, [], "accepted now, answered once durable")
+      assert.strictEqual((yield* host.stats(1)).lastSeq, 4)
+      yield* advance(30)
+      assert.deepStrictEqual(heard, ["a 2..3 persisted true"], "the cancelled wait hears nothing")
+
+      // not durable within its timeout: DurableTimeout, once, and nothing when its ops become durable later
+      yield* faults.slow(Duration.seconds(1))
+      yield* host.submit(1, [set(5)])
+      assert.strictEqual(seqs(host.trySubmitDurable(1, [set(6)], { timeout: "100 millis", onDurable: hear("late") })), "taken")
+      yield* advance(100)
+      assert.deepStrictEqual(heard.slice(1), ["late DurableTimeout"])
+      yield* faults.reset
+      yield* advance(1_100, 10)
+      assert.strictEqual(yield* host.flush(1), 6)
+      assert.deepStrictEqual(heard.slice(1), ["late DurableTimeout"])
+
+      // another owner claims the sector: the wait fails with SectorFenced (its ops are lost)
+      yield* host.submit(1, [set(7)])
+      assert.strictEqual(seqs(host.trySubmitDurable(1, [set(8)], { onDurable: hear("fenced") })), "taken")
+      yield* sink.load(1)
+      yield* advance(30)
+      assert.deepStrictEqual(heard.slice(2), ["fenced SectorFenced"])
+    }).pipe(Effect.provide(hostLayer())))
 
   it.effect("trySubmit takes nothing the host's budget cannot hold: past it, it declines and submit refuses BufferFull", () =>
     Effect.gen(function*() {

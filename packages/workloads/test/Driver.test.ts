@@ -35,6 +35,7 @@ const hostWith = (submit: SectorHost.SectorHost["Service"]["submit"]) =>
   Layer.succeed(SectorHost.SectorHost, {
     submit,
     trySubmit: () => undefined,
+    trySubmitDurable: () => undefined,
     get: () => Effect.die("unused"),
     stats: () => Effect.die("unused"),
     flush: () => Effect.die("unused"),

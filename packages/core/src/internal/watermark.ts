@@ -4,7 +4,8 @@
  * Every op up to `seq` is durable; `advance` moves the watermark and resolves, in seq order, every waiter it
  * passes. Waiters are kept sorted by the seq they wait for, so an advance touches only the waiters it resolves. A
  * waiter that stops waiting (a timeout, an interruption) is removed at once, not when the watermark finally passes
- * it: a client that retries a timed-out durable request a thousand times leaves no thousand waiters behind.
+ * it: a client that retries a timed-out durable request a thousand times leaves no thousand waiters behind. A
+ * waiter is a fiber (`await`) or a callback (`watch`, for a transport that answers without a fiber per wait).
  *
  * Not thread-safe by design: a sector changes it only from its own fibers, without yielding in between.
  */
@@ -15,9 +16,16 @@ import type { Expiries, Expiry } from "./expiries.ts"
 
 interface Waiter<E> {
   readonly seq: number
-  readonly deferred: Deferred.Deferred<void, E>
+  /** Hears how the wait ended, once. */
+  readonly done: (exit: Exit.Exit<void, E>) => void
   /** Its deadline, if it has one: cancelled when the watermark passes it first. */
   expiry?: Expiry | undefined
+}
+
+/** A wait's deadline: the wait fails with `timedOut()` once the clock reads `at`. */
+export interface Deadline<E> {
+  readonly at: number
+  readonly timedOut: () => E
 }
 
 /** A watermark with waiters that fail with `E` when the sector stops before reaching them. */
@@ -26,7 +34,7 @@ export class Watermark<E> {
   seq: number
   /** When the watermark last moved (ms since the epoch); undefined until it has. */
   at: number | undefined
-  /** Sorted by seq. `any`: a wait fails with `E` or with its own deadline's error, and a `Deferred` is invariant in it. */
+  /** Sorted by seq. `any`: a wait fails with `E` or with its own deadline's error, and its `done` takes either. */
   private readonly waiters: Array<Waiter<any>> = []
   /** Where the waits with a deadline wait for it (the host's one timer for them). */
   private readonly expiries: Expiries
@@ -48,13 +56,13 @@ export class Watermark<E> {
     this.seq = seq
     this.at = at
     let resolved = 0
-    while (resolved < this.waiters.length && this.waiters[resolved]!.seq <= seq) {
-      const waiter = this.waiters[resolved]!
+    while (resolved < this.waiters.length && this.waiters[resolved]!.seq <= seq) resolved++
+    if (resolved === 0) return
+    // out of the list before any of them hears it: a `done` may wait anew, or cancel another wait
+    for (const waiter of this.waiters.splice(0, resolved)) {
       if (waiter.expiry !== undefined) this.expiries.cancel(waiter.expiry)
-      Deferred.doneUnsafe(waiter.deferred, Exit.void)
-      resolved++
+      waiter.done(Exit.void)
     }
-    if (resolved > 0) this.waiters.splice(0, resolved)
   }
 
   /**
@@ -65,37 +73,43 @@ export class Watermark<E> {
    *
    * **Gotchas** a wait that ends without `seq` (interrupted, timed out) removes its waiter at once.
    */
-  await<E2 = never>(
-    seq: number,
-    refuse: () => E | undefined,
-    deadline?: { readonly at: number; readonly timedOut: () => E2 }
-  ): Effect.Effect<void, E | E2> {
+  await<E2 = never>(seq: number, refuse: () => E | undefined, deadline?: Deadline<E2>): Effect.Effect<void, E | E2> {
     return Effect.suspend(() => {
       if (seq <= this.seq) return Effect.void
       const refused = refuse()
       if (refused !== undefined) return Effect.fail(refused)
-      const waiter: Waiter<E | E2> = { seq, deferred: Deferred.makeUnsafe() }
-      this.waiters.splice(this.after(seq), 0, waiter)
-      if (deadline !== undefined) {
-        waiter.expiry = this.expiries.add(deadline.at, () => {
-          this.remove(waiter)
-          Deferred.doneUnsafe(waiter.deferred, Exit.fail(deadline.timedOut()))
-        })
-      }
-      return Deferred.await(waiter.deferred).pipe(Effect.onInterrupt(() =>
-        Effect.sync(() => {
-          this.remove(waiter)
-          if (waiter.expiry !== undefined) this.expiries.cancel(waiter.expiry)
-        })
-      ))
+      const deferred = Deferred.makeUnsafe<void, E | E2>()
+      const cancel = this.watch(seq, (exit) => Deferred.doneUnsafe(deferred, exit), deadline)
+      return Deferred.await(deferred).pipe(Effect.onInterrupt(() => Effect.sync(cancel)))
     })
+  }
+
+  /**
+   * The same wait without a fiber: `done` hears once how it ended — `seq` durable, the sector stopped (`failAll`), or
+   * `deadline` passed — unless the returned `cancel` comes first. For a seq above the watermark, of a sector that
+   * takes work (`await` checks both; here the caller does). `done` runs where the wait ends (a flusher's commit, the
+   * deadlines' timer): it must not throw.
+   */
+  watch<E2 = never>(seq: number, done: (exit: Exit.Exit<void, E | E2>) => void, deadline?: Deadline<E2>): () => void {
+    const waiter: Waiter<E | E2> = { seq, done }
+    this.waiters.splice(this.after(seq), 0, waiter)
+    if (deadline !== undefined) {
+      waiter.expiry = this.expiries.add(deadline.at, () => {
+        this.remove(waiter)
+        done(Exit.fail(deadline.timedOut()))
+      })
+    }
+    return () => {
+      this.remove(waiter)
+      if (waiter.expiry !== undefined) this.expiries.cancel(waiter.expiry)
+    }
   }
 
   /** Fails every waiter with `error` (the sector stopped or was fenced). */
   failAll(error: E): void {
     for (const waiter of this.waiters.splice(0)) {
       if (waiter.expiry !== undefined) this.expiries.cancel(waiter.expiry)
-      Deferred.doneUnsafe(waiter.deferred, Exit.fail(error))
+      waiter.done(Exit.fail(error))
     }
   }
 

@@ -17,7 +17,8 @@ const fakeSector = (sectorId: number, gate: Deferred.Deferred<void>): Sector.Sec
     stop: Effect.succeed(report),
     phase: () => "running",
     unflushed: () => 0,
-    tryAccept: () => undefined
+    tryAccept: () => undefined,
+    tryAcceptDurable: () => undefined
   }
 }
 
