@@ -11,6 +11,8 @@ import { Batch, type Op } from "@sectors/core"
 import { Arbitraries } from "@sectors/core/testing"
 import { Result } from "effect"
 import * as fc from "fast-check"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
 import * as HostConfig from "../src/HostConfig.ts"
 import * as Ingest from "../src/Ingest.ts"
 import * as Request from "../src/Request.ts"
@@ -318,5 +320,36 @@ describe("SubmissionScan.body", () => {
         `{"ops":[{"type":"set","entity":1,"component":"c","data":{"x":"\ud800"}}]}`
       ]
     ) assert.isUndefined(SubmissionScan.body(text, config), text)
+  })
+})
+
+describe("SubmissionScan and memory", () => {
+  it("keeps no view into the text it read: a long component, worker or string is a copy, not the whole frame held alive", () => {
+    v8.setFlagsFromString("--expose-gc")
+    const gc = vm.runInNewContext("gc") as () => void
+    const config = { ...HostConfig.defaults, maxBodyBytes: 2 ** 23, maxDataBytes: 2 ** 23 }
+    const pad = "p".repeat(2 ** 20)
+    const name = "a-long-component-name"
+    const kept: Array<unknown> = []
+    gc()
+    const before = process.memoryUsage().heapUsed
+    for (let i = 0; i < 16; i++) {
+      // each text a fresh string of over a MiB; only a few short strings of it are kept
+      const ops = [
+        { type: "set", entity: 1, component: `${name}-${i}`, data: { s: `a-long-string-value-${i}`, pad } },
+        { type: "authority", entity: 1, component: `${name}-${i}`, worker: `a-long-worker-id-${i}` }
+      ]
+      const scanned = i % 2 === 0
+        ? SubmissionScan.frame(JSON.stringify({ id: i, sector: 1, ops }), config)
+        : SubmissionScan.body(JSON.stringify({ ops }), config)
+      assert.isDefined(scanned)
+      const [set, authority] = scanned.ops as [Extract<Op.Op, { type: "set" }>, Extract<Op.Op, { type: "authority" }>]
+      kept.push(set.component, (set.data as { s: string }).s, authority.worker)
+    }
+    gc()
+    const grown = process.memoryUsage().heapUsed - before
+    assert.strictEqual(kept.length, 48)
+    // views would hold 16 texts of a MiB each
+    assert.isBelow(grown, 4 * 2 ** 20, `the heap grew by ${Math.round(grown / 2 ** 20)} MiB`)
   })
 })
