@@ -12,6 +12,7 @@
  * host starts: effect registers a series on its first update, and `rate()` or an alert on a series that appears only
  * with its first increment has nothing to work on until then.
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as BatchPolicy from "./BatchPolicy.ts"
@@ -310,6 +311,50 @@ export const register: Effect.Effect<void> = Effect.contextWith((context) =>
     for (const metric of series) metric.valueUnsafe(context)
   })
 )
+
+/** A number that a gauge's or a counter's series reads when the registry is read (`tally`). */
+export interface Tally {
+  value: number
+}
+
+/** The tallies of each registry, by metric. */
+const tallies = new WeakMap<Metric.MetricRegistry, Map<Metric.Metric<never, unknown>, Tally>>()
+
+/**
+ * The series of `metric` in the registry of `context`, as a plain number for the hot path to add to, read when the
+ * registry is (a scrape, `Metric.value`). An effect `Metric` update finds its series in the registry on every call
+ * (three map lookups), and three of them came with every accepted submission (`opsReceived`, `pendingKeys`,
+ * `bufferedBytes`). One tally per metric and registry, shared by every runtime that uses the registry, as the series
+ * is; it starts where the series was.
+ *
+ * **Gotchas** once a metric has a tally, `Metric.update` of it does nothing: add to the tally instead.
+ */
+export const tally = (
+  metric: Metric.Metric<number, Metric.GaugeState<number>> | Metric.Metric<number, Metric.CounterState<number>>,
+  context: Context.Context<never>
+): Tally => {
+  const registry = Context.get(context, Metric.MetricRegistry)
+  let byMetric = tallies.get(registry)
+  if (byMetric === undefined) {
+    byMetric = new Map()
+    tallies.set(registry, byMetric)
+  }
+  const found = byMetric.get(metric)
+  if (found !== undefined) return found
+  const state: unknown = metric.valueUnsafe(context)
+  const counter = metric.type === "Counter"
+  const made: Tally = {
+    value: counter ? (state as Metric.CounterState<number>).count : (state as Metric.GaugeState<number>).value
+  }
+  const incremental = counter && (state as Metric.CounterState<number>).incremental
+  Metric.registerUnsafe(metric as Metric.Metric<number, unknown>, context, {
+    get: () => counter ? { count: made.value, incremental } : { value: made.value },
+    update: () => {},
+    modify: () => {}
+  })
+  byMetric.set(metric, made)
+  return made
+}
 
 /** One series of a counter per value of its label (`reason` unless said). */
 function byLabel<const Value extends string>(

@@ -317,6 +317,8 @@ export interface Runtime {
   /** The pending-keys gauge and the budget, as the backlogs report to them. */
   readonly onKeys: (delta: number) => void
   readonly onBytes: ((delta: number) => void) | undefined
+  /** The `opsReceived` counter's series, added to as ops are accepted. */
+  readonly received: Metrics.Tally
   /** Loads (claims) a sector and returns it, resident and idle: no fiber runs until it is given work. */
   readonly activate: (sectorId: number) => Effect.Effect<Sector, SinkError>
 }
@@ -329,6 +331,7 @@ export const runtime = Effect.fnUntraced(function*(
   const context = yield* Effect.context<never>()
   const budget = options.budget
   const clock = yield* Clock.Clock
+  const pendingKeys = Metrics.tally(Metrics.pendingKeys, context)
   const self: Runtime = {
     config,
     sink: yield* SectorSink,
@@ -345,8 +348,9 @@ export const runtime = Effect.fnUntraced(function*(
     }),
     retryAfterMillis: Duration.toMillis(config.mailboxRetryAfter),
     restartSchedule: Schedule.min([Schedule.exponential(config.restartBase), Schedule.spaced(config.restartMax)]),
-    onKeys: (delta) => Metrics.pendingKeys.modifyUnsafe(delta, context),
+    onKeys: (delta) => void (pendingKeys.value += delta),
     onBytes: budget === undefined ? undefined : (delta) => budget.add(delta),
+    received: Metrics.tally(Metrics.opsReceived, context),
     activate: (sectorId) =>
       Effect.map(self.resilience.retrying(self.sink.load(sectorId)), (loaded) => new SectorActor(self, loaded))
   }
@@ -866,7 +870,7 @@ class SectorActor implements Sector {
     const count = envelope.ops.length
     const lastSeq = backlog.nextSeq - 1
     this.counters.received += count
-    Metrics.opsReceived.updateUnsafe(count, this.rt.context)
+    this.rt.received.value += count
     if (envelope.pending !== undefined) {
       this.unstoredKeys.push(this.rt.keys.accept(envelope.pending, firstSeq, lastSeq, now))
     }

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Metric } from "effect"
+import { Context, Duration, Effect, Fiber, Layer, Metric } from "effect"
+import { TestClock } from "effect/testing"
 import { BatchPolicy, Metrics, Sector, SectorHost } from "../src/index.ts"
 import { FaultSink } from "../src/testing.ts"
 import { advance, hostLayer, policy, set } from "./support.ts"
@@ -55,6 +56,40 @@ describe("Metrics", () => {
         assert.notProperty(metric.attributes ?? {}, "sectorId", metric.id)
       }
     }).pipe(Effect.provide(hostLayer({ policy: policy({ minBatch: 5 }) }))))
+})
+
+describe("Metrics kept as tallies", () => {
+  it.effect("count ops received and gauge pending keys and buffered bytes over every host of a registry, from where the series stood", () =>
+    Effect.gen(function*() {
+      // a registry of the test's own, whose received counter already stood at 5
+      const registry: Metric.MetricRegistry = new Map()
+      const inRegistry = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        Effect.provideService(effect, Metric.MetricRegistry, registry)
+      yield* inRegistry(Metric.update(Metrics.opsReceived, 5))
+      const hosts = yield* inRegistry(Effect.forEach([1, 2], () => Layer.build(hostLayer())))
+      const [a, b] = hosts.map((context) => Context.get(context, SectorHost.SectorHost))
+      for (const context of hosts) {
+        const faults = Context.get(context, FaultSink.Faults)
+        yield* faults.slow(Duration.seconds(1))
+        // however the test ends, the hosts can flush when they shut down (the TestClock stands still otherwise)
+        yield* Effect.addFinalizer(() => Effect.andThen(faults.reset, TestClock.adjust(Duration.seconds(2))))
+      }
+      const read = inRegistry(Effect.all({
+        received: Effect.map(Metric.value(Metrics.opsReceived), (state) => state.count),
+        keys: Effect.map(Metric.value(Metrics.pendingKeys), (state) => state.value),
+        bytes: Effect.map(Metric.value(Metrics.bufferedBytes), (state) => state.value)
+      }))
+
+      yield* a!.submit(1, [set(1), set(2), set(2)])
+      yield* b!.submit(1, [set(3)])
+      const held = a!.buffer().bufferedBytes + b!.buffer().bufferedBytes
+      assert.isAbove(held, 0)
+      assert.deepStrictEqual(yield* read, { received: 9, keys: 3, bytes: held })
+      yield* advance(30) // both batches taken at maxWait: their keys are no longer pending, their bytes held until durable
+      assert.deepStrictEqual(yield* read, { received: 9, keys: 0, bytes: held })
+      yield* advance(1_000, 10)
+      assert.deepStrictEqual(yield* read, { received: 9, keys: 0, bytes: 0 })
+    }).pipe(Effect.scoped))
 })
 
 describe("Metrics: active sectors", () => {

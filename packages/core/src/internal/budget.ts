@@ -19,11 +19,12 @@ export class Budget {
   readonly max: number
   /** A submission was refused and room has not come back since (below 90 %). */
   private refusing = false
-  private readonly context: Context.Context<never>
+  /** The `bufferedBytes` gauge's series. */
+  private readonly held: Metrics.Tally
 
   constructor(max: number, context: Context.Context<never>) {
     this.max = max
-    this.context = context
+    this.held = Metrics.tally(Metrics.bufferedBytes, context)
     Metrics.bufferBudgetBytes.updateUnsafe(max, context)
   }
 
@@ -55,6 +56,6 @@ export class Budget {
     if (delta === 0) return
     this.used += delta
     if (this.refusing && this.used < this.max * 0.9) this.refusing = false
-    Metrics.bufferedBytes.modifyUnsafe(delta, this.context)
+    this.held.value += delta
   }
 }
