@@ -40,7 +40,7 @@ export interface Options {
 export const quick: Options = {
   seconds: 4,
   postRates: [1_000, 2_000, 4_000, 8_000, 16_000],
-  frameRates: [4_000, 8_000, 16_000, 32_000, 64_000, 128_000],
+  frameRates: [4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000],
   refine: 2,
   connections: 64,
   sockets: 8

@@ -112,7 +112,7 @@ const program = Effect.gen(function*() {
       capacity.push(yield* Capacity.search(url, {
         profile,
         workload: Workload.fieldReport.sustained,
-        rates: [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000],
+        rates: [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000, 512_000],
         seconds: full ? 10 : 4,
         refine: 2
       }))
