@@ -28,9 +28,10 @@
  * in the event that delivers them: a frame refused, or taken at once by its sector (`Sectors.trySubmit`), is answered
  * there, without a fiber; a durable frame its sector takes at once (`Sectors.trySubmitDurable`) waits as a callback on
  * the sector's watermark, answered where the wait ends (a commit, its deadline) — no fiber either; only a frame that
- * must wait otherwise (one with a key, one whose sector is busy or asleep) runs in a fiber of the connection's. The usual frame is read straight from its text (`SubmissionScan`: no `JSON.parse`,
- * its data measured for the buffer budget as it is read), and an answer known to be ASCII is written without being
- * measured (`IngestWire.latin1Frames`).
+ * must wait otherwise (one with a key, one whose sector is busy or asleep) runs in a fiber of the connection's. The
+ * usual frame is read straight from its text (`SubmissionScan`: no `JSON.parse`, its data measured for the buffer
+ * budget as it is read), and an answer known to be ASCII is written without being measured
+ * (`IngestWire.latin1Frames`).
  *
  * **Shutdown.** From the shutdown signal on (`Lifecycle`), frames are answered with `ShuttingDown` (503) without being
  * submitted; once every frame read is answered — durable ones when the host's final flush makes them durable — the
