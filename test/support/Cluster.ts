@@ -4,13 +4,13 @@
  * until the shards have settled, stop a host (SIGTERM) or kill it (SIGKILL), start it again on the same ports, add one,
  * read `GET /cluster`, a sector's epoch from every host, and a host's metrics.
  *
- * Ports come from below Linux's ephemeral range (32768-60999): a restarted host wants its ports back, and a port in
- * that range can meanwhile be held by any outgoing connection (the cluster's own, PostgreSQL's) — a run of
- * `npm run cluster` failed so once (`EADDRINUSE`).
+ * Ports come from `Port.freeAsync`, below Linux's ephemeral range (32768-60999): a restarted host wants its ports
+ * back, and a port in that range can meanwhile be held by any outgoing connection (the cluster's own, PostgreSQL's) —
+ * a run of `npm run cluster` failed so once (`EADDRINUSE`).
  */
+import { Port } from "@sectors/pg-embedded"
 import { Effect } from "effect"
 import * as fs from "node:fs/promises"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { call, type Host, startHost } from "./HostProcess.ts"
@@ -25,28 +25,6 @@ export interface ClusterView {
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Whether nothing listens on `port` of 127.0.0.1 (a listen there succeeds). */
-const isFree = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const server = net.createServer()
-    server.unref()
-    server.once("error", () => resolve(false))
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)))
-  })
-
-const taken = new Set<number>()
-
-/** A free port of 127.0.0.1 below the ephemeral range, never handed out twice by this process. */
-export const freePort = async (): Promise<number> => {
-  while (true) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000)
-    if (!taken.has(port) && await isFree(port)) {
-      taken.add(port)
-      return port
-    }
-  }
-}
 
 /** A runner's view of the cluster. */
 export const view = async (host: Host): Promise<ClusterView> => (await call(host.baseUrl, "GET", "/cluster")).body as ClusterView
@@ -211,8 +189,8 @@ export const make = (options: { readonly url: string; readonly hosts: number; re
       up: () => alive(m.lives[m.lives.length - 1]!)
     })
     const add = async () => {
-      const port = await freePort()
-      const runnerPort = await freePort()
+      const port = await Port.freeAsync()
+      const runnerPort = await Port.freeAsync()
       const m = { port, runnerPort, lives: [await launch(port, runnerPort)] }
       members.push(m)
       return member(m)

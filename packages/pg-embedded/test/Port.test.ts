@@ -24,6 +24,14 @@ describe("Port", () => {
       assert.strictEqual((server.address() as net.AddressInfo).port, port)
     }).pipe(Effect.scoped))
 
+  it.effect("hands out ports below the range of outgoing connections' source ports, never one twice", () =>
+    Effect.gen(function*() {
+      const ports = yield* Effect.forEach(Array.from({ length: 50 }), () => Port.free)
+      const low = Port.ephemeralLow()
+      assert.isTrue(ports.every((port) => port >= 1_024 && port < low), `${ports.join(", ")} (outgoing from ${low})`)
+      assert.strictEqual(new Set(ports).size, ports.length)
+    }))
+
   it.effect("hands out a port other than one being listened on", () =>
     Effect.gen(function*() {
       const taken = yield* Effect.flatMap(Port.free, listenOn)
