@@ -612,8 +612,13 @@ const ingestSection = (
 ): Array<string> => {
   const inProcess = balanced?.maxSustained
   // a search that sustained every rate it tried has only a lower bound
-  const framesCapped = r.frames.steps.every((step) => step.sustained)
-  const inProcessCapped = balanced !== undefined && Capacity.notSustainedAt(balanced) === undefined
+  const capped = [
+    ...(r.frames.steps.every((step) => step.sustained) ? ["the frames"] : []),
+    ...(balanced !== undefined && Capacity.notSustainedAt(balanced) === undefined ? ["the in-process search"] : [])
+  ]
+  const bounds = capped.length === 0
+    ? "."
+    : ` — ${capped.join(" and ")} sustained every rate tried: ${capped.length === 2 ? "both are lower bounds" : "a lower bound"}.`
   const steps = (s: IngestCapacity.Search) =>
     s.steps.map((x) =>
       `${n(x.rate)} → ${n(x.accepted / x.seconds)}/s, p99 ${n(x.latency.p99)} ms, ${n(x.cpuCores, 2)} cores` +
@@ -642,13 +647,7 @@ const ingestSection = (
     `Frames / POSTs: ${n(ratio, 1)}× (issue 17: ≥ 5×)` +
       (inProcess === undefined
         ? " (no in-process capacity in this run: `npm run bench -- capacity ingest` measures both)."
-        : `; frames / in-process capacity: ${pct(r.frames.maxSustained / inProcess)} (issue 17: ≥ 50 %)` +
-          (framesCapped || inProcessCapped
-            ? ` — ${
-              [framesCapped ? "the frames" : undefined, inProcessCapped ? "the in-process search" : undefined]
-                .filter((x) => x !== undefined).join(" and ")
-            } sustained every rate tried: ${framesCapped && inProcessCapped ? "both are lower bounds" : "a lower bound"}.`
-            : "."))
+        : `; frames / in-process capacity: ${pct(r.frames.maxSustained / inProcess)} (issue 17: ≥ 50 %)${bounds}`)
   ]
 }
 

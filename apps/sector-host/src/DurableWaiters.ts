@@ -22,19 +22,19 @@ export interface DurableWaiters {
 /** `max` places. */
 export const make = (max: number): DurableWaiters => {
   let taken = 0
+  const tryTake = () => {
+    if (taken >= max) return false
+    taken++
+    return true
+  }
+  const giveBack = () => void taken--
   return {
     waiting: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | Problem.Problem, R> =>
-      Effect.suspend((): Effect.Effect<A, E | Problem.Problem, R> => {
-        if (taken >= max) return Effect.fail(Problem.tooManyWaiters(max))
-        taken++
-        return Effect.ensuring(effect, Effect.sync(() => taken--))
-      }),
-    tryTake: () => {
-      if (taken >= max) return false
-      taken++
-      return true
-    },
-    giveBack: () => void taken--,
+      Effect.suspend((): Effect.Effect<A, E | Problem.Problem, R> =>
+        tryTake() ? Effect.ensuring(effect, Effect.sync(giveBack)) : Effect.fail(Problem.tooManyWaiters(max))
+      ),
+    tryTake,
+    giveBack,
     taken: () => taken
   }
 }

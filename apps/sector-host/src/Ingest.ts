@@ -307,8 +307,7 @@ export const make = (waiters: DurableWaiters) =>
         yield* Effect.addFinalizer(() =>
           Effect.sync(() => {
             done = true
-            for (const drop of durableWaits) drop()
-            durableWaits.clear()
+            for (const drop of durableWaits) drop() // each takes itself out of the set
           })
         )
 

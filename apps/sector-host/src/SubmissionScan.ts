@@ -156,7 +156,7 @@ class Scan {
       at++
     }
     this.at = at + 1
-    return own(text, start, at)
+    return text.slice(start, at)
   }
 
   /** A member's key, `"key":`, as its contents. */
@@ -239,7 +239,7 @@ class Scan {
   /** Any JSON value inside an op's `data`, at `depth` levels of arrays and objects. */
   value(depth: number): unknown {
     const code = this.text.charCodeAt(this.at)
-    if (code === quote) return this.string()
+    if (code === quote) return own(this.string())
     if (code === openBrace) return this.object(depth + 1)
     if (code === openBracket) return this.array(depth + 1)
     if (code === minus || isDigit(code)) return this.number()
@@ -289,7 +289,7 @@ class Scan {
     const length = this.at - start
     if (length === 0 || length > 64) this.fail()
     this.expect(quote)
-    return own(text, start, start + length)
+    return own(text.slice(start, start + length))
   }
 
   /** A worker id (`[\x21-\x7e]{1,128}`, without `"` and `\`, which JSON escapes) or `null`. */
@@ -306,7 +306,7 @@ class Scan {
     const length = this.at - start
     if (length === 0 || length > 128) this.fail()
     this.expect(quote)
-    return own(text, start, start + length)
+    return own(text.slice(start, start + length))
   }
 
   /** Each op's data length so far (`dataLengths`), in the order of the ops. */
@@ -404,13 +404,13 @@ class Scan {
 const isDigit = (code: number) => code >= zero && code <= nine
 
 /**
- * `text.slice(start, end)` as a string of its own. V8 makes a slice of 13 characters or more a view into `text`: a
- * component, a worker or a data string kept in a sector's state would keep the whole frame or body it came in alive,
- * unseen by the buffer budget (which counts what the ops hold). Slicing `" " + slice` instead copies it out (V8 flattens
- * the pair into a new string first); about 80 ns, and only for those slices.
+ * `slice` as a string of its own, for a string the sector keeps (a component, a worker, a string in data). V8 makes a
+ * slice of 13 characters or more a view into the text it was cut from, which would keep the whole frame or body alive
+ * for as long as the sector holds the value, unseen by the buffer budget (which counts what the ops hold); `" " +
+ * slice`, sliced again, is a copy (V8 flattens the pair into a new string first): about 80 ns, only for those slices.
+ * Keys and ids are not kept (a key becomes a property name, which V8 copies into its string table).
  */
-const own = (text: string, start: number, end: number): string =>
-  end - start < 13 ? text.slice(start, end) : (" " + text.slice(start, end)).slice(1)
+const own = (slice: string): string => slice.length < 13 ? slice : (" " + slice).slice(1)
 
 /** `[A-Za-z0-9_.-]` */
 const isNameCode = (code: number) =>
