@@ -10,9 +10,11 @@
  * second of the step's end, and the p99 of the durable ones — from when they were due to their answer, so falling
  * behind counts — stays under 2 s: the same bounds as the in-process search (`Capacity`).
  *
- * The generator runs in the bench's process, on the host's machine: each step reports its CPU beside the host's. The
- * frames go out through a lean WebSocket client of the bench's own (`WebSocketClient`); Node's built-in `WebSocket`
- * took about as much CPU per frame as the host and was the limit on two cores.
+ * The generator runs in the bench's process, on the host's machine: each step reports its CPU beside the host's, both
+ * counted from when the load begins. The frames go out through a lean WebSocket client of the bench's own
+ * (`WebSocketClient`); Node's built-in `WebSocket` took about as much CPU per frame as the host and was the limit on
+ * two cores. A step's frames are made and masked before it begins, so that while it runs the generator only writes
+ * slices of them and reads the answers: what it takes of the machine is not the host's to use.
  */
 import { type Op } from "@sectors/core"
 import { PgEmbedded } from "@sectors/pg-embedded"
@@ -89,7 +91,8 @@ const postStep = async (
   source: OpSource.OpSource,
   rate: number,
   seconds: number,
-  connections: number
+  connections: number,
+  started: () => void
 ): Promise<Omit<Step, "sustained" | "cpuCores">> => {
   const url = new URL(baseUrl)
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections })
@@ -97,6 +100,7 @@ const postStep = async (
   const latencies: Array<number> = []
   let next = 0
   let accepted = 0
+  started()
   const start = performance.now()
   const loop = async () => {
     for (let k = next++; k < total; k = next++) {
@@ -120,23 +124,67 @@ const postStep = async (
   return { rate, offered: total, accepted, seconds: (performance.now() - start) / 1000, latency: Summary.summarize(latencies) }
 }
 
+/** A frame's text, as `JSON.stringify` would write `{id, sector, ops: [op], ack?}`, with less work per frame. */
+const frameText = (id: number, sector: number, op: Op.Op, durable: boolean): string =>
+  `{"id":${id},"sector":${sector},"ops":[${JSON.stringify(op)}]${durable ? `,"ack":"durable"` : ""}}`
+
+const idPrefix = Buffer.from(`{"id":`)
+const persistedEnd = Buffer.from(`,"persisted":true}`)
+const comma = 0x2c
+const quote = 0x22
+const letterS = 0x73
+
 /**
- * `rate` single-op frames/s for `seconds` over `sockets` connections to `/ingest`, sent with the lean client
- * (`WebSocketClient`: masked frames, the frames of a tick to a connection in one write) so that the generator, which
- * shares the machine with the host, takes little of it. Every answer is read and checked: its id must be one sent on
- * that connection and not answered yet (the step fails otherwise).
+ * What the generator needs of an answer, read from its bytes without decoding it: the numeric `id` it starts with
+ * (`{"id":<digits>,`), whether it accepted the frame (`"sector"` follows the id; a refusal has `"error"` there), and
+ * whether it says `"persisted": true` (the host writes it last). `undefined` when the answer does not start so.
+ */
+const readAnswer = (
+  bytes: Uint8Array,
+  from: number,
+  to: number
+): { readonly id: number; readonly accepted: boolean; readonly persisted: boolean } | undefined => {
+  if (to - from < idPrefix.length + 4) return undefined
+  for (let i = 0; i < idPrefix.length; i++) if (bytes[from + i] !== idPrefix[i]) return undefined
+  let at = from + idPrefix.length
+  let id = 0
+  const digitsFrom = at
+  for (; at < to && bytes[at]! >= 0x30 && bytes[at]! <= 0x39; at++) id = id * 10 + bytes[at]! - 0x30
+  if (at === digitsFrom || at + 2 >= to || bytes[at] !== comma || bytes[at + 1] !== quote) return undefined
+  const accepted = bytes[at + 2] === letterS
+  let persisted = to - from >= persistedEnd.length
+  for (let i = 0; persisted && i < persistedEnd.length; i++) {
+    persisted = bytes[to - persistedEnd.length + i] === persistedEnd[i]
+  }
+  return { id, accepted, persisted: accepted && persisted }
+}
+
+/**
+ * `rate` single-op frames/s for `seconds` over `sockets` connections to `/ingest`, sent with the lean client so that
+ * the generator, which shares the machine with the host, takes little of it: every frame of the step is written out
+ * (`frameText`) and masked with a fresh key (`WebSocketClient.encode`) before the step begins, each tick writes the
+ * frames due on a connection as one slice of those bytes, and each answer is read from its bytes (`readAnswer`). Every
+ * answer is checked: its id must be one sent on that connection and not answered yet (the step fails otherwise).
  */
 const frameStep = async (
   baseUrl: string,
   source: OpSource.OpSource,
   rate: number,
   seconds: number,
-  sockets: number
+  sockets: number,
+  started: () => void
 ): Promise<Omit<Step, "sustained" | "cpuCores">> => {
+  const total = Math.floor(rate * seconds)
+  // the step's frames, laid out before it starts: each connection's as masked frames back to back
+  const texts: Array<Array<string>> = Array.from({ length: sockets }, () => [])
+  for (let id = 0; id < total; id++) texts[id % sockets]!.push(frameText(id, source.sector(), source.op(), id % 20 === 0))
+  const laidOut = texts.map(WebSocketClient.encode)
+  texts.length = 0
+  /** Frames written so far, per connection. */
+  const written = laidOut.map(() => 0)
   const connections = await Promise.all(
     Array.from({ length: sockets }, () => WebSocketClient.open(`${baseUrl.replace(/^http/, "ws")}/ingest`))
   )
-  const total = Math.floor(rate * seconds)
   // per frame: 0 not sent, 1 sent and unanswered, 2 answered
   const state = new Uint8Array(total)
   const latencies: Array<number> = []
@@ -144,39 +192,31 @@ const frameStep = async (
   let answered = 0
   let lastAnswer = 0
   let strays = 0
+  started()
   const start = performance.now()
   connections.forEach((connection, index) => {
-    connection.onText = (text) => {
-      const answer = JSON.parse(text) as { id: unknown; accepted?: number; persisted?: boolean }
-      const id = answer.id
-      if (typeof id !== "number" || id % sockets !== index || state[id] !== 1) {
+    connection.onTextBytes = (bytes, from, to) => {
+      const answer = readAnswer(bytes, from, to)
+      const id = answer === undefined ? -1 : answer.id
+      if (id < 0 || id >= total || id % sockets !== index || state[id] !== 1) {
         strays++
         return
       }
       state[id] = 2
       answered++
       lastAnswer = performance.now()
-      if (answer.accepted !== undefined) accepted++
-      if (answer.persisted === true) latencies.push(lastAnswer - (start + (id * 1000) / rate))
+      if (answer!.accepted) accepted++
+      if (answer!.persisted) latencies.push(lastAnswer - (start + (id * 1000) / rate))
     }
   })
-  let sent = 0
-  const batches: Array<Array<string>> = connections.map(() => [])
-  while (sent < total) {
+  for (let sent = 0; sent < total;) {
     const now = Math.min(total, Math.floor(((performance.now() - start) * rate) / 1000))
-    for (; sent < now; sent++) {
-      state[sent] = 1
-      batches[sent % sockets]!.push(JSON.stringify({
-        id: sent,
-        sector: source.sector(),
-        ops: [source.op()],
-        ...(sent % 20 === 0 ? { ack: "durable" } : {})
-      }))
-    }
-    batches.forEach((batch, index) => {
-      if (batch.length === 0) return
-      connections[index]!.send(batch)
-      batches[index] = []
+    for (; sent < now; sent++) state[sent] = 1
+    // connection `c` carries the frames `c`, `c + sockets`, …: those below `now` are due
+    laidOut.forEach(({ bytes, offsets }, c) => {
+      const due = now > c ? Math.ceil((now - c) / sockets) : 0
+      if (due > written[c]!) connections[c]!.write(bytes.subarray(offsets[written[c]!], offsets[due]))
+      written[c] = due
     })
     await sleep(1)
   }
@@ -200,7 +240,13 @@ const searchOn = (
   name: string,
   rates: ReadonlyArray<number>,
   options: Options,
-  step: (baseUrl: string, source: OpSource.OpSource, rate: number) => Promise<Omit<Step, "sustained" | "cpuCores">>,
+  /** Calls `started` when its load begins (after what it prepares), where CPU starts to be counted. */
+  step: (
+    baseUrl: string,
+    source: OpSource.OpSource,
+    rate: number,
+    started: () => void
+  ) => Promise<Omit<Step, "sustained" | "cpuCores">>,
   log: (message: string) => Effect.Effect<void>
 ) =>
   Effect.gen(function*() {
@@ -213,9 +259,14 @@ const searchOn = (
     const steps: Array<Step> = []
     const maxSustained = yield* Capacity.highestSustained({ rates, refine: options.refine }, (rate) =>
       Effect.gen(function*() {
-        const cpuBefore = host.cpuSeconds()
-        const generatorBefore = process.cpuUsage()
-        const measured = yield* Effect.promise(() => step(host.baseUrl, source, rate))
+        let cpuBefore = 0
+        let generatorBefore = process.cpuUsage()
+        const measured = yield* Effect.promise(() =>
+          step(host.baseUrl, source, rate, () => {
+            cpuBefore = host.cpuSeconds()
+            generatorBefore = process.cpuUsage()
+          })
+        )
         const cpuCores = (host.cpuSeconds() - cpuBefore) / measured.seconds
         const generator = process.cpuUsage(generatorBefore)
         const generatorCores = (generator.user + generator.system) / 1e6 / measured.seconds
@@ -243,9 +294,9 @@ export const run = (
 ) =>
   Effect.gen(function*() {
     const loadAverageAtStart = os.loadavg()
-    const post = yield* searchOn(serverUrl, "post", options.postRates, options, (base, source, rate) =>
-      postStep(base, source, rate, options.seconds, options.connections), log)
-    const frames = yield* searchOn(serverUrl, "frames", options.frameRates, options, (base, source, rate) =>
-      frameStep(base, source, rate, options.seconds, options.sockets), log)
+    const post = yield* searchOn(serverUrl, "post", options.postRates, options, (base, source, rate, started) =>
+      postStep(base, source, rate, options.seconds, options.connections, started), log)
+    const frames = yield* searchOn(serverUrl, "frames", options.frameRates, options, (base, source, rate, started) =>
+      frameStep(base, source, rate, options.seconds, options.sockets, started), log)
     return { options, loadAverageAtStart, post, frames } satisfies Result
   })

@@ -6,7 +6,9 @@
  * no fragmented messages (the host sends none), no TLS.
  *
  * Frames are sent in batches: `send` masks a list of texts into one buffer and writes it once, so a tick of a
- * generator costs one write whatever it sends. Answers are handed to `onText` as strings, in order.
+ * generator costs one write whatever it sends; or a generator lays out its frames before it starts (`encode`) and
+ * `write`s them a slice at a time. Answers are handed to `onText` as strings, in order, or to `onTextBytes` as the
+ * bytes they came in, when it is set (a generator that reads a few fields of each answer need not decode it).
  */
 import * as crypto from "node:crypto"
 import * as net from "node:net"
@@ -15,8 +17,15 @@ import * as net from "node:net"
 export interface Connection {
   /** Sends each text as one masked text frame, all in one write. */
   readonly send: (texts: ReadonlyArray<string>) => void
-  /** Called with each text frame the server sends, in order. */
+  /** Sends frames made already (a slice of `encode`'s bytes, whole frames), in one write. */
+  readonly write: (frames: Uint8Array) => void
+  /** Called with each text frame the server sends, in order (unless `onTextBytes` is set). */
   onText: (text: string) => void
+  /**
+   * When set, called instead of `onText` with each text frame's UTF-8 bytes, `bytes[from, to)`; the buffer may be
+   * reused once it returns.
+   */
+  onTextBytes: ((bytes: Buffer, from: number, to: number) => void) | undefined
   /** Called once when the connection ends: the server's close code, or 1006 when it broke without one. */
   onClose: (code: number) => void
   /** Starts the closing handshake (1000) and resolves once the socket is closed. */
@@ -71,6 +80,22 @@ const writeFrame = (out: Buffer, at: number, opcode: number, payload: string | B
   return p + length
 }
 
+/**
+ * `texts` as masked text frames back to back in one buffer, each with a fresh key, as `send` writes them; `offsets[i]`
+ * is where frame `i` starts, `offsets[texts.length]` where the last one ends. A generator that lays out its load before
+ * it starts sends `bytes.subarray(offsets[i], offsets[j])` for frames `i` to `j - 1`.
+ */
+export const encode = (texts: ReadonlyArray<string>): { readonly bytes: Buffer; readonly offsets: Float64Array } => {
+  const offsets = new Float64Array(texts.length + 1)
+  for (let i = 0; i < texts.length; i++) {
+    const length = Buffer.byteLength(texts[i]!)
+    offsets[i + 1] = offsets[i]! + headerSize(length) + length
+  }
+  const bytes = Buffer.allocUnsafe(offsets[texts.length]!)
+  for (let i = 0; i < texts.length; i++) writeFrame(bytes, offsets[i]!, opcodes.text, texts[i]!)
+  return { bytes, offsets }
+}
+
 const frame = (opcode: number, payload: string | Buffer): Buffer => {
   const length = typeof payload === "string" ? Buffer.byteLength(payload) : payload.length
   const out = Buffer.allocUnsafe(headerSize(length) + length)
@@ -104,6 +129,7 @@ export const open = (url: string, headers: Readonly<Record<string, string>> = {}
     const connection: Connection = {
       socket,
       onText: () => {},
+      onTextBytes: undefined,
       onClose: () => {},
       send: (texts) => {
         let size = 0
@@ -114,6 +140,7 @@ export const open = (url: string, headers: Readonly<Record<string, string>> = {}
         for (const text of texts) at = writeFrame(out, at, opcodes.text, text)
         socket.write(out)
       },
+      write: (frames) => void socket.write(frames),
       close: () =>
         new Promise((done) => {
           if (socket.destroyed) return done()
@@ -149,7 +176,10 @@ export const open = (url: string, headers: Readonly<Record<string, string>> = {}
           p += 8
         }
         if (pending.length < p + length) break
-        if (opcode === opcodes.text) connection.onText(pending.toString("utf8", p, p + length))
+        if (opcode === opcodes.text) {
+          if (connection.onTextBytes !== undefined) connection.onTextBytes(pending, p, p + length)
+          else connection.onText(pending.toString("utf8", p, p + length))
+        }
         else if (opcode === opcodes.ping) socket.write(frame(opcodes.pong, pending.subarray(p, p + length)))
         else if (opcode === opcodes.close) {
           closeCode = length >= 2 ? pending.readUInt16BE(p) : 1005
