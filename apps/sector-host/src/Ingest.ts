@@ -427,6 +427,14 @@ export const make = (waiters: DurableWaiters) =>
             answerDefect(frame, now.cause)
             return true
           }
+          return startInFiber(frame)
+        }
+        /**
+         * `start`'s way for a frame its sector does not take at once: submitted in a fiber of the connection's. Whether
+         * it has its seqs already (see `start`). Apart from `start` so that a frame taken at once allocates none of
+         * what this closes over.
+         */
+        const startInFiber = (frame: Submission): boolean => {
           let hasSeqs = false
           let waitedFor = false
           // once, when it has its seqs or its answer (refused, or forwarded in a cluster: no word before then)

@@ -109,10 +109,13 @@ export const make = (socket: Net.Socket, handlers: Handlers): Wire | undefined =
   }
 }
 
+/** The headers of text frames of under 126 bytes, made once (most answers are). */
+const shortHeaders = Array.from({ length: 126 }, (_, length) => String.fromCharCode(0x81, length))
+
 /** A text frame's header (FIN, text, unmasked) for a payload of `length` bytes: one latin1 character a byte. */
 const header = (length: number): string =>
   length < 126
-    ? String.fromCharCode(0x81, length)
+    ? shortHeaders[length]!
     : length < 65536
     ? String.fromCharCode(0x81, 126, length >>> 8, length & 0xff)
     : String.fromCharCode(

@@ -309,8 +309,24 @@ class Scan {
     return own(text.slice(start, start + length))
   }
 
-  /** Each op's data length so far (`dataLengths`), in the order of the ops. */
-  readonly dataLengths: Array<number | undefined> = []
+  /** Ops read so far, and the first one's data length (`dataLengths`); the rest's from the second op on. */
+  private opsRead = 0
+  private firstLength: number | undefined = undefined
+  private moreLengths: Array<number | undefined> | undefined = undefined
+
+  /** Notes the next op's data length. */
+  private length(dataLength: number | undefined): void {
+    if (this.opsRead++ === 0) this.firstLength = dataLength
+    else (this.moreLengths ??= [this.firstLength]).push(dataLength)
+  }
+
+  /**
+   * Each op's data length (`undefined` for an op without data), in the order of the ops. A single op's is an array of
+   * one made at the end: an array pushed to from empty takes room for 16.
+   */
+  dataLengths(): Batch.DataLengths {
+    return this.moreLengths ?? [this.firstLength]
+  }
 
   /** One op, as `Request.plainOps` builds it; a `set` op's data length goes to `dataLengths`, others' `undefined`. */
   op(maxDataBytes: number): Op.Op {
@@ -370,18 +386,18 @@ class Scan {
         // the bound `Request.limitIssues` checks (UTF-8 bytes): near it, the full read measures exactly
         if (3 * dataLength > maxDataBytes) return this.fail()
         this.data = true
-        this.dataLengths.push(dataLength)
+        this.length(dataLength)
         return { type: "set", entity, component, data: data as Op.Data }
       case "remove":
-        this.dataLengths.push(undefined)
+        this.length(undefined)
         return fields === 3 && component !== undefined
           ? { type: "remove", entity, component }
           : this.fail()
       case "delete":
-        this.dataLengths.push(undefined)
+        this.length(undefined)
         return fields === 2 ? { type: "delete", entity } : this.fail()
       case "authority":
-        this.dataLengths.push(undefined)
+        this.length(undefined)
         return fields === 4 && component !== undefined && worker !== undefined
           ? { type: "authority", entity, component, worker }
           : this.fail()
@@ -390,9 +406,13 @@ class Scan {
     }
   }
 
+  /** The ops: one alone in an array of one (an array pushed to from empty takes room for 16). */
   ops(maxOps: number, maxDataBytes: number): Array<Op.Op> {
     this.expect(openBracket)
-    const ops: Array<Op.Op> = []
+    if (maxOps < 1) this.fail()
+    const first = this.op(maxDataBytes)
+    if (!this.next(closeBracket)) return [first]
+    const ops: Array<Op.Op> = [first]
     do {
       if (ops.length === maxOps) this.fail()
       ops.push(this.op(maxDataBytes))
@@ -484,7 +504,7 @@ export const frame = (text: string, limits: Limits): ScannedFrame | undefined =>
       }
     } while (scan.next(closeBrace))
     if (id === undefined || sector === undefined || ops === undefined) return undefined
-    return { _tag: "Submission", id, sector, ops, ack: ack ?? "accepted", key: undefined, dataLengths: scan.dataLengths }
+    return { _tag: "Submission", id, sector, ops, ack: ack ?? "accepted", key: undefined, dataLengths: scan.dataLengths() }
   })
 
 /**
@@ -497,5 +517,5 @@ export const body = (text: string, limits: Limits): ScannedBody | undefined =>
     if (scan.keyWord() !== words.ops) return undefined
     const ops = scan.ops(limits.maxOpsPerRequest, limits.maxDataBytes)
     scan.expect(closeBrace)
-    return { ops, dataLengths: scan.dataLengths }
+    return { ops, dataLengths: scan.dataLengths() }
   })

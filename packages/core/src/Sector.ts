@@ -404,6 +404,20 @@ class Run {
   }
 }
 
+/** The ops' sizes (`Batch.cellBytes`, with the `data` lengths the caller measured already, if any). */
+const cellsOf = (ops: ReadonlyArray<Op.Op>, dataLengths?: DataLengths): Array<number> => {
+  const cells = new Array<number>(ops.length)
+  for (let i = 0; i < ops.length; i++) cells[i] = cellBytes(ops[i]!, dataLengths?.[i])
+  return cells
+}
+
+/** The most bytes `ops` (of sizes `cells`) can add to the host's buffer budget. */
+const budgetBytes = (ops: ReadonlyArray<Op.Op>, cells: ReadonlyArray<number>): number => {
+  let bytes = 0
+  for (let i = 0; i < ops.length; i++) bytes += opBytes(ops[i]!, cells[i])
+  return bytes
+}
+
 /**
  * A sector: its state, seq, watermark and epoch, and its backlog — and fibers only while it has work. Written as a
  * class so that a resident sector costs its fields and nothing per closure: the methods live on the prototype.
@@ -518,17 +532,21 @@ class SectorActor implements Sector {
     const run = this.run
     if (ops.length === 0 || this.backlog.full || run === undefined || !this.free(run)) return undefined
     // accepted here and now: nothing is reserved, the budget only has to have room for the most the ops can add
-    const { bytes, cells } = this.sizes(ops, dataLengths)
-    if (this.rt.budget !== undefined && !this.rt.budget.fits(bytes)) return undefined
+    const cells = cellsOf(ops, dataLengths)
+    const budget = this.rt.budget
+    if (budget !== undefined && !budget.fits(budgetBytes(ops, cells))) return undefined
     // free: the sector is running, so not fenced, and `accept` gives seqs
     const envelope: Envelope = { ops, cells, reserved: 0, deferred: undefined, pending: undefined }
-    return Exit.map(this.acceptHere(run, envelope), (seqs) => ({
+    const exit = this.acceptHere(run, envelope)
+    if (Exit.isFailure(exit)) return Exit.failCause(exit.cause)
+    const [firstSeq, lastSeq] = exit.value!
+    return Exit.succeed({
       sectorId: this.sectorId,
       accepted: ops.length,
-      firstSeq: seqs![0],
-      lastSeq: seqs![1],
-      persisted: seqs![1] <= this.watermark.seq
-    }))
+      firstSeq,
+      lastSeq,
+      persisted: lastSeq <= this.watermark.seq
+    })
   }
 
   tryAcceptDurable(
@@ -578,23 +596,11 @@ class SectorActor implements Sector {
    * them in; `undefined` when the budget cannot take them (nothing reserved).
    */
   private reserve(ops: ReadonlyArray<Op.Op>): { readonly cells: Array<number>; readonly reserved: number } | undefined {
-    const { bytes, cells } = this.sizes(ops)
-    if (this.rt.budget !== undefined && !this.rt.budget.tryReserve(bytes)) return undefined
-    return { cells, reserved: bytes }
-  }
-
-  /**
-   * The ops' sizes (`Batch.cellBytes`, with the `data` lengths the caller measured already, if any) and the most bytes
-   * they can add to the host's budget (0 without a budget).
-   */
-  private sizes(
-    ops: ReadonlyArray<Op.Op>,
-    dataLengths?: DataLengths
-  ): { readonly cells: Array<number>; readonly bytes: number } {
-    const cells = ops.map((op, i) => cellBytes(op, dataLengths?.[i]))
-    let bytes = 0
-    if (this.rt.budget !== undefined) for (let i = 0; i < ops.length; i++) bytes += opBytes(ops[i]!, cells[i])
-    return { cells, bytes }
+    const cells = cellsOf(ops)
+    const budget = this.rt.budget
+    if (budget === undefined) return { cells, reserved: 0 }
+    const bytes = budgetBytes(ops, cells)
+    return budget.tryReserve(bytes) ? { cells, reserved: bytes } : undefined
   }
 
   /**
@@ -862,7 +868,7 @@ class SectorActor implements Sector {
     const now = this.now()
     let firstSeq: number
     try {
-      firstSeq = backlog.accept(envelope.ops, now, (op, seq) => SectorState.apply(this.state, op, seq), envelope.cells)
+      firstSeq = backlog.accept(envelope.ops, now, SectorState.apply, this.state, envelope.cells)
     } catch (defect) {
       if (envelope.deferred !== undefined) Deferred.doneUnsafe(envelope.deferred, Exit.die(defect))
       throw defect

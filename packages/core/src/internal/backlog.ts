@@ -75,14 +75,16 @@ export class Backlog {
   }
 
   /**
-   * Folds a submission in, giving its ops the next seqs, and calling `each` for every op first (the caller applies
-   * it to its state there; if `each` throws, the ops before it stay folded with their seqs). `cells` are the ops'
-   * `Batch.cellBytes` when the caller measured them already. Returns the first seq.
+   * Folds a submission in, giving its ops the next seqs, and calling `each` with `target` for every op first (the
+   * caller applies it to its state there; if `each` throws, the ops before it stay folded with their seqs; a function
+   * and its target rather than a closure, so that a submission makes none). `cells` are the ops' `Batch.cellBytes`
+   * when the caller measured them already. Returns the first seq.
    */
-  accept(
+  accept<T>(
     ops: ReadonlyArray<Op.Op>,
     at: number,
-    each: (op: Op.Op, seq: number) => void,
+    each: (target: T, op: Op.Op, seq: number) => void,
+    target: T,
     cells?: ReadonlyArray<number>
   ): number {
     const firstSeq = this.nextSeq
@@ -96,7 +98,7 @@ export class Backlog {
           segment = new Pending()
           this.segments.push(segment)
         }
-        each(op, this.nextSeq)
+        each(target, op, this.nextSeq)
         const keys = segment.keys
         const bytes = segment.bytes
         segment.add(op, this.nextSeq, at, cells?.[i])

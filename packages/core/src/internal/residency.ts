@@ -19,8 +19,10 @@
  * - **Shutdown sees every sector.** `shutdown` stops new requests first (`ShuttingDown`), waits for activations in
  *   progress, then drains every resident and passivating sector within `shutdownTimeout` and reports each one.
  *
- * Slots are kept in a `Map` in least-recently-used order (taking a sector and letting go of it move its slot to the
- * end), so eviction looks at the oldest first, and the sectors nobody holds are in the order they were let go of.
+ * Slots are kept in least-recently-used order (taking a sector and letting go of it move its slot to the end: `Slots`,
+ * a list threaded through a `Map`, so that moving one is a few pointers, not a `Map` delete and insert per
+ * submission), so eviction looks at the oldest first, and the sectors nobody holds are in the order they were let go
+ * of.
  * Passivation is one sweep for the whole host, not a timer per sector: one sleeping fiber, due when the oldest such
  * sector is; it passivates every sector that is due and sleeps again until the next one is. An idle resident sector
  * costs its slot and nothing that runs; a host with nothing due wakes up for nothing.
@@ -75,6 +77,86 @@ export interface Drained {
 export type AcquireError = SinkUnavailable | ShuttingDown | ResidencyFull
 
 
+/** A slot in the order (`Slots`): a node of a doubly linked list. */
+interface Node {
+  readonly sectorId: number
+  slot: Slot
+  prev: Node | undefined
+  next: Node | undefined
+}
+
+/**
+ * The slots by sector, least recently used first: a `Map` for the lookup and a list through its nodes for the order,
+ * as a `Map`'s insertion order would keep it (`set` of a new sector puts it at the end, of one already here keeps its
+ * place) but with `touch` moving one to the end in place.
+ */
+export class Slots {
+  private readonly nodes = new Map<number, Node>()
+  private head: Node | undefined = undefined
+  private tail: Node | undefined = undefined
+
+  get size(): number {
+    return this.nodes.size
+  }
+
+  get(sectorId: number): Slot | undefined {
+    return this.nodes.get(sectorId)?.slot
+  }
+
+  /** A new sector's slot goes to the end; a sector here keeps its place with its new slot. */
+  set(sectorId: number, slot: Slot): void {
+    const node = this.nodes.get(sectorId)
+    if (node !== undefined) {
+      node.slot = slot
+      return
+    }
+    const added: Node = { sectorId, slot, prev: undefined, next: undefined }
+    this.append(added)
+    this.nodes.set(sectorId, added)
+  }
+
+  delete(sectorId: number): void {
+    const node = this.nodes.get(sectorId)
+    if (node === undefined) return
+    this.unlink(node)
+    this.nodes.delete(sectorId)
+  }
+
+  /** Moves a sector's slot to the end: the most recently used. */
+  touch(sectorId: number): void {
+    const node = this.nodes.get(sectorId)
+    if (node === undefined || node === this.tail) return
+    this.unlink(node)
+    this.append(node)
+  }
+
+  /** Every sector and its slot, least recently used first. Do not change the slots while going through them. */
+  *[Symbol.iterator](): IterableIterator<[number, Slot]> {
+    for (let node = this.head; node !== undefined; node = node.next) yield [node.sectorId, node.slot]
+  }
+
+  *values(): IterableIterator<Slot> {
+    for (let node = this.head; node !== undefined; node = node.next) yield node.slot
+  }
+
+  private append(node: Node): void {
+    node.prev = this.tail
+    node.next = undefined
+    if (this.tail === undefined) this.head = node
+    else this.tail.next = node
+    this.tail = node
+  }
+
+  private unlink(node: Node): void {
+    if (node.prev === undefined) this.head = node.next
+    else node.prev.next = node.next
+    if (node.next === undefined) this.tail = node.prev
+    else node.next.prev = node.prev
+    node.prev = undefined
+    node.next = undefined
+  }
+}
+
 /** The residency of one host; lives as long as the current scope. */
 export const make = Effect.fnUntraced(function*(options: Options) {
   const clock = yield* Clock.Clock
@@ -82,7 +164,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const outer = yield* Effect.scope
   // background work (activations, passivations, the sweep) lives in a scope closed after `shutdown`
   const background = yield* Scope.fork(outer, "parallel")
-  const slots = new Map<number, Slot>()
+  const slots = new Slots()
   const ttl = Duration.toMillis(options.passivateAfter)
   let accepting = true
   /** Whether the passivation sweep is armed (one sleeping fiber for the host). */
@@ -95,10 +177,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     new SinkUnavailable({ retryAfterMillis: options.retryAfterMillis, reason: "the database is unavailable" })
 
   /** Moves a slot to the most recently used end. */
-  const touch = (sectorId: number, slot: Slot) => {
-    slots.delete(sectorId)
-    slots.set(sectorId, slot)
-  }
+  const touch = (sectorId: number) => slots.touch(sectorId)
 
   /** Begins passivating a resident sector: new requests wait for its end, then activate it anew. */
   const passivate = (sectorId: number, slot: Resident): Effect.Effect<Deferred.Deferred<void>> => {
@@ -147,7 +226,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         } else {
           // still flushing (the database may be away): stay resident, look again a whole period later
           slot.lastUsed = now()
-          touch(sectorId, slot)
+          touch(sectorId)
         }
       }
     }).pipe(Effect.ensuring(Effect.sync(() => void (sweeping = false)))))
@@ -223,7 +302,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   /** Takes a reference to a resident sector. */
   const hold = (sectorId: number, slot: Resident) => {
     slot.refs++
-    touch(sectorId, slot)
+    touch(sectorId)
     return slot.sector
   }
 
@@ -239,7 +318,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       slot.lastUsed = now()
       if (slot.refs > 0) return Effect.void
       if (sector.phase() === "fenced") return Effect.asVoid(passivate(sectorId, slot))
-      touch(sectorId, slot)
+      touch(sectorId)
       return armSweep()
     })
 
@@ -266,7 +345,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     if (!accepting || slot?._tag !== "Resident" || slot.sector.phase() !== "running") return undefined
     // as `hold` and `release` back to back; the sweep is armed already: the sector was let go of before
     slot.lastUsed = now()
-    touch(sectorId, slot)
+    touch(sectorId)
     return slot.sector
   }
 
@@ -334,7 +413,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     for (const slot of [...slots.values()]) {
       if (slot._tag === "Activating") yield* Effect.exit(Deferred.await(slot.done))
     }
-    const held = [...slots.entries()].filter((entry): entry is [number, Exclude<Slot, { _tag: "Activating" }>] =>
+    const held = [...slots].filter((entry): entry is [number, Exclude<Slot, { _tag: "Activating" }>] =>
       entry[1]._tag !== "Activating"
     )
     yield* Effect.forEach(held, ([, slot]) => slot.sector.drain, { concurrency: "unbounded", discard: true }).pipe(

@@ -40,9 +40,9 @@ const step: fc.Arbitrary<Step> = fc.oneof(
 describe("Backlog", () => {
   it("gives gap-free seqs and opens a new segment every maxBatch ops", () => {
     const { backlog } = make(3)
-    assert.strictEqual(backlog.accept([{ type: "delete", entity: 1 }, { type: "delete", entity: 2 }], 0, () => {}), 1)
+    assert.strictEqual(backlog.accept([{ type: "delete", entity: 1 }, { type: "delete", entity: 2 }], 0, () => {}, undefined), 1)
     assert.strictEqual(
-      backlog.accept([{ type: "delete", entity: 3 }, { type: "delete", entity: 4 }], 0, () => {}),
+      backlog.accept([{ type: "delete", entity: 3 }, { type: "delete", entity: 4 }], 0, () => {}, undefined),
       3
     )
     assert.strictEqual(backlog.nextSeq, 5)
@@ -53,7 +53,7 @@ describe("Backlog", () => {
     fc.assert(fc.property(fc.array(step, { maxLength: 40 }), (steps) => {
       const { backlog, bytes, gauge } = make()
       for (const s of steps) {
-        if (s._tag === "accept") backlog.accept(s.ops, 0, () => {})
+        if (s._tag === "accept") backlog.accept(s.ops, 0, () => {}, undefined)
         else if (backlog.first !== undefined) {
           backlog.take()
           if (s.outcome === "commit") backlog.commit()
@@ -76,7 +76,7 @@ describe("Backlog", () => {
       let committed = 0
       for (const s of steps) {
         if (s._tag === "accept") {
-          backlog.accept(s.ops, 0, () => {})
+          backlog.accept(s.ops, 0, () => {}, undefined)
           accepted.push(...s.ops)
         } else if (backlog.first !== undefined) {
           const segment = backlog.take()
@@ -94,7 +94,7 @@ describe("Backlog", () => {
 
   it("drops segments a reload found durable, and everything when cleared", () => {
     const { backlog, bytes, gauge } = make(2)
-    backlog.accept([{ type: "delete", entity: 1 }, { type: "delete", entity: 2 }, { type: "delete", entity: 3 }], 0, () => {})
+    backlog.accept([{ type: "delete", entity: 1 }, { type: "delete", entity: 2 }, { type: "delete", entity: 3 }], 0, () => {}, undefined)
     backlog.dropThrough(2)
     assert.deepStrictEqual(backlog.waiting().map((s) => [s.fromSeq, s.toSeq]), [[3, 3]])
     backlog.take()
@@ -105,9 +105,9 @@ describe("Backlog", () => {
 
   it("is full at maxPendingKeys keys", () => {
     const { backlog } = make(10, 2)
-    backlog.accept([{ type: "delete", entity: 1 }], 0, () => {})
+    backlog.accept([{ type: "delete", entity: 1 }], 0, () => {}, undefined)
     assert.isFalse(backlog.full)
-    backlog.accept([{ type: "delete", entity: 2 }], 0, () => {})
+    backlog.accept([{ type: "delete", entity: 2 }], 0, () => {}, undefined)
     assert.isTrue(backlog.full)
     backlog.take()
     assert.isFalse(backlog.full)
@@ -118,7 +118,7 @@ describe("Backlog", () => {
     backlog.accept([
       { type: "set", entity: 1, component: "a", data: { x: 1 } },
       { type: "set", entity: 2, component: "a", data: { x: 2 } }
-    ], 0, () => {})
+    ], 0, () => {}, undefined)
     const segment = backlog.take()
     const poison = segment.entries().find((entry) => entry.entity === 2)!
     segment.discard(poison)

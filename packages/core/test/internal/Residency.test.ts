@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Fiber, Option } from "effect"
+import * as fc from "fast-check"
 import { TestClock } from "effect/testing"
 import type { Sector } from "../../src/index.ts"
 import * as Residency from "../../src/internal/residency.ts"
@@ -101,4 +102,50 @@ describe("Residency", () => {
       assert.strictEqual(activations, 1)
       assert.deepStrictEqual(yield* Effect.exit(residency.shutdown), Exit.succeed({ reports: [{ sectorId: 1, flushed: 0, unflushed: 0 }] }))
     }).pipe(Effect.scoped))
+})
+
+describe("Residency.Slots", () => {
+  type Command =
+    | { readonly _tag: "set"; readonly sectorId: number; readonly slot: number }
+    | { readonly _tag: "delete" | "touch"; readonly sectorId: number }
+  const command: fc.Arbitrary<Command> = fc.oneof(
+    fc.record({ _tag: fc.constant("set" as const), sectorId: fc.nat(7), slot: fc.nat() }),
+    fc.record({ _tag: fc.constantFrom("delete" as const, "touch" as const), sectorId: fc.nat(7) })
+  )
+
+  it("keeps the order a Map would with touch as delete and set: new at the end, a set in place, a touch to the end", () => {
+    fc.assert(fc.property(fc.array(command, { maxLength: 60 }), (commands) => {
+      const slots = new Residency.Slots()
+      const model = new Map<number, unknown>()
+      // stand-in slots: the structure never looks inside one
+      const slotOf = (n: number) => ({ _tag: "Activating", n }) as never
+      for (const c of commands) {
+        switch (c._tag) {
+          case "set": {
+            const slot = slotOf(c.slot)
+            slots.set(c.sectorId, slot)
+            model.set(c.sectorId, slot)
+            break
+          }
+          case "delete":
+            slots.delete(c.sectorId)
+            model.delete(c.sectorId)
+            break
+          case "touch": {
+            slots.touch(c.sectorId)
+            const slot = model.get(c.sectorId)
+            if (slot !== undefined) {
+              model.delete(c.sectorId)
+              model.set(c.sectorId, slot)
+            }
+            break
+          }
+        }
+        assert.deepStrictEqual([...slots], [...model])
+        assert.deepStrictEqual([...slots.values()], [...model.values()])
+        assert.strictEqual(slots.size, model.size)
+        for (let id = 0; id < 8; id++) assert.strictEqual(slots.get(id), model.get(id))
+      }
+    }))
+  })
 })
