@@ -195,7 +195,7 @@ const frameStep = async (
   started()
   const start = performance.now()
   connections.forEach((connection, index) => {
-    connection.onTextBytes = (bytes, from, to) => {
+    connection.onText = (bytes, from, to) => {
       const answer = readAnswer(bytes, from, to)
       const id = answer === undefined ? -1 : answer.id
       if (id < 0 || id >= total || id % sockets !== index || state[id] !== 1) {

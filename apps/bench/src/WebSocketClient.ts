@@ -5,27 +5,22 @@
  * handed over whole, pings are answered, a close is answered — but it does no more: no extensions, no subprotocols,
  * no fragmented messages (the host sends none), no TLS.
  *
- * Frames are sent in batches: `send` masks a list of texts into one buffer and writes it once, so a tick of a
- * generator costs one write whatever it sends; or a generator lays out its frames before it starts (`encode`) and
- * `write`s them a slice at a time. Answers are handed to `onText` as strings, in order, or to `onTextBytes` as the
- * bytes they came in, when it is set (a generator that reads a few fields of each answer need not decode it).
+ * A generator lays out its frames before it starts (`encode`: masked, each with a fresh key) and `write`s them a slice
+ * at a time, so a tick costs one write whatever it sends. Answers are handed to `onText` as the bytes they came in, in
+ * order: a generator that reads a few fields of each answer need not decode it.
  */
 import * as crypto from "node:crypto"
 import * as net from "node:net"
 
 /** An open connection. */
 export interface Connection {
-  /** Sends each text as one masked text frame, all in one write. */
-  readonly send: (texts: ReadonlyArray<string>) => void
   /** Sends frames made already (a slice of `encode`'s bytes, whole frames), in one write. */
   readonly write: (frames: Uint8Array) => void
-  /** Called with each text frame the server sends, in order (unless `onTextBytes` is set). */
-  onText: (text: string) => void
   /**
-   * When set, called instead of `onText` with each text frame's UTF-8 bytes, `bytes[from, to)`; the buffer may be
-   * reused once it returns.
+   * Called with each text frame the server sends, in order: its UTF-8 bytes, `bytes[from, to)` (the buffer may be
+   * reused once it returns).
    */
-  onTextBytes: ((bytes: Buffer, from: number, to: number) => void) | undefined
+  onText: (bytes: Buffer, from: number, to: number) => void
   /** Called once when the connection ends: the server's close code, or 1006 when it broke without one. */
   onClose: (code: number) => void
   /** Starts the closing handshake (1000) and resolves once the socket is closed. */
@@ -81,7 +76,7 @@ const writeFrame = (out: Buffer, at: number, opcode: number, payload: string | B
 }
 
 /**
- * `texts` as masked text frames back to back in one buffer, each with a fresh key, as `send` writes them; `offsets[i]`
+ * `texts` as masked text frames back to back in one buffer, each with a fresh key; `offsets[i]`
  * is where frame `i` starts, `offsets[texts.length]` where the last one ends. A generator that lays out its load before
  * it starts sends `bytes.subarray(offsets[i], offsets[j])` for frames `i` to `j - 1`.
  */
@@ -129,17 +124,7 @@ export const open = (url: string, headers: Readonly<Record<string, string>> = {}
     const connection: Connection = {
       socket,
       onText: () => {},
-      onTextBytes: undefined,
       onClose: () => {},
-      send: (texts) => {
-        let size = 0
-        const lengths = texts.map((text) => Buffer.byteLength(text))
-        for (const length of lengths) size += headerSize(length) + length
-        const out = Buffer.allocUnsafe(size)
-        let at = 0
-        for (const text of texts) at = writeFrame(out, at, opcodes.text, text)
-        socket.write(out)
-      },
       write: (frames) => void socket.write(frames),
       close: () =>
         new Promise((done) => {
@@ -176,10 +161,7 @@ export const open = (url: string, headers: Readonly<Record<string, string>> = {}
           p += 8
         }
         if (pending.length < p + length) break
-        if (opcode === opcodes.text) {
-          if (connection.onTextBytes !== undefined) connection.onTextBytes(pending, p, p + length)
-          else connection.onText(pending.toString("utf8", p, p + length))
-        }
+        if (opcode === opcodes.text) connection.onText(pending, p, p + length)
         else if (opcode === opcodes.ping) socket.write(frame(opcodes.pong, pending.subarray(p, p + length)))
         else if (opcode === opcodes.close) {
           closeCode = length >= 2 ? pending.readUInt16BE(p) : 1005

@@ -20,9 +20,9 @@
  *   progress, then drains every resident and passivating sector within `shutdownTimeout` and reports each one.
  *
  * Slots are kept in least-recently-used order (taking a sector and letting go of it move its slot to the end: `Slots`,
- * a list threaded through a `Map`, so that moving one is a few pointers, not a `Map` delete and insert per
- * submission), so eviction looks at the oldest first, and the sectors nobody holds are in the order they were let go
- * of.
+ * a `Map` for the lookup and a list threaded through the slots for the order, so that moving one is a few pointers,
+ * not a `Map` delete and insert per submission), so eviction looks at the oldest first, and the sectors nobody holds
+ * are in the order they were let go of.
  * Passivation is one sweep for the whole host, not a timer per sector: one sleeping fiber, due when the oldest such
  * sector is; it passivates every sector that is due and sleeps again until the next one is. An idle resident sector
  * costs its slot and nothing that runs; a host with nothing due wakes up for nothing.
@@ -39,21 +39,34 @@ import { ResidencyFull, ShuttingDown, type SinkError, SinkUnavailable } from "..
 import * as Metrics from "../Metrics.ts"
 import type * as Sector from "../Sector.ts"
 
-type Slot =
-  | { readonly _tag: "Activating"; readonly done: Deferred.Deferred<void, SinkUnavailable> }
-  | {
-    readonly _tag: "Resident"
-    readonly sector: Sector.Sector
-    /** Callers using the sector right now. */
-    refs: number
-    /** When the last caller let go (ms). */
-    lastUsed: number
-  }
-  | {
-    readonly _tag: "Passivating"
-    readonly sector: Sector.Sector
-    readonly closed: Deferred.Deferred<void>
-  }
+/**
+ * Where a slot is in the order (`Slots`, which sets `prev` and `next`): the links of a list threaded through the
+ * slots themselves, so that a resident sector pays three fields for its place, not an object of its own.
+ */
+export interface Links {
+  readonly sectorId: number
+  prev: Slot | undefined
+  next: Slot | undefined
+}
+
+export type Slot =
+  & (
+    | { readonly _tag: "Activating"; readonly done: Deferred.Deferred<void, SinkUnavailable> }
+    | {
+      readonly _tag: "Resident"
+      readonly sector: Sector.Sector
+      /** Callers using the sector right now. */
+      refs: number
+      /** When the last caller let go (ms). */
+      lastUsed: number
+    }
+    | {
+      readonly _tag: "Passivating"
+      readonly sector: Sector.Sector
+      readonly closed: Deferred.Deferred<void>
+    }
+  )
+  & Links
 
 type Resident = Extract<Slot, { readonly _tag: "Resident" }>
 
@@ -77,83 +90,74 @@ export interface Drained {
 export type AcquireError = SinkUnavailable | ShuttingDown | ResidencyFull
 
 
-/** A slot in the order (`Slots`): a node of a doubly linked list. */
-interface Node {
-  readonly sectorId: number
-  slot: Slot
-  prev: Node | undefined
-  next: Node | undefined
-}
-
 /**
- * The slots by sector, least recently used first: a `Map` for the lookup and a list through its nodes for the order,
- * as a `Map`'s insertion order would keep it (`set` of a new sector puts it at the end, of one already here keeps its
- * place) but with `touch` moving one to the end in place.
+ * The slots by sector, least recently used first: a `Map` for the lookup and a list through the slots (`Links`) for
+ * the order, as a `Map`'s insertion order would keep it (`set` of a new sector puts it at the end, of one already here
+ * puts the new slot in the old one's place) but with `touch` moving one to the end in place.
  */
 export class Slots {
-  private readonly nodes = new Map<number, Node>()
-  private head: Node | undefined = undefined
-  private tail: Node | undefined = undefined
+  private readonly slots = new Map<number, Slot>()
+  private head: Slot | undefined = undefined
+  private tail: Slot | undefined = undefined
 
   get size(): number {
-    return this.nodes.size
+    return this.slots.size
   }
 
   get(sectorId: number): Slot | undefined {
-    return this.nodes.get(sectorId)?.slot
+    return this.slots.get(sectorId)
   }
 
-  /** A new sector's slot goes to the end; a sector here keeps its place with its new slot. */
-  set(sectorId: number, slot: Slot): void {
-    const node = this.nodes.get(sectorId)
-    if (node !== undefined) {
-      node.slot = slot
-      return
-    }
-    const added: Node = { sectorId, slot, prev: undefined, next: undefined }
-    this.append(added)
-    this.nodes.set(sectorId, added)
+  /** A new sector's slot goes to the end; a sector here has its new slot in the old one's place. */
+  set(slot: Slot): void {
+    const old = this.slots.get(slot.sectorId)
+    this.slots.set(slot.sectorId, slot)
+    if (old === undefined) return this.append(slot)
+    slot.prev = old.prev
+    slot.next = old.next
+    if (old.prev === undefined) this.head = slot
+    else old.prev.next = slot
+    if (old.next === undefined) this.tail = slot
+    else old.next.prev = slot
+    old.prev = undefined
+    old.next = undefined
   }
 
   delete(sectorId: number): void {
-    const node = this.nodes.get(sectorId)
-    if (node === undefined) return
-    this.unlink(node)
-    this.nodes.delete(sectorId)
+    const slot = this.slots.get(sectorId)
+    if (slot === undefined) return
+    this.unlink(slot)
+    this.slots.delete(sectorId)
   }
 
   /** Moves a sector's slot to the end: the most recently used. */
   touch(sectorId: number): void {
-    const node = this.nodes.get(sectorId)
-    if (node === undefined || node === this.tail) return
-    this.unlink(node)
-    this.append(node)
+    const slot = this.slots.get(sectorId)
+    if (slot === undefined || slot === this.tail) return
+    this.unlink(slot)
+    this.append(slot)
   }
 
-  /** Every sector and its slot, least recently used first. Do not change the slots while going through them. */
-  *[Symbol.iterator](): IterableIterator<[number, Slot]> {
-    for (let node = this.head; node !== undefined; node = node.next) yield [node.sectorId, node.slot]
+  /** Every slot, least recently used first. Do not change the slots while going through them. */
+  *[Symbol.iterator](): IterableIterator<Slot> {
+    for (let slot = this.head; slot !== undefined; slot = slot.next) yield slot
   }
 
-  *values(): IterableIterator<Slot> {
-    for (let node = this.head; node !== undefined; node = node.next) yield node.slot
+  private append(slot: Slot): void {
+    slot.prev = this.tail
+    slot.next = undefined
+    if (this.tail === undefined) this.head = slot
+    else this.tail.next = slot
+    this.tail = slot
   }
 
-  private append(node: Node): void {
-    node.prev = this.tail
-    node.next = undefined
-    if (this.tail === undefined) this.head = node
-    else this.tail.next = node
-    this.tail = node
-  }
-
-  private unlink(node: Node): void {
-    if (node.prev === undefined) this.head = node.next
-    else node.prev.next = node.next
-    if (node.next === undefined) this.tail = node.prev
-    else node.next.prev = node.prev
-    node.prev = undefined
-    node.next = undefined
+  private unlink(slot: Slot): void {
+    if (slot.prev === undefined) this.head = slot.next
+    else slot.prev.next = slot.next
+    if (slot.next === undefined) this.tail = slot.prev
+    else slot.next.prev = slot.prev
+    slot.prev = undefined
+    slot.next = undefined
   }
 }
 
@@ -182,7 +186,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   /** Begins passivating a resident sector: new requests wait for its end, then activate it anew. */
   const passivate = (sectorId: number, slot: Resident): Effect.Effect<Deferred.Deferred<void>> => {
     const closed = Deferred.makeUnsafe<void>()
-    slots.set(sectorId, { _tag: "Passivating", sector: slot.sector, closed })
+    slots.set({ _tag: "Passivating", sector: slot.sector, closed, sectorId, prev: undefined, next: undefined })
     return Effect.as(spawn(slot.sector.drain.pipe(
       Effect.ensuring(Effect.sync(() => {
         const current = slots.get(sectorId)
@@ -196,10 +200,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const idle = (slot: Resident) => slot.refs === 0 && (slot.sector.unflushed() === 0 || slot.sector.phase() === "fenced")
 
   /** The oldest resident sector nobody holds (they are in the order they were let go of). */
-  const oldestUnheld = (): [number, Resident] | undefined => {
-    for (const [sectorId, slot] of slots) {
-      if (slot._tag === "Resident" && slot.refs === 0) return [sectorId, slot]
-    }
+  const oldestUnheld = (): Resident | undefined => {
+    for (const slot of slots) if (slot._tag === "Resident" && slot.refs === 0) return slot
     return undefined
   }
 
@@ -212,9 +214,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     sweeping = true
     return spawn(Effect.gen(function*() {
       while (true) {
-        const found = oldestUnheld()
-        if (found === undefined) return
-        const [sectorId, slot] = found
+        const slot = oldestUnheld()
+        if (slot === undefined) return
+        const sectorId = slot.sectorId
         const wait = slot.lastUsed + ttl - now()
         if (wait > 0) {
           yield* Effect.sleep(wait)
@@ -233,10 +235,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   }
 
   /** The least recently used resident sector that can go. */
-  const victim = (): [number, Resident] | undefined => {
-    for (const [sectorId, slot] of slots) {
-      if (slot._tag === "Resident" && idle(slot)) return [sectorId, slot]
-    }
+  const victim = (): Resident | undefined => {
+    for (const slot of slots) if (slot._tag === "Resident" && idle(slot)) return slot
     return undefined
   }
 
@@ -251,14 +251,22 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         )
       }
       Metrics.evictions.updateUnsafe(1, context)
-      return Effect.flatMap(passivate(found[0], found[1]), Deferred.await)
+      return Effect.flatMap(passivate(found.sectorId, found), Deferred.await)
     }
     const done = Deferred.makeUnsafe<void, SinkUnavailable>()
-    slots.set(sectorId, { _tag: "Activating", done })
+    slots.set({ _tag: "Activating", done, sectorId, prev: undefined, next: undefined })
     return spawn(Effect.gen(function*() {
       const built = yield* Effect.exit(options.activate(sectorId))
       if (Exit.isSuccess(built)) {
-        slots.set(sectorId, { _tag: "Resident", sector: built.value, refs: 0, lastUsed: now() })
+        slots.set({
+          _tag: "Resident",
+          sector: built.value,
+          refs: 0,
+          lastUsed: now(),
+          sectorId,
+          prev: undefined,
+          next: undefined
+        })
         Deferred.doneUnsafe(done, Exit.void)
         return
       }
@@ -404,24 +412,22 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   /** The sectors living here (resident or passivating), least recently used first. */
   const sectors = (): Array<Sector.Sector> => {
     const found: Array<Sector.Sector> = []
-    for (const slot of slots.values()) if (slot._tag !== "Activating") found.push(slot.sector)
+    for (const slot of slots) if (slot._tag !== "Activating") found.push(slot.sector)
     return found
   }
 
   const shutdownOnce = Effect.gen(function*() {
     accepting = false
-    for (const slot of [...slots.values()]) {
+    for (const slot of [...slots]) {
       if (slot._tag === "Activating") yield* Effect.exit(Deferred.await(slot.done))
     }
-    const held = [...slots].filter((entry): entry is [number, Exclude<Slot, { _tag: "Activating" }>] =>
-      entry[1]._tag !== "Activating"
-    )
-    yield* Effect.forEach(held, ([, slot]) => slot.sector.drain, { concurrency: "unbounded", discard: true }).pipe(
+    const held = [...slots].filter((slot): slot is Exclude<Slot, { _tag: "Activating" }> => slot._tag !== "Activating")
+    yield* Effect.forEach(held, (slot) => slot.sector.drain, { concurrency: "unbounded", discard: true }).pipe(
       Effect.timeoutOption(options.shutdownTimeout)
     )
-    const reports = yield* Effect.forEach(held, ([, slot]) => slot.sector.stop, { concurrency: "unbounded" })
-    for (const [sectorId, slot] of held) {
-      slots.delete(sectorId)
+    const reports = yield* Effect.forEach(held, (slot) => slot.sector.stop, { concurrency: "unbounded" })
+    for (const slot of held) {
+      slots.delete(slot.sectorId)
       if (slot._tag === "Passivating") Deferred.doneUnsafe(slot.closed, Exit.void)
     }
     return { reports } satisfies Drained
