@@ -315,7 +315,7 @@ class Scan {
   private moreLengths: Array<number | undefined> | undefined = undefined
 
   /** Notes the next op's data length. */
-  private length(dataLength: number | undefined): void {
+  private noteLength(dataLength: number | undefined): void {
     if (this.opsRead++ === 0) this.firstLength = dataLength
     else (this.moreLengths ??= [this.firstLength]).push(dataLength)
   }
@@ -386,18 +386,18 @@ class Scan {
         // the bound `Request.limitIssues` checks (UTF-8 bytes): near it, the full read measures exactly
         if (3 * dataLength > maxDataBytes) return this.fail()
         this.data = true
-        this.length(dataLength)
+        this.noteLength(dataLength)
         return { type: "set", entity, component, data: data as Op.Data }
       case "remove":
-        this.length(undefined)
+        this.noteLength(undefined)
         return fields === 3 && component !== undefined
           ? { type: "remove", entity, component }
           : this.fail()
       case "delete":
-        this.length(undefined)
+        this.noteLength(undefined)
         return fields === 2 ? { type: "delete", entity } : this.fail()
       case "authority":
-        this.length(undefined)
+        this.noteLength(undefined)
         return fields === 4 && component !== undefined && worker !== undefined
           ? { type: "authority", entity, component, worker }
           : this.fail()
