@@ -200,12 +200,16 @@ const textOf = (value: fc.Arbitrary<unknown>) =>
 const frameText = textOf(frame)
 const bodyText = textOf(body)
 
-/** Each op's length as the scan measured it is what `cellBytes` measures (its data stringified); none for a non-set. */
+/**
+ * Each `set` op's length is measured (an op left unmeasured would be stringified again by the sector), and is what
+ * `cellBytes` measures (its data stringified); none for a non-set.
+ */
 const measuredAsCellBytes = (ops: ReadonlyArray<Op.Op>, dataLengths: Batch.DataLengths) => {
   assert.strictEqual(dataLengths.length, ops.length)
   ops.forEach((op, i) => {
     assert.strictEqual(Batch.cellBytes(op, dataLengths[i]), Batch.cellBytes(op))
-    if (op.type !== "set") assert.isUndefined(dataLengths[i])
+    if (op.type === "set") assert.strictEqual(dataLengths[i], JSON.stringify(op.data).length)
+    else assert.isUndefined(dataLengths[i])
   })
 }
 
