@@ -69,6 +69,9 @@ const words = {
   authority: wordCode("authority")
 } as const
 
+/** `Scan.dataLengths` before any op is read (shared: nothing writes to it). */
+const noLengths: Batch.DataLengths = []
+
 /** Thrown to give up: caught once, in `attempt`. */
 const giveUp: unique symbol = Symbol("giveUp")
 
@@ -309,26 +312,12 @@ class Scan {
     return own(text.slice(start, start + length))
   }
 
-  /** Ops read so far, and the first one's data length (`dataLengths`); the rest's from the second op on. */
-  private opsRead = 0
-  private firstLength: number | undefined = undefined
-  private moreLengths: Array<number | undefined> | undefined = undefined
+  /** The data length of the op read last (`op`): its `set`'s, `undefined` for an op without data. */
+  private lastLength: number | undefined = undefined
+  /** Each op's data length, in the order of the ops (`ops` makes it beside them; none before). */
+  dataLengths: Batch.DataLengths = noLengths
 
-  /** Notes the next op's data length. */
-  private noteLength(dataLength: number | undefined): void {
-    if (this.opsRead++ === 0) this.firstLength = dataLength
-    else (this.moreLengths ??= [this.firstLength]).push(dataLength)
-  }
-
-  /**
-   * Each op's data length (`undefined` for an op without data), in the order of the ops. A single op's is an array of
-   * one made at the end: an array pushed to from empty takes room for 16.
-   */
-  dataLengths(): Batch.DataLengths {
-    return this.moreLengths ?? [this.firstLength]
-  }
-
-  /** One op, as `Request.plainOps` builds it; a `set` op's data length goes to `dataLengths`, others' `undefined`. */
+  /** One op, as `Request.plainOps` builds it; its data length goes to `lastLength` (`undefined` but for a `set`). */
   op(maxDataBytes: number): Op.Op {
     this.expect(openBrace)
     let type: Op.Op["type"] | undefined
@@ -386,18 +375,18 @@ class Scan {
         // the bound `Request.limitIssues` checks (UTF-8 bytes): near it, the full read measures exactly
         if (3 * dataLength > maxDataBytes) return this.fail()
         this.data = true
-        this.noteLength(dataLength)
+        this.lastLength = dataLength
         return { type: "set", entity, component, data: data as Op.Data }
       case "remove":
-        this.noteLength(undefined)
+        this.lastLength = undefined
         return fields === 3 && component !== undefined
           ? { type: "remove", entity, component }
           : this.fail()
       case "delete":
-        this.noteLength(undefined)
+        this.lastLength = undefined
         return fields === 2 ? { type: "delete", entity } : this.fail()
       case "authority":
-        this.noteLength(undefined)
+        this.lastLength = undefined
         return fields === 4 && component !== undefined && worker !== undefined
           ? { type: "authority", entity, component, worker }
           : this.fail()
@@ -406,17 +395,21 @@ class Scan {
     }
   }
 
-  /** The ops: one alone in an array of one (an array pushed to from empty takes room for 16). */
+  /**
+   * The ops, and their data lengths beside them (`dataLengths`): a single op's in arrays of one (an array pushed to
+   * from empty takes room for 16).
+   */
   ops(maxOps: number, maxDataBytes: number): Array<Op.Op> {
     this.expect(openBracket)
     if (maxOps < 1) this.fail()
-    const first = this.op(maxDataBytes)
-    if (!this.next(closeBracket)) return [first]
-    const ops: Array<Op.Op> = [first]
-    do {
+    const ops: Array<Op.Op> = [this.op(maxDataBytes)]
+    const lengths: Array<number | undefined> = [this.lastLength]
+    while (this.next(closeBracket)) {
       if (ops.length === maxOps) this.fail()
       ops.push(this.op(maxDataBytes))
-    } while (this.next(closeBracket))
+      lengths.push(this.lastLength)
+    }
+    this.dataLengths = lengths
     return ops
   }
 }
@@ -504,7 +497,7 @@ export const frame = (text: string, limits: Limits): ScannedFrame | undefined =>
       }
     } while (scan.next(closeBrace))
     if (id === undefined || sector === undefined || ops === undefined) return undefined
-    return { _tag: "Submission", id, sector, ops, ack: ack ?? "accepted", key: undefined, dataLengths: scan.dataLengths() }
+    return { _tag: "Submission", id, sector, ops, ack: ack ?? "accepted", key: undefined, dataLengths: scan.dataLengths }
   })
 
 /**
@@ -517,5 +510,5 @@ export const body = (text: string, limits: Limits): ScannedBody | undefined =>
     if (scan.keyWord() !== words.ops) return undefined
     const ops = scan.ops(limits.maxOpsPerRequest, limits.maxDataBytes)
     scan.expect(closeBrace)
-    return { ops, dataLengths: scan.dataLengths() }
+    return { ops, dataLengths: scan.dataLengths }
   })
