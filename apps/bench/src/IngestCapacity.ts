@@ -179,7 +179,6 @@ const frameStep = async (
   const texts: Array<Array<string>> = Array.from({ length: sockets }, () => [])
   for (let id = 0; id < total; id++) texts[id % sockets]!.push(frameText(id, source.sector(), source.op(), id % 20 === 0))
   const laidOut = texts.map(WebSocketClient.encode)
-  texts.length = 0
   /** Frames written so far, per connection. */
   const written = laidOut.map(() => 0)
   const connections = await Promise.all(

@@ -180,9 +180,6 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const unavailable = () =>
     new SinkUnavailable({ retryAfterMillis: options.retryAfterMillis, reason: "the database is unavailable" })
 
-  /** Moves a slot to the most recently used end. */
-  const touch = (sectorId: number) => slots.touch(sectorId)
-
   /** Begins passivating a resident sector: new requests wait for its end, then activate it anew. */
   const passivate = (sectorId: number, slot: Resident): Effect.Effect<Deferred.Deferred<void>> => {
     const closed = Deferred.makeUnsafe<void>()
@@ -228,7 +225,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         } else {
           // still flushing (the database may be away): stay resident, look again a whole period later
           slot.lastUsed = now()
-          touch(sectorId)
+          slots.touch(sectorId)
         }
       }
     }).pipe(Effect.ensuring(Effect.sync(() => void (sweeping = false)))))
@@ -310,7 +307,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   /** Takes a reference to a resident sector. */
   const hold = (sectorId: number, slot: Resident) => {
     slot.refs++
-    touch(sectorId)
+    slots.touch(sectorId)
     return slot.sector
   }
 
@@ -326,7 +323,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       slot.lastUsed = now()
       if (slot.refs > 0) return Effect.void
       if (sector.phase() === "fenced") return Effect.asVoid(passivate(sectorId, slot))
-      touch(sectorId)
+      slots.touch(sectorId)
       return armSweep()
     })
 
@@ -353,7 +350,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     if (!accepting || slot?._tag !== "Resident" || slot.sector.phase() !== "running") return undefined
     // as `hold` and `release` back to back; the sweep is armed already: the sector was let go of before
     slot.lastUsed = now()
-    touch(sectorId)
+    slots.touch(sectorId)
     return slot.sector
   }
 
